@@ -173,6 +173,8 @@ static void *client_thread(void *arg)
 		} else {
 			st->errors++;
 		}
+		if (rc != 0 && deadline)
+			usleep(10000); /* do not spin on a server that refuses */
 	}
 	return NULL;
 }

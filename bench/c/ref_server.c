@@ -87,11 +87,39 @@ static void on_signal(int sig)
 	errno = saved;
 }
 
+/* Reply data is built on first use (pthread_once), so a server that never
+ * sends it does not carry it in its resident size. */
+static pthread_once_t big_once = PTHREAD_ONCE_INIT, chunks_once = PTHREAD_ONCE_INIT;
+
+static void build_big(void)
+{
+	big_reply = malloc(BIG_REPLY_SIZE);
+	if (!big_reply) {
+		perror("malloc");
+		exit(1);
+	}
+	for (size_t i = 0; i < BIG_REPLY_SIZE; i++)
+		big_reply[i] = (unsigned char)('a' + i % 26);
+}
+
+static void build_chunks(void)
+{
+	chunk_data = malloc((size_t)CHUNK_COUNT * CHUNK_SIZE + 1);
+	if (!chunk_data) {
+		perror("malloc");
+		exit(1);
+	}
+	for (int i = 0; i < CHUNK_COUNT; i++)
+		snprintf(chunk_data + (size_t)i * CHUNK_SIZE, CHUNK_SIZE + 1, "big: %075d\n", i);
+}
+
 static void respond(int fd, const pkt_buf *req)
 {
 	if (!mode_pong && req->len == 5 && memcmp(req->data, "big50", 5) == 0) {
+		pthread_once(&big_once, build_big);
 		pkt_send(fd, big_reply, BIG_REPLY_SIZE, 1);
 	} else if (!mode_pong && req->len == 6 && memcmp(req->data, "chunks", 6) == 0) {
+		pthread_once(&chunks_once, build_chunks);
 		/* A streamed reply: every chunk is sent when it is produced
 		 * (one sendmsg each); the last one carries the flush. */
 		for (int i = 0; i < CHUNK_COUNT; i++)
@@ -189,17 +217,10 @@ int main(int argc, char **argv)
 		setrlimit(RLIMIT_NOFILE, &rl);
 	}
 
-	/* Reply data, built once. */
-	big_reply = malloc(BIG_REPLY_SIZE);
-	chunk_data = malloc((size_t)CHUNK_COUNT * CHUNK_SIZE + 1);
-	if (!big_reply || !chunk_data || !q_fds || !pool) {
+	if (!q_fds || !pool) {
 		perror("malloc");
 		return 1;
 	}
-	for (size_t i = 0; i < BIG_REPLY_SIZE; i++)
-		big_reply[i] = (unsigned char)('a' + i % 26);
-	for (int i = 0; i < CHUNK_COUNT; i++)
-		snprintf(chunk_data + (size_t)i * CHUNK_SIZE, CHUNK_SIZE + 1, "big: %075d\n", i);
 
 	signal(SIGPIPE, SIG_IGN); /* belt and braces; sends use MSG_NOSIGNAL */
 	if (pipe2(stop_pipe, O_CLOEXEC) < 0) {

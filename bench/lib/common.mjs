@@ -1,0 +1,90 @@
+// Shared pieces of the benchmark processes: the benchmark application
+// (what every server answers), request sizes, statistics, and loading our
+// library from ../../dist when it has been built.
+import fs from 'node:fs';
+import { createRequire } from 'node:module';
+import { fileURLToPath } from 'node:url';
+
+export const BIG_REPLY_SIZE = 50_000_000;
+export const CHUNK_COUNT = 10_000;
+export const CHUNK_SIZE = 81; // "big: " + 75 digits + "\n", as the test app's lines
+export const PONG = Buffer.from('pong');
+export const BIG50 = Buffer.from('big50');
+export const CHUNKS = Buffer.from('chunks');
+
+// Filled with 'a'..'z' like the C reference. Built on first use only, so it
+// does not count in the resident size of a server that never sends it.
+let big = null;
+export function bigReply() {
+  if (!big) {
+    big = Buffer.allocUnsafe(BIG_REPLY_SIZE);
+    const alphabet = Buffer.from('abcdefghijklmnopqrstuvwxyz');
+    for (let i = 0; i < BIG_REPLY_SIZE; i += 26) alphabet.copy(big, i, 0, Math.min(26, BIG_REPLY_SIZE - i));
+  }
+  return big;
+}
+
+let chunks = null;
+export function replyChunks() {
+  if (!chunks) {
+    chunks = new Array(CHUNK_COUNT);
+    for (let i = 0; i < CHUNK_COUNT; i++) chunks[i] = Buffer.from(`big: ${String(i).padStart(75, '0')}\n`);
+  }
+  return chunks;
+}
+
+// Request i of the small-request scenarios has size sizes[i % 65536]; the
+// same xorshift32 sequence as bench/c/ref_client.c.
+export function requestSizes(min, max, count = 65536) {
+  const out = new Uint32Array(count);
+  let x = 12345;
+  for (let i = 0; i < count; i++) {
+    x ^= x << 13;
+    x >>>= 0;
+    x ^= x >>> 17;
+    x ^= x << 5;
+    x >>>= 0;
+    out[i] = min + (x % (max - min + 1));
+  }
+  return out;
+}
+
+export function requestPayload(size) {
+  const b = Buffer.allocUnsafe(size);
+  for (let i = 0; i < size; i++) b[i] = 97 + (i % 26);
+  return b;
+}
+
+// Nearest-rank percentile of a sorted array (same rule as the C client).
+export function percentile(sorted, p) {
+  if (sorted.length === 0) return null;
+  const k = Math.min(sorted.length - 1, Math.max(0, Math.ceil(p * sorted.length) - 1));
+  return sorted[k];
+}
+
+export function median(values) {
+  const v = values.filter((x) => typeof x === 'number' && Number.isFinite(x)).sort((a, b) => a - b);
+  if (v.length === 0) return null;
+  const m = v.length >> 1;
+  return v.length % 2 ? v[m] : (v[m - 1] + v[m]) / 2;
+}
+
+export const DIST_CJS = fileURLToPath(new URL('../../dist/index.js', import.meta.url));
+export const DIST_ESM = fileURLToPath(new URL('../../dist/index.mjs', import.meta.url));
+
+// Our library, or null with the reason when dist/ is not built (yet).
+export async function loadOurs() {
+  if (!fs.existsSync(DIST_CJS)) {
+    return { lib: null, reason: `${DIST_CJS} does not exist (run npm install / npm run build)` };
+  }
+  let lib;
+  try {
+    lib = fs.existsSync(DIST_ESM) ? await import(DIST_ESM) : createRequire(import.meta.url)(DIST_CJS);
+  } catch (err) {
+    return { lib: null, reason: `loading ${DIST_ESM} failed: ${err.message}` };
+  }
+  for (const name of ['createServer', 'sendCommand']) {
+    if (typeof lib[name] !== 'function') return { lib: null, reason: `dist does not export ${name}()` };
+  }
+  return { lib, reason: null };
+}

@@ -1,0 +1,66 @@
+// A benchmark server in its own process, so the harness can read its
+// resident size from /proc/<pid>/status.
+//   node bench/lib/server-proc.mjs <ours|baseline> <socket path> [threads]
+// Prints "ready" on stdout once listening. SIGTERM or SIGINT: close, exit.
+//
+// The application is the same for every server (and bench/c/ref_server.c):
+//   "big50"  -> 50,000,000 bytes, one chunk
+//   "chunks" -> 10000 chunks of 81 bytes, a streamed reply
+//   anything else -> "pong"
+import { createBaselineServer } from '../net-baseline.mjs';
+import { BIG50, CHUNKS, PONG, bigReply, replyChunks, loadOurs } from './common.mjs';
+
+const [impl, path, threadsArg] = process.argv.slice(2);
+const threads = Number(threadsArg) || 4;
+
+const isBig = (req) => req.length === 5 && req.equals(BIG50);
+const isChunks = (req) => req.length === 6 && req.equals(CHUNKS);
+
+let server;
+if (impl === 'baseline') {
+  server = await createBaselineServer(path, (req) => {
+    if (isBig(req)) return bigReply();
+    if (isChunks(req)) return replyChunks(); // an array: each element is one chunk
+    return PONG;
+  });
+} else if (impl === 'ours') {
+  const { lib, reason } = await loadOurs();
+  if (!lib) {
+    console.error(`server-proc: our library is not available: ${reason}`);
+    process.exit(3);
+  }
+  // Streamed reply written the way the API documents it: each chunk is
+  // handed to reply.write() as it is produced, honouring its promise.
+  const streamChunks = async (reply) => {
+    for (const c of replyChunks()) await reply.write(c);
+  };
+  server = await lib.createServer(
+    path,
+    (req, reply) => {
+      if (isBig(req)) return bigReply();
+      if (isChunks(req)) return streamChunks(reply);
+      return PONG;
+    },
+    { threads },
+  );
+} else {
+  console.error(`server-proc: unknown implementation ${impl}`);
+  process.exit(2);
+}
+
+let closing = false;
+const stop = async () => {
+  if (closing) return;
+  closing = true;
+  // Never hang the harness on a close that waits for slow clients.
+  setTimeout(() => process.exit(0), 3000).unref();
+  try {
+    await server.close();
+  } catch (err) {
+    console.error(`server-proc: close failed: ${err.message}`);
+  }
+  process.exit(0);
+};
+process.on('SIGTERM', stop);
+process.on('SIGINT', stop);
+process.stdout.write('ready\n');

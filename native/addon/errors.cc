@@ -1,0 +1,44 @@
+#include "errors.h"
+
+#include <cstring>
+
+namespace sipc {
+
+Napi::Error StatusToError(Napi::Env env, const Status& status, const std::string& address) {
+  const char* code = StatusCodeName(status);
+  std::string message;
+  if (status.is_errno()) {
+    if (status.syscall != nullptr) {
+      message += status.syscall;
+      message += ' ';
+    }
+    message += code;
+    message += ": ";
+    message += std::strerror(status.code);
+    if (!status.detail.empty()) {
+      message += ": ";
+      message += status.detail;
+    } else if (!address.empty()) {
+      message += ": " + address;
+    }
+  } else {
+    message = std::string(code) + ": " + StatusMessage(status);
+  }
+  Napi::Error error = Napi::Error::New(env, message);
+  Napi::Object obj = error.Value();
+  obj.Set("code", Napi::String::New(env, code));
+  if (status.is_errno()) obj.Set("errno", Napi::Number::New(env, -status.code));
+  if (status.syscall != nullptr) obj.Set("syscall", Napi::String::New(env, status.syscall));
+  if (!address.empty()) obj.Set("address", Napi::String::New(env, address));
+  return error;
+}
+
+Napi::Error ClientResultToError(Napi::Env env, const ClientResult& result, const std::string& address) {
+  Napi::Error error = StatusToError(env, result.status, address);
+  if (!result.connected) {
+    error.Value().Set("state", Napi::String::New(env, ActiveStateName(result.connect_state)));
+  }
+  return error;
+}
+
+}  // namespace sipc

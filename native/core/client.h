@@ -1,0 +1,79 @@
+// The simple-ipc client (SPEC section 4): the blocking client used by the
+// synchronous API, and the asynchronous client that runs exchanges on a
+// thread of its own and reports through ClientDelegate.
+#pragma once
+
+#include <cstddef>
+#include <cstdint>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "status.h"
+
+namespace sipc {
+
+enum class ActiveState { kListening, kNotListening, kInvalidPath, kPathNotFound, kOtherError };
+
+// "listening", "not-listening", "invalid-path", "path-not-found", "other-error".
+const char* ActiveStateName(ActiveState state);
+
+struct ClientOptions {
+  bool wait_if_busy = true;
+  bool wait_if_not_found = false;
+  uint32_t connect_timeout_ms = 1000;  // Git: retry every 50 ms for 1000 ms
+  int64_t timeout_ms = -1;             // whole exchange; -1: no limit
+};
+
+// Interval between connect attempts (SPEC 4).
+constexpr uint32_t kConnectRetryMs = 50;
+
+// SPEC 4, "The active state of a path". Blocking.
+ActiveState GetActiveState(const std::string& path);
+
+// Connect failures carry the state the connect loop ended in, so that the
+// caller can tell "no server" from "something else went wrong".
+struct ClientResult {
+  Status status;
+  ActiveState connect_state = ActiveState::kListening;  // meaningful when connect failed
+  bool connected = false;
+};
+
+// Connects, sends `request` (raw bytes; framed here), reads the whole
+// response. Blocking, on the calling thread.
+ClientResult SendCommandSync(const std::string& path, const uint8_t* request, size_t request_len,
+                             const ClientOptions& options, std::vector<uint8_t>* response);
+
+class ClientDelegate {
+ public:
+  virtual ~ClientDelegate() = default;
+  // Streaming exchanges: response payload as it arrives.
+  virtual void OnChunk(uint64_t id, std::vector<uint8_t>&& chunk) = 0;
+  // ConnectOnly exchanges: the connection is up and waits for Send().
+  virtual void OnConnected(uint64_t id) = 0;
+  // The end of an exchange (also of a ConnectOnly one that failed or was
+  // cancelled). `response` is the whole reply for non-streaming exchanges.
+  virtual void OnComplete(uint64_t id, const ClientResult& result, std::vector<uint8_t>&& response) = 0;
+};
+
+// Runs any number of exchanges at once on one I/O thread of its own, so
+// that they neither block the JS thread nor queue behind libuv's pool.
+class AsyncClient {
+ public:
+  virtual ~AsyncClient() = default;
+  // Connect, send, read. `stream`: report payload through OnChunk.
+  virtual void Start(uint64_t id, const std::string& path, std::vector<uint8_t>&& request,
+                     const ClientOptions& options, bool stream) = 0;
+  // Connect only; OnConnected, then the caller calls Send (or Cancel).
+  virtual void StartConnect(uint64_t id, const std::string& path, const ClientOptions& options) = 0;
+  virtual void Send(uint64_t id, std::vector<uint8_t>&& request, bool stream) = 0;
+  // Ends an exchange early with `why` (kAborted, kTimeout, ...). No-op if
+  // it already completed.
+  virtual void Cancel(uint64_t id, const Status& why) = 0;
+  // Cancels everything and joins the thread. No delegate call after it.
+  virtual void Shutdown() = 0;
+};
+
+std::unique_ptr<AsyncClient> CreateAsyncClient(ClientDelegate* delegate);
+
+}  // namespace sipc

@@ -1,0 +1,97 @@
+// The blocking client: an Exchange driven by poll() on the calling thread.
+#include <poll.h>
+#include <sys/socket.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <cerrno>
+#include <thread>
+
+#include "../core/clock.h"
+#include "exchange.h"
+#include "socket_util.h"
+
+namespace sipc {
+
+namespace {
+
+void RunToCompletion(Exchange* exchange) {
+  exchange->Step(0, NowMs());
+  while (!exchange->done()) {
+    int64_t deadline = exchange->next_deadline();
+    int timeout = -1;
+    if (deadline >= 0) {
+      int64_t left = deadline - NowMs();
+      timeout = left < 0 ? 0 : static_cast<int>(left);
+    }
+    short events = exchange->wanted_events();
+    int revents = 0;
+    if (events != 0) {
+      pollfd pfd{exchange->fd(), events, 0};
+      int rc = poll(&pfd, 1, timeout);
+      if (rc < 0 && errno != EINTR) {
+        exchange->Fail(Status::FromErrno(errno, "poll"));
+        return;
+      }
+      if (rc > 0) revents = pfd.revents;
+    } else if (timeout > 0) {
+      std::this_thread::sleep_for(std::chrono::milliseconds(timeout));
+    }
+    exchange->Step(revents, NowMs());
+  }
+}
+
+}  // namespace
+
+ClientResult SendCommandSync(const std::string& path, const uint8_t* request, size_t request_len,
+                             const ClientOptions& options, std::vector<uint8_t>* response) {
+  Exchange exchange(path, options, false);
+  exchange.SetRequest(request, request_len);
+  RunToCompletion(&exchange);
+  *response = std::move(exchange.response());
+  return exchange.result();
+}
+
+ActiveState GetActiveState(const std::string& path) {
+  struct stat st;
+  if (lstat(path.c_str(), &st) < 0) {
+    return (errno == ENOENT || errno == ENOTDIR) ? ActiveState::kNotListening : ActiveState::kInvalidPath;
+  }
+  if (!S_ISSOCK(st.st_mode)) return ActiveState::kInvalidPath;
+
+  // One attempt, no waiting; hang up without sending anything (the server
+  // drops such a probe silently).
+  UnixAddress address;
+  if (!address.Resolve(path).ok()) return ActiveState::kOtherError;
+  int fd = NewUnixSocket();
+  if (fd < 0) return ActiveState::kOtherError;
+  int rc;
+  do {
+    rc = connect(fd, address.addr(), address.len());
+  } while (rc < 0 && errno == EINTR);
+  int err = rc == 0 ? 0 : errno;
+  if (err == EINPROGRESS) {
+    pollfd pfd{fd, POLLOUT, 0};
+    if (poll(&pfd, 1, static_cast<int>(ClientOptions{}.connect_timeout_ms)) == 1) {
+      socklen_t len = sizeof(err);
+      if (getsockopt(fd, SOL_SOCKET, SO_ERROR, &err, &len) < 0) err = errno;
+    } else {
+      err = ETIMEDOUT;
+    }
+  }
+  close(fd);
+  switch (err) {
+    case 0:
+    case EAGAIN:  // backlog full: a live server
+      return ActiveState::kListening;
+    case ENOENT:
+      return ActiveState::kPathNotFound;
+    case ECONNREFUSED:
+    case ETIMEDOUT:
+      return ActiveState::kNotListening;
+    default:
+      return ActiveState::kOtherError;
+  }
+}
+
+}  // namespace sipc

@@ -1,0 +1,267 @@
+#include "exchange.h"
+
+#include <poll.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+#include <algorithm>
+#include <cerrno>
+
+#include "socket_util.h"
+
+namespace sipc {
+
+namespace {
+
+// Receive buffer of the thread driving exchanges: large reads mean few
+// system calls for big responses.
+constexpr size_t kReadBufferSize = 256 * 1024;
+// Reads per Step(): keeps one big response from starving the other
+// exchanges of the async loop.
+constexpr int kMaxReadsPerStep = 16;
+// A full backlog (EAGAIN) is a live but busy server: Git's blocking
+// connect would simply wait. Retry soon, backing off to this interval.
+constexpr int64_t kMaxBacklogRetryMs = 10;
+
+uint8_t* ReadBuffer() {
+  thread_local std::vector<uint8_t> buffer(kReadBufferSize);
+  return buffer.data();
+}
+
+}  // namespace
+
+Exchange::Exchange(std::string path, const ClientOptions& options, bool stream)
+    : path_(std::move(path)), options_(options), stream_(stream) {}
+
+Exchange::~Exchange() { CloseFd(); }
+
+void Exchange::CloseFd() {
+  if (fd_ >= 0) {
+    close(fd_);
+    fd_ = -1;
+  }
+}
+
+void Exchange::SetRequest(const uint8_t* data, size_t len) {
+  request_.clear();
+  pkt::AppendMessage(data, len, &request_);
+  have_request_ = true;
+}
+
+void Exchange::SetFramedRequest(std::vector<uint8_t>&& framed) {
+  request_ = std::move(framed);
+  have_request_ = true;
+}
+
+short Exchange::wanted_events() const {
+  switch (phase_) {
+    case Phase::kConnect:
+      return fd_ >= 0 ? POLLOUT : 0;  // EINPROGRESS
+    case Phase::kSend:
+      return POLLOUT;
+    case Phase::kReceive:
+      return POLLIN;
+    default:
+      return 0;
+  }
+}
+
+int64_t Exchange::next_deadline() const {
+  if (phase_ == Phase::kDone) return -1;
+  int64_t deadline = -1;
+  if (options_.timeout_ms >= 0 && start_ms_ >= 0) deadline = start_ms_ + options_.timeout_ms;
+  if (phase_ == Phase::kRetryWait && (deadline < 0 || retry_at_ < deadline)) deadline = retry_at_;
+  return deadline;
+}
+
+void Exchange::Fail(const Status& why) {
+  if (phase_ != Phase::kDone) Finish(why);
+}
+
+void Exchange::Finish(const Status& status) {
+  CloseFd();
+  result_.status = status;
+  phase_ = Phase::kDone;
+}
+
+void Exchange::Step(int revents, int64_t now) {
+  if (start_ms_ < 0) {
+    start_ms_ = now;
+    connect_deadline_ = now + options_.connect_timeout_ms;
+  }
+  if (phase_ == Phase::kDone) return;
+  if (options_.timeout_ms >= 0 && now >= start_ms_ + options_.timeout_ms) {
+    Finish(Status::Lib(LibCode::kTimeout, "after " + std::to_string(options_.timeout_ms) + " ms"));
+    return;
+  }
+  switch (phase_) {
+    case Phase::kRetryWait:
+      if (now < retry_at_) return;
+      phase_ = Phase::kConnect;
+      TryConnect(now);
+      break;
+    case Phase::kConnect:
+      if (fd_ >= 0) {
+        // Completion of an EINPROGRESS connect.
+        if (!(revents & (POLLOUT | POLLERR | POLLHUP))) return;
+        int err = 0;
+        socklen_t len = sizeof(err);
+        if (getsockopt(fd_, SOL_SOCKET, SO_ERROR, &err, &len) < 0) err = errno;
+        if (err != 0) {
+          ConnectFailed(err, now);
+          return;
+        }
+        result_.connected = true;
+        phase_ = have_request_ ? Phase::kSend : Phase::kIdle;
+        if (phase_ == Phase::kSend) DoSend(now);
+        return;
+      }
+      TryConnect(now);
+      break;
+    case Phase::kIdle:
+      if (have_request_) {
+        phase_ = Phase::kSend;
+        DoSend(now);
+      }
+      break;
+    case Phase::kSend:
+      DoSend(now);
+      break;
+    case Phase::kReceive:
+      DoReceive();
+      break;
+    case Phase::kDone:
+      break;
+  }
+}
+
+void Exchange::TryConnect(int64_t now) {
+  if (!address_resolved_) {
+    Status st = address_.Resolve(path_);
+    if (!st.ok()) {
+      result_.connect_state = ActiveState::kOtherError;
+      Finish(st);
+      return;
+    }
+    address_resolved_ = true;
+  }
+  fd_ = NewUnixSocket();
+  fd_generation_++;
+  if (fd_ < 0) {
+    int err = errno;
+    result_.connect_state = ActiveState::kOtherError;
+    Finish(Status::FromErrno(err, "socket"));
+    return;
+  }
+  int rc;
+  do {
+    rc = connect(fd_, address_.addr(), address_.len());
+  } while (rc < 0 && errno == EINTR);
+  if (rc == 0) {
+    result_.connected = true;
+    phase_ = have_request_ ? Phase::kSend : Phase::kIdle;
+    if (phase_ == Phase::kSend) DoSend(now);
+    return;
+  }
+  int err = errno;
+  if (err == EINPROGRESS) return;  // wait for POLLOUT
+  ConnectFailed(err, now);
+}
+
+void Exchange::ConnectFailed(int err, int64_t now) {
+  CloseFd();
+  Status st = Status::FromErrno(err, "connect", path_);
+  if (err == EAGAIN) {
+    // Backlog full: a server is there. Retry quickly, as a blocking
+    // connect would have waited, but within the connect timeout.
+    int64_t delay = std::min<int64_t>(int64_t{1} << std::min(eagain_retries_, 4), kMaxBacklogRetryMs);
+    eagain_retries_++;
+    if (now + delay > connect_deadline_) {
+      result_.connect_state = ActiveState::kNotListening;
+      Finish(st);
+      return;
+    }
+    retry_at_ = now + delay;
+    phase_ = Phase::kRetryWait;
+    return;
+  }
+  if (err == ENOENT) {
+    if (!options_.wait_if_not_found) {
+      result_.connect_state = ActiveState::kPathNotFound;
+      Finish(st);
+      return;
+    }
+  } else if (err == ECONNREFUSED || err == ETIMEDOUT) {
+    if (!options_.wait_if_busy) {
+      result_.connect_state = ActiveState::kNotListening;
+      Finish(st);
+      return;
+    }
+  } else {
+    result_.connect_state = ActiveState::kOtherError;
+    Finish(st);
+    return;
+  }
+  if (now + kConnectRetryMs >= connect_deadline_) {
+    result_.connect_state = ActiveState::kNotListening;
+    Finish(st);
+    return;
+  }
+  retry_at_ = now + kConnectRetryMs;
+  phase_ = Phase::kRetryWait;
+}
+
+void Exchange::DoSend(int64_t now) {
+  (void)now;
+  while (sent_ < request_.size()) {
+    ssize_t n = send(fd_, request_.data() + sent_, request_.size() - sent_, kSendFlags);
+    if (n > 0) {
+      sent_ += static_cast<size_t>(n);
+      continue;
+    }
+    if (n < 0 && errno == EINTR) continue;
+    if (n < 0 && errno == EAGAIN) return;
+    Finish(Status::FromErrno(n < 0 ? errno : EPIPE, "write", path_));
+    return;
+  }
+  request_.clear();
+  request_.shrink_to_fit();
+  phase_ = Phase::kReceive;
+  DoReceive();
+}
+
+void Exchange::DoReceive() {
+  uint8_t* buffer = ReadBuffer();
+  for (int i = 0; i < kMaxReadsPerStep; i++) {
+    ssize_t n = recv(fd_, buffer, kReadBufferSize, 0);
+    if (n > 0) {
+      reader_.Feed(buffer, static_cast<size_t>(n), &response_);
+      switch (reader_.state()) {
+        case pkt::Reader::State::kNeedMore:
+          continue;
+        case pkt::Reader::State::kDone:
+          Finish(Status::Ok());
+          return;
+        case pkt::Reader::State::kProtocolError:
+        case pkt::Reader::State::kTooLarge:
+          Finish(Status::Lib(LibCode::kProtocol, std::string(reader_.error_text()) + " in response"));
+          return;
+      }
+    }
+    if (n == 0) {
+      Finish(Status::Lib(LibCode::kIncompleteResponse, "server closed the connection before the flush packet"));
+      return;
+    }
+    int err = errno;
+    if (err == EINTR) continue;
+    if (err == EAGAIN) return;
+    if (err == ECONNRESET) {
+      Finish(Status::Lib(LibCode::kIncompleteResponse, "connection reset by the server"));
+      return;
+    }
+    Finish(Status::FromErrno(err, "read", path_));
+    return;
+  }
+}
+
+}  // namespace sipc

@@ -1,0 +1,85 @@
+// Exchange: one client conversation (connect with Git's retry rules, send
+// the request, read the response) as a non-blocking state machine.
+//
+// The same machine serves the synchronous client (driven by poll() on the
+// calling thread) and the asynchronous client (driven by the epoll loop
+// of AsyncClient), so both follow exactly the same rules.
+#pragma once
+
+#include <cstdint>
+#include <string>
+#include <vector>
+
+#include "../core/client.h"
+#include "../core/pkt_line.h"
+#include "unix_address.h"
+
+namespace sipc {
+
+class Exchange {
+ public:
+  // `request` is raw; it is framed here. With `connect_only` the machine
+  // stops after connecting (phase kIdle) until SetRequest().
+  Exchange(std::string path, const ClientOptions& options, bool stream);
+  ~Exchange();
+  Exchange(const Exchange&) = delete;
+  Exchange& operator=(const Exchange&) = delete;
+
+  enum class Phase { kConnect, kRetryWait, kIdle, kSend, kReceive, kDone };
+
+  void SetRequest(const uint8_t* data, size_t len);
+  void SetFramedRequest(std::vector<uint8_t>&& framed);
+
+  // Advances as far as possible without blocking. `revents` are the poll
+  // events seen on fd() (0 when woken by a deadline).
+  void Step(int revents, int64_t now);
+
+  // Ends the exchange with `why` unless it is already done.
+  void Fail(const Status& why);
+
+  Phase phase() const { return phase_; }
+  bool done() const { return phase_ == Phase::kDone; }
+  int fd() const { return fd_; }
+  // Changes whenever fd() is a new socket (a retried connect), so that a
+  // poller registration of a closed descriptor is never reused by number.
+  uint32_t fd_generation() const { return fd_generation_; }
+  // poll() events to wait for on fd(), 0 for none.
+  short wanted_events() const;
+  // When Step() must run even without I/O (retry or timeout); -1 if never.
+  int64_t next_deadline() const;
+
+  const ClientResult& result() const { return result_; }
+  // Response payload received so far; streaming callers take it after each
+  // Step().
+  std::vector<uint8_t>& response() { return response_; }
+  bool stream() const { return stream_; }
+
+ private:
+  void TryConnect(int64_t now);
+  void ConnectFailed(int err, int64_t now);
+  void DoSend(int64_t now);
+  void DoReceive();
+  void Finish(const Status& status);
+  void CloseFd();
+
+  std::string path_;
+  ClientOptions options_;
+  bool stream_;
+  Phase phase_ = Phase::kConnect;
+  int fd_ = -1;
+  uint32_t fd_generation_ = 0;
+  bool have_request_ = false;
+  UnixAddress address_;
+  bool address_resolved_ = false;
+  int64_t start_ms_ = -1;
+  int64_t connect_deadline_ = 0;
+  int64_t retry_at_ = 0;
+  int eagain_retries_ = 0;
+  std::vector<uint8_t> request_;
+  size_t sent_ = 0;
+  pkt::Reader reader_;
+  std::vector<uint8_t> response_;
+  ClientResult result_;
+};
+
+}  // namespace sipc
