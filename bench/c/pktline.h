@@ -66,6 +66,14 @@ static inline void pkt_reader_reset(pkt_reader *r)
 	r->pos = r->end = 0;
 }
 
+/* Drop a message buffer's memory (for the fresh-buffer mode, -F). */
+static inline void pkt_buf_release(pkt_buf *b)
+{
+	free(b->data);
+	b->data = NULL;
+	b->len = b->cap = 0;
+}
+
 static inline int pkt_buf_reserve(pkt_buf *b, size_t extra)
 {
 	size_t want = b->len + extra;

@@ -17,6 +17,9 @@
  *   -r STRING  send this exact request instead (e.g. big50, chunks)
  *   -B BYTES   send a request of BYTES bytes (bulk upload)
  *   -e BYTES   expected response length; any other length is an error
+ *   -F         fresh response buffer for every request (freed after it)
+ *              instead of reusing one per thread: shows the cost of
+ *              first-touch page faults that a new Buffer per message pays
  *
  * Request sizes come from a xorshift32 sequence seeded with 12345, the
  * same as the Node clients of the harness, so every client sends the same
@@ -45,6 +48,7 @@ static size_t min_size = 64, max_size = 2048;
 static const char *fixed_req;
 static size_t bulk_size;
 static long expect_len = -1;
+static int fresh_buffers;
 
 static unsigned char *payload; /* max request bytes */
 static size_t *sizes;          /* per request index, small-request mode */
@@ -158,6 +162,8 @@ static void *client_thread(void *arg)
 		}
 		uint64_t t0 = now_ns();
 		int rc = one_request(i, &st->r, &st->resp, st);
+		if (fresh_buffers)
+			pkt_buf_release(&st->resp);
 		uint64_t t1 = now_ns();
 		if (!recording)
 			continue;
@@ -225,7 +231,7 @@ static double pct(const double *v, long n, double p)
 static void usage(void)
 {
 	fprintf(stderr, "usage: ref_client -p PATH [-n N] [-c C] [-w W] [-d SECS] [-T MS] "
-			"[-s MIN:MAX] [-r STRING] [-B BYTES] [-e BYTES]\n");
+			"[-s MIN:MAX] [-r STRING] [-B BYTES] [-e BYTES] [-F]\n");
 	exit(2);
 }
 
@@ -233,7 +239,7 @@ int main(int argc, char **argv)
 {
 	const char *path = NULL;
 	int opt;
-	while ((opt = getopt(argc, argv, "p:n:c:w:d:T:s:r:B:e:")) != -1) {
+	while ((opt = getopt(argc, argv, "p:n:c:w:d:T:s:r:B:e:F")) != -1) {
 		switch (opt) {
 		case 'p': path = optarg; break;
 		case 'n': n_requests = atol(optarg); break;
@@ -248,6 +254,7 @@ int main(int argc, char **argv)
 		case 'r': fixed_req = optarg; break;
 		case 'B': bulk_size = (size_t)atoll(optarg); break;
 		case 'e': expect_len = atol(optarg); break;
+		case 'F': fresh_buffers = 1; break;
 		default: usage();
 		}
 	}

@@ -11,7 +11,7 @@
  * own connection. The reply data is built before any thread starts and
  * only read afterwards.
  *
- * usage: ref_server -p PATH [-t THREADS] [-m app|pong] [-q QUEUE] [-b BACKLOG]
+ * usage: ref_server -p PATH [-t THREADS] [-m app|pong] [-q QUEUE] [-b BACKLOG] [-F]
  *   -t  worker threads (default 4)
  *   -m  app  (default): request "big50" -> 50,000,000-byte reply in one
  *            chunk; "chunks" -> 10000 chunks of 81 bytes (the test app's
@@ -21,6 +21,9 @@
  *   -q  FIFO capacity (default 100 x threads, as Git); a connection that
  *       finds it full is closed at once
  *   -b  listen backlog (default 1024; the kernel caps it at somaxconn)
+ *   -F  fresh request buffer for every request (freed after it) instead of
+ *       reusing buffers: shows what first-touch page faults cost, which a
+ *       library that returns a new Buffer per message pays
  * Prints "ready" on stdout once listening; SIGTERM/SIGINT stop it and
  * remove the socket file.
  */
@@ -46,6 +49,7 @@
 #define CHUNK_SIZE 81
 
 static int mode_pong;
+static int fresh_buffers;
 static unsigned char *big_reply;
 static char *chunk_data; /* CHUNK_COUNT x CHUNK_SIZE */
 
@@ -156,6 +160,8 @@ static void *worker(void *arg)
 			respond(fd, &req);
 		/* read or protocol error: close without a response */
 		close(fd);
+		if (fresh_buffers)
+			pkt_buf_release(&req);
 		pool_put(req);
 	}
 	return NULL;
@@ -177,7 +183,7 @@ static void enqueue(int fd)
 
 static void usage(void)
 {
-	fprintf(stderr, "usage: ref_server -p PATH [-t THREADS] [-m app|pong] [-q QUEUE] [-b BACKLOG]\n");
+	fprintf(stderr, "usage: ref_server -p PATH [-t THREADS] [-m app|pong] [-q QUEUE] [-b BACKLOG] [-F]\n");
 	exit(2);
 }
 
@@ -187,7 +193,7 @@ int main(int argc, char **argv)
 	int threads = 4, backlog = 1024;
 	long qcap = -1;
 	int opt;
-	while ((opt = getopt(argc, argv, "p:t:m:q:b:")) != -1) {
+	while ((opt = getopt(argc, argv, "p:t:m:q:b:F")) != -1) {
 		switch (opt) {
 		case 'p': path = optarg; break;
 		case 't': threads = atoi(optarg); break;
@@ -199,6 +205,7 @@ int main(int argc, char **argv)
 			break;
 		case 'q': qcap = atol(optarg); break;
 		case 'b': backlog = atoi(optarg); break;
+		case 'F': fresh_buffers = 1; break;
 		default: usage();
 		}
 	}
