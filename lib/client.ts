@@ -1,0 +1,243 @@
+// The client API. Exchanges run on the addon's own I/O thread; this
+// module only keeps the promises of the exchanges in flight.
+import { abortError, codeError, normalizeNativeError, type IpcError } from './errors.js';
+import { native, type NativeActiveState } from './native.js';
+import { checkPath, checkRequest, checkSignal, normalizeClientOptions, type ClientOptions } from './options.js';
+
+/** The state of a path, exactly as Git's `ipc_get_active_state()` reports it. */
+export type ActiveState = NativeActiveState;
+
+interface Pending {
+  onChunk?: (chunk: Buffer) => void;
+  onConnected?: () => void;
+  onComplete: (error: IpcError | null, response?: Buffer) => void;
+}
+
+const pending = new Map<number, Pending>();
+let nextId = 1;
+
+native.setClientCallbacks({
+  onChunk(id, chunk) {
+    pending.get(id)?.onChunk?.(chunk);
+  },
+  onConnected(id) {
+    pending.get(id)?.onConnected?.();
+  },
+  onComplete(id, error, response) {
+    const p = pending.get(id);
+    if (p === undefined) return;
+    pending.delete(id);
+    p.onComplete(error as IpcError | null, response);
+  },
+});
+
+// Wires an AbortSignal to a native exchange; returns the unhook function.
+function watchSignal(id: number, signal: AbortSignal | undefined): () => void {
+  if (signal === undefined) return () => {};
+  const onAbort = () => native.clientCancel(id, 'abort');
+  signal.addEventListener('abort', onAbort, { once: true });
+  return () => signal.removeEventListener('abort', onAbort);
+}
+
+/**
+ * Sends one request and resolves with the whole response.
+ * Connect failures reject with `ENOENT`, `ECONNREFUSED`, ... (and `err.state`);
+ * a response cut short rejects with `ERR_IPC_INCOMPLETE_RESPONSE`.
+ */
+export function sendCommand(path: string, request: string | Uint8Array, options?: ClientOptions): Promise<Buffer> {
+  checkPath(path);
+  checkRequest(request);
+  const nativeOptions = normalizeClientOptions(options);
+  const signal = checkSignal(options?.signal);
+  if (signal?.aborted) return Promise.reject(abortError(signal));
+  return new Promise<Buffer>((resolve, reject) => {
+    const id = nextId++;
+    const unhook = watchSignal(id, signal);
+    pending.set(id, {
+      onComplete(error, response) {
+        unhook();
+        if (error) reject(normalizeNativeError(error, signal));
+        else resolve(response as Buffer);
+      },
+    });
+    native.clientStart(id, path, request, nativeOptions, false);
+  });
+}
+
+/**
+ * Sends one request and blocks the calling thread until the whole response
+ * is in. For command-line tools and Electron's main process at start-up;
+ * never in a server's handler or a renderer.
+ */
+export function sendCommandSync(path: string, request: string | Uint8Array, options?: Omit<ClientOptions, 'signal'>): Buffer {
+  checkPath(path);
+  checkRequest(request);
+  return native.sendCommandSync(path, request, normalizeClientOptions(options));
+}
+
+/**
+ * Sends one request and yields the response in chunks as they arrive. The
+ * exchange starts at once; breaking out of the loop cancels it. The
+ * iteration throws if the response is cut short, so a loop that ends
+ * normally has seen the whole response.
+ */
+export function streamCommand(path: string, request: string | Uint8Array, options?: ClientOptions): AsyncIterableIterator<Buffer> {
+  checkPath(path);
+  checkRequest(request);
+  const nativeOptions = normalizeClientOptions(options);
+  const signal = checkSignal(options?.signal);
+  return new ResponseStream(path, request, nativeOptions, signal);
+}
+
+class ResponseStream implements AsyncIterableIterator<Buffer> {
+  private readonly chunks: Buffer[] = [];
+  private ended = false;
+  private error: IpcError | null = null;
+  private waiter: (() => void) | null = null;
+  private readonly id: number;
+  private readonly unhook: () => void;
+
+  constructor(path: string, request: string | Uint8Array, options: ReturnType<typeof normalizeClientOptions>, signal: AbortSignal | undefined) {
+    this.id = nextId++;
+    if (signal?.aborted) {
+      this.ended = true;
+      this.error = abortError(signal);
+      this.unhook = () => {};
+      return;
+    }
+    this.unhook = watchSignal(this.id, signal);
+    pending.set(this.id, {
+      onChunk: (chunk) => {
+        this.chunks.push(chunk);
+        this.wake();
+      },
+      onComplete: (error) => {
+        this.unhook();
+        this.ended = true;
+        if (error) this.error = normalizeNativeError(error, signal);
+        this.wake();
+      },
+    });
+    native.clientStart(this.id, path, request, options, true);
+  }
+
+  private wake(): void {
+    const w = this.waiter;
+    this.waiter = null;
+    w?.();
+  }
+
+  async next(): Promise<IteratorResult<Buffer>> {
+    for (;;) {
+      const chunk = this.chunks.shift();
+      if (chunk !== undefined) return { value: chunk, done: false };
+      if (this.ended) {
+        if (this.error) {
+          const error = this.error;
+          this.error = null;
+          throw error;
+        }
+        return { value: undefined, done: true };
+      }
+      await new Promise<void>((resolve) => (this.waiter = resolve));
+    }
+  }
+
+  async return(): Promise<IteratorResult<Buffer>> {
+    if (!this.ended) {
+      // Stop listening first: the cancellation's own completion is of no
+      // interest to a consumer that left.
+      pending.delete(this.id);
+      this.unhook();
+      this.ended = true;
+      native.clientCancel(this.id, 'abort');
+    }
+    this.chunks.length = 0;
+    this.error = null;
+    return { value: undefined, done: true };
+  }
+
+  [Symbol.asyncIterator](): AsyncIterableIterator<Buffer> {
+    return this;
+  }
+}
+
+/** A connection made ahead of its request (Git's `ipc_client_try_connect`). */
+export interface IpcConnection {
+  /** Sends the one request of this connection and resolves with the response. */
+  send(request: string | Uint8Array): Promise<Buffer>;
+  /** Closes the connection without sending (a liveness probe). */
+  close(): void;
+}
+
+/** Connects now and sends later; the connection carries exactly one request. */
+export function connect(path: string, options?: ClientOptions): Promise<IpcConnection> {
+  checkPath(path);
+  const nativeOptions = normalizeClientOptions(options);
+  const signal = checkSignal(options?.signal);
+  if (signal?.aborted) return Promise.reject(abortError(signal));
+  return new Promise<IpcConnection>((resolve, reject) => {
+    const id = nextId++;
+    const unhook = watchSignal(id, signal);
+    let state: 'connecting' | 'idle' | 'sending' | 'closed' = 'connecting';
+    let sendResult: { resolve: (b: Buffer) => void; reject: (e: Error) => void } | null = null;
+    const connection: IpcConnection = {
+      send(request) {
+        checkRequest(request);
+        if (state !== 'idle') {
+          return Promise.reject(
+            codeError('ERR_IPC_CONNECTION_USED', 'a connection carries exactly one request; this one is used or closed'),
+          );
+        }
+        state = 'sending';
+        return new Promise<Buffer>((res, rej) => {
+          sendResult = { resolve: res, reject: rej };
+          native.clientSend(id, request, false);
+        });
+      },
+      close() {
+        if (state === 'closed') return;
+        const wasSending = state === 'sending';
+        state = 'closed';
+        if (!wasSending) {
+          pending.delete(id);
+          unhook();
+        }
+        native.clientCancel(id, 'abort');
+      },
+    };
+    pending.set(id, {
+      onConnected() {
+        if (state !== 'connecting') return;
+        state = 'idle';
+        resolve(connection);
+      },
+      onComplete(error, response) {
+        unhook();
+        if (state === 'connecting') {
+          state = 'closed';
+          reject(normalizeNativeError(error ?? codeError('ERR_IPC_UNKNOWN', 'connect ended early'), signal));
+          return;
+        }
+        state = 'closed';
+        if (sendResult) {
+          if (error) sendResult.reject(normalizeNativeError(error, signal));
+          else sendResult.resolve(response as Buffer);
+        }
+      },
+    });
+    native.clientConnect(id, path, nativeOptions);
+  });
+}
+
+/** Reports whether a server listens at `path` (Git's five states). Never rejects. */
+export function getActiveState(path: string): Promise<ActiveState> {
+  checkPath(path);
+  return native.getActiveState(path);
+}
+
+/** Synchronous {@link getActiveState}. */
+export function getActiveStateSync(path: string): ActiveState {
+  checkPath(path);
+  return native.getActiveStateSync(path);
+}

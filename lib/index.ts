@@ -1,0 +1,10 @@
+// simple-ipc: Git's simple-ipc for Node.js.
+export { connect, getActiveState, getActiveStateSync, sendCommand, sendCommandSync, streamCommand } from './client.js';
+export type { ActiveState, IpcConnection } from './client.js';
+export { createServer, IpcServer, QUIT } from './server.js';
+export type { CloseReason, Handler, HandlerResult, IpcServerEvents, Reply, RequestContext } from './server.js';
+export type { ClientOptions, PeerInfo, PipeAccess, ServerOptions } from './options.js';
+export type { IpcError } from './errors.js';
+import { native } from './native.js';
+/** Largest payload of one pkt-line packet (65516 bytes). */
+export const MAX_PACKET_PAYLOAD: number = native.maxPayload;

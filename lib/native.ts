@@ -1,0 +1,100 @@
+// The private native surface, typed once so the addon is never `any`.
+// Loaded with node-gyp-build: a matching prebuild in prebuilds/ first,
+// then a local build in build/Release (PREBUILDS_ONLY=1: prebuilds only).
+import * as path from 'node:path';
+
+export interface NativePeer {
+  pid: number | null;
+  uid: number | null;
+  gid: number | null;
+  sid?: string;
+}
+
+export interface NativeServerOptions {
+  path: string;
+  threads: number;
+  maxRequestBytes: number;
+  requestTimeoutMs: number;
+  maxConnections: number;
+  socketMode: number;
+  checkPeer: boolean;
+  pipeAccess: 'user' | 'everyone' | 'sddl';
+  sddl: string;
+}
+
+export interface NativeServerCallbacks {
+  onRequest(id: number, request: Buffer, peer: NativePeer): void;
+  onPeerCheck(id: number, peer: NativePeer): void;
+  onWritten(id: number, tokens: number[]): void;
+  onLost(id: number, error: Error): void;
+  onClientError(error: Error, peer: NativePeer): void;
+  onStopped(reason: 'closed' | 'quit' | 'stolen' | 'error'): void;
+}
+
+export interface NativeServer {
+  start(): Promise<void>;
+  write(id: number, chunk: string | Uint8Array, token: number): void;
+  end(id: number, chunk: string | Uint8Array | undefined, quit: boolean): void;
+  abort(id: number): void;
+  allowPeer(id: number, allowed: boolean): void;
+  stop(graceMs: number): void;
+  ref(): void;
+  unref(): void;
+}
+
+export interface NativeClientOptions {
+  waitIfBusy: boolean;
+  waitIfNotFound: boolean;
+  connectTimeoutMs: number;
+  timeoutMs: number | undefined;
+}
+
+export interface NativeClientCallbacks {
+  onChunk(id: number, chunk: Buffer): void;
+  onConnected(id: number): void;
+  onComplete(id: number, error: Error | null, response?: Buffer): void;
+}
+
+export type NativeActiveState = 'listening' | 'not-listening' | 'invalid-path' | 'path-not-found' | 'other-error';
+
+export interface NativeBinding {
+  NativeServer: new (options: NativeServerOptions, callbacks: NativeServerCallbacks) => NativeServer;
+  maxPayload: number;
+  sendCommandSync(path: string, request: string | Uint8Array, options: NativeClientOptions): Buffer;
+  getActiveStateSync(path: string): NativeActiveState;
+  getActiveState(path: string): Promise<NativeActiveState>;
+  setClientCallbacks(callbacks: NativeClientCallbacks): void;
+  clientStart(id: number, path: string, request: string | Uint8Array, options: NativeClientOptions, stream: boolean): void;
+  clientConnect(id: number, path: string, options: NativeClientOptions): void;
+  clientSend(id: number, request: string | Uint8Array, stream: boolean): void;
+  clientCancel(id: number, reason: 'abort' | 'timeout'): void;
+}
+
+// Both lib/ (sources, under test) and dist/ (the package) sit one level
+// below the package root.
+const packageRoot = path.join(__dirname, '..');
+
+function load(): NativeBinding {
+  // eslint-disable-next-line @typescript-eslint/no-require-imports
+  const nodeGypBuild = require('node-gyp-build') as (dir: string) => unknown;
+  try {
+    return nodeGypBuild(packageRoot) as NativeBinding;
+  } catch (cause) {
+    const tried = [
+      path.join(packageRoot, 'prebuilds', `${process.platform}-${process.arch}`),
+      ...(process.env.PREBUILDS_ONLY ? [] : [path.join(packageRoot, 'build', 'Release')]),
+    ];
+    const error = new Error(
+      `simple-ipc: no native addon for ${process.platform}-${process.arch} ` +
+        `(Node ${process.version}, Node-API ${process.versions.napi}). Looked in:\n  ` +
+        tried.join('\n  ') +
+        `\nTo build it from source you need Python 3 and a C++17 compiler; then run ` +
+        `\`npm rebuild simple-ipc --build-from-source\` (or \`npx node-gyp rebuild\` in ${packageRoot}).`,
+      { cause },
+    );
+    (error as NodeJS.ErrnoException).code = 'ERR_IPC_ADDON_NOT_FOUND';
+    throw error;
+  }
+}
+
+export const native: NativeBinding = load();

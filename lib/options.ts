@@ -1,0 +1,150 @@
+// Argument checks and defaults. Everything here throws synchronously,
+// before anything reaches the addon.
+import { argError } from './errors.js';
+import type { NativeClientOptions, NativeServerOptions } from './native.js';
+
+export interface ClientOptions {
+  /** Retry every 50 ms while the server refuses connections (busy or starting). Default true. */
+  waitIfBusy?: boolean;
+  /** Retry every 50 ms while the path does not exist yet. Default false. */
+  waitIfNotFound?: boolean;
+  /** How long the connect loop may retry, in ms. Default 1000 (Git's value). */
+  connectTimeoutMs?: number;
+  /** Limit for the whole exchange (connect, send, receive), in ms. Default: none. */
+  timeoutMs?: number;
+  /** Cancels the exchange; the promise rejects with an `AbortError`. */
+  signal?: AbortSignal;
+}
+
+export type PipeAccess = 'user' | 'everyone' | { sddl: string };
+
+export interface PeerInfo {
+  /** Process id of the client, or null where the platform cannot tell. */
+  pid: number | null;
+  /** User id of the client (POSIX), or null. */
+  uid: number | null;
+  /** Group id of the client (POSIX), or null. */
+  gid: number | null;
+  /** Windows: the client's user SID. */
+  sid?: string;
+}
+
+export interface ServerOptions {
+  /** Worker threads that write responses. Default 8. */
+  threads?: number;
+  /** Largest request accepted, in bytes; `Infinity` for no limit. Default 64 MiB. */
+  maxRequestBytes?: number;
+  /** Time a connected client has to complete its request, in ms; 0 disables. Default 30000. */
+  requestTimeoutMs?: number;
+  /** Open plus queued connections; beyond it new ones are closed at once. Default 1024. */
+  maxConnections?: number;
+  /** How long close() lets running handlers finish before dropping them, in ms. Default 30000. */
+  closeTimeoutMs?: number;
+  /** POSIX: mode of the socket file (e.g. 0o600), set before the server listens. Default: from the umask. */
+  socketMode?: number;
+  /** Called before a connection's request is read; false (or a rejection) disconnects the peer. */
+  allowPeer?: (peer: PeerInfo) => boolean | Promise<boolean>;
+  /** Windows: who may open the pipe. Default 'user' (current user, SYSTEM, Administrators). */
+  pipeAccess?: PipeAccess;
+}
+
+function checkBoolean(name: string, value: unknown, fallback: boolean): boolean {
+  if (value === undefined) return fallback;
+  if (typeof value !== 'boolean') throw argError(name, 'of type boolean', value);
+  return value;
+}
+
+export function checkInteger(name: string, value: unknown, fallback: number, min: number, max: number): number {
+  if (value === undefined) return fallback;
+  if (typeof value !== 'number' || !Number.isInteger(value)) throw argError(name, 'an integer', value);
+  if (value < min || value > max) {
+    throw argError(name, `an integer from ${min} to ${max}`, value, 'ERR_OUT_OF_RANGE');
+  }
+  return value;
+}
+
+export function checkPath(value: unknown): string {
+  if (typeof value !== 'string') throw argError('path', 'of type string', value);
+  if (value.length === 0) throw argError('path', 'a non-empty string', value, 'ERR_INVALID_ARG_VALUE');
+  if (value.includes('\0')) throw argError('path', 'a string without NUL bytes', value, 'ERR_INVALID_ARG_VALUE');
+  return value;
+}
+
+export function checkRequest(value: unknown): string | Uint8Array {
+  if (typeof value === 'string' || value instanceof Uint8Array) return value;
+  throw argError('request', 'a string, Buffer or Uint8Array', value);
+}
+
+export function checkSignal(value: unknown): AbortSignal | undefined {
+  if (value === undefined) return undefined;
+  if (typeof value !== 'object' || value === null || typeof (value as AbortSignal).aborted !== 'boolean') {
+    throw argError('options.signal', 'an AbortSignal', value);
+  }
+  return value as AbortSignal;
+}
+
+const MAX_TIMEOUT = 0x7fffffff;
+
+export function normalizeClientOptions(options: ClientOptions | undefined): NativeClientOptions {
+  if (options === undefined) options = {};
+  if (typeof options !== 'object' || options === null) throw argError('options', 'an object', options);
+  return {
+    waitIfBusy: checkBoolean('options.waitIfBusy', options.waitIfBusy, true),
+    waitIfNotFound: checkBoolean('options.waitIfNotFound', options.waitIfNotFound, false),
+    connectTimeoutMs: checkInteger('options.connectTimeoutMs', options.connectTimeoutMs, 1000, 0, MAX_TIMEOUT),
+    timeoutMs:
+      options.timeoutMs === undefined
+        ? undefined
+        : checkInteger('options.timeoutMs', options.timeoutMs, 0, 0, MAX_TIMEOUT),
+  };
+}
+
+export interface NormalizedServerOptions {
+  native: NativeServerOptions;
+  closeTimeoutMs: number;
+  allowPeer: ((peer: PeerInfo) => boolean | Promise<boolean>) | undefined;
+}
+
+export function normalizeServerOptions(path: string, options: ServerOptions | undefined): NormalizedServerOptions {
+  if (options === undefined) options = {};
+  if (typeof options !== 'object' || options === null) throw argError('options', 'an object', options);
+  let maxRequestBytes = 64 * 1024 * 1024;
+  if (options.maxRequestBytes !== undefined) {
+    const v = options.maxRequestBytes;
+    if (typeof v !== 'number' || !(v === Infinity || (Number.isInteger(v) && v >= 0))) {
+      throw argError('options.maxRequestBytes', 'a non-negative integer or Infinity', v);
+    }
+    maxRequestBytes = v === Infinity ? Number.MAX_SAFE_INTEGER : v;
+  }
+  let socketMode = -1;
+  if (options.socketMode !== undefined) socketMode = checkInteger('options.socketMode', options.socketMode, -1, 0, 0o7777);
+  if (options.allowPeer !== undefined && typeof options.allowPeer !== 'function') {
+    throw argError('options.allowPeer', 'a function', options.allowPeer);
+  }
+  let pipeAccess: NativeServerOptions['pipeAccess'] = 'user';
+  let sddl = '';
+  const access = options.pipeAccess;
+  if (access === 'everyone' || access === 'user') {
+    pipeAccess = access;
+  } else if (typeof access === 'object' && access !== null && typeof access.sddl === 'string' && access.sddl) {
+    pipeAccess = 'sddl';
+    sddl = access.sddl;
+  } else if (access !== undefined) {
+    throw argError('options.pipeAccess', "'user', 'everyone' or { sddl: string }", access, 'ERR_INVALID_ARG_VALUE');
+  }
+  return {
+    native: {
+      path,
+      threads: checkInteger('options.threads', options.threads, 8, 1, 1024),
+      maxRequestBytes,
+      requestTimeoutMs: checkInteger('options.requestTimeoutMs', options.requestTimeoutMs, 30000, 0, MAX_TIMEOUT),
+      maxConnections: checkInteger('options.maxConnections', options.maxConnections, 1024, 1, 1 << 20),
+      socketMode,
+      checkPeer: options.allowPeer !== undefined,
+      pipeAccess,
+      sddl,
+    },
+    closeTimeoutMs: checkInteger('options.closeTimeoutMs', options.closeTimeoutMs, 30000, 0, MAX_TIMEOUT),
+    allowPeer: options.allowPeer,
+  };
+}

@@ -1,0 +1,283 @@
+// The server API. The addon accepts, reads whole requests and writes
+// responses on its own threads; this module runs the handler on the JS
+// thread and passes its answer back.
+import { EventEmitter } from 'node:events';
+import * as nodePath from 'node:path';
+
+import { argError, codeError, type IpcError } from './errors.js';
+import { native, type NativePeer, type NativeServer } from './native.js';
+import { checkInteger, checkPath, normalizeServerOptions, type PeerInfo, type ServerOptions } from './options.js';
+
+/** Return this from a handler to answer with an empty response and shut the server down (Git's "quit"). */
+export const QUIT: unique symbol = Symbol.for('simple-ipc.quit') as typeof QUIT;
+
+export type HandlerResult = void | undefined | null | string | Uint8Array | typeof QUIT;
+
+export interface Reply {
+  /**
+   * Sends `chunk` to the client at once, as data packets. Resolves when the
+   * bytes are handed to the kernel (await it for backpressure). Never
+   * rejects: if the client left, it resolves and `ctx.signal` is aborted.
+   * Throws `ERR_IPC_REPLY_ENDED` when called after the handler finished.
+   */
+  write(chunk: string | Uint8Array): Promise<void>;
+}
+
+export interface RequestContext {
+  /** Who is on the other end. */
+  readonly peer: PeerInfo;
+  /** Aborted when the client goes away or the server drops the conversation. */
+  readonly signal: AbortSignal;
+}
+
+export type Handler = (request: Buffer, reply: Reply, ctx: RequestContext) => HandlerResult | Promise<HandlerResult>;
+
+/** Why a server stopped: close(), a handler's QUIT, or its socket path was removed or replaced. */
+export type CloseReason = 'closed' | 'quit' | 'stolen' | 'error';
+
+export interface IpcServerEvents {
+  /** A handler threw or rejected; the client got no flush (an incomplete response). */
+  handlerError: [error: unknown, request: Buffer, peer: PeerInfo];
+  /** A client was dropped before its request reached the handler (protocol error, limits, too slow). */
+  clientError: [error: IpcError, peer: PeerInfo];
+  /** The server stopped; no socket file of ours is left. */
+  close: [reason: CloseReason];
+}
+
+function toPeer(p: NativePeer): PeerInfo {
+  return p.sid === undefined ? { pid: p.pid, uid: p.uid, gid: p.gid } : { pid: p.pid, uid: p.uid, gid: p.gid, sid: p.sid };
+}
+
+const writtenPromise = Promise.resolve();
+
+class Conversation implements Reply, RequestContext {
+  done = false;
+  private controller: AbortController | null = null;
+  private readonly writes = new Map<number, () => void>();
+
+  constructor(
+    private readonly server: IpcServer,
+    private readonly nativeServer: NativeServer,
+    readonly id: number,
+    readonly peer: PeerInfo,
+  ) {}
+
+  get signal(): AbortSignal {
+    if (this.controller === null) this.controller = new AbortController();
+    return this.controller.signal;
+  }
+
+  write(chunk: string | Uint8Array): Promise<void> {
+    if (typeof chunk !== 'string' && !(chunk instanceof Uint8Array)) {
+      throw argError('chunk', 'a string, Buffer or Uint8Array', chunk);
+    }
+    if (this.done) {
+      if (this.controller?.signal.aborted) return writtenPromise;
+      throw codeError('ERR_IPC_REPLY_ENDED', 'reply.write() after the handler finished');
+    }
+    if (chunk.length === 0) return writtenPromise;
+    const token = this.server._nextToken();
+    return new Promise<void>((resolve) => {
+      this.writes.set(token, resolve);
+      this.nativeServer.write(this.id, chunk, token);
+    });
+  }
+
+  written(tokens: number[]): void {
+    for (const token of tokens) {
+      const resolve = this.writes.get(token);
+      if (resolve) {
+        this.writes.delete(token);
+        resolve();
+      }
+    }
+  }
+
+  // The conversation is over for JS: pending write promises settle (their
+  // bytes are queued ahead of the flush, or the client is gone).
+  settle(reason?: Error): void {
+    this.done = true;
+    for (const resolve of this.writes.values()) resolve();
+    this.writes.clear();
+    if (reason !== undefined) {
+      if (this.controller === null) this.controller = new AbortController();
+      this.controller.abort(reason);
+    }
+  }
+}
+
+/** A running simple-ipc server. Create it with {@link createServer}. */
+export class IpcServer extends EventEmitter<IpcServerEvents> {
+  /** The absolute socket path (POSIX) or path the pipe name is derived from (Windows). */
+  readonly path: string;
+  /** Resolves once the server has stopped, with the reason. Never rejects. */
+  readonly closed: Promise<CloseReason>;
+
+  private readonly nativeServer: NativeServer;
+  private readonly conversations = new Map<number, Conversation>();
+  private readonly handler: Handler;
+  private readonly closeTimeoutMs: number;
+  private token = 0;
+  private resolveClosed!: (reason: CloseReason) => void;
+  private stopped = false;
+
+  /** @internal Use {@link createServer}. */
+  constructor(path: string, handler: Handler, options: ServerOptions | undefined) {
+    super();
+    this.path = path;
+    this.handler = handler;
+    const normalized = normalizeServerOptions(path, options);
+    this.closeTimeoutMs = normalized.closeTimeoutMs;
+    const allowPeer = normalized.allowPeer;
+    this.closed = new Promise<CloseReason>((resolve) => (this.resolveClosed = resolve));
+    this.nativeServer = new native.NativeServer(normalized.native, {
+      onRequest: (id, request, peer) => this.onRequest(id, request, toPeer(peer)),
+      onPeerCheck: (id, peer) => {
+        let verdict: boolean | Promise<boolean>;
+        try {
+          verdict = allowPeer!(toPeer(peer));
+        } catch (error) {
+          this.nativeServer.allowPeer(id, false);
+          this.reportHandlerError(error, Buffer.alloc(0), toPeer(peer));
+          return;
+        }
+        Promise.resolve(verdict).then(
+          (ok) => this.nativeServer.allowPeer(id, ok === true),
+          (error: unknown) => {
+            this.nativeServer.allowPeer(id, false);
+            this.reportHandlerError(error, Buffer.alloc(0), toPeer(peer));
+          },
+        );
+      },
+      onWritten: (id, tokens) => this.conversations.get(id)?.written(tokens),
+      onLost: (id, error) => {
+        const conversation = this.conversations.get(id);
+        if (conversation === undefined) return;
+        this.conversations.delete(id);
+        conversation.settle(error);
+      },
+      onClientError: (error, peer) => {
+        if (this.listenerCount('clientError') > 0) this.emit('clientError', error as IpcError, toPeer(peer));
+      },
+      onStopped: (reason) => {
+        this.stopped = true;
+        for (const conversation of this.conversations.values()) {
+          conversation.settle(codeError('ERR_IPC_SERVER_CLOSED', 'server stopped'));
+        }
+        this.conversations.clear();
+        this.resolveClosed(reason);
+        this.emit('close', reason);
+      },
+    });
+  }
+
+  /** @internal */
+  _start(): Promise<void> {
+    return this.nativeServer.start();
+  }
+
+  /** @internal */
+  _nextToken(): number {
+    this.token = this.token >= Number.MAX_SAFE_INTEGER ? 1 : this.token + 1;
+    return this.token;
+  }
+
+  private onRequest(id: number, request: Buffer, peer: PeerInfo): void {
+    const conversation = new Conversation(this, this.nativeServer, id, peer);
+    this.conversations.set(id, conversation);
+    let result: HandlerResult | Promise<HandlerResult>;
+    try {
+      result = this.handler(request, conversation, conversation);
+    } catch (error) {
+      this.fail(conversation, error, request);
+      return;
+    }
+    if (result !== null && typeof result === 'object' && typeof (result as Promise<HandlerResult>).then === 'function') {
+      (result as Promise<HandlerResult>).then(
+        (value) => this.finish(conversation, value, request),
+        (error: unknown) => this.fail(conversation, error, request),
+      );
+    } else {
+      this.finish(conversation, result as HandlerResult, request);
+    }
+  }
+
+  private finish(conversation: Conversation, value: HandlerResult, request: Buffer): void {
+    if (conversation.done) return;
+    if (value === QUIT) {
+      this.conversations.delete(conversation.id);
+      conversation.settle();
+      this.nativeServer.end(conversation.id, undefined, true);
+      return;
+    }
+    if (value !== undefined && value !== null && typeof value !== 'string' && !(value instanceof Uint8Array)) {
+      this.fail(conversation, argError('handler result', 'a string, Uint8Array, QUIT or undefined', value), request);
+      return;
+    }
+    this.conversations.delete(conversation.id);
+    conversation.settle();
+    this.nativeServer.end(conversation.id, value ?? undefined, false);
+  }
+
+  private fail(conversation: Conversation, error: unknown, request: Buffer): void {
+    if (conversation.done) return;
+    this.conversations.delete(conversation.id);
+    conversation.settle(error instanceof Error ? error : new Error(String(error)));
+    // No flush: the client must see an incomplete response, never a
+    // complete one.
+    this.nativeServer.abort(conversation.id);
+    this.reportHandlerError(error, request, conversation.peer);
+  }
+
+  private reportHandlerError(error: unknown, request: Buffer, peer: PeerInfo): void {
+    if (this.listenerCount('handlerError') > 0) {
+      this.emit('handlerError', error, request, peer);
+    } else {
+      process.emitWarning(`simple-ipc handler failed (no 'handlerError' listener): ${error instanceof Error ? error.stack : String(error)}`, {
+        code: 'SIMPLE_IPC_HANDLER_ERROR',
+      });
+    }
+  }
+
+  /**
+   * Stops accepting, drops connections whose request is not complete, lets
+   * running handlers finish for up to `timeoutMs` (default: the server's
+   * `closeTimeoutMs`), then drops the rest, stops every thread and removes
+   * the socket file (unless it is no longer ours). Resolves when all that
+   * is done.
+   */
+  close(options?: { timeoutMs?: number }): Promise<void> {
+    const grace = checkInteger('options.timeoutMs', options?.timeoutMs, this.closeTimeoutMs, 0, 0x7fffffff);
+    if (!this.stopped) this.nativeServer.stop(grace);
+    return this.closed.then(() => undefined);
+  }
+
+  /** Keeps the event loop alive while the server runs (the default). */
+  ref(): this {
+    if (!this.stopped) this.nativeServer.ref();
+    return this;
+  }
+
+  /** Lets the process exit even though the server runs. */
+  unref(): this {
+    if (!this.stopped) this.nativeServer.unref();
+    return this;
+  }
+
+  async [Symbol.asyncDispose](): Promise<void> {
+    await this.close();
+  }
+}
+
+/**
+ * Starts a simple-ipc server at `path` (Git's rules: lock file, refuse a
+ * live server's path with `EADDRINUSE`, replace a stale socket) and
+ * resolves once it accepts connections.
+ */
+export function createServer(path: string, handler: Handler, options?: ServerOptions): Promise<IpcServer> {
+  checkPath(path);
+  if (typeof handler !== 'function') throw argError('handler', 'a function', handler);
+  // Argument errors throw here, synchronously; start failures reject.
+  const server = new IpcServer(nodePath.resolve(path), handler, options);
+  return server._start().then(() => server);
+}

@@ -1,0 +1,95 @@
+// Shared test helpers: a fresh temporary directory per test, cleanup of
+// everything a test opened, descriptor and thread counts, child processes.
+import { spawn, type ChildProcess } from 'node:child_process';
+import * as fs from 'node:fs';
+import * as os from 'node:os';
+import * as path from 'node:path';
+import { afterEach } from 'vitest';
+
+const cleanups: Array<() => unknown | Promise<unknown>> = [];
+
+afterEach(async () => {
+  while (cleanups.length > 0) {
+    const fn = cleanups.pop()!;
+    await fn();
+  }
+});
+
+/** Runs `fn` after the current test, in reverse order of registration. */
+export function onCleanup(fn: () => unknown | Promise<unknown>): void {
+  cleanups.push(fn);
+}
+
+/** A new empty directory, removed after the test. */
+export function tempDir(prefix = 'sipc-'): string {
+  const dir = fs.mkdtempSync(path.join(os.tmpdir(), prefix));
+  onCleanup(() => fs.rmSync(dir, { recursive: true, force: true }));
+  return dir;
+}
+
+/** A socket path in a fresh temporary directory. */
+export function socketPath(name = 'test.ipc'): string {
+  return path.join(tempDir(), name);
+}
+
+export function fdCount(): number {
+  return fs.readdirSync('/proc/self/fd').length;
+}
+
+export function threadCount(): number {
+  return fs.readdirSync('/proc/self/task').length;
+}
+
+/** Polls `fn` until it returns true, or throws after `timeoutMs`. */
+export async function waitFor(fn: () => boolean | Promise<boolean>, timeoutMs = 5000, what = 'condition'): Promise<void> {
+  const deadline = Date.now() + timeoutMs;
+  for (;;) {
+    if (await fn()) return;
+    if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}`);
+    await new Promise((r) => setTimeout(r, 10));
+  }
+}
+
+export const repoRoot = path.resolve(__dirname, '..');
+export const fixtures = path.join(repoRoot, 'test', 'fixtures');
+
+/** Starts `node <script> ...args` and kills it after the test if still running. */
+export function spawnNode(script: string, args: string[] = [], options: { env?: NodeJS.ProcessEnv; cwd?: string } = {}): ChildProcess & { output: () => string } {
+  const child = spawn(process.execPath, [script, ...args], {
+    stdio: ['ignore', 'pipe', 'pipe'],
+    env: { ...process.env, ...options.env },
+    cwd: options.cwd ?? repoRoot,
+  });
+  let out = '';
+  child.stdout!.on('data', (d) => (out += d));
+  child.stderr!.on('data', (d) => (out += d));
+  onCleanup(() => {
+    if (child.exitCode === null && child.signalCode === null) child.kill('SIGKILL');
+  });
+  return Object.assign(child, { output: () => out });
+}
+
+/** Resolves with the exit code (or signal) of a child process. */
+export function exited(child: ChildProcess): Promise<number | NodeJS.Signals> {
+  if (child.exitCode !== null) return Promise.resolve(child.exitCode);
+  if (child.signalCode !== null) return Promise.resolve(child.signalCode);
+  return new Promise((resolve) => child.once('exit', (code, signal) => resolve(code ?? signal!)));
+}
+
+/** Waits until `child` prints a line matching `pattern` on stdout. */
+export function waitForLine(child: ChildProcess, pattern: RegExp, timeoutMs = 10000): Promise<string> {
+  return new Promise((resolve, reject) => {
+    let buffer = '';
+    const timer = setTimeout(() => reject(new Error(`no line matching ${pattern} within ${timeoutMs} ms; got: ${buffer}`)), timeoutMs);
+    const onData = (d: Buffer) => {
+      buffer += d.toString();
+      const line = buffer.split('\n').find((l) => pattern.test(l));
+      if (line !== undefined) {
+        clearTimeout(timer);
+        child.stdout!.off('data', onData);
+        resolve(line);
+      }
+    };
+    child.stdout!.on('data', onData);
+  });
+}
