@@ -1,0 +1,62 @@
+// The test application of Git's simple-ipc tests (SPEC section 6): a
+// handler that makes any simple-ipc server or client checkable against
+// any other. Used by the `simple-ipc run-daemon` command and the tests.
+import { setTimeout as sleep } from 'node:timers/promises';
+
+import { QUIT, type Handler } from './server.js';
+
+const BIG_ROWS = 10000;
+const SLOW_ROWS = 1000;
+const SLOW_PAUSE_MS = 10;
+const SENDBYTES = Buffer.from('sendbytes ');
+
+/** Row `row` of the `big`, `chunk` and `slow` responses: `big: ` + 75-digit row number + newline. */
+export function bigRow(row: number): string {
+  return `big: ${String(row).padStart(75, '0')}\n`;
+}
+
+let bigResponse: string | undefined;
+
+/** The whole `big` response (10000 rows). */
+export function bigResponseText(): string {
+  if (bigResponse === undefined) {
+    const rows: string[] = [];
+    for (let row = 0; row < BIG_ROWS; row++) rows.push(bigRow(row));
+    bigResponse = rows.join('');
+  }
+  return bigResponse;
+}
+
+/** The `sendbytes` verdict on a ballast: `rcvd:<byte><len %08d>\n`, or `errs:<count>\n`. */
+export function sendbytesVerdict(ballast: Buffer): Buffer {
+  const first = ballast.length > 0 ? ballast[0]! : 0;
+  let errs = 0;
+  for (let i = 0; i < ballast.length; i++) if (ballast[i] !== first) errs++;
+  if (errs > 0) return Buffer.from(`errs:${errs}\n`);
+  return Buffer.concat([Buffer.from('rcvd:'), Buffer.from([first]), Buffer.from(`${String(ballast.length).padStart(8, '0')}\n`)]);
+}
+
+export const testAppHandler: Handler = async (request, reply) => {
+  const command = request.toString('latin1');
+  switch (command) {
+    case 'quit':
+      return QUIT;
+    case 'ping':
+      return 'pong';
+    case 'big':
+      return bigResponseText();
+    case 'chunk':
+      for (let row = 0; row < BIG_ROWS; row++) await reply.write(bigRow(row));
+      return;
+    case 'slow':
+      for (let row = 0; row < SLOW_ROWS; row++) {
+        await reply.write(bigRow(row));
+        await sleep(SLOW_PAUSE_MS);
+      }
+      return;
+  }
+  if (request.length >= SENDBYTES.length && request.subarray(0, SENDBYTES.length).equals(SENDBYTES)) {
+    return sendbytesVerdict(request.subarray(SENDBYTES.length));
+  }
+  return Buffer.concat([Buffer.from('unhandled command: '), request]);
+};
