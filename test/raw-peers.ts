@@ -1,0 +1,94 @@
+// Raw node:net peers for crafting and capturing exact bytes on the wire.
+import * as net from 'node:net';
+
+import { onCleanup } from './helpers';
+
+/** Sends `bytes` on a new connection, then reads until the server closes. */
+export function rawExchange(path: string, bytes: Buffer | string, options: { end?: boolean } = {}): Promise<Buffer> {
+  return new Promise((resolve, reject) => {
+    const chunks: Buffer[] = [];
+    const socket = net.createConnection(path, () => {
+      socket.write(bytes);
+      if (options.end) socket.end();
+    });
+    socket.on('data', (d) => chunks.push(d));
+    socket.on('error', (e: NodeJS.ErrnoException) => {
+      // A reset after the server closed is just the end here.
+      if (e.code === 'ECONNRESET' || e.code === 'EPIPE') resolve(Buffer.concat(chunks));
+      else reject(e);
+    });
+    socket.on('close', () => resolve(Buffer.concat(chunks)));
+  });
+}
+
+/** Opens a connection and keeps it; destroyed after the test. */
+export function rawConnection(path: string): Promise<net.Socket> {
+  return new Promise((resolve, reject) => {
+    const socket = net.createConnection(path, () => resolve(socket));
+    socket.on('error', reject);
+    onCleanup(() => socket.destroy());
+  });
+}
+
+/**
+ * A fake server: records each request (raw bytes until the client stops
+ * sending a flush-terminated message, or a short idle time) and answers
+ * with `respond(request)` raw bytes, then closes (or not, with `hold`).
+ */
+export async function rawServer(
+  path: string,
+  respond: (request: Buffer) => Buffer | string | Array<Buffer | string>,
+): Promise<{ requests: Buffer[]; close: () => Promise<void> }> {
+  const requests: Buffer[] = [];
+  const sockets = new Set<net.Socket>();
+  const server = net.createServer((socket) => {
+    sockets.add(socket);
+    socket.on('close', () => sockets.delete(socket));
+    let received = Buffer.alloc(0);
+    socket.on('error', () => {});
+    socket.on('data', async (d) => {
+      received = Buffer.concat([received, d]);
+      if (!endsWithFlush(received)) return;
+      requests.push(received);
+      const answer = respond(received);
+      const parts = Array.isArray(answer) ? answer : [answer];
+      for (const part of parts) {
+        socket.write(part);
+        await new Promise((r) => setTimeout(r, 5));
+      }
+      socket.end();
+    });
+  });
+  await new Promise<void>((resolve) => server.listen(path, resolve));
+  const close = () =>
+    new Promise<void>((resolve) => {
+      for (const s of sockets) s.destroy();
+      server.close(() => resolve());
+    });
+  onCleanup(close);
+  return { requests, close };
+}
+
+// True when `bytes` holds a whole pkt-line message ending in a flush.
+function endsWithFlush(bytes: Buffer): boolean {
+  let offset = 0;
+  while (offset + 4 <= bytes.length) {
+    const len = parseInt(bytes.subarray(offset, offset + 4).toString('latin1'), 16);
+    if (len === 0) return true;
+    if (!(len >= 5)) return false;
+    offset += len;
+  }
+  return false;
+}
+
+/** Encodes `payload` as pkt-lines with a flush, the reference way (lowercase). */
+export function encode(payload: Buffer | string, maxPayload = 65516): Buffer {
+  const data = typeof payload === 'string' ? Buffer.from(payload) : payload;
+  const parts: Buffer[] = [];
+  for (let offset = 0; offset < data.length; offset += maxPayload) {
+    const piece = data.subarray(offset, offset + maxPayload);
+    parts.push(Buffer.from((piece.length + 4).toString(16).padStart(4, '0')), piece);
+  }
+  parts.push(Buffer.from('0000'));
+  return Buffer.concat(parts);
+}
