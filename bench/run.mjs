@@ -45,26 +45,34 @@ const QUICK = opts.quick;
 const RUNS = Number(opts.runs ?? (QUICK ? 1 : 5));
 const THREADS = Number(opts.threads);
 const log = (...a) => console.error(...a);
+// --quick stops starting measurements after this long (a smoke test must
+// finish within a minute on a slow day; what is left out is listed).
+const QUICK_BUDGET_MS = 50000;
 
 // ---------------------------------------------------------------- scenarios
 const BIG = 50_000_000;
 const SMALL = { minSize: 64, maxSize: 2048, expectLen: 4 };
 const SCENARIOS = [
   { id: 'small-c1', title: 'small req, c=1', kind: 'client', primary: 'rps',
-    spec: { ...SMALL, concurrency: 1, n: QUICK ? 500 : 4000, warmup: QUICK ? 300 : 1000 } },
+    spec: { ...SMALL, concurrency: 1, n: QUICK ? 300 : 4000, warmup: QUICK ? 200 : 1000 } },
   { id: 'small-c8', title: 'small req, c=8', kind: 'client', primary: 'rps',
-    spec: { ...SMALL, concurrency: 8, n: QUICK ? 1000 : 10000, warmup: QUICK ? 500 : 2000 } },
+    spec: { ...SMALL, concurrency: 8, n: QUICK ? 600 : 10000, warmup: QUICK ? 300 : 2000 } },
   { id: 'small-c64', title: 'small req, c=64', kind: 'client', primary: 'rps',
-    spec: { ...SMALL, concurrency: 64, n: QUICK ? 2000 : 20000, warmup: QUICK ? 1000 : 4000 } },
+    spec: { ...SMALL, concurrency: 64, n: QUICK ? 1000 : 20000, warmup: QUICK ? 500 : 4000 } },
   { id: 'bulk-up', title: '50 MB request', kind: 'client', primary: 'mbps',
-    spec: { bulkSize: BIG, expectLen: 4, concurrency: 1, n: QUICK ? 2 : 5, warmup: QUICK ? 1 : 2 } },
+    spec: { bulkSize: BIG, expectLen: 4, concurrency: 1, n: QUICK ? 1 : 5, warmup: QUICK ? 0 : 2 } },
   { id: 'bulk-down', title: '50 MB reply', kind: 'client', primary: 'mbps',
-    spec: { request: 'big50', expectLen: BIG, concurrency: 1, n: QUICK ? 2 : 5, warmup: QUICK ? 1 : 2 } },
+    spec: { request: 'big50', expectLen: BIG, concurrency: 1, n: QUICK ? 1 : 5, warmup: QUICK ? 0 : 2 } },
   { id: 'stream', title: '10000-chunk reply', kind: 'client', primary: 'ttlb_ms',
-    spec: { request: 'chunks', expectLen: 10000 * 81, concurrency: 1, n: QUICK ? 5 : 20, warmup: QUICK ? 1 : 3 } },
+    spec: { request: 'chunks', expectLen: 10000 * 81, concurrency: 1, n: QUICK ? 1 : 20, warmup: QUICK ? 1 : 3 } },
+  // Same reply, but our handler queues every reply.write() without awaiting
+  // each one (it awaits them all at the end); the other servers do what
+  // they do for 'chunks'. Separates per-write round trips from streaming.
+  { id: 'stream-nowait', title: '10000-chunk reply, writes not awaited', kind: 'client', primary: 'ttlb_ms', full: true,
+    spec: { request: 'chunksq', expectLen: 10000 * 81, concurrency: 1, n: 20, warmup: 3 } },
   { id: 'idle-1000', title: '1000 slow clients', kind: 'idle', primary: 'rss_mb',
     clients: 1000, intervalMs: 1000,
-    spec: { ...SMALL, concurrency: 1, n: 0, durationS: QUICK ? 1 : 3, timeoutMs: QUICK ? 500 : 2000 } },
+    spec: { ...SMALL, concurrency: 1, n: 0, durationS: QUICK ? 0.5 : 3, timeoutMs: QUICK ? 250 : 2000 } },
 ];
 // metric -> how to read it
 const METRICS = {
@@ -215,7 +223,7 @@ function cArgs(sockPath, spec, fresh) {
 
 // Run a client process to completion; resolve with its parsed JSON result.
 function runClient(impl, sockPath, spec) {
-  const limitMs = QUICK ? 30000 : 300000;
+  const limitMs = QUICK ? 10000 : 300000;
   let child;
   if (impl === 'c' || impl === 'c-fresh') {
     child = spawn(path.join(BUILD, 'ref_client'), cArgs(sockPath, spec, impl === 'c-fresh'), {
@@ -294,7 +302,7 @@ async function measure(scenario, pairing) {
 // fast client (the pairing's client) makes requests for a while.
 async function measureIdle(scenario, pairing, server) {
   const pid = server.child.pid;
-  await sleep(200);
+  await sleep(QUICK ? 100 : 500);
   const idle = procStatus(pid).rssKb;
   const slow = track(
     spawn(NODE, [path.join(HERE, 'lib/slow-clients.mjs'), server.sockPath, String(scenario.clients), String(scenario.intervalMs)], {
@@ -303,9 +311,9 @@ async function measureIdle(scenario, pairing, server) {
   );
   let slowOut = '';
   try {
-    const first = JSON.parse(await firstLine(slow, 'slow clients', 30000));
+    const first = JSON.parse(await firstLine(slow, 'slow clients', QUICK ? 10000 : 30000));
     slow.stdout.on('data', (d) => (slowOut += d));
-    await sleep(300);
+    await sleep(QUICK ? 200 : 500);
     let peak = procStatus(pid).rssKb ?? 0;
     const sampler = setInterval(() => {
       peak = Math.max(peak, procStatus(pid).rssKb ?? 0);
@@ -413,7 +421,7 @@ async function main() {
     for (const p of pairings) if (p.client === 'ours' || p.server === 'ours') skipped.push({ pairing: pairName(p), reason: oursReason });
     pairings = pairings.filter((p) => p.client !== 'ours' && p.server !== 'ours');
   }
-  let scenarios = SCENARIOS;
+  let scenarios = SCENARIOS.filter((s) => !QUICK || !s.full);
   if (opts.scenarios) {
     const want = new Set(opts.scenarios.split(','));
     scenarios = SCENARIOS.filter((s) => want.has(s.id));
@@ -422,22 +430,29 @@ async function main() {
   tmpDir = fs.mkdtempSync(path.join(os.tmpdir(), 'sipc-bench-'));
   const results = [];
   const failures = [];
+  const budgetSkips = []; // --quick only: measurements left out to stay under a minute
   for (const s of scenarios) {
     const ps = pairings.filter((p) => !p.only || p.only.includes(s.id));
     const rows = ps.map((p) => ({ scenario: s.id, client: p.client, server: p.server, runs: [], errors: [] }));
     for (let run = 0; run < RUNS; run++) {
       for (const row of rows) {
+        if (QUICK && Date.now() - t0 > QUICK_BUDGET_MS) {
+          budgetSkips.push(`${s.id} ${row.client}/${row.server}`);
+          continue;
+        }
         const label = `${s.id} ${row.client}/${row.server} run ${run + 1}/${RUNS}`;
+        const tm = Date.now();
         const { metrics, error } = await measure(s, row);
         row.runs.push(metrics);
         if (error) {
           row.errors.push(error);
           failures.push(`${label}: ${error}`);
         }
-        log(`${label}: ${fmtPrimary(s, metrics)}${error ? `  ERROR ${error}` : ''}`);
+        log(`${label}: ${fmtPrimary(s, metrics)} [${((Date.now() - tm) / 1000).toFixed(1)} s]${error ? `  ERROR ${error}` : ''}`);
       }
     }
     for (const row of rows) {
+      if (row.runs.length === 0) continue;
       const keys = new Set(row.runs.flatMap((m) => Object.keys(m)));
       row.median = {};
       for (const k of keys) {
@@ -494,6 +509,7 @@ async function main() {
     'requests, "pong" reply. 10000-chunk reply: time to last byte. 1000 slow clients: server RSS while they ' +
     'hold half-sent requests; p50/p99 are a fast client\'s meanwhile.');
   for (const sk of skipped) lines.push(`- skipped ${sk.pairing}: ${sk.reason}`);
+  if (budgetSkips.length) lines.push(`- skipped to keep --quick under a minute: ${budgetSkips.join(', ')}`);
   console.log(lines.join('\n'));
 
   const out = {
@@ -511,6 +527,7 @@ async function main() {
     metrics: METRICS,
     scenarios: scenarios.map(({ id, title, kind, primary, spec, clients, intervalMs }) => ({ id, title, kind, primary, spec, clients, intervalMs })),
     skipped,
+    quick_budget_skipped: budgetSkips,
     results,
     failures,
     elapsed_s: round((Date.now() - t0) / 1000, 1),

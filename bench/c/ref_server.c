@@ -15,7 +15,8 @@
  *   -t  worker threads (default 4)
  *   -m  app  (default): request "big50" -> 50,000,000-byte reply in one
  *            chunk; "chunks" -> 10000 chunks of 81 bytes (the test app's
- *            "big: <75 digits>\n" lines), each written as it is produced;
+ *            "big: <75 digits>\n" lines), each written as it is produced
+ *            ("chunksq" is the same: the Node servers' variant);
  *            anything else -> "pong"
  *       pong: "pong" to every request
  *   -q  FIFO capacity (default 100 x threads, as Git); a connection that
@@ -122,7 +123,8 @@ static void respond(int fd, const pkt_buf *req)
 	if (!mode_pong && req->len == 5 && memcmp(req->data, "big50", 5) == 0) {
 		pthread_once(&big_once, build_big);
 		pkt_send(fd, big_reply, BIG_REPLY_SIZE, 1);
-	} else if (!mode_pong && req->len == 6 && memcmp(req->data, "chunks", 6) == 0) {
+	} else if (!mode_pong && ((req->len == 6 && memcmp(req->data, "chunks", 6) == 0) ||
+				  (req->len == 7 && memcmp(req->data, "chunksq", 7) == 0))) {
 		pthread_once(&chunks_once, build_chunks);
 		/* A streamed reply: every chunk is sent when it is produced
 		 * (one sendmsg each); the last one carries the flush. */

@@ -11,6 +11,7 @@ export const CHUNK_SIZE = 81; // "big: " + 75 digits + "\n", as the test app's l
 export const PONG = Buffer.from('pong');
 export const BIG50 = Buffer.from('big50');
 export const CHUNKS = Buffer.from('chunks');
+export const CHUNKSQ = Buffer.from('chunksq');
 
 // Filled with 'a'..'z' like the C reference. Built on first use only, so it
 // does not count in the resident size of a server that never sends it.

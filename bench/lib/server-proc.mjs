@@ -6,21 +6,23 @@
 // The application is the same for every server (and bench/c/ref_server.c):
 //   "big50"  -> 50,000,000 bytes, one chunk
 //   "chunks" -> 10000 chunks of 81 bytes, a streamed reply
+//   "chunksq" -> the same; our handler does not await each reply.write()
 //   anything else -> "pong"
 import { createBaselineServer } from '../net-baseline.mjs';
-import { BIG50, CHUNKS, PONG, bigReply, replyChunks, loadOurs } from './common.mjs';
+import { BIG50, CHUNKS, CHUNKSQ, PONG, bigReply, replyChunks, loadOurs } from './common.mjs';
 
 const [impl, path, threadsArg] = process.argv.slice(2);
 const threads = Number(threadsArg) || 4;
 
 const isBig = (req) => req.length === 5 && req.equals(BIG50);
 const isChunks = (req) => req.length === 6 && req.equals(CHUNKS);
+const isChunksQ = (req) => req.length === 7 && req.equals(CHUNKSQ);
 
 let server;
 if (impl === 'baseline') {
   server = await createBaselineServer(path, (req) => {
     if (isBig(req)) return bigReply();
-    if (isChunks(req)) return replyChunks(); // an array: each element is one chunk
+    if (isChunks(req) || isChunksQ(req)) return replyChunks(); // an array: each element is one chunk
     return PONG;
   });
 } else if (impl === 'ours') {
@@ -34,11 +36,14 @@ if (impl === 'baseline') {
   const streamChunks = async (reply) => {
     for (const c of replyChunks()) await reply.write(c);
   };
+  // Variant: queue every write at once, wait for all of them at the end.
+  const queueChunks = (reply) => Promise.all(replyChunks().map((c) => reply.write(c)));
   server = await lib.createServer(
     path,
     (req, reply) => {
       if (isBig(req)) return bigReply();
       if (isChunks(req)) return streamChunks(reply);
+      if (isChunksQ(req)) return queueChunks(reply).then(() => undefined);
       return PONG;
     },
     { threads },
