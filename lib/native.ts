@@ -38,6 +38,7 @@ export interface NativeServer {
   abort(id: number): void;
   allowPeer(id: number, allowed: boolean): void;
   stop(graceMs: number): void;
+  stopNow(): void;
   ref(): void;
   unref(): void;
 }

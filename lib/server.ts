@@ -50,6 +50,24 @@ function toPeer(p: NativePeer): PeerInfo {
 
 const writtenPromise = Promise.resolve();
 
+// process.exit() and fatal exceptions end the main thread without the
+// environment cleanup that stops servers (a natural exit or a worker's
+// end runs it). The 'exit' event still fires, synchronously: stop every
+// running server there, so that no socket file is left behind.
+const running = new Set<NativeServer>();
+let exitHookInstalled = false;
+function stopAllOnExit(): void {
+  for (const server of running) server.stopNow();
+  running.clear();
+}
+function trackRunning(server: NativeServer): void {
+  if (!exitHookInstalled) {
+    exitHookInstalled = true;
+    process.on('exit', stopAllOnExit);
+  }
+  running.add(server);
+}
+
 class Conversation implements Reply, RequestContext {
   done = false;
   private controller: AbortController | null = null;
@@ -161,6 +179,7 @@ export class IpcServer extends EventEmitter<IpcServerEvents> {
       },
       onStopped: (reason) => {
         this.stopped = true;
+        running.delete(this.nativeServer);
         for (const conversation of this.conversations.values()) {
           conversation.settle(codeError('ERR_IPC_SERVER_CLOSED', 'server stopped'));
         }
@@ -173,7 +192,9 @@ export class IpcServer extends EventEmitter<IpcServerEvents> {
 
   /** @internal */
   _start(): Promise<void> {
-    return this.nativeServer.start();
+    return this.nativeServer.start().then(() => {
+      if (!this.stopped) trackRunning(this.nativeServer);
+    });
   }
 
   /** @internal */

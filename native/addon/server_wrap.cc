@@ -94,6 +94,7 @@ Napi::Function ServerWrap::Init(Napi::Env env) {
                          InstanceMethod<&ServerWrap::StopCall>("stop"),
                          InstanceMethod<&ServerWrap::RefCall>("ref"),
                          InstanceMethod<&ServerWrap::UnrefCall>("unref"),
+                         InstanceMethod<&ServerWrap::StopNowCall>("stopNow"),
                      });
 }
 
@@ -224,6 +225,15 @@ Napi::Value ServerWrap::StopCall(const Napi::CallbackInfo& info) {
     state_ = State::kStopping;
     server_->Stop(grace);
   }
+  return info.Env().Undefined();
+}
+
+// stopNow(): stops at once and synchronously (for process 'exit', where
+// Node runs no environment cleanup): drops every conversation, joins the
+// threads, removes the socket file. No event follows.
+Napi::Value ServerWrap::StopNowCall(const Napi::CallbackInfo& info) {
+  state_ = State::kStopped;
+  Teardown();
   return info.Env().Undefined();
 }
 

@@ -38,6 +38,7 @@ class ServerWrap : public Napi::ObjectWrap<ServerWrap>, public ServerDelegate {
   Napi::Value StopCall(const Napi::CallbackInfo& info);
   Napi::Value RefCall(const Napi::CallbackInfo& info);
   Napi::Value UnrefCall(const Napi::CallbackInfo& info);
+  Napi::Value StopNowCall(const Napi::CallbackInfo& info);
   void Drain(Napi::Env env);
   void Teardown();
   static void CleanupHook(void* arg);
