@@ -230,6 +230,23 @@ describe('cancellation and timeouts', () => {
   });
 });
 
+describe('the async client does not use libuv\'s thread pool', () => {
+  it('200 exchanges in flight leave fs work unhindered', async () => {
+    const p = socketPath();
+    await serve(p, () => new Promise<never>(() => {}), { threads: 2 });
+    const controller = new AbortController();
+    const inFlight = Array.from({ length: 200 }, () => sendCommand(p, 'x', { signal: controller.signal }).catch((e: Error) => e));
+    await sleep(100);
+    // With 4 pool threads taken by blocked exchanges this would never end.
+    const started = Date.now();
+    await Promise.all(Array.from({ length: 20 }, () => fs.promises.readFile(__filename)));
+    expect(Date.now() - started).toBeLessThan(5000);
+    controller.abort();
+    const results = await Promise.all(inFlight);
+    expect(results.every((r) => (r as { code?: string }).code === 'ABORT_ERR')).toBe(true);
+  });
+});
+
 describe('connect() then send()', () => {
   it('connects first and sends one request later', async () => {
     const p = socketPath();
