@@ -456,7 +456,9 @@ void PosixServer::FinishStop() {
       unlink(options_.path.c_str());
     }
   }
-  poller_.reset();
+  // The poller lives as long as the server object: Stop() may still come
+  // from another thread after a stop of our own (quit, stolen path), and
+  // its Wake() must find the poller there.
   delegate_->OnStopped(reason, Status::Ok());
 }
 
