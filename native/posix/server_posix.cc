@@ -507,7 +507,9 @@ void PosixServer::Accept() {
       conns_.emplace(conn->id, std::move(owned));
     }
     if (conn->phase == Phase::kPeerCheck) {
-      poller_->Add(fd, 0, conn->id, false);
+      // One-shot: a hang-up while the application decides is reported
+      // once, not on every Wait() (AllowPeer re-arms the registration).
+      poller_->Add(fd, 0, conn->id, true);
       delegate_->OnPeerCheck(conn->id, peer);
       continue;
     }
