@@ -125,7 +125,9 @@ class PosixServer : public Server {
     if (conn == nullptr || conn->ended) return;
     conn->aborted = true;
     conn->ended = true;
-    conn->out.Clear();
+    // A worker in sendmsg() reads these buffers without the lock: it
+    // drops the queue itself when it sees `aborted`.
+    if (!conn->busy) conn->out.Clear();
     Schedule(conn);
   }
 
@@ -424,7 +426,7 @@ void PosixServer::IoLoop() {
             if (!conn->aborted) lost.push_back(conn->id);
             conn->aborted = true;
             conn->ended = true;
-            conn->out.Clear();
+            if (!conn->busy) conn->out.Clear();
             conn->want_writable = false;
             Schedule(conn);
           }
@@ -603,7 +605,7 @@ void PosixServer::OnHandlingEvent(ConnId id, uint32_t events) {
       if (!conn->aborted) lost = true;
       conn->aborted = true;
       conn->ended = true;
-      conn->out.Clear();
+      if (!conn->busy) conn->out.Clear();
       conn->want_writable = false;
       Schedule(conn);
     } else if ((events & kPollOut) && conn->want_writable) {
@@ -645,7 +647,7 @@ void PosixServer::CheckTimers(int64_t now) {
           stalled.push_back(conn->id);
           conn->aborted = true;
           conn->ended = true;
-          conn->out.Clear();
+          if (!conn->busy) conn->out.Clear();
           conn->want_writable = false;
           Schedule(conn);
         }
