@@ -621,16 +621,22 @@ void PosixServer::CheckTimers(int64_t now) {
   while (!deadlines_.empty() && deadlines_.front().first <= now) {
     ConnId id = deadlines_.front().second;
     deadlines_.pop_front();
-    Conn* conn = nullptr;
+    // Close under the lock that found it: a connection waiting for
+    // AllowPeer may be closed by the application's thread at any moment.
+    bool dropped = false;
+    PeerInfo peer;
     {
       std::lock_guard<std::mutex> lock(mutex_);
       auto it = conns_.find(id);
-      if (it != conns_.end() && it->second->phase != Phase::kHandling) conn = it->second.get();
+      if (it != conns_.end() && it->second->phase != Phase::kHandling) {
+        peer = it->second->peer;
+        CloseLocked(it->second.get());
+        dropped = true;
+      }
     }
-    if (conn != nullptr) {
-      DropReading(conn,
-                  Status::Lib(LibCode::kRequestTimeout, std::to_string(options_.request_timeout_ms) + " ms"),
-                  true);
+    if (dropped) {
+      delegate_->OnClientError(
+          Status::Lib(LibCode::kRequestTimeout, std::to_string(options_.request_timeout_ms) + " ms"), peer);
     }
   }
   if (now < next_stolen_check_) return;
