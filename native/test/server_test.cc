@@ -130,6 +130,8 @@ class TestDelegate : public ServerDelegate {
       cv_.notify_all();
     }
     if (responder_.joinable()) responder_.join();
+    for (std::thread& t : late_threads_) t.join();
+    late_threads_.clear();
   }
 
   // ServerDelegate (server threads).
@@ -260,10 +262,12 @@ class TestDelegate : public ServerDelegate {
             break;
           case PeerPolicy::kRefuseLate:
             // Answer from another thread, around the request deadline.
-            std::thread([server, id = w.id, late_ms] {
+            lock.lock();
+            late_threads_.emplace_back([server, id = w.id, late_ms] {
               SleepMs(late_ms);
               server->AllowPeer(id, false);
-            }).detach();
+            });
+            lock.unlock();
             break;
           case PeerPolicy::kNeverAnswer:
             break;
@@ -345,6 +349,7 @@ class TestDelegate : public ServerDelegate {
   int stream_threads_done_ = 0;
   bool stopped_ = false;
   StopReason stop_reason_ = StopReason::kClosed;
+  std::vector<std::thread> late_threads_;  // kRefuseLate answers
   std::thread responder_;
 };
 
