@@ -1,6 +1,7 @@
 // The private native surface, typed once so the addon is never `any`.
-// Loaded with node-gyp-build: a matching prebuild in prebuilds/ first,
-// then a local build in build/Release (PREBUILDS_ONLY=1: prebuilds only).
+// Loaded with node-gyp-build: a local build in build/Release (or
+// build/Debug) first, then a matching prebuild in prebuilds/
+// (PREBUILDS_ONLY=1: prebuilds only).
 import * as path from 'node:path';
 
 export interface NativePeer {
@@ -81,9 +82,14 @@ function load(): NativeBinding {
   try {
     return nodeGypBuild(packageRoot) as NativeBinding;
   } catch (cause) {
+    // The directories node-gyp-build searched, in its order
+    // (SIMPLE_IPC_PREBUILD replaces the package root).
+    const root = process.env.SIMPLE_IPC_PREBUILD || packageRoot;
+    const tuple = `${process.platform}-${process.arch}`;
     const tried = [
-      path.join(packageRoot, 'prebuilds', `${process.platform}-${process.arch}`),
-      ...(process.env.PREBUILDS_ONLY ? [] : [path.join(packageRoot, 'build', 'Release')]),
+      ...(process.env.PREBUILDS_ONLY ? [] : [path.join(root, 'build', 'Release'), path.join(root, 'build', 'Debug')]),
+      path.join(root, 'prebuilds', tuple),
+      path.join(path.dirname(process.execPath), 'prebuilds', tuple),
     ];
     const error = new Error(
       `simple-ipc: no native addon for ${process.platform}-${process.arch} ` +
