@@ -87,31 +87,59 @@ export interface RawResult {
   end: string;
 }
 
+// node:net fails a Unix-socket connect with EAGAIN when the server's
+// listen backlog is full (Linux); a blocking connect would wait, so retry.
+function connectRetrying(socketPath: string, onConnect: (socket: net.Socket) => void, onError: (e: Error) => void): void {
+  const deadline = Date.now() + 30000;
+  const attempt = () => {
+    const socket = net.createConnection(socketPath);
+    onCleanup(() => socket.destroy());
+    const early = (e: NodeJS.ErrnoException) => {
+      if (e.code === 'EAGAIN' && Date.now() < deadline) setTimeout(attempt, 5 + Math.random() * 20);
+      else onError(e);
+    };
+    socket.once('error', early);
+    socket.once('connect', () => {
+      socket.off('error', early);
+      onConnect(socket);
+    });
+  };
+  attempt();
+}
+
 /** Connects, sends `bytes` (optionally half-closes), reads until the server closes. */
 export function rawExchange(socketPath: string, bytes: Buffer | string, options: { end?: boolean } = {}): Promise<RawResult> {
   return new Promise((resolve, reject) => {
-    const chunks: Buffer[] = [];
-    let end = 'close';
-    const socket = net.createConnection(socketPath, () => {
-      socket.write(bytes);
-      if (options.end) socket.end();
-    });
-    onCleanup(() => socket.destroy());
-    socket.on('data', (d) => chunks.push(d));
-    socket.on('error', (e: NodeJS.ErrnoException) => {
-      if (e.code === 'ECONNRESET' || e.code === 'EPIPE') end = e.code;
-      else reject(e);
-    });
-    socket.on('close', () => resolve({ data: Buffer.concat(chunks), end }));
+    connectRetrying(
+      socketPath,
+      (socket) => {
+        const chunks: Buffer[] = [];
+        let end = 'close';
+        socket.on('data', (d) => chunks.push(d));
+        socket.on('error', (e: NodeJS.ErrnoException) => {
+          if (e.code === 'ECONNRESET' || e.code === 'EPIPE') end = e.code;
+          else reject(e);
+        });
+        socket.on('close', () => resolve({ data: Buffer.concat(chunks), end }));
+        socket.write(bytes);
+        if (options.end) socket.end();
+      },
+      reject,
+    );
   });
 }
 
 /** Opens a connection that sends nothing; destroyed after the test. */
 export function rawConnect(socketPath: string): Promise<net.Socket> {
   return new Promise((resolve, reject) => {
-    const socket = net.createConnection(socketPath, () => resolve(socket));
-    socket.on('error', reject);
-    onCleanup(() => socket.destroy());
+    connectRetrying(
+      socketPath,
+      (socket) => {
+        socket.on('error', () => {});
+        resolve(socket);
+      },
+      reject,
+    );
   });
 }
 
