@@ -41,7 +41,9 @@
         }],
         ["OS=='win'", {
           "sources": [
+            "native/win/win_util.cc",
             "native/win/pipe_name.cc",
+            "native/win/security_win.cc",
             "native/win/client_win.cc",
             "native/win/server_win.cc"
           ],

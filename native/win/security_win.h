@@ -1,0 +1,45 @@
+// Who may open the pipe (the DACL of its first instance), and who opened
+// it (the peer's process id and user SID).
+#pragma once
+
+#include <string>
+
+#include "../core/server.h"
+#include "win_util.h"
+
+namespace sipc {
+namespace win {
+
+// The security attributes every instance is created with. Only the first
+// instance's descriptor counts: Windows keeps one per pipe name.
+class PipeSecurity {
+ public:
+  PipeSecurity() = default;
+  ~PipeSecurity();
+  PipeSecurity(const PipeSecurity&) = delete;
+  PipeSecurity& operator=(const PipeSecurity&) = delete;
+
+  // kCurrentUser: D:P(A;;GA;;;<current user>)(A;;GA;;;SY)(A;;GA;;;BA)
+  // kEveryone:    D:(A;;GRGW;;;WD)  (Git's DACL: Everyone read and write)
+  // kSddl:        `sddl` as given; EINVAL if Windows cannot parse it.
+  Status Init(PipeAccess access, const std::string& sddl);
+
+  SECURITY_ATTRIBUTES* attributes() { return &attributes_; }
+  const std::string& sddl() const { return sddl_; }
+
+ private:
+  PSECURITY_DESCRIPTOR descriptor_ = nullptr;  // LocalAlloc'ed
+  SECURITY_ATTRIBUTES attributes_{};
+  std::string sddl_;
+};
+
+// The user SID of this process, in string form ("S-1-5-21-...").
+Status CurrentUserSid(std::string* sid);
+
+// pid (GetNamedPipeClientProcessId) and user SID of the client connected
+// to the server end `pipe`. Fields stay -1 / empty when Windows cannot
+// tell. Worker thread (may impersonate the client for a moment).
+PeerInfo GetPipePeer(HANDLE pipe);
+
+}  // namespace win
+}  // namespace sipc

@@ -1,0 +1,912 @@
+// The simple-ipc server on Windows: named pipes (SPEC section 5, with the
+// section 7 limits), behind the same Server interface as the POSIX one.
+//
+// Instances. Git keeps one pipe instance per worker thread and parks each
+// worker on its instance: in ConnectNamedPipe, then in blocking reads of
+// the request. A handful of silent clients then hold every instance and
+// every worker. Here every instance is overlapped and the instance set is
+// elastic:
+//  - `threads` instances wait in an overlapped ConnectNamedPipe (SPEC 5:
+//    one per worker). The first one is created with
+//    FILE_FLAG_FIRST_PIPE_INSTANCE and carries the security descriptor.
+//  - When a client connects, its instance becomes that client's
+//    connection and a new instance is created to listen in its place, so
+//    clients that are slow to send (or never send) do not take the name
+//    away from others. Open connections are capped by max_connections
+//    (beyond it, a connection is closed at once and reported, as on POSIX).
+//  - When a conversation ends, its instance is flushed, disconnected and
+//    reused to listen again (SPEC 5), unless 2 x `threads` instances
+//    already listen, in which case it is closed.
+//
+// Threads:
+//  - `threads` worker threads wait on one I/O completion port, which
+//    every instance is associated with. Each completion (connect, request
+//    read, write, hang-up watch, flush) is one short step of that
+//    instance's state machine; no worker ever waits on a client.
+//  - FlushFileBuffers blocks until the client has read everything, so it
+//    runs on the Windows thread pool (one work item per finished
+//    conversation), which posts its completion to the port. A client that
+//    stops reading its last bytes delays only the reuse of its own
+//    instance; the flush is cancelled after request_timeout_ms or when the
+//    stop grace runs out.
+//  - The control thread (the server's own thread, joined by Join()) runs
+//    the timers (request timeout, stalled writes and flushes, retrying
+//    listener creation) and the shutdown sequence, and calls OnStopped.
+//  - Any thread (in practice the JS thread) calls Write/End/Abort/
+//    AllowPeer, which queue bytes and start overlapped operations; they
+//    never wait.
+//
+// Locking: one mutex, `mutex_`, guards the instance table, every Pipe's
+// state and the stop state. Overlapped calls that start or cancel I/O
+// (ConnectNamedPipe, ReadFile, WriteFile, CancelIoEx, DisconnectNamedPipe)
+// and CreateNamedPipeW are made under it; they do not block. Delegate
+// calls and the blocking flush are made without it. A Pipe is freed only
+// when none of its operations is outstanding (`pending` == 0): every
+// started operation delivers exactly one completion packet.
+#include <atomic>
+#include <cerrno>
+#include <condition_variable>
+#include <mutex>
+#include <thread>
+#include <unordered_map>
+
+#include "../core/clock.h"
+#include "../core/output_queue.h"
+#include "../core/pkt_line.h"
+#include "../core/server.h"
+#include "pipe_name.h"
+#include "security_win.h"
+#include "win_util.h"
+
+namespace sipc {
+
+namespace {
+
+constexpr DWORD kPipeBufferSize = 1024;       // SPEC 5
+constexpr size_t kSmallReadSize = 4096;       // first read of a request
+constexpr size_t kLargeReadSize = 64 * 1024;  // once a request fills a small read
+constexpr size_t kMaxCoalesce = 64 * 1024;    // small queued chunks are written together
+// One WriteFile at most: a write completes only once the client has read
+// all but the pipe buffer, so this is also the progress unit of the
+// stalled-write check.
+constexpr size_t kMaxWriteSize = 64 * 1024;
+constexpr int64_t kTickMs = 1000;             // stalled writes, listener retries
+constexpr int64_t kStoppingTickMs = 50;
+constexpr ULONG_PTR kExitKey = 1;
+
+enum class OpKind { kConnect, kRead, kWatch, kWrite, kFlush };
+
+struct Pipe;
+
+struct Op {
+  OVERLAPPED ov;  // first member: the completion packet carries &ov
+  OpKind kind;
+  Pipe* pipe;
+  DWORD posted_error;  // for packets we post ourselves (the call failed at once)
+};
+
+enum class Phase {
+  kListening,  // ConnectNamedPipe outstanding
+  kPeerCheck,  // connected, waiting for AllowPeer; nothing read yet
+  kReading,    // receiving the request
+  kHandling,   // request handed to the application
+  kClosing,    // over: waiting for outstanding operations, then recycled
+};
+
+struct Pipe {
+  HANDLE handle = INVALID_HANDLE_VALUE;
+  HANDLE port = nullptr;  // for the flush work item
+  Phase phase = Phase::kListening;
+  int pending = 0;         // operations whose completion has not been handled
+  bool connected = false;  // needs DisconnectNamedPipe before reuse
+  Op connect_op, read_op, watch_op, write_op, flush_op;
+
+  // The connection (phase != kListening).
+  ConnId id = 0;
+  PeerInfo peer;
+  int64_t deadline = 0;  // request complete by then (0: no limit)
+  pkt::Reader reader;
+  std::vector<uint8_t> request;
+  std::vector<uint8_t> read_buffer;
+  bool reading = false;
+  bool watching = false;
+  uint8_t watch_byte = 0;
+  OutputQueue out;
+  std::vector<uint8_t> scratch;  // coalesced bytes of the write in flight
+  bool writing = false;
+  int64_t write_started = 0;
+  bool ended = false;    // End() queued the flush packet
+  bool quit = false;     // End(quit)
+  bool aborted = false;  // no flush: close as soon as possible
+  bool flushing = false;
+  int64_t flush_started = 0;
+  bool close_after = false;  // close the instance instead of reusing it
+
+  Pipe() : reader(SIZE_MAX) {
+    InitOp(&connect_op, OpKind::kConnect);
+    InitOp(&read_op, OpKind::kRead);
+    InitOp(&watch_op, OpKind::kWatch);
+    InitOp(&write_op, OpKind::kWrite);
+    InitOp(&flush_op, OpKind::kFlush);
+  }
+
+  void InitOp(Op* op, OpKind kind) {
+    ZeroMemory(&op->ov, sizeof(op->ov));
+    op->kind = kind;
+    op->pipe = this;
+    op->posted_error = 0;
+  }
+
+  void ResetConnection(size_t max_request) {
+    id = 0;
+    peer = PeerInfo();
+    deadline = 0;
+    reader = pkt::Reader(max_request);
+    std::vector<uint8_t>().swap(request);
+    std::vector<uint8_t>().swap(read_buffer);
+    reading = watching = writing = ended = quit = aborted = flushing = false;
+    out.Clear();
+    std::vector<uint8_t>().swap(scratch);
+  }
+};
+
+struct ClientErrorReport {
+  Status why;
+  PeerInfo peer;
+};
+
+struct LostReport {
+  ConnId id;
+  Status why;
+};
+
+class WinServer : public Server {
+ public:
+  WinServer(const ServerOptions& options, ServerDelegate* delegate) : options_(options), delegate_(delegate) {
+    if (options_.threads < 1) options_.threads = 1;
+  }
+
+  ~WinServer() override {
+    // Only reached after the threads ended (or never started).
+    for (auto& kv : pipes_) {
+      if (kv.second->handle != INVALID_HANDLE_VALUE) CloseHandle(kv.second->handle);
+    }
+    if (port_ != nullptr) CloseHandle(port_);
+    if (wake_ != nullptr) CloseHandle(wake_);
+  }
+
+  Status Listen();
+  void StartThreads();
+
+  void Write(ConnId id, const uint8_t* data, size_t len, uint64_t token) override {
+    std::vector<uint8_t> framed;
+    pkt::AppendPackets(data, len, &framed);
+    std::lock_guard<std::mutex> lock(mutex_);
+    Pipe* pipe = FindHandling(id);
+    if (pipe == nullptr || pipe->ended) return;
+    pipe->out.Push(std::move(framed), token);
+    KickWrite(pipe);
+  }
+
+  void End(ConnId id, const uint8_t* data, size_t len, bool quit) override {
+    std::vector<uint8_t> framed;
+    pkt::AppendMessage(data, len, &framed);
+    std::lock_guard<std::mutex> lock(mutex_);
+    Pipe* pipe = FindHandling(id);
+    if (pipe == nullptr || pipe->ended) return;
+    pipe->out.Push(std::move(framed), 0);
+    pipe->ended = true;
+    pipe->quit = quit;
+    KickWrite(pipe);
+  }
+
+  void Abort(ConnId id) override {
+    std::lock_guard<std::mutex> lock(mutex_);
+    Pipe* pipe = FindHandling(id);
+    if (pipe == nullptr || pipe->ended) return;
+    pipe->ended = true;
+    pipe->aborted = true;
+    Retire(pipe);
+  }
+
+  void AllowPeer(ConnId id, bool allowed) override {
+    std::lock_guard<std::mutex> lock(mutex_);
+    auto it = conns_.find(id);
+    if (it == conns_.end() || it->second->phase != Phase::kPeerCheck) return;
+    Pipe* pipe = it->second;
+    if (!allowed || stopping_) {
+      Retire(pipe);
+      return;
+    }
+    pipe->phase = Phase::kReading;
+    StartRead(pipe);
+  }
+
+  void Stop(uint32_t grace_ms) override { RequestStop(StopReason::kClosed, grace_ms); }
+
+  void Join() override {
+    if (control_thread_.joinable()) control_thread_.join();
+  }
+
+ private:
+  // ---- (mu) helpers ----
+  Pipe* FindHandling(ConnId id) {
+    auto it = conns_.find(id);
+    if (it == conns_.end() || it->second->phase != Phase::kHandling) return nullptr;
+    return it->second;
+  }
+
+  HANDLE CreateInstance(bool first, DWORD* error);
+  Pipe* AddInstance(HANDLE handle);
+  void Listen(Pipe* pipe);
+  void ReplenishListeners(int64_t now);
+  void StartRead(Pipe* pipe);
+  void StartWatch(Pipe* pipe);
+  void KickWrite(Pipe* pipe);
+  void StartFlush(Pipe* pipe);
+  void Retire(Pipe* pipe);
+  void MaybeRecycle(Pipe* pipe);
+  void Recycle(Pipe* pipe, bool allow_reuse = true);
+  void PostOwn(Op* op, DWORD error);
+  std::vector<Pipe*> AllPipes();
+
+  void RequestStopLocked(StopReason reason, uint32_t grace_ms) {
+    int64_t deadline = NowMs() + grace_ms;
+    if (stop_requested_) {
+      // A later, shorter grace wins (e.g. close() after quit).
+      if (deadline < grace_deadline_) grace_deadline_ = deadline;
+    } else {
+      stop_requested_ = true;
+      stop_reason_ = reason;
+      grace_deadline_ = deadline;
+    }
+    SetEvent(wake_);
+  }
+
+  void RequestStop(StopReason reason, uint32_t grace_ms) {
+    std::lock_guard<std::mutex> lock(mutex_);
+    RequestStopLocked(reason, grace_ms);
+  }
+
+  // ---- worker threads ----
+  void WorkerLoop();
+  void OnConnected(Pipe* pipe, DWORD error);
+  void OnRead(Pipe* pipe, DWORD bytes, DWORD error);
+  void OnWatch(Pipe* pipe, DWORD bytes, DWORD error);
+  void OnWritten(Pipe* pipe, DWORD bytes, DWORD error);
+  void OnFlushed(Pipe* pipe);
+  static VOID CALLBACK FlushWork(PTP_CALLBACK_INSTANCE instance, PVOID context);
+
+  // ---- control thread ----
+  void ControlLoop();
+  void FinishStop();
+
+  ServerOptions options_;
+  ServerDelegate* delegate_;
+  std::wstring pipe_name_;
+  win::PipeSecurity security_;
+  HANDLE port_ = nullptr;
+  HANDLE wake_ = nullptr;  // auto-reset: wakes the control thread
+  std::thread control_thread_;
+  std::vector<std::thread> workers_;
+
+  std::mutex mutex_;
+  std::unordered_map<Pipe*, std::unique_ptr<Pipe>> pipes_;  // (mu) every instance
+  std::unordered_map<ConnId, Pipe*> conns_;                 // (mu) connected instances
+  int listeners_ = 0;                                       // (mu) instances in kListening
+  ConnId next_id_ = 1;                                      // (mu)
+  int64_t next_replenish_ = 0;                              // (mu) retry time after a failed create
+  int64_t control_wakes_at_ = 0;                            // (mu) when the control thread looks next
+  bool stop_requested_ = false;                             // (mu)
+  bool stopping_ = false;                                   // (mu) stop sequence begun
+  StopReason stop_reason_ = StopReason::kClosed;            // (mu)
+  int64_t grace_deadline_ = 0;                              // (mu)
+};
+
+// ---------------------------------------------------------------------------
+// Start-up
+
+HANDLE WinServer::CreateInstance(bool first, DWORD* error) {
+  DWORD open_mode = PIPE_ACCESS_DUPLEX | FILE_FLAG_OVERLAPPED | (first ? FILE_FLAG_FIRST_PIPE_INSTANCE : 0);
+  DWORD pipe_mode = PIPE_TYPE_MESSAGE | PIPE_READMODE_BYTE | PIPE_WAIT | PIPE_REJECT_REMOTE_CLIENTS;
+  HANDLE h = CreateNamedPipeW(pipe_name_.c_str(), open_mode, pipe_mode, PIPE_UNLIMITED_INSTANCES, kPipeBufferSize,
+                              kPipeBufferSize, 0, security_.attributes());
+  if (h == INVALID_HANDLE_VALUE) {
+    *error = GetLastError();
+    return h;
+  }
+  if (CreateIoCompletionPort(h, port_, 0, 0) == nullptr) {
+    *error = GetLastError();
+    CloseHandle(h);
+    return INVALID_HANDLE_VALUE;
+  }
+  *error = ERROR_SUCCESS;
+  return h;
+}
+
+Status WinServer::Listen() {
+  Status st = win::PipeNameForPath(options_.path, &pipe_name_);
+  if (!st.ok()) {
+    st.syscall = "listen";
+    return st;
+  }
+  st = security_.Init(options_.pipe_access, options_.sddl);
+  if (!st.ok()) return st;
+  port_ = CreateIoCompletionPort(INVALID_HANDLE_VALUE, nullptr, 0, static_cast<DWORD>(options_.threads));
+  if (port_ == nullptr) return win::StatusFromWin32(GetLastError(), "CreateIoCompletionPort");
+  wake_ = CreateEventW(nullptr, FALSE, FALSE, nullptr);
+  if (wake_ == nullptr) return win::StatusFromWin32(GetLastError(), "CreateEvent");
+
+  std::string name = win::WideToUtf8(pipe_name_);
+  DWORD error;
+  HANDLE first = CreateInstance(true, &error);
+  if (first == INVALID_HANDLE_VALUE) {
+    // Another server owns the name (Windows answers ERROR_ACCESS_DENIED
+    // to FILE_FLAG_FIRST_PIPE_INSTANCE, or ERROR_PIPE_BUSY when the
+    // owner allows no more instances): Git's "address in use".
+    if (error == ERROR_ACCESS_DENIED || error == ERROR_PIPE_BUSY) {
+      return Status::FromErrno(EADDRINUSE, "listen", name + " (Win32 error " + std::to_string(error) + ")");
+    }
+    return win::StatusFromWin32(error, "CreateNamedPipe", name);
+  }
+  std::lock_guard<std::mutex> lock(mutex_);
+  AddInstance(first);
+  for (int i = 1; i < options_.threads; i++) {
+    HANDLE h = CreateInstance(false, &error);
+    if (h == INVALID_HANDLE_VALUE) {
+      // Typically a pipeAccess SDDL that does not grant this account
+      // FILE_CREATE_PIPE_INSTANCE (GENERIC_WRITE), which every instance
+      // after the first needs.
+      return win::StatusFromWin32(error, "CreateNamedPipe",
+                                  name + ": cannot create more pipe instances (does the pipe's DACL grant this "
+                                         "account write access?)");
+    }
+    AddInstance(h);
+  }
+  return Status::Ok();
+}
+
+// (mu) A new instance, not yet listening.
+Pipe* WinServer::AddInstance(HANDLE handle) {
+  std::unique_ptr<Pipe> owned(new Pipe());
+  owned->handle = handle;
+  owned->port = port_;
+  owned->phase = Phase::kClosing;  // Listen() sets kListening
+  owned->reader = pkt::Reader(options_.max_request_bytes);
+  Pipe* pipe = owned.get();
+  pipes_.emplace(pipe, std::move(owned));
+  return pipe;
+}
+
+void WinServer::StartThreads() {
+  for (int i = 0; i < options_.threads; i++) workers_.emplace_back([this] { WorkerLoop(); });
+  {
+    std::lock_guard<std::mutex> lock(mutex_);
+    for (auto& kv : pipes_) Listen(kv.second.get());
+  }
+  control_thread_ = std::thread([this] { ControlLoop(); });
+}
+
+// ---------------------------------------------------------------------------
+// Starting and ending operations (mu)
+
+// Completes `op` through the port, for a call that failed at once (no
+// packet of its own will come) or succeeded without one.
+void WinServer::PostOwn(Op* op, DWORD error) {
+  op->posted_error = error;
+  if (!PostQueuedCompletionStatus(port_, 0, 0, &op->ov)) {
+    // The port is gone only after every worker ended; should not happen.
+    std::abort();
+  }
+}
+
+void WinServer::Listen(Pipe* pipe) {
+  pipe->phase = Phase::kListening;
+  listeners_++;
+  pipe->pending++;
+  ZeroMemory(&pipe->connect_op.ov, sizeof(OVERLAPPED));
+  if (ConnectNamedPipe(pipe->handle, &pipe->connect_op.ov)) {
+    PostOwn(&pipe->connect_op, ERROR_SUCCESS);
+    return;
+  }
+  DWORD err = GetLastError();
+  if (err == ERROR_IO_PENDING) return;
+  // ERROR_PIPE_CONNECTED: a client came between create and connect.
+  // ERROR_NO_DATA: it came and already left; the read will tell.
+  if (err == ERROR_PIPE_CONNECTED || err == ERROR_NO_DATA) err = ERROR_SUCCESS;
+  PostOwn(&pipe->connect_op, err);
+}
+
+// Keeps `threads` instances listening. A failed create is retried by the
+// control thread.
+void WinServer::ReplenishListeners(int64_t now) {
+  while (!stopping_ && listeners_ < options_.threads && now >= next_replenish_) {
+    DWORD error;
+    HANDLE h = CreateInstance(false, &error);
+    if (h == INVALID_HANDLE_VALUE) {
+      next_replenish_ = now + kTickMs;
+      return;
+    }
+    Listen(AddInstance(h));
+  }
+}
+
+void WinServer::StartRead(Pipe* pipe) {
+  if (pipe->read_buffer.empty()) pipe->read_buffer.resize(kSmallReadSize);
+  pipe->reading = true;
+  pipe->pending++;
+  ZeroMemory(&pipe->read_op.ov, sizeof(OVERLAPPED));
+  if (!ReadFile(pipe->handle, pipe->read_buffer.data(), static_cast<DWORD>(pipe->read_buffer.size()), nullptr,
+                &pipe->read_op.ov)) {
+    DWORD err = GetLastError();
+    if (err != ERROR_IO_PENDING) PostOwn(&pipe->read_op, err);
+  }
+}
+
+// While the application handles a request, a one-byte read notices the
+// client hanging up (it completes with ERROR_BROKEN_PIPE).
+void WinServer::StartWatch(Pipe* pipe) {
+  pipe->watching = true;
+  pipe->pending++;
+  ZeroMemory(&pipe->watch_op.ov, sizeof(OVERLAPPED));
+  if (!ReadFile(pipe->handle, &pipe->watch_byte, 1, nullptr, &pipe->watch_op.ov)) {
+    DWORD err = GetLastError();
+    if (err != ERROR_IO_PENDING) PostOwn(&pipe->watch_op, err);
+  }
+}
+
+// Starts the next write if none is in flight. One WriteFile at a time per
+// connection; small queued chunks go out together.
+void WinServer::KickWrite(Pipe* pipe) {
+  if (pipe->writing || pipe->phase != Phase::kHandling || pipe->out.empty()) return;
+  ByteSpan spans[64];
+  size_t count = pipe->out.Fill(spans, 64);
+  if (count == 0) {
+    // Only token-carrying empty entries: they are "written" now.
+    pipe->writing = true;
+    pipe->pending++;
+    PostOwn(&pipe->write_op, ERROR_SUCCESS);
+    return;
+  }
+  const uint8_t* data = spans[0].data;
+  size_t len = spans[0].size < kMaxWriteSize ? spans[0].size : kMaxWriteSize;
+  if (count > 1 && len < kMaxCoalesce) {
+    pipe->scratch.clear();
+    for (size_t i = 0; i < count && pipe->scratch.size() + spans[i].size <= kMaxCoalesce; i++) {
+      pipe->scratch.insert(pipe->scratch.end(), spans[i].data, spans[i].data + spans[i].size);
+    }
+    if (pipe->scratch.size() > len) {
+      data = pipe->scratch.data();
+      len = pipe->scratch.size();
+    }
+  }
+  pipe->writing = true;
+  pipe->write_started = NowMs();
+  pipe->pending++;
+  ZeroMemory(&pipe->write_op.ov, sizeof(OVERLAPPED));
+  if (!WriteFile(pipe->handle, data, static_cast<DWORD>(len), nullptr, &pipe->write_op.ov)) {
+    DWORD err = GetLastError();
+    if (err != ERROR_IO_PENDING) PostOwn(&pipe->write_op, err);
+  }
+}
+
+// The response is written: make sure the client got it before the
+// instance is disconnected (DisconnectNamedPipe discards unread data).
+void WinServer::StartFlush(Pipe* pipe) {
+  pipe->phase = Phase::kClosing;
+  if (pipe->watching) CancelIoEx(pipe->handle, &pipe->watch_op.ov);
+  pipe->flushing = true;
+  pipe->flush_started = NowMs();
+  pipe->pending++;
+  if (!TrySubmitThreadpoolCallback(&WinServer::FlushWork, pipe, nullptr)) {
+    // No thread pool: skip the flush, close rather than disconnect so the
+    // client can still read what is buffered.
+    pipe->close_after = true;
+    PostOwn(&pipe->flush_op, ERROR_SUCCESS);
+  }
+}
+
+// Thread pool. Touches only the pipe's handle and port, which stay valid
+// until the posted completion has been handled.
+VOID CALLBACK WinServer::FlushWork(PTP_CALLBACK_INSTANCE instance, PVOID context) {
+  CallbackMayRunLong(instance);
+  Pipe* pipe = static_cast<Pipe*>(context);
+  FlushFileBuffers(pipe->handle);  // fails when cancelled or the client left; either way done
+  pipe->flush_op.posted_error = ERROR_SUCCESS;
+  if (!PostQueuedCompletionStatus(pipe->port, 0, 0, &pipe->flush_op.ov)) std::abort();
+}
+
+// The conversation (or attempt) is over without a flush: cancel what is
+// outstanding and recycle the instance once it all completed.
+void WinServer::Retire(Pipe* pipe) {
+  pipe->phase = Phase::kClosing;
+  if (pipe->pending > 0) CancelIoEx(pipe->handle, nullptr);
+  MaybeRecycle(pipe);
+}
+
+void WinServer::MaybeRecycle(Pipe* pipe) {
+  if (pipe->phase == Phase::kClosing && pipe->pending == 0) Recycle(pipe);
+}
+
+// No operation is outstanding: disconnect, then listen again or close.
+void WinServer::Recycle(Pipe* pipe, bool allow_reuse) {
+  if (pipe->id != 0) conns_.erase(pipe->id);
+  // A quit conversation that ended early (the client left) still quits.
+  if (pipe->quit) RequestStopLocked(StopReason::kQuit, UINT32_MAX / 2);
+  pipe->ResetConnection(options_.max_request_bytes);
+  bool reuse = allow_reuse && !pipe->close_after && !stopping_ && listeners_ < 2 * options_.threads;
+  pipe->close_after = false;
+  if (pipe->connected && reuse && !DisconnectNamedPipe(pipe->handle)) reuse = false;
+  pipe->connected = false;
+  if (reuse) {
+    Listen(pipe);
+    return;
+  }
+  // Closing (rather than disconnecting) leaves what the client has not
+  // read yet readable.
+  CloseHandle(pipe->handle);
+  pipe->handle = INVALID_HANDLE_VALUE;
+  pipes_.erase(pipe);
+  if (stopping_ && pipes_.empty()) SetEvent(wake_);
+}
+
+// ---------------------------------------------------------------------------
+// Worker threads
+
+void WinServer::WorkerLoop() {
+  for (;;) {
+    DWORD bytes = 0;
+    ULONG_PTR key = 0;
+    OVERLAPPED* ov = nullptr;
+    BOOL ok = GetQueuedCompletionStatus(port_, &bytes, &key, &ov, INFINITE);
+    if (ov == nullptr) {
+      if (key == kExitKey || !ok) return;
+      continue;  // not ours
+    }
+    Op* op = reinterpret_cast<Op*>(ov);
+    DWORD error = ok ? ERROR_SUCCESS : GetLastError();
+    if (op->posted_error != 0) {
+      error = op->posted_error;
+      op->posted_error = 0;
+    }
+    switch (op->kind) {
+      case OpKind::kConnect:
+        OnConnected(op->pipe, error);
+        break;
+      case OpKind::kRead:
+        OnRead(op->pipe, bytes, error);
+        break;
+      case OpKind::kWatch:
+        OnWatch(op->pipe, bytes, error);
+        break;
+      case OpKind::kWrite:
+        OnWritten(op->pipe, bytes, error);
+        break;
+      case OpKind::kFlush:
+        OnFlushed(op->pipe);
+        break;
+    }
+  }
+}
+
+
+void WinServer::OnConnected(Pipe* pipe, DWORD error) {
+  {
+    std::lock_guard<std::mutex> lock(mutex_);
+    pipe->pending--;
+    listeners_--;
+    pipe->phase = Phase::kClosing;
+    if (error == ERROR_OPERATION_ABORTED) {
+      Recycle(pipe);  // cancelled by the stop: closes
+      return;
+    }
+    if (error != ERROR_SUCCESS) {
+      // A broken instance: close it; the control thread creates another.
+      Recycle(pipe, false);
+      next_replenish_ = NowMs() + kTickMs;
+      return;
+    }
+    pipe->connected = true;
+    if (stopping_) {
+      Recycle(pipe);  // came as we stopped: dropped (SPEC 3)
+      return;
+    }
+    // This instance now belongs to its client; another one listens.
+    ReplenishListeners(NowMs());
+  }
+
+  // No id, no operation outstanding and phase kClosing: nothing else
+  // touches this pipe, so the peer lookup runs without the lock.
+  PeerInfo peer = win::GetPipePeer(pipe->handle);
+
+  bool too_many = false;
+  bool peer_check = false;
+  ConnId id = 0;
+  {
+    std::lock_guard<std::mutex> lock(mutex_);
+    if (stopping_) {
+      Recycle(pipe);
+      return;
+    }
+    if (conns_.size() >= options_.max_connections) {
+      too_many = true;
+      Recycle(pipe);
+    } else {
+      id = next_id_++;
+      pipe->id = id;
+      pipe->peer = peer;
+      conns_.emplace(id, pipe);
+      if (options_.request_timeout_ms > 0) {
+        pipe->deadline = NowMs() + options_.request_timeout_ms;
+        if (pipe->deadline < control_wakes_at_) SetEvent(wake_);
+      }
+      peer_check = options_.check_peer;
+      pipe->phase = peer_check ? Phase::kPeerCheck : Phase::kReading;
+      if (!peer_check) StartRead(pipe);
+    }
+  }
+  if (too_many) {
+    delegate_->OnClientError(
+        Status::Lib(LibCode::kTooManyConnections, std::to_string(options_.max_connections) + " open"), peer);
+  } else if (peer_check) {
+    delegate_->OnPeerCheck(id, peer);
+  }
+}
+
+void WinServer::OnRead(Pipe* pipe, DWORD bytes, DWORD error) {
+  Status why;
+  bool report = false;
+  PeerInfo peer;
+  ConnId id = 0;
+  std::vector<uint8_t> request;
+  {
+    std::lock_guard<std::mutex> lock(mutex_);
+    pipe->pending--;
+    pipe->reading = false;
+    if (pipe->phase != Phase::kReading) {
+      // Timed out, or stopped, while the read was outstanding; whoever
+      // ended it reported it.
+      MaybeRecycle(pipe);
+      return;
+    }
+    if (error == ERROR_MORE_DATA) error = ERROR_SUCCESS;  // a message boundary; the bytes are valid
+    if (error == ERROR_SUCCESS) {
+      size_t size = pipe->read_buffer.size();
+      pipe->reader.Feed(pipe->read_buffer.data(), bytes, &pipe->request);
+      switch (pipe->reader.state()) {
+        case pkt::Reader::State::kNeedMore:
+          // A request that fills small reads gets larger ones.
+          if (bytes == size && size < kLargeReadSize) pipe->read_buffer.resize(kLargeReadSize);
+          StartRead(pipe);
+          return;
+        case pkt::Reader::State::kProtocolError:
+          why = Status::Lib(LibCode::kProtocol, std::string(pipe->reader.error_text()) + " in request");
+          report = true;
+          break;
+        case pkt::Reader::State::kTooLarge:
+          why = Status::Lib(LibCode::kRequestTooLarge, "limit " + std::to_string(options_.max_request_bytes) + " bytes");
+          report = true;
+          break;
+        case pkt::Reader::State::kDone:
+          id = pipe->id;
+          pipe->phase = Phase::kHandling;
+          pipe->deadline = 0;
+          request.swap(pipe->request);
+          std::vector<uint8_t>().swap(pipe->read_buffer);
+          break;
+      }
+    } else if (error == ERROR_BROKEN_PIPE || error == ERROR_PIPE_NOT_CONNECTED || error == ERROR_NO_DATA) {
+      // A client that hangs up without sending anything is a liveness
+      // probe: close silently, as Git does.
+      report = pipe->reader.started();
+      why = Status::Lib(LibCode::kIncompleteRequest);
+    } else if (error != ERROR_OPERATION_ABORTED) {
+      report = pipe->reader.started();
+      why = win::StatusFromWin32(error, "read");
+    }
+    peer = pipe->peer;
+    if (id == 0) Retire(pipe);
+  }
+  if (id == 0) {
+    if (report) delegate_->OnClientError(why, peer);
+    return;
+  }
+  // `pipe` may be gone as soon as the application answers: look it up by
+  // id from here on.
+  delegate_->OnRequest(id, std::move(request), peer);
+  std::lock_guard<std::mutex> lock(mutex_);
+  Pipe* handling = FindHandling(id);
+  if (handling != nullptr && !handling->ended && !handling->watching) StartWatch(handling);
+}
+
+void WinServer::OnWatch(Pipe* pipe, DWORD bytes, DWORD error) {
+  (void)bytes;
+  ConnId id = 0;
+  {
+    std::lock_guard<std::mutex> lock(mutex_);
+    pipe->pending--;
+    pipe->watching = false;
+    if (pipe->phase != Phase::kHandling) {
+      MaybeRecycle(pipe);
+      return;
+    }
+    // Bytes after the request are ignored (and no longer watched for);
+    // a write failure will tell if the client leaves.
+    if (error == ERROR_SUCCESS || error == ERROR_MORE_DATA || error == ERROR_OPERATION_ABORTED) return;
+    // The client went away: the conversation is over.
+    if (!pipe->ended) id = pipe->id;
+    pipe->ended = true;
+    pipe->aborted = true;
+    Retire(pipe);
+  }
+  if (id != 0) delegate_->OnConversationLost(id, Status::FromErrno(ECONNRESET, "read", "client went away"));
+}
+
+void WinServer::OnWritten(Pipe* pipe, DWORD bytes, DWORD error) {
+  std::vector<uint64_t> tokens;
+  ConnId id;
+  bool lost = false;
+  Status why;
+  {
+    std::lock_guard<std::mutex> lock(mutex_);
+    pipe->pending--;
+    pipe->writing = false;
+    if (pipe->phase != Phase::kHandling) {
+      MaybeRecycle(pipe);
+      return;
+    }
+    id = pipe->id;
+    if (error == ERROR_SUCCESS) {
+      pipe->out.Consume(bytes, &tokens);
+      if (!pipe->out.empty()) {
+        KickWrite(pipe);
+      } else if (pipe->ended) {
+        // The flush packet is written (SPEC 3, Quit: the server stops
+        // only after that).
+        if (pipe->quit) {
+          pipe->quit = false;
+          RequestStopLocked(StopReason::kQuit, UINT32_MAX / 2);
+        }
+        StartFlush(pipe);
+      }
+    } else {
+      lost = !pipe->ended;
+      why = win::StatusFromWin32(error, "write", "client went away");
+      pipe->ended = true;
+      pipe->aborted = true;
+      Retire(pipe);
+    }
+  }
+  if (!tokens.empty()) delegate_->OnWritten(id, tokens);
+  if (lost) delegate_->OnConversationLost(id, why);
+}
+
+void WinServer::OnFlushed(Pipe* pipe) {
+  std::lock_guard<std::mutex> lock(mutex_);
+  pipe->pending--;
+  pipe->flushing = false;
+  MaybeRecycle(pipe);
+}
+
+// ---------------------------------------------------------------------------
+// Control thread
+
+std::vector<Pipe*> WinServer::AllPipes() {
+  std::vector<Pipe*> all;
+  all.reserve(pipes_.size());
+  for (auto& kv : pipes_) all.push_back(kv.second.get());
+  return all;
+}
+
+void WinServer::ControlLoop() {
+  for (;;) {
+    std::vector<ClientErrorReport> client_errors;
+    std::vector<LostReport> lost;
+    bool exit = false;
+    DWORD wait_ms = 0;
+    {
+      std::lock_guard<std::mutex> lock(mutex_);
+      int64_t now = NowMs();
+      if (stop_requested_ && !stopping_) {
+        // Stop accepting; drop everything that has not reached the
+        // application (SPEC 3); conversations in progress may finish.
+        stopping_ = true;
+        for (Pipe* pipe : AllPipes()) {
+          if (pipe->phase == Phase::kListening) {
+            CancelIoEx(pipe->handle, &pipe->connect_op.ov);
+          } else if (pipe->phase == Phase::kPeerCheck || pipe->phase == Phase::kReading) {
+            Retire(pipe);
+          }
+        }
+      }
+      int64_t next = now + (stopping_ ? kStoppingTickMs : kTickMs);
+      // Retire() frees only the pipe it is given, so the others in `all`
+      // stay valid through the loop.
+      for (Pipe* pipe : AllPipes()) {
+        if ((pipe->phase == Phase::kPeerCheck || pipe->phase == Phase::kReading) && pipe->deadline != 0) {
+          if (now >= pipe->deadline) {
+            client_errors.push_back(ClientErrorReport{
+                Status::Lib(LibCode::kRequestTimeout, std::to_string(options_.request_timeout_ms) + " ms"), pipe->peer});
+            Retire(pipe);
+            continue;
+          }
+          if (pipe->deadline < next) next = pipe->deadline;
+        }
+        if (options_.request_timeout_ms == 0) continue;
+        // Clients that stopped reading their response get as long a limit
+        // as the request.
+        if (pipe->phase == Phase::kHandling && pipe->writing &&
+            now - pipe->write_started > static_cast<int64_t>(options_.request_timeout_ms)) {
+          if (!pipe->ended) lost.push_back(LostReport{pipe->id, Status::Lib(LibCode::kWriteStalled)});
+          pipe->ended = true;
+          pipe->aborted = true;
+          Retire(pipe);
+          continue;
+        }
+        if (pipe->flushing && now - pipe->flush_started > static_cast<int64_t>(options_.request_timeout_ms)) {
+          CancelIoEx(pipe->handle, nullptr);
+        }
+      }
+      if (stopping_) {
+        if (now >= grace_deadline_) {
+          // Out of patience: drop the conversations still running, cancel
+          // what is outstanding (again on every tick: a flush work item
+          // may have started after the previous cancel).
+          for (Pipe* pipe : AllPipes()) {
+            if (pipe->phase == Phase::kHandling) {
+              if (!pipe->ended) {
+                lost.push_back(
+                    LostReport{pipe->id, Status::Lib(LibCode::kServerClosed, "closed before the handler finished")});
+              }
+              pipe->ended = true;
+              pipe->aborted = true;
+              Retire(pipe);
+            } else if (pipe->pending > 0) {
+              CancelIoEx(pipe->handle, nullptr);
+            }
+          }
+        } else if (grace_deadline_ < next) {
+          next = grace_deadline_;
+        }
+        exit = pipes_.empty();
+      } else {
+        ReplenishListeners(now);
+        if (listeners_ < options_.threads && next_replenish_ < next) next = next_replenish_;
+      }
+      control_wakes_at_ = next;
+      wait_ms = next > now ? static_cast<DWORD>(next - now) : 0;
+    }
+    for (ClientErrorReport& r : client_errors) delegate_->OnClientError(r.why, r.peer);
+    for (LostReport& r : lost) delegate_->OnConversationLost(r.id, r.why);
+    if (exit) break;
+    WaitForSingleObject(wake_, wait_ms);
+  }
+  FinishStop();
+}
+
+void WinServer::FinishStop() {
+  // Every instance is closed and every completion handled: the workers
+  // only wait for their exit packets now.
+  for (size_t i = 0; i < workers_.size(); i++) PostQueuedCompletionStatus(port_, 0, kExitKey, nullptr);
+  for (std::thread& t : workers_) t.join();
+  workers_.clear();
+  StopReason reason;
+  {
+    std::lock_guard<std::mutex> lock(mutex_);
+    reason = stop_reason_;
+  }
+  delegate_->OnStopped(reason, Status::Ok());
+}
+
+}  // namespace
+
+Status StartServer(const ServerOptions& options, ServerDelegate* delegate, std::unique_ptr<Server>* out) {
+  std::unique_ptr<WinServer> server(new WinServer(options, delegate));
+  Status st = server->Listen();
+  if (!st.ok()) return st;
+  server->StartThreads();
+  *out = std::move(server);
+  return Status::Ok();
+}
+
+}  // namespace sipc
