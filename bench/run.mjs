@@ -45,9 +45,10 @@ const QUICK = opts.quick;
 const RUNS = Number(opts.runs ?? (QUICK ? 1 : 5));
 const THREADS = Number(opts.threads);
 const log = (...a) => console.error(...a);
-// --quick stops starting measurements after this long (a smoke test must
-// finish within a minute on a slow day; what is left out is listed).
-const QUICK_BUDGET_MS = 50000;
+// --quick starts no measurement after this long, and gives each scenario
+// an equal share of it (a smoke test must finish within a minute on a
+// slow day; what is left out is listed).
+const QUICK_BUDGET_MS = 45000;
 
 // ---------------------------------------------------------------- scenarios
 const BIG = 50_000_000;
@@ -64,12 +65,12 @@ const SCENARIOS = [
   { id: 'bulk-down', title: '50 MB reply', kind: 'client', primary: 'mbps',
     spec: { request: 'big50', expectLen: BIG, concurrency: 1, n: QUICK ? 1 : 5, warmup: QUICK ? 0 : 2 } },
   { id: 'stream', title: '10000-chunk reply', kind: 'client', primary: 'ttlb_ms',
-    spec: { request: 'chunks', expectLen: 10000 * 81, concurrency: 1, n: QUICK ? 1 : 20, warmup: QUICK ? 1 : 3 } },
+    spec: { request: 'chunks', expectLen: 10000 * 81, concurrency: 1, n: QUICK ? 1 : 10, warmup: QUICK ? 1 : 2 } },
   // Same reply, but our handler queues every reply.write() without awaiting
   // each one (it awaits them all at the end); the other servers do what
   // they do for 'chunks'. Separates per-write round trips from streaming.
   { id: 'stream-nowait', title: '10000-chunk reply, writes not awaited', kind: 'client', primary: 'ttlb_ms', full: true,
-    spec: { request: 'chunksq', expectLen: 10000 * 81, concurrency: 1, n: 20, warmup: 3 } },
+    spec: { request: 'chunksq', expectLen: 10000 * 81, concurrency: 1, n: 10, warmup: 2 } },
   { id: 'idle-1000', title: '1000 slow clients', kind: 'idle', primary: 'rss_mb',
     clients: 1000, intervalMs: 1000,
     spec: { ...SMALL, concurrency: 1, n: 0, durationS: QUICK ? 0.5 : 3, timeoutMs: QUICK ? 250 : 2000 } },
@@ -267,7 +268,12 @@ const round = (x, d = 3) => (x == null ? null : Math.round(x * 10 ** d) / 10 ** 
 // One measurement: fresh server, one client run. Returns { metrics, error }.
 async function measure(scenario, pairing) {
   const sockPath = nextSockPath();
-  const server = await startServer(pairing.server, sockPath);
+  let server;
+  try {
+    server = await startServer(pairing.server, sockPath);
+  } catch (err) {
+    return { metrics: {}, error: err.message };
+  }
   let metrics = {};
   let error = null;
   try {
@@ -333,6 +339,7 @@ async function measureIdle(scenario, pairing, server) {
     return {
       rss_mb: round(peak / 1024, 1),
       rss_idle_mb: idle ? round(idle / 1024, 1) : null,
+      rss_delta_mb: idle ? round((peak - idle) / 1024, 1) : null,
       connected: first.connected,
       connect_failed: first.failed,
       dropped_by_server: dropped,
@@ -431,15 +438,22 @@ async function main() {
   const results = [];
   const failures = [];
   const budgetSkips = []; // --quick only: measurements left out to stay under a minute
-  for (const s of scenarios) {
+  for (const [si, s] of scenarios.entries()) {
+    // --quick: each scenario gets an equal share of what is left of the
+    // budget, so a slow machine trims pairings everywhere instead of
+    // dropping the last scenarios; the first pairing always runs.
+    const sStart = Date.now();
+    const sBudget = (QUICK_BUDGET_MS - (sStart - t0)) / (scenarios.length - si);
+    let sCount = 0;
     const ps = pairings.filter((p) => !p.only || p.only.includes(s.id));
     const rows = ps.map((p) => ({ scenario: s.id, client: p.client, server: p.server, runs: [], errors: [] }));
     for (let run = 0; run < RUNS; run++) {
       for (const row of rows) {
-        if (QUICK && Date.now() - t0 > QUICK_BUDGET_MS) {
+        if (QUICK && sCount > 0 && (Date.now() - sStart > sBudget || Date.now() - t0 > QUICK_BUDGET_MS)) {
           budgetSkips.push(`${s.id} ${row.client}/${row.server}`);
           continue;
         }
+        sCount++;
         const label = `${s.id} ${row.client}/${row.server} run ${run + 1}/${RUNS}`;
         const tm = Date.now();
         const { metrics, error } = await measure(s, row);
@@ -491,7 +505,7 @@ async function main() {
     const idle = s.kind === 'idle';
     const notes = [];
     if (idle) {
-      notes.push(`${m.connected} slow connected`);
+      notes.push(`${m.connected} slow connected (RSS +${m.rss_delta_mb} MB)`);
       if (m.dropped_by_server) notes.push(`${m.dropped_by_server} dropped by server`);
       notes.push(`fast client: ${m.fast_ok} ok`);
       if (m.fast_timeouts) notes.push(`${m.fast_timeouts} timeouts`);
