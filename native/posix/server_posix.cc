@@ -696,6 +696,12 @@ void PosixServer::WorkerLoop() {
       continue;
     }
     size_t count = conn->out.Fill(spans, kMaxIovPerWrite);
+    if (count == 0 && !conn->out.empty()) {
+      // Only empty entries (a zero-length Write with a token): nothing to
+      // send, and their tokens are done. Left queued, they would put the
+      // connection back in the work queue forever.
+      conn->out.Consume(0, &tokens);
+    }
     bool finished = false;
     bool quit = false;
     bool lost = false;
