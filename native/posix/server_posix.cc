@@ -50,6 +50,7 @@ namespace {
 constexpr int kListenBacklog = 50;           // as Git
 constexpr int64_t kLockTimeoutMs = 100;      // as Git
 constexpr int64_t kStolenCheckMs = 1000;     // SPEC: at least once a second
+constexpr int64_t kAcceptPauseMs = 100;      // out of descriptors: retry accept() then
 constexpr size_t kReadBufferSize = 256 * 1024;
 constexpr int kMaxReadsPerEvent = 16;        // fairness between uploads
 constexpr size_t kMaxIovPerWrite = 64;
@@ -222,6 +223,7 @@ class PosixServer : public Server {
   ConnId next_id_ = 1;
   std::deque<std::pair<int64_t, ConnId>> deadlines_;  // accept order = deadline order
   int64_t next_stolen_check_ = 0;
+  int64_t accept_resume_at_ = 0;  // accept() paused until then (0: not paused)
   std::vector<uint8_t> read_buffer_;
 };
 
@@ -363,6 +365,10 @@ void PosixServer::IoLoop() {
       int64_t left = deadlines_.front().first - now;
       if (left < timeout) timeout = left < 0 ? 0 : static_cast<int>(left);
     }
+    if (accept_resume_at_ > 0) {
+      int64_t left = accept_resume_at_ - now;
+      if (left < timeout) timeout = left < 0 ? 0 : static_cast<int>(left);
+    }
     if (stopping) timeout = timeout < 50 ? timeout : 50;
     int n = poller_->Wait(events, 128, timeout);
     for (int i = 0; i < n; i++) {
@@ -387,6 +393,10 @@ void PosixServer::IoLoop() {
     }
     now = NowMs();
     CheckTimers(now);
+    if (accept_resume_at_ > 0 && now >= accept_resume_at_) {
+      accept_resume_at_ = 0;
+      if (listen_fd_ >= 0) poller_->Modify(listen_fd_, kPollIn, kListenKey, false);
+    }
 
     bool stop_now;
     int64_t grace_deadline;
@@ -478,8 +488,14 @@ void PosixServer::Accept() {
 #endif
     if (fd < 0) {
       if (errno == EINTR || errno == ECONNABORTED) continue;
-      // EAGAIN: drained. EMFILE/ENFILE: leave the rest in the backlog
-      // and try again on the next event.
+      if (errno == EMFILE || errno == ENFILE || errno == ENOBUFS || errno == ENOMEM) {
+        // Out of descriptors or memory: the rest stays in the backlog and
+        // the listening socket stays readable. Stop watching it for a
+        // moment, or the I/O thread would spin on it.
+        poller_->Modify(listen_fd_, 0, kListenKey, false);
+        accept_resume_at_ = NowMs() + kAcceptPauseMs;
+      }
+      // EAGAIN: drained.
       return;
     }
     PeerInfo peer = GetPeerInfo(fd);
