@@ -69,6 +69,16 @@ int CountDir(const char* dir) {
   return n;
 }
 int FdCount() { return CountDir("/proc/self/fd"); }
+int MaxFd() {
+  int max = -1;
+  DIR* d = opendir("/proc/self/fd");
+  if (d == nullptr) return -1;
+  while (dirent* e = readdir(d)) {
+    if (e->d_name[0] != '.') max = std::max(max, std::atoi(e->d_name));
+  }
+  closedir(d);
+  return max;
+}
 int ThreadCount() { return CountDir("/proc/self/task"); }
 
 double CpuSeconds() {
@@ -315,6 +325,15 @@ class TestDelegate : public ServerDelegate {
       server->Abort(w.id);
     } else if (r == "quit") {
       server->End(w.id, nullptr, 0, true);
+    } else if (r == "zero-token-idle") {
+      // An empty write with a token and nothing else queued, then the
+      // end a little later (from another thread).
+      server->Write(w.id, nullptr, 0, 78);
+      std::lock_guard<std::mutex> lock(mu_);
+      late_threads_.emplace_back([server, id = w.id] {
+        SleepMs(600);
+        server->End(id, reinterpret_cast<const uint8_t*>("done"), 4, false);
+      });
     } else if (r == "zero-token") {
       server->Write(w.id, nullptr, 0, 77);
       server->End(w.id, reinterpret_cast<const uint8_t*>("done"), 4, false);
@@ -535,6 +554,82 @@ TEST(empty_write_with_token_is_reported_and_does_not_stall) {
   ClientResult r = Send(h.path, "zero-token", &response);
   CHECK(r.status.ok());
   CHECK_EQ(response, std::string("done"));
+}
+
+TEST(empty_write_with_token_while_idle_does_not_spin) {
+  Harness h;
+  REQUIRE(h.start_status.ok());
+  double cpu0 = CpuSeconds();
+  std::string response;
+  ClientResult r = Send(h.path, "zero-token-idle", &response);
+  double used = CpuSeconds() - cpu0;
+  CHECK(r.status.ok());
+  CHECK_EQ(response, std::string("done"));
+  CHECK(h.delegate.token_written(78));
+  std::fprintf(stderr, "    cpu during a 600 ms idle conversation: %.3f s\n", used);
+  CHECK(used < 0.3);
+}
+
+TEST(out_of_descriptors_does_not_spin_and_recovers) {
+  // accept() failing with EMFILE leaves the connection in the backlog and
+  // the listening socket readable: the I/O thread must not busy-loop on it.
+  Harness h;
+  REQUIRE(h.start_status.ok());
+  rlimit old;
+  REQUIRE(getrlimit(RLIMIT_NOFILE, &old) == 0);
+  Fds fds;
+  int first = ConnectRaw(h.path);  // make sure everything is warm
+  REQUIRE(first >= 0);
+  fds.add(first);
+  SleepMs(50);
+  // Our sockets exist before the limit drops; connecting them takes no
+  // new descriptor, so only the server's accept() runs out.
+  std::vector<int> pending;
+  for (int i = 0; i < 20; i++) {
+    int fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
+    REQUIRE(fd >= 0);
+    fds.add(fd);
+    pending.push_back(fd);
+  }
+  // The limit applies to descriptor numbers, and accept() takes the
+  // lowest free one: fill every free number below the limit, then free
+  // exactly two for the server.
+  rlimit tight = old;
+  tight.rlim_cur = static_cast<rlim_t>(MaxFd() + 3);
+  REQUIRE(setrlimit(RLIMIT_NOFILE, &tight) == 0);
+  std::vector<int> fillers;
+  for (;;) {
+    int fd = open("/dev/null", O_RDONLY | O_CLOEXEC);
+    if (fd < 0) break;
+    fillers.push_back(fd);
+  }
+  REQUIRE(fillers.size() >= 2);
+  for (int i = 0; i < 2; i++) {
+    close(fillers.back());
+    fillers.pop_back();
+  }
+  for (int fd : fillers) fds.add(fd);
+  sockaddr_un addr{};
+  addr.sun_family = AF_UNIX;
+  std::strncpy(addr.sun_path, h.path.c_str(), sizeof(addr.sun_path) - 1);
+  for (int fd : pending) CHECK(connect(fd, reinterpret_cast<sockaddr*>(&addr), sizeof(addr)) == 0);
+  SleepMs(200);
+  double cpu0 = CpuSeconds();
+  SleepMs(1000);
+  double used = CpuSeconds() - cpu0;
+  REQUIRE(setrlimit(RLIMIT_NOFILE, &old) == 0);
+  std::fprintf(stderr, "    cpu over 1 s with accept() failing for lack of descriptors: %.3f s\n", used);
+  CHECK(used < 0.5);
+  for (int fd : fds.fds) close(fd);
+  fds.fds.clear();
+  std::string response;
+  bool ok = false;
+  int64_t give_up = NowMs() + kWaitMs;
+  while (!ok && NowMs() < give_up) {
+    ok = Send(h.path, "ping", &response).status.ok();
+    if (!ok) SleepMs(50);
+  }
+  CHECK(ok);
 }
 
 TEST(socket_mode_is_applied_and_umask_untouched) {
