@@ -421,6 +421,8 @@ async function main() {
   let pairings = ALL_PAIRINGS.filter((p) => !QUICK || !p.full);
   if (opts.pairings) {
     const want = new Set(opts.pairings.split(','));
+    const unknown = [...want].filter((w) => !ALL_PAIRINGS.some((p) => pairName(p) === w));
+    if (unknown.length) throw new Error(`unknown pairing(s) ${unknown.join(', ')}; known: ${ALL_PAIRINGS.map(pairName).join(', ')}`);
     pairings = ALL_PAIRINGS.filter((p) => want.has(pairName(p)));
   }
   const skipped = [];
@@ -431,6 +433,8 @@ async function main() {
   let scenarios = SCENARIOS.filter((s) => !QUICK || !s.full);
   if (opts.scenarios) {
     const want = new Set(opts.scenarios.split(','));
+    const unknown = [...want].filter((w) => !SCENARIOS.some((s) => s.id === w));
+    if (unknown.length) throw new Error(`unknown scenario(s) ${unknown.join(', ')}; known: ${SCENARIOS.map((s) => s.id).join(', ')}`);
     scenarios = SCENARIOS.filter((s) => want.has(s.id));
   }
 
