@@ -36,7 +36,16 @@ export function sendbytesVerdict(ballast: Buffer): Buffer {
   return Buffer.concat([Buffer.from('rcvd:'), Buffer.from([first]), Buffer.from(`${String(ballast.length).padStart(8, '0')}\n`)]);
 }
 
+// Git's test application reads the request as a C string: matching,
+// the echo of an unknown command and the sendbytes ballast all stop at the
+// first NUL byte.
+function cString(request: Buffer): Buffer {
+  const nul = request.indexOf(0);
+  return nul < 0 ? request : request.subarray(0, nul);
+}
+
 export const testAppHandler: Handler = async (request, reply) => {
+  request = cString(request);
   const command = request.toString('latin1');
   switch (command) {
     case 'quit':

@@ -395,7 +395,7 @@ void PosixServer::IoLoop() {
     CheckTimers(now);
     if (accept_resume_at_ > 0 && now >= accept_resume_at_) {
       accept_resume_at_ = 0;
-      if (listen_fd_ >= 0) poller_->Modify(listen_fd_, kPollIn, kListenKey, false);
+      if (listen_fd_ >= 0 && !stopping) poller_->Modify(listen_fd_, kPollIn, kListenKey, false);
     }
 
     bool stop_now;
@@ -408,10 +408,13 @@ void PosixServer::IoLoop() {
     if (stop_now && !stopping) {
       stopping = true;
       // Stop accepting; drop everything that has not reached the
-      // application (SPEC 3: queued connections are dropped).
+      // application (SPEC 3: queued connections are dropped). As in Git,
+      // the listening socket itself stays open until the threads are
+      // joined and the socket file is gone: until then the path still
+      // reads as "listening", so whoever waits for it to stop (Git's
+      // stop-daemon) also waits for the conversations to finish, and
+      // finds no socket file once it is told the server is gone.
       poller_->Remove(listen_fd_);
-      close(listen_fd_);
-      listen_fd_ = -1;
       std::lock_guard<std::mutex> lock(mutex_);
       for (auto it = conns_.begin(); it != conns_.end();) {
         Conn* conn = it->second.get();
@@ -460,7 +463,8 @@ void PosixServer::FinishStop() {
   work_cv_.notify_all();
   for (std::thread& t : workers_) t.join();
   workers_.clear();
-  // Remove the socket file unless someone else's socket is there now.
+  // Remove the socket file unless someone else's socket is there now,
+  // then close the listener (clients still in its backlog get EOF).
   if (reason != StopReason::kStolen) {
     struct stat sb;
     if (lstat(options_.path.c_str(), &sb) == 0 && S_ISSOCK(sb.st_mode) && sb.st_dev == socket_dev_ &&
@@ -468,6 +472,8 @@ void PosixServer::FinishStop() {
       unlink(options_.path.c_str());
     }
   }
+  close(listen_fd_);
+  listen_fd_ = -1;
   // The poller lives as long as the server object: Stop() may still come
   // from another thread after a stop of our own (quit, stolen path), and
   // its Wake() must find the poller there.
