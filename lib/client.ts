@@ -8,6 +8,8 @@ import { checkPath, checkRequest, checkSignal, normalizeClientOptions, type Clie
 export type ActiveState = NativeActiveState;
 
 interface Pending {
+  /** A request sent from its own memory stays referenced until the end. */
+  keep?: string | Uint8Array;
   onChunk?: (chunk: Buffer) => void;
   onConnected?: () => void;
   onComplete: (error: IpcError | null, response?: Buffer) => void;
@@ -54,6 +56,7 @@ export function sendCommand(path: string, request: string | Uint8Array, options?
     const id = nextId++;
     const unhook = watchSignal(id, signal);
     pending.set(id, {
+      keep: request,
       onComplete(error, response) {
         unhook();
         if (error) reject(normalizeNativeError(error, signal));
@@ -107,6 +110,7 @@ class ResponseStream implements AsyncIterableIterator<Buffer> {
     }
     this.unhook = watchSignal(this.id, signal);
     pending.set(this.id, {
+      keep: request,
       onChunk: (chunk) => {
         this.chunks.push(chunk);
         this.wake();
@@ -145,9 +149,11 @@ class ResponseStream implements AsyncIterableIterator<Buffer> {
 
   async return(): Promise<IteratorResult<Buffer>> {
     if (!this.ended) {
-      // Stop listening first: the cancellation's own completion is of no
-      // interest to a consumer that left.
-      pending.delete(this.id);
+      // The consumer left: ignore the rest, but keep the request
+      // referenced until the native side reports the end (it may still be
+      // sending from the request's memory).
+      const entry = pending.get(this.id);
+      if (entry) pending.set(this.id, { keep: entry.keep, onComplete: () => {} });
       this.unhook();
       this.ended = true;
       native.clientCancel(this.id, 'abort');

@@ -9,6 +9,7 @@
 #include "../core/pkt_line.h"
 #include "errors.h"
 #include "event_queue.h"
+#include "js_bytes.h"
 #include "server_wrap.h"
 
 namespace sipc {
@@ -47,8 +48,9 @@ struct ClientEvent {
   ClientEvent(Type t, uint64_t i) : type(t), id(i) {}
   Type type;
   uint64_t id;
-  std::vector<uint8_t> data;
+  ByteBuffer data;
   ClientResult result;
+  std::vector<uint8_t> chunk;
 };
 
 class Addon : public Napi::Addon<Addon>, public ClientDelegate {
@@ -73,11 +75,11 @@ class Addon : public Napi::Addon<Addon>, public ClientDelegate {
   // ClientDelegate: client I/O thread.
   void OnChunk(uint64_t id, std::vector<uint8_t>&& chunk) override {
     ClientEvent e(ClientEvent::kChunk, id);
-    e.data = std::move(chunk);
+    e.chunk = std::move(chunk);
     PostClient(std::move(e));
   }
   void OnConnected(uint64_t id) override { PostClient(ClientEvent(ClientEvent::kConnected, id)); }
-  void OnComplete(uint64_t id, const ClientResult& result, std::vector<uint8_t>&& response) override {
+  void OnComplete(uint64_t id, const ClientResult& result, ByteBuffer&& response) override {
     ClientEvent e(ClientEvent::kComplete, id);
     e.data = std::move(response);
     e.result = result;
@@ -104,7 +106,7 @@ class Addon : public Napi::Addon<Addon>, public ClientDelegate {
       Napi::Number id = Napi::Number::New(env, static_cast<double>(e.id));
       switch (e.type) {
         case ClientEvent::kChunk:
-          on_chunk_.Call({id, Napi::Buffer<uint8_t>::Copy(env, e.data.data(), e.data.size())});
+          on_chunk_.Call({id, CopyToJs(env, e.chunk.data(), e.chunk.size())});
           break;
         case ClientEvent::kConnected:
           on_connected_.Call({id});
@@ -118,8 +120,8 @@ class Addon : public Napi::Addon<Addon>, public ClientDelegate {
           }
           ExchangeEnded(env);
           if (e.result.status.ok()) {
-            Napi::Buffer<uint8_t> response = Napi::Buffer<uint8_t>::Copy(env, e.data.data(), e.data.size());
-            std::vector<uint8_t>().swap(e.data);
+            Napi::Buffer<uint8_t> response = CopyToJs(env, e.data.data(), e.data.size());
+            e.data.Reset();
             on_complete_.Call({id, env.Null(), response});
           } else {
             on_complete_.Call({id, ClientResultToError(env, e.result, path).Value()});
@@ -174,19 +176,32 @@ class Addon : public Napi::Addon<Addon>, public ClientDelegate {
     return info.Env().Undefined();
   }
 
-  // clientStart(id, path, request, options, stream)
+  // clientStart(id, path, request, options, stream). A large Uint8Array
+  // is sent from its own memory, without a copy: the JS side keeps it
+  // referenced until the exchange completes (as fs.write does).
   Napi::Value ClientStart(const Napi::CallbackInfo& info) {
     Napi::Env env = info.Env();
     EnsureClient(env);
     uint64_t id = static_cast<uint64_t>(info[0].As<Napi::Number>().Int64Value());
     std::string path = info[1].As<Napi::String>().Utf8Value();
-    std::vector<uint8_t> framed = FramedRequest(info[2]);
     ClientOptions options = ParseClientOptions(info[3]);
+    bool stream = info[4].ToBoolean();
+    if (info[2].IsTypedArray() && info[2].As<Napi::Uint8Array>().ByteLength() >= kBorrowThreshold) {
+      Napi::Uint8Array u8 = info[2].As<Napi::Uint8Array>();
+      paths_[id] = path;
+      ExchangeStarted(env);
+      client_->StartBorrowed(id, path, u8.Data(), u8.ByteLength(), options, stream);
+      return env.Undefined();
+    }
+    std::vector<uint8_t> framed = FramedRequest(info[2]);
     paths_[id] = path;
     ExchangeStarted(env);
-    client_->Start(id, path, std::move(framed), options, info[4].ToBoolean());
+    client_->Start(id, path, std::move(framed), options, stream);
     return env.Undefined();
   }
+
+  // Below this a copy costs less than the bookkeeping of borrowing.
+  static constexpr size_t kBorrowThreshold = 64 * 1024;
 
   // clientConnect(id, path, options)
   Napi::Value ClientConnect(const Napi::CallbackInfo& info) {
@@ -241,7 +256,7 @@ class Addon : public Napi::Addon<Addon>, public ClientDelegate {
     std::vector<uint8_t> response;
     ClientResult result = sipc::SendCommandSync(path, data, len, ParseClientOptions(info[2]), &response);
     if (!result.status.ok()) throw ClientResultToError(env, result, path);
-    return Napi::Buffer<uint8_t>::Copy(env, response.data(), response.size());
+    return CopyToJs(env, response.data(), response.size());
   }
 
   Napi::Value GetActiveStateSync(const Napi::CallbackInfo& info) {

@@ -15,6 +15,7 @@
 #include <cstring>
 
 #include "errors.h"
+#include "js_bytes.h"
 
 namespace sipc {
 
@@ -76,7 +77,7 @@ struct ServerWrap::Event {
   explicit Event(EventType t) : type(t) {}
   EventType type;
   ConnId id = 0;
-  std::vector<uint8_t> data;
+  ByteBuffer data;
   PeerInfo peer;
   std::vector<uint64_t> tokens;
   Status status;
@@ -257,7 +258,7 @@ void ServerWrap::Post(Event&& event) {
   });
 }
 
-void ServerWrap::OnRequest(ConnId id, std::vector<uint8_t>&& request, const PeerInfo& peer) {
+void ServerWrap::OnRequest(ConnId id, ByteBuffer&& request, const PeerInfo& peer) {
   Event e(EventType::kRequest);
   e.id = id;
   e.data = std::move(request);
@@ -315,8 +316,8 @@ void ServerWrap::Drain(Napi::Env env) {
     Napi::HandleScope scope(env);
     switch (e.type) {
       case EventType::kRequest: {
-        Napi::Buffer<uint8_t> request = Napi::Buffer<uint8_t>::Copy(env, e.data.data(), e.data.size());
-        std::vector<uint8_t>().swap(e.data);
+        Napi::Buffer<uint8_t> request = CopyToJs(env, e.data.data(), e.data.size());
+        e.data.Reset();
         on_request_.Call(self, {Napi::Number::New(env, static_cast<double>(e.id)), request, PeerToJs(env, e.peer)});
         break;
       }

@@ -16,7 +16,7 @@ class ServerWrap : public Napi::ObjectWrap<ServerWrap>, public ServerDelegate {
   ~ServerWrap() override;
 
   // ServerDelegate: server threads.
-  void OnRequest(ConnId id, std::vector<uint8_t>&& request, const PeerInfo& peer) override;
+  void OnRequest(ConnId id, ByteBuffer&& request, const PeerInfo& peer) override;
   void OnPeerCheck(ConnId id, const PeerInfo& peer) override;
   void OnWritten(ConnId id, const std::vector<uint64_t>& tokens) override;
   void OnConversationLost(ConnId id, const Status& why) override;

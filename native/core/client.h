@@ -9,6 +9,7 @@
 #include <string>
 #include <vector>
 
+#include "byte_buffer.h"
 #include "status.h"
 
 namespace sipc {
@@ -53,7 +54,7 @@ class ClientDelegate {
   virtual void OnConnected(uint64_t id) = 0;
   // The end of an exchange (also of a ConnectOnly one that failed or was
   // cancelled). `response` is the whole reply for non-streaming exchanges.
-  virtual void OnComplete(uint64_t id, const ClientResult& result, std::vector<uint8_t>&& response) = 0;
+  virtual void OnComplete(uint64_t id, const ClientResult& result, ByteBuffer&& response) = 0;
 };
 
 // Runs any number of exchanges at once on one I/O thread of its own, so
@@ -64,6 +65,10 @@ class AsyncClient {
   // Connect, send, read. `stream`: report payload through OnChunk.
   virtual void Start(uint64_t id, const std::string& path, std::vector<uint8_t>&& request,
                      const ClientOptions& options, bool stream) = 0;
+  // Like Start, but sends `request` without copying it: the caller keeps
+  // the bytes alive and unchanged until OnComplete. The default copies.
+  virtual void StartBorrowed(uint64_t id, const std::string& path, const uint8_t* request, size_t len,
+                             const ClientOptions& options, bool stream);
   // Connect only; OnConnected, then the caller calls Send (or Cancel).
   virtual void StartConnect(uint64_t id, const std::string& path, const ClientOptions& options) = 0;
   virtual void Send(uint64_t id, std::vector<uint8_t>&& request, bool stream) = 0;

@@ -1,5 +1,7 @@
 #include "client.h"
 
+#include "pkt_line.h"
+
 namespace sipc {
 
 const char* ActiveStateName(ActiveState state) {
@@ -16,6 +18,13 @@ const char* ActiveStateName(ActiveState state) {
       return "other-error";
   }
   return "other-error";
+}
+
+void AsyncClient::StartBorrowed(uint64_t id, const std::string& path, const uint8_t* request, size_t len,
+                                const ClientOptions& options, bool stream) {
+  std::vector<uint8_t> framed;
+  pkt::AppendMessage(request, len, &framed);
+  Start(id, path, std::move(framed), options, stream);
 }
 
 }  // namespace sipc

@@ -46,6 +46,40 @@ void AppendMessage(const uint8_t* data, size_t len, std::vector<uint8_t>* out) {
   out->insert(out->end(), kFlush, kFlush + kHeaderSize);
 }
 
+size_t FramedSpans(const uint8_t* data, size_t len, size_t offset, Span* spans, size_t max_spans,
+                   char (*headers)[kHeaderSize]) {
+  const size_t packets = PacketCount(len);
+  const size_t body = EncodedSize(len);
+  size_t n = 0;
+  size_t header_count = 0;
+  // Packets before the last are full, so the packet holding `offset`
+  // follows by division; past the body only (part of) the flush is left.
+  size_t packet = offset >= body ? packets : offset / kMaxPacketSize;
+  size_t within = offset >= body ? 0 : offset % kMaxPacketSize;
+  while (n < max_spans && packet < packets) {
+    size_t payload_offset = packet * kMaxPayload;
+    size_t payload_len = len - payload_offset < kMaxPayload ? len - payload_offset : kMaxPayload;
+    if (within < kHeaderSize) {
+      FormatHeader(payload_len, headers[header_count]);
+      const uint8_t* h = reinterpret_cast<const uint8_t*>(headers[header_count++]);
+      spans[n++] = Span{h + within, kHeaderSize - within};
+      within = kHeaderSize;
+      if (n == max_spans) break;
+    }
+    size_t skip = within - kHeaderSize;
+    spans[n++] = Span{data + payload_offset + skip, payload_len - skip};
+    packet++;
+    within = 0;
+  }
+  if (n < max_spans && offset < body + kHeaderSize) {
+    size_t flush_done = offset > body ? offset - body : 0;
+    if (packet >= packets) {
+      spans[n++] = Span{reinterpret_cast<const uint8_t*>(kFlush) + flush_done, kHeaderSize - flush_done};
+    }
+  }
+  return n;
+}
+
 bool Reader::ParseHeader() {
   size_t total = 0;
   for (size_t i = 0; i < kHeaderSize; i++) {
@@ -90,7 +124,8 @@ bool Reader::ParseHeader() {
   return true;
 }
 
-size_t Reader::Feed(const uint8_t* data, size_t len, std::vector<uint8_t>* payload) {
+template <typename Sink>
+size_t Reader::FeedInto(const uint8_t* data, size_t len, Sink&& append) {
   size_t used = 0;
   if (len > 0) started_ = true;
   while (used < len && state_ == State::kNeedMore) {
@@ -110,12 +145,20 @@ size_t Reader::Feed(const uint8_t* data, size_t len, std::vector<uint8_t>* paylo
       continue;
     }
     size_t take = len - used < packet_left_ ? len - used : packet_left_;
-    payload->insert(payload->end(), data + used, data + used + take);
+    append(data + used, take);
     payload_total_ += take;
     packet_left_ -= take;
     used += take;
   }
   return used;
+}
+
+size_t Reader::Feed(const uint8_t* data, size_t len, std::vector<uint8_t>* payload) {
+  return FeedInto(data, len, [payload](const uint8_t* p, size_t n) { payload->insert(payload->end(), p, p + n); });
+}
+
+size_t Reader::Feed(const uint8_t* data, size_t len, ByteBuffer* payload) {
+  return FeedInto(data, len, [payload](const uint8_t* p, size_t n) { payload->Append(p, n); });
 }
 
 }  // namespace pkt

@@ -9,6 +9,8 @@
 #include <cstdint>
 #include <vector>
 
+#include "byte_buffer.h"
+
 namespace sipc {
 namespace pkt {
 
@@ -33,6 +35,18 @@ void AppendPackets(const uint8_t* data, size_t len, std::vector<uint8_t>* out);
 // Appends a whole message: data packets then the flush.
 void AppendMessage(const uint8_t* data, size_t len, std::vector<uint8_t>* out);
 
+// The framed form of a message (packets, then the flush) without copying
+// its payload: fills `spans` with the framed bytes from `offset` on, as
+// header and payload pieces. `headers` stores the headers the spans point
+// to (room for max_spans / 2 + 1 of them). Returns the number of spans;
+// 0 once `offset` is the framed size (EncodedSize(len) + 4).
+struct Span {
+  const uint8_t* data;
+  size_t size;
+};
+size_t FramedSpans(const uint8_t* data, size_t len, size_t offset, Span* spans, size_t max_spans,
+                   char (*headers)[kHeaderSize]);
+
 // Incremental reader. Feed it bytes as they arrive; payload bytes are
 // appended to the caller's buffer. It stops consuming at the end of the
 // message, so bytes after the end packet are left to the caller.
@@ -52,6 +66,7 @@ class Reader {
   // Consumes bytes from `data` and returns how many were used. After a
   // result other than kNeedMore further calls consume nothing.
   size_t Feed(const uint8_t* data, size_t len, std::vector<uint8_t>* payload);
+  size_t Feed(const uint8_t* data, size_t len, ByteBuffer* payload);
 
   State state() const { return state_; }
   EndPacket end_packet() const { return end_; }
@@ -67,6 +82,8 @@ class Reader {
 
  private:
   bool ParseHeader();
+  template <typename Sink>
+  size_t FeedInto(const uint8_t* data, size_t len, Sink&& append);
 
   size_t max_payload_;
   size_t payload_total_ = 0;

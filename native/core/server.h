@@ -12,6 +12,7 @@
 #include <string>
 #include <vector>
 
+#include "byte_buffer.h"
 #include "status.h"
 
 namespace sipc {
@@ -48,7 +49,7 @@ class ServerDelegate {
  public:
   virtual ~ServerDelegate() = default;
   // A complete request. The conversation stays open until End/Abort.
-  virtual void OnRequest(ConnId id, std::vector<uint8_t>&& request, const PeerInfo& peer) = 0;
+  virtual void OnRequest(ConnId id, ByteBuffer&& request, const PeerInfo& peer) = 0;
   // Only with ServerOptions::check_peer: a new connection waits, unread,
   // until the application answers with Server::AllowPeer.
   virtual void OnPeerCheck(ConnId id, const PeerInfo& peer) = 0;

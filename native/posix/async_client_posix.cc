@@ -42,6 +42,19 @@ class PosixAsyncClient : public AsyncClient {
     Push(std::move(c));
   }
 
+  void StartBorrowed(uint64_t id, const std::string& path, const uint8_t* request, size_t len,
+                     const ClientOptions& options, bool stream) override {
+    Command c;
+    c.kind = Command::kStart;
+    c.id = id;
+    c.path = path;
+    c.borrowed = request;
+    c.borrowed_len = len;
+    c.options = options;
+    c.stream = stream;
+    Push(std::move(c));
+  }
+
   void StartConnect(uint64_t id, const std::string& path, const ClientOptions& options) override {
     Command c;
     c.kind = Command::kConnect;
@@ -83,6 +96,8 @@ class PosixAsyncClient : public AsyncClient {
     uint64_t id = 0;
     std::string path;
     std::vector<uint8_t> data;
+    const uint8_t* borrowed = nullptr;  // kStart without a copy
+    size_t borrowed_len = 0;
     ClientOptions options;
     bool stream = false;
     Status why;
@@ -160,7 +175,11 @@ class PosixAsyncClient : public AsyncClient {
         Entry entry;
         entry.exchange.reset(new Exchange(std::move(c.path), c.options, c.stream));
         entry.connect_only = c.kind == Command::kConnect;
-        if (!entry.connect_only) entry.exchange->SetFramedRequest(std::move(c.data));
+        if (c.borrowed != nullptr) {
+          entry.exchange->SetBorrowedRequest(c.borrowed, c.borrowed_len);
+        } else if (!entry.connect_only) {
+          entry.exchange->SetFramedRequest(std::move(c.data));
+        }
         auto it = entries_.emplace(c.id, std::move(entry)).first;
         Drive(it, 0, now);
         break;
@@ -194,14 +213,13 @@ class PosixAsyncClient : public AsyncClient {
     ex->Step(revents, now);
 
     if (ex->stream() && !ex->response().empty()) {
-      std::vector<uint8_t> chunk;
-      chunk.swap(ex->response());
-      delegate_->OnChunk(id, std::move(chunk));
+      const ByteBuffer& bytes = ex->response();
+      delegate_->OnChunk(id, std::vector<uint8_t>(bytes.data(), bytes.data() + bytes.size()));
+      ex->response().Clear();
     }
     if (ex->done()) {
       // The exchange closed its socket, which also ended its registration.
-      std::vector<uint8_t> response;
-      response.swap(ex->response());
+      ByteBuffer response(std::move(ex->response()));
       ClientResult result = ex->result();
       entries_.erase(it);
       delegate_->OnComplete(id, result, std::move(response));

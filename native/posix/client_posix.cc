@@ -48,7 +48,8 @@ ClientResult SendCommandSync(const std::string& path, const uint8_t* request, si
   Exchange exchange(path, options, false);
   exchange.SetRequest(request, request_len);
   RunToCompletion(&exchange);
-  *response = std::move(exchange.response());
+  const ByteBuffer& bytes = exchange.response();
+  response->assign(bytes.data(), bytes.data() + bytes.size());
   return exchange.result();
 }
 

@@ -2,6 +2,7 @@
 
 #include <poll.h>
 #include <sys/socket.h>
+#include <sys/uio.h>
 #include <unistd.h>
 
 #include <algorithm>
@@ -50,6 +51,13 @@ void Exchange::SetRequest(const uint8_t* data, size_t len) {
 
 void Exchange::SetFramedRequest(std::vector<uint8_t>&& framed) {
   request_ = std::move(framed);
+  have_request_ = true;
+}
+
+void Exchange::SetBorrowedRequest(const uint8_t* data, size_t len) {
+  borrowed_ = data;
+  borrowed_len_ = len;
+  borrowed_mode_ = true;
   have_request_ = true;
 }
 
@@ -213,6 +221,36 @@ void Exchange::ConnectFailed(int err, int64_t now) {
 
 void Exchange::DoSend(int64_t now) {
   (void)now;
+  if (borrowed_mode_) {
+    constexpr size_t kMaxSpans = 64;
+    for (;;) {
+      pkt::Span spans[kMaxSpans];
+      char headers[kMaxSpans / 2 + 1][pkt::kHeaderSize];
+      iovec iov[kMaxSpans];
+      size_t count = pkt::FramedSpans(borrowed_, borrowed_len_, sent_, spans, kMaxSpans, headers);
+      if (count == 0) break;
+      for (size_t i = 0; i < count; i++) {
+        iov[i].iov_base = const_cast<uint8_t*>(spans[i].data);
+        iov[i].iov_len = spans[i].size;
+      }
+      msghdr msg{};
+      msg.msg_iov = iov;
+      msg.msg_iovlen = count;
+      ssize_t n = sendmsg(fd_, &msg, kSendFlags);
+      if (n > 0) {
+        sent_ += static_cast<size_t>(n);
+        continue;
+      }
+      if (n < 0 && errno == EINTR) continue;
+      if (n < 0 && errno == EAGAIN) return;
+      Finish(Status::FromErrno(n < 0 ? errno : EPIPE, "write", path_));
+      return;
+    }
+    borrowed_ = nullptr;
+    phase_ = Phase::kReceive;
+    DoReceive();
+    return;
+  }
   while (sent_ < request_.size()) {
     ssize_t n = send(fd_, request_.data() + sent_, request_.size() - sent_, kSendFlags);
     if (n > 0) {

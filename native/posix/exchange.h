@@ -29,6 +29,9 @@ class Exchange {
 
   void SetRequest(const uint8_t* data, size_t len);
   void SetFramedRequest(std::vector<uint8_t>&& framed);
+  // Sends `data` framed on the fly, without a copy. The caller keeps the
+  // bytes alive and unchanged until the exchange is done.
+  void SetBorrowedRequest(const uint8_t* data, size_t len);
 
   // Advances as far as possible without blocking. `revents` are the poll
   // events seen on fd() (0 when woken by a deadline).
@@ -51,7 +54,7 @@ class Exchange {
   const ClientResult& result() const { return result_; }
   // Response payload received so far; streaming callers take it after each
   // Step().
-  std::vector<uint8_t>& response() { return response_; }
+  ByteBuffer& response() { return response_; }
   bool stream() const { return stream_; }
 
  private:
@@ -76,9 +79,12 @@ class Exchange {
   int64_t retry_at_ = 0;
   int eagain_retries_ = 0;
   std::vector<uint8_t> request_;
+  const uint8_t* borrowed_ = nullptr;  // with borrowed_mode_
+  size_t borrowed_len_ = 0;
+  bool borrowed_mode_ = false;
   size_t sent_ = 0;
   pkt::Reader reader_;
-  std::vector<uint8_t> response_;
+  ByteBuffer response_;
   ClientResult result_;
 };
 

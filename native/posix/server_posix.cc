@@ -69,7 +69,7 @@ struct Conn {
   int64_t deadline = 0;  // request must be complete by then (0: none)
   // I/O thread only, while kReading:
   pkt::Reader reader;
-  std::vector<uint8_t> request;
+  ByteBuffer request;
   // (mu):
   Phase phase = Phase::kReading;
   OutputQueue out;
@@ -564,8 +564,7 @@ void PosixServer::ReadRequest(Conn* conn) {
                       true);
           return;
         case pkt::Reader::State::kDone: {
-          std::vector<uint8_t> request;
-          request.swap(conn->request);
+          ByteBuffer request(std::move(conn->request));
           ConnId id = conn->id;
           PeerInfo peer = conn->peer;
           {
