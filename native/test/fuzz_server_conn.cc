@@ -32,7 +32,7 @@ constexpr size_t kMaxRequest = 4096;
 class EchoDelegate : public ServerDelegate {
  public:
   std::atomic<Server*> server{nullptr};
-  void OnRequest(ConnId id, std::vector<uint8_t>&& request, const PeerInfo&) override {
+  void OnRequest(ConnId id, ByteBuffer&& request, const PeerInfo&) override {
     // End() does not block: allowed from inside the delegate call.
     server.load()->End(id, request.data(), request.size(), false);
   }

@@ -53,6 +53,7 @@ void SleepMs(int ms) { std::this_thread::sleep_for(std::chrono::milliseconds(ms)
 
 std::vector<uint8_t> Bytes(const std::string& s) { return std::vector<uint8_t>(s.begin(), s.end()); }
 std::string Str(const std::vector<uint8_t>& v) { return std::string(v.begin(), v.end()); }
+std::string Str(const ByteBuffer& b) { return std::string(reinterpret_cast<const char*>(b.data()), b.size()); }
 
 std::string BigPayload(size_t n) {
   std::string s(n, 'a');
@@ -145,7 +146,7 @@ class TestDelegate : public ServerDelegate {
   }
 
   // ServerDelegate (server threads).
-  void OnRequest(ConnId id, std::vector<uint8_t>&& request, const PeerInfo& peer) override {
+  void OnRequest(ConnId id, ByteBuffer&& request, const PeerInfo& peer) override {
     std::lock_guard<std::mutex> lock(mu_);
     requests_++;
     last_peer_ = peer;
@@ -478,7 +479,7 @@ class Collector : public ClientDelegate {
  public:
   void OnChunk(uint64_t, std::vector<uint8_t>&&) override {}
   void OnConnected(uint64_t) override {}
-  void OnComplete(uint64_t id, const ClientResult& result, std::vector<uint8_t>&& response) override {
+  void OnComplete(uint64_t id, const ClientResult& result, ByteBuffer&& response) override {
     std::lock_guard<std::mutex> lock(mu_);
     results_[id] = std::make_pair(result.status.code, Str(response));
     cv_.notify_all();
