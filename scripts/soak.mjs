@@ -135,15 +135,19 @@ async function waitBack(fn, target, ms = 5000) {
   return fn();
 }
 
-// Warm-up: the addon, the client I/O thread, V8's heap and code, one
-// whole server lifetime, before anything is measured.
+// Warm-up: the same load for a quarter of the time (at least 5000
+// requests) in one whole server lifetime, so that the addon, the client
+// I/O thread, V8's heap and code and the allocator's per-thread arenas
+// reach their working size before anything is measured.
 {
   const server = await createServer(socketPath, handler, { threads: 8 });
   server.on('handlerError', () => {});
   server.on('clientError', () => {});
-  await load(server, 0, 2000, () => {});
+  await load(server, Date.now() + (seconds * 1000) / 4, 5000, () => {});
   await server.close();
 }
+counts.ok = counts.expectedFailures = counts.unexpected = 0;
+unexpected.length = 0;
 gc();
 await sleep(200);
 const before = { fds: fdCount(), threads: threadCount(), rss: rssMb() };
@@ -156,13 +160,20 @@ server.on('handlerError', () => handlerErrors++);
 server.on('clientError', () => clientErrors++);
 const during = { fds: fdCount(), threads: threadCount() };
 
-// RSS once the load has settled (a quarter of the way), and at the end.
+// RSS once the load has settled (a quarter of the way), and at the end;
+// samples along the way show a trend, if any.
 let rssSettled = null;
+const samples = [];
+let nextSample = started;
 const total = Math.max(minRequests, 1);
 const requests = await load(server, started + seconds * 1000, minRequests, (n) => {
   if (rssSettled === null && (n >= total / 4 || Date.now() - started > (seconds * 1000) / 4)) {
     gc();
     rssSettled = rssMb();
+  }
+  if (Date.now() >= nextSample) {
+    samples.push(`${Math.round((Date.now() - started) / 1000)}s:${rssMb().toFixed(0)}`);
+    nextSample = Date.now() + (seconds * 1000) / 10;
   }
 });
 const elapsed = (Date.now() - started) / 1000;
@@ -180,6 +191,7 @@ console.log(`  ok ${counts.ok}, expected failures ${counts.expectedFailures} (ha
 console.log(`  descriptors: before ${before.fds}, while serving ${during.fds}, after close ${after.fds}`);
 console.log(`  threads:     before ${before.threads}, while serving ${during.threads}, after close ${after.threads}`);
 console.log(`  RSS (MB):    before ${f(before.rss)}, settled ${f(rssSettled ?? rssEnd)}, end ${f(rssEnd)}, after close ${f(after.rss)}${globalThis.gc ? '' : ' (no --expose-gc)'}`);
+console.log(`  RSS samples under load (MB): ${samples.join(' ')}`);
 for (const u of unexpected) console.log(`  unexpected: ${u}`);
 
 const checks = [
