@@ -68,6 +68,7 @@ struct Conn {
   PeerInfo peer;
   int64_t deadline = 0;  // request must be complete by then (0: none)
   // I/O thread only, while kReading:
+  bool registered = false;  // known to the poller
   pkt::Reader reader;
   ByteBuffer request;
   // (mu):
@@ -534,12 +535,13 @@ void PosixServer::Accept() {
       // One-shot: a hang-up while the application decides is reported
       // once, not on every Wait() (AllowPeer re-arms the registration).
       poller_->Add(fd, 0, conn->id, true);
+      conn->registered = true;
       delegate_->OnPeerCheck(conn->id, peer);
       continue;
     }
     // Most clients send their request right after connecting: try to read
-    // it now and save a trip through the poller.
-    poller_->Add(fd, kPollIn, conn->id, false);
+    // it now, and register with the poller only if it is not all there
+    // (system calls are what a small request costs).
     ReadRequest(conn);
   }
 }
@@ -573,7 +575,11 @@ void PosixServer::ReadRequest(Conn* conn) {
             conn->reader = pkt::Reader();
             // From now on only a hang-up matters (one-shot: re-armed by
             // whoever handles it).
-            poller_->Modify(conn->fd, 0, id, true);
+            if (conn->registered) {
+              poller_->Modify(conn->fd, 0, id, true);
+            } else {
+              poller_->Add(conn->fd, 0, id, true);
+            }
           }
           // `conn` may be gone as soon as the application answers.
           delegate_->OnRequest(id, std::move(request), peer);
@@ -592,9 +598,20 @@ void PosixServer::ReadRequest(Conn* conn) {
       return;
     }
     if (errno == EINTR) continue;
-    if (errno == EAGAIN) return;
+    if (errno == EAGAIN) {
+      if (!conn->registered) {
+        conn->registered = true;
+        poller_->Add(conn->fd, kPollIn, conn->id, false);
+      }
+      return;
+    }
     DropReading(conn, Status::FromErrno(errno, "read"), conn->reader.started());
     return;
+  }
+  // Out of turns with more to read: come back on the next readiness event.
+  if (!conn->registered) {
+    conn->registered = true;
+    poller_->Add(conn->fd, kPollIn, conn->id, false);
   }
 }
 
