@@ -6,6 +6,7 @@
 
 #include <cstddef>
 #include <cstdint>
+#include <cstdio>
 #include <vector>
 
 namespace sipc_fuzz {
@@ -85,8 +86,9 @@ struct Splitter {
   }
 };
 
-inline void Crash(const char* why) {
-  (void)why;
+// A failed check: says which, then crashes so that libFuzzer keeps the input.
+[[noreturn]] inline void Crash(const char* why) {
+  std::fprintf(stderr, "fuzz check failed: %s\n", why);
   __builtin_trap();
 }
 

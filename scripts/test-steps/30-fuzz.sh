@@ -46,7 +46,7 @@ for spec in $targets; do
   else
     failed=$((failed + 1))
     echo "$name: FAILED (exit $rc) after ${execs:-?} inputs"
-    grep -E -B2 -A40 'ERROR: |runtime error:|deadly signal|Crash|timeout after' "$log" | head -80
+    grep -E -B2 -A40 'fuzz check failed|ERROR: |runtime error:|deadly signal|timeout after' "$log" | head -80
     ls -1 "$artifacts" | sed 's/^/  artifact: /'
   fi
   rm -f "$log"
