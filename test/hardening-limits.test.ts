@@ -3,8 +3,8 @@
 import * as net from 'node:net';
 import { describe, expect, test } from 'vitest';
 
-import { sendCommand } from '../dist/index.js';
-import { socketPath } from './helpers';
+import { createServer, sendCommand } from '../dist/index.js';
+import { onCleanup, socketPath, waitFor } from './helpers';
 import { closedByPeer, frame, rawConnect, sleep, startServerChild } from './hardening-helpers';
 
 const sendbytes = (n: number) => Buffer.concat([Buffer.from('sendbytes '), Buffer.alloc(n - 10, 0x78)]);
@@ -125,5 +125,46 @@ describe('maxConnections', () => {
     await expect
       .poll(async () => (await sendCommand(path, 'ping').catch(() => Buffer.from(''))).toString(), { timeout: 10000 })
       .toBe('pong');
+  });
+});
+
+describe('clients that stop reading their response', () => {
+  // 32 MiB: far more than the socket buffers hold.
+  const big = Buffer.alloc(32 * 1024 * 1024, 0x6a);
+
+  test('dropped after requestTimeoutMs; ctx.signal aborts with ERR_IPC_WRITE_STALLED', async () => {
+    const path = socketPath();
+    let reason: { code?: string } | undefined;
+    const server = await createServer(
+      path,
+      (request, reply, ctx) => {
+        if (request.toString() === 'ping') return 'pong';
+        ctx.signal.addEventListener('abort', () => (reason = ctx.signal.reason as { code?: string }));
+        void reply.write(big);
+        return new Promise(() => {}); // keeps the conversation open
+      },
+      { requestTimeoutMs: 500 },
+    );
+    onCleanup(() => server.close({ timeoutMs: 0 }));
+    const reader = await rawConnect(path);
+    reader.pause(); // never reads
+    reader.write(frame('give me a lot'));
+    await waitFor(() => reason !== undefined, 15000, 'ctx.signal to abort');
+    expect(reason!.code).toBe('ERR_IPC_WRITE_STALLED');
+    await closedByPeer(reader);
+    expect((await sendCommand(path, 'ping', { timeoutMs: 10000 })).toString()).toBe('pong');
+  });
+
+  test('close() waits for them no longer than its timeout', async () => {
+    const path = socketPath();
+    const server = await createServer(path, () => big, { requestTimeoutMs: 0, closeTimeoutMs: 300 });
+    const reader = await rawConnect(path);
+    reader.pause();
+    reader.write(frame('give me a lot'));
+    await sleep(300);
+    const started = Date.now();
+    await server.close();
+    expect(Date.now() - started).toBeLessThan(10000);
+    await closedByPeer(reader);
   });
 });
