@@ -3,10 +3,11 @@
 // a running server.
 import * as fs from 'node:fs';
 import * as net from 'node:net';
+import * as nodePath from 'node:path';
 import { describe, expect, test } from 'vitest';
 
 import { getActiveState, sendCommand, streamCommand } from '../dist/index.js';
-import { exited, onCleanup, socketPath } from './helpers';
+import { exited, fixtures, onCleanup, socketPath, spawnNode } from './helpers';
 import { startServerChild } from './hardening-helpers';
 
 describe('server killed mid-response', () => {
@@ -119,5 +120,15 @@ describe('socket file stolen under a running server', () => {
     expect(close.reason).toBe('stolen');
     await exited(server.child);
     expect(fs.readFileSync(path, 'utf8')).toBe('not a socket');
+  });
+});
+
+describe('close() racing a stop of the server\'s own', () => {
+  test('close() called while a quit is stopping the server never crashes the process', async () => {
+    // Before the fix, Stop() after the server thread had finished used a
+    // destroyed poller: a segfault of the whole process.
+    const child = spawnNode(nodePath.join(fixtures, 'quit-close-race.js'), [socketPath(), '150']);
+    expect(await exited(child)).toBe(0);
+    expect(child.output()).toContain('done');
   });
 });
