@@ -27,6 +27,7 @@ export interface NativeServerCallbacks {
   onRequest(id: number, request: Buffer, peer: NativePeer): void;
   onPeerCheck(id: number, peer: NativePeer): void;
   onWritten(id: number, tokens: number[]): void;
+  onReleased(id: number, tokens: number[]): void;
   onLost(id: number, error: Error): void;
   onClientError(error: Error, peer: NativePeer): void;
   onStopped(reason: 'closed' | 'quit' | 'stolen' | 'error'): void;
@@ -36,6 +37,8 @@ export interface NativeServer {
   start(): Promise<void>;
   write(id: number, chunk: string | Uint8Array, token: number): void;
   end(id: number, chunk: string | Uint8Array | undefined, quit: boolean): void;
+  writeBorrowed(id: number, chunk: Uint8Array, token: number): boolean;
+  endBorrowed(id: number, chunk: Uint8Array, quit: boolean, token: number): boolean;
   abort(id: number): void;
   allowPeer(id: number, allowed: boolean): void;
   stop(graceMs: number): void;

@@ -50,6 +50,11 @@ function toPeer(p: NativePeer): PeerInfo {
 
 const writtenPromise = Promise.resolve();
 
+// Chunks this large are sent from their own memory instead of being
+// copied; they stay referenced (pinned) until the addon reports them
+// written or released. Below it a copy costs less than the bookkeeping.
+const BORROW_THRESHOLD = 64 * 1024;
+
 // process.exit() and fatal exceptions end the main thread without the
 // environment cleanup that stops servers (a natural exit or a worker's
 // end runs it). The 'exit' event still fires, synchronously: stop every
@@ -97,6 +102,10 @@ class Conversation implements Reply, RequestContext {
     const token = this.server._nextToken();
     return new Promise<void>((resolve) => {
       this.writes.set(token, resolve);
+      if (typeof chunk !== 'string' && chunk.byteLength >= BORROW_THRESHOLD) {
+        if (this.nativeServer.writeBorrowed(this.id, chunk, token)) this.server._pin(token, chunk);
+        return;
+      }
       this.nativeServer.write(this.id, chunk, token);
     });
   }
@@ -136,6 +145,7 @@ export class IpcServer extends EventEmitter<IpcServerEvents> {
   private readonly handler: Handler;
   private readonly closeTimeoutMs: number;
   private token = 0;
+  private readonly pinned = new Map<number, Uint8Array>();
   private resolveClosed!: (reason: CloseReason) => void;
   private stopped = false;
 
@@ -167,7 +177,13 @@ export class IpcServer extends EventEmitter<IpcServerEvents> {
           },
         );
       },
-      onWritten: (id, tokens) => this.conversations.get(id)?.written(tokens),
+      onWritten: (id, tokens) => {
+        if (this.pinned.size > 0) for (const token of tokens) this.pinned.delete(token);
+        this.conversations.get(id)?.written(tokens);
+      },
+      onReleased: (_id, tokens) => {
+        for (const token of tokens) this.pinned.delete(token);
+      },
       onLost: (id, error) => {
         const conversation = this.conversations.get(id);
         if (conversation === undefined) return;
@@ -184,6 +200,7 @@ export class IpcServer extends EventEmitter<IpcServerEvents> {
           conversation.settle(codeError('ERR_IPC_SERVER_CLOSED', 'server stopped'));
         }
         this.conversations.clear();
+        this.pinned.clear(); // every native thread has ended
         this.resolveClosed(reason);
         this.emit('close', reason);
       },
@@ -195,6 +212,11 @@ export class IpcServer extends EventEmitter<IpcServerEvents> {
     return this.nativeServer.start().then(() => {
       if (!this.stopped) trackRunning(this.nativeServer);
     });
+  }
+
+  /** @internal Keeps a chunk the addon sends from its own memory alive. */
+  _pin(token: number, chunk: Uint8Array): void {
+    this.pinned.set(token, chunk);
   }
 
   /** @internal */
@@ -237,6 +259,11 @@ export class IpcServer extends EventEmitter<IpcServerEvents> {
     }
     this.conversations.delete(conversation.id);
     conversation.settle();
+    if (value instanceof Uint8Array && value.byteLength >= BORROW_THRESHOLD) {
+      const token = this._nextToken();
+      if (this.nativeServer.endBorrowed(conversation.id, value, false, token)) this._pin(token, value);
+      return;
+    }
     this.nativeServer.end(conversation.id, value ?? undefined, false);
   }
 

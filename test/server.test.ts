@@ -167,6 +167,41 @@ describe('handler failures', () => {
   });
 });
 
+describe('large chunks sent from their own memory', () => {
+  it('written and returned chunks of 64 KiB and more arrive intact, in order', async () => {
+    const p = socketPath();
+    const parts = [200000, 65536, 3, 1 << 20].map((n, k) => Buffer.alloc(n, 0x61 + k));
+    await serve(p, async (_r, reply) => {
+      await reply.write(parts[0]!);
+      void reply.write(parts[1]!); // not awaited: queued behind the first
+      await reply.write(parts[2]!);
+      return parts[3]!;
+    });
+    const response = await sendCommand(p, 'x');
+    expect(response.equals(Buffer.concat(parts))).toBe(true);
+  });
+
+  it('a client that leaves mid-response: the dropped chunks are released and the server serves on', async () => {
+    const p = socketPath();
+    let writesDone = 0;
+    const server = await serve(p, async (request, reply, ctx) => {
+      if (request.toString() === 'ping') return 'pong';
+      const pending: Promise<void>[] = [];
+      for (let i = 0; i < 40; i++) pending.push(reply.write(Buffer.alloc(1 << 20, 0x30 + (i % 10))));
+      await Promise.all(pending); // resolves, written or dropped
+      writesDone++;
+      expect(ctx.signal.aborted).toBe(true);
+    });
+    const stream = streamCommand(p, 'many');
+    await stream.next();
+    await stream.return!();
+    await waitFor(() => writesDone === 1, 10000, 'the handler to see its writes settle');
+    const pinned = (server as unknown as { pinned: Map<number, Uint8Array> }).pinned;
+    await waitFor(() => pinned.size === 0, 5000, 'every borrowed chunk to be released');
+    expect((await sendCommand(p, 'ping')).toString()).toBe('pong');
+  });
+});
+
 describe('QUIT', () => {
   it('answers with the bare flush, finishes running conversations, stops and removes the socket', async () => {
     const p = socketPath();

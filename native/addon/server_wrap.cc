@@ -21,7 +21,7 @@ namespace sipc {
 
 namespace {
 
-enum class EventType { kRequest, kPeerCheck, kWritten, kLost, kClientError, kStopped };
+enum class EventType { kRequest, kPeerCheck, kWritten, kReleased, kLost, kClientError, kStopped };
 
 const char* StopReasonName(StopReason reason) {
   switch (reason) {
@@ -90,6 +90,8 @@ Napi::Function ServerWrap::Init(Napi::Env env) {
                          InstanceMethod<&ServerWrap::Start>("start"),
                          InstanceMethod<&ServerWrap::WriteChunk>("write"),
                          InstanceMethod<&ServerWrap::EndConversation>("end"),
+                         InstanceMethod<&ServerWrap::WriteBorrowedCall>("writeBorrowed"),
+                         InstanceMethod<&ServerWrap::EndBorrowedCall>("endBorrowed"),
                          InstanceMethod<&ServerWrap::AbortConversation>("abort"),
                          InstanceMethod<&ServerWrap::AllowPeerCall>("allowPeer"),
                          InstanceMethod<&ServerWrap::StopCall>("stop"),
@@ -124,6 +126,7 @@ ServerWrap::ServerWrap(const Napi::CallbackInfo& info) : Napi::ObjectWrap<Server
   on_request_ = Napi::Persistent(callbacks.Get("onRequest").As<Napi::Function>());
   on_peer_check_ = Napi::Persistent(callbacks.Get("onPeerCheck").As<Napi::Function>());
   on_written_ = Napi::Persistent(callbacks.Get("onWritten").As<Napi::Function>());
+  on_released_ = Napi::Persistent(callbacks.Get("onReleased").As<Napi::Function>());
   on_lost_ = Napi::Persistent(callbacks.Get("onLost").As<Napi::Function>());
   on_client_error_ = Napi::Persistent(callbacks.Get("onClientError").As<Napi::Function>());
   on_stopped_ = Napi::Persistent(callbacks.Get("onStopped").As<Napi::Function>());
@@ -165,6 +168,9 @@ Napi::Value ServerWrap::Start(const Napi::CallbackInfo& info) {
       } else {
         wrap_->state_ = State::kRunning;
       }
+      // Events that came before server_ was set (a client that connected
+      // while the server started) were left queued by Drain().
+      wrap_->Drain(env);
       deferred_.Resolve(env.Undefined());
     }
     Napi::Promise Promise() { return deferred_.Promise(); }
@@ -204,6 +210,28 @@ Napi::Value ServerWrap::EndConversation(const Napi::CallbackInfo& info) {
   ConnId id = static_cast<ConnId>(info[0].As<Napi::Number>().Int64Value());
   server_->End(id, data, len, info[2].ToBoolean());
   return info.Env().Undefined();
+}
+
+// writeBorrowed(id, u8, token): true when the server sends `u8` from its
+// own memory; the JS side then keeps it referenced until `token` comes
+// back through onWritten or onReleased.
+Napi::Value ServerWrap::WriteBorrowedCall(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  if (!server_ || !info[1].IsTypedArray()) return Napi::Boolean::New(env, false);
+  Napi::Uint8Array u8 = info[1].As<Napi::Uint8Array>();
+  ConnId id = static_cast<ConnId>(info[0].As<Napi::Number>().Int64Value());
+  uint64_t token = static_cast<uint64_t>(info[2].As<Napi::Number>().Int64Value());
+  return Napi::Boolean::New(env, server_->WriteBorrowed(id, u8.Data(), u8.ByteLength(), token));
+}
+
+// endBorrowed(id, u8, quit, token): as writeBorrowed, then the flush.
+Napi::Value ServerWrap::EndBorrowedCall(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  if (!server_ || !info[1].IsTypedArray()) return Napi::Boolean::New(env, false);
+  Napi::Uint8Array u8 = info[1].As<Napi::Uint8Array>();
+  ConnId id = static_cast<ConnId>(info[0].As<Napi::Number>().Int64Value());
+  uint64_t token = static_cast<uint64_t>(info[3].As<Napi::Number>().Int64Value());
+  return Napi::Boolean::New(env, server_->EndBorrowed(id, u8.Data(), u8.ByteLength(), info[2].ToBoolean(), token));
 }
 
 Napi::Value ServerWrap::AbortConversation(const Napi::CallbackInfo& info) {
@@ -280,6 +308,13 @@ void ServerWrap::OnWritten(ConnId id, const std::vector<uint64_t>& tokens) {
   Post(std::move(e));
 }
 
+void ServerWrap::OnReleased(ConnId id, const std::vector<uint64_t>& tokens) {
+  Event e(EventType::kReleased);
+  e.id = id;
+  e.tokens = tokens;
+  Post(std::move(e));
+}
+
 void ServerWrap::OnConversationLost(ConnId id, const Status& why) {
   Event e(EventType::kLost);
   e.id = id;
@@ -309,6 +344,10 @@ void ServerWrap::CallJs(Napi::Env env, Napi::Function, ServerWrap* wrap, std::nu
 }
 
 void ServerWrap::Drain(Napi::Env env) {
+  // The server's threads run before StartServer has returned to the JS
+  // thread: until server_ is set, end()/write() would be lost, so leave
+  // the events queued; Start's completion drains them.
+  if (!server_) return;
   std::vector<Event> batch;
   events_.TakeAll(&batch);
   Napi::Object self = Value();
@@ -324,12 +363,14 @@ void ServerWrap::Drain(Napi::Env env) {
       case EventType::kPeerCheck:
         on_peer_check_.Call(self, {Napi::Number::New(env, static_cast<double>(e.id)), PeerToJs(env, e.peer)});
         break;
-      case EventType::kWritten: {
+      case EventType::kWritten:
+      case EventType::kReleased: {
         Napi::Array tokens = Napi::Array::New(env, e.tokens.size());
         for (size_t i = 0; i < e.tokens.size(); i++) {
           tokens.Set(static_cast<uint32_t>(i), Napi::Number::New(env, static_cast<double>(e.tokens[i])));
         }
-        on_written_.Call(self, {Napi::Number::New(env, static_cast<double>(e.id)), tokens});
+        Napi::FunctionReference& callback = e.type == EventType::kWritten ? on_written_ : on_released_;
+        callback.Call(self, {Napi::Number::New(env, static_cast<double>(e.id)), tokens});
         break;
       }
       case EventType::kLost:

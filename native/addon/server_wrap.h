@@ -19,6 +19,7 @@ class ServerWrap : public Napi::ObjectWrap<ServerWrap>, public ServerDelegate {
   void OnRequest(ConnId id, ByteBuffer&& request, const PeerInfo& peer) override;
   void OnPeerCheck(ConnId id, const PeerInfo& peer) override;
   void OnWritten(ConnId id, const std::vector<uint64_t>& tokens) override;
+  void OnReleased(ConnId id, const std::vector<uint64_t>& tokens) override;
   void OnConversationLost(ConnId id, const Status& why) override;
   void OnClientError(const Status& why, const PeerInfo& peer) override;
   void OnStopped(StopReason reason, const Status& error) override;
@@ -32,6 +33,8 @@ class ServerWrap : public Napi::ObjectWrap<ServerWrap>, public ServerDelegate {
   // JS thread only.
   Napi::Value Start(const Napi::CallbackInfo& info);
   Napi::Value WriteChunk(const Napi::CallbackInfo& info);
+  Napi::Value WriteBorrowedCall(const Napi::CallbackInfo& info);
+  Napi::Value EndBorrowedCall(const Napi::CallbackInfo& info);
   Napi::Value EndConversation(const Napi::CallbackInfo& info);
   Napi::Value AbortConversation(const Napi::CallbackInfo& info);
   Napi::Value AllowPeerCall(const Napi::CallbackInfo& info);
@@ -54,7 +57,8 @@ class ServerWrap : public Napi::ObjectWrap<ServerWrap>, public ServerDelegate {
   EventQueue<Event> events_;
   Napi::ObjectReference self_ref_;
   bool cleanup_hook_added_ = false;
-  Napi::FunctionReference on_request_, on_peer_check_, on_written_, on_lost_, on_client_error_, on_stopped_;
+  Napi::FunctionReference on_request_, on_peer_check_, on_written_, on_released_, on_lost_, on_client_error_,
+      on_stopped_;
 };
 
 }  // namespace sipc

@@ -1,10 +1,13 @@
-// OutputQueue: the framed bytes waiting to be written on one connection.
+// OutputQueue: the bytes waiting to be written on one connection.
 //
-// Each entry is already pkt-line framed (the copy out of the caller's
-// buffer is also the framing pass), so a writer hands the kernel one
-// iovec per entry. Entries may carry a token: when an entry has been
-// written in full its token is reported, which is how a JS `reply.write()`
-// learns that its bytes reached the kernel.
+// An entry is either owned (already pkt-line framed: the copy out of the
+// caller's buffer was also the framing pass) or borrowed: the caller's
+// payload, framed on the fly into header and payload spans, so that a
+// large chunk reaches the kernel without a copy. Entries may carry a
+// token. When an entry has been written in full its token is reported
+// (that is how a JS `reply.write()` learns its bytes reached the kernel);
+// when the queue is cleared the tokens of the dropped entries are handed
+// back, so the owner of borrowed memory learns it is free again.
 //
 // Not thread-safe: the owning server guards it with its own lock.
 #pragma once
@@ -13,6 +16,8 @@
 #include <cstdint>
 #include <deque>
 #include <vector>
+
+#include "pkt_line.h"
 
 namespace sipc {
 
@@ -23,47 +28,73 @@ struct ByteSpan {
 
 class OutputQueue {
  public:
+  // Room for the headers a Fill() of `max` spans may generate.
+  template <size_t kMaxSpans>
+  struct HeaderScratch {
+    char headers[kMaxSpans / 2 + 1][pkt::kHeaderSize];
+  };
+
   void Push(std::vector<uint8_t>&& framed, uint64_t token) {
     if (framed.empty() && token == 0) return;
     bytes_pending_ += framed.size();
-    items_.push_back(Item{std::move(framed), token});
+    Item item;
+    item.bytes = std::move(framed);
+    item.token = token;
+    items_.push_back(std::move(item));
+  }
+
+  // Queues `len` payload bytes from the caller's memory, as data packets
+  // (plus the flush with `with_flush`). The memory must stay valid and
+  // unchanged until `token` (non-zero) is reported by Consume or Clear.
+  void PushBorrowed(const uint8_t* data, size_t len, bool with_flush, uint64_t token) {
+    Item item;
+    item.borrowed = data;
+    item.borrowed_len = len;
+    item.borrowed_flush = with_flush;
+    item.token = token;
+    bytes_pending_ += item.size();
+    items_.push_back(std::move(item));
   }
 
   bool empty() const { return items_.empty(); }
   size_t bytes_pending() const { return bytes_pending_ - front_offset_; }
 
-  // Fills up to `max` spans with the unwritten bytes, oldest first.
-  // Returns the number of spans. Spans stay valid until Consume() or
-  // Clear(): a deque keeps its elements in place when others are added.
-  size_t Fill(ByteSpan* spans, size_t max) const {
-    size_t n = 0;
-    for (size_t i = 0; i < items_.size() && n < max; i++) {
-      const Item& item = items_[i];
-      size_t offset = i == 0 ? front_offset_ : 0;
-      if (item.bytes.size() == offset) continue;
-      spans[n++] = ByteSpan{item.bytes.data() + offset, item.bytes.size() - offset};
-    }
-    return n;
+  // Fills up to `max` spans with the unwritten bytes, oldest first, and
+  // returns their number. Spans stay valid until Consume() or Clear()
+  // (a deque keeps its elements in place when others are added), and,
+  // for borrowed entries, as long as `scratch` holds their headers.
+  template <size_t kMaxSpans>
+  size_t Fill(ByteSpan* spans, HeaderScratch<kMaxSpans>* scratch) const {
+    return FillImpl(spans, kMaxSpans, scratch->headers);
   }
+  // Owned entries only (stops at the first borrowed one).
+  size_t Fill(ByteSpan* spans, size_t max) const { return FillImpl(spans, max, nullptr); }
 
   // Marks `written` bytes as sent; appends the tokens of entries that are
   // now complete (non-zero tokens only) to `done_tokens`.
   void Consume(size_t written, std::vector<uint64_t>* done_tokens) {
     while (!items_.empty()) {
       Item& item = items_.front();
-      size_t left = item.bytes.size() - front_offset_;
+      size_t left = item.size() - front_offset_;
       if (written < left) {
         front_offset_ += written;
         return;
       }
       written -= left;
-      bytes_pending_ -= item.bytes.size();
+      bytes_pending_ -= item.size();
       if (item.token != 0) done_tokens->push_back(item.token);
       items_.pop_front();
       front_offset_ = 0;
     }
   }
 
+  // Drops everything; the tokens of the dropped entries go to `released`.
+  void Clear(std::vector<uint64_t>* released) {
+    for (const Item& item : items_) {
+      if (item.token != 0) released->push_back(item.token);
+    }
+    Clear();
+  }
   void Clear() {
     items_.clear();
     bytes_pending_ = 0;
@@ -73,8 +104,39 @@ class OutputQueue {
  private:
   struct Item {
     std::vector<uint8_t> bytes;
-    uint64_t token;
+    const uint8_t* borrowed = nullptr;
+    size_t borrowed_len = 0;
+    bool borrowed_flush = false;
+    uint64_t token = 0;
+    size_t size() const {
+      if (borrowed == nullptr) return bytes.size();
+      return pkt::EncodedSize(borrowed_len) + (borrowed_flush ? pkt::kHeaderSize : 0);
+    }
   };
+
+  size_t FillImpl(ByteSpan* spans, size_t max, char (*headers)[pkt::kHeaderSize]) const {
+    size_t n = 0;
+    for (size_t i = 0; i < items_.size() && n < max; i++) {
+      const Item& item = items_[i];
+      size_t offset = i == 0 ? front_offset_ : 0;
+      if (item.borrowed != nullptr) {
+        if (headers == nullptr) break;
+        pkt::Span framed[64];
+        size_t room = max - n < 64 ? max - n : 64;
+        size_t headers_used = 0;
+        size_t got = pkt::FramedSpans(item.borrowed, item.borrowed_len, offset, framed, room, headers,
+                                      item.borrowed_flush, &headers_used);
+        for (size_t k = 0; k < got; k++) spans[n++] = ByteSpan{framed[k].data, framed[k].size};
+        headers += headers_used;
+        if (got == room) break;
+        continue;
+      }
+      if (item.bytes.size() == offset) continue;
+      spans[n++] = ByteSpan{item.bytes.data() + offset, item.bytes.size() - offset};
+    }
+    return n;
+  }
+
   std::deque<Item> items_;
   size_t bytes_pending_ = 0;  // sum of all item sizes
   size_t front_offset_ = 0;   // bytes of the front item already written

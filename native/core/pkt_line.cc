@@ -47,7 +47,7 @@ void AppendMessage(const uint8_t* data, size_t len, std::vector<uint8_t>* out) {
 }
 
 size_t FramedSpans(const uint8_t* data, size_t len, size_t offset, Span* spans, size_t max_spans,
-                   char (*headers)[kHeaderSize]) {
+                   char (*headers)[kHeaderSize], bool with_flush, size_t* headers_used) {
   const size_t packets = PacketCount(len);
   const size_t body = EncodedSize(len);
   size_t n = 0;
@@ -71,12 +71,11 @@ size_t FramedSpans(const uint8_t* data, size_t len, size_t offset, Span* spans, 
     packet++;
     within = 0;
   }
-  if (n < max_spans && offset < body + kHeaderSize) {
+  if (with_flush && n < max_spans && offset < body + kHeaderSize && packet >= packets) {
     size_t flush_done = offset > body ? offset - body : 0;
-    if (packet >= packets) {
-      spans[n++] = Span{reinterpret_cast<const uint8_t*>(kFlush) + flush_done, kHeaderSize - flush_done};
-    }
+    spans[n++] = Span{reinterpret_cast<const uint8_t*>(kFlush) + flush_done, kHeaderSize - flush_done};
   }
+  if (headers_used != nullptr) *headers_used = header_count;
   return n;
 }
 

@@ -35,17 +35,18 @@ void AppendPackets(const uint8_t* data, size_t len, std::vector<uint8_t>* out);
 // Appends a whole message: data packets then the flush.
 void AppendMessage(const uint8_t* data, size_t len, std::vector<uint8_t>* out);
 
-// The framed form of a message (packets, then the flush) without copying
-// its payload: fills `spans` with the framed bytes from `offset` on, as
-// header and payload pieces. `headers` stores the headers the spans point
-// to (room for max_spans / 2 + 1 of them). Returns the number of spans;
-// 0 once `offset` is the framed size (EncodedSize(len) + 4).
+// The framed form of `len` payload bytes (packets, then the flush unless
+// `with_flush` is false) without copying the payload: fills `spans` with
+// the framed bytes from `offset` on, as header and payload pieces.
+// `headers` stores the headers the spans point to (room for
+// max_spans / 2 + 1); `headers_used` (optional) tells how many it took.
+// Returns the number of spans, 0 once `offset` reaches the framed size.
 struct Span {
   const uint8_t* data;
   size_t size;
 };
 size_t FramedSpans(const uint8_t* data, size_t len, size_t offset, Span* spans, size_t max_spans,
-                   char (*headers)[kHeaderSize]);
+                   char (*headers)[kHeaderSize], bool with_flush = true, size_t* headers_used = nullptr);
 
 // Incremental reader. Feed it bytes as they arrive; payload bytes are
 // appended to the caller's buffer. It stops consuming at the end of the

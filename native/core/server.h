@@ -55,6 +55,12 @@ class ServerDelegate {
   virtual void OnPeerCheck(ConnId id, const PeerInfo& peer) = 0;
   // Writes carrying `token` reached the kernel.
   virtual void OnWritten(ConnId id, const std::vector<uint64_t>& tokens) = 0;
+  // Borrowed writes (Server::WriteBorrowed/EndBorrowed) dropped unsent;
+  // their memory is free again.
+  virtual void OnReleased(ConnId id, const std::vector<uint64_t>& tokens) {
+    (void)id;
+    (void)tokens;
+  }
   // A conversation handed to OnRequest ended without End(): the client
   // left, a write failed, or the server was forced to stop. Later calls
   // for `id` are ignored.
@@ -77,6 +83,20 @@ class Server {
   // Sends `data` (may be empty), then the flush, then closes. With
   // `quit`, the server then shuts down (SPEC 3, Quit). Any thread.
   virtual void End(ConnId id, const uint8_t* data, size_t len, bool quit) = 0;
+  // Like Write/End, but the bytes are sent from the caller's memory, with
+  // no copy. Returns false when nothing was borrowed (the conversation is
+  // over, or the transport copied instead). On true, `token` (non-zero) is
+  // reported exactly once, by OnWritten once sent or by OnReleased if
+  // dropped; until then the memory must stay valid and unchanged.
+  virtual bool WriteBorrowed(ConnId id, const uint8_t* data, size_t len, uint64_t token) {
+    Write(id, data, len, token);
+    return false;
+  }
+  virtual bool EndBorrowed(ConnId id, const uint8_t* data, size_t len, bool quit, uint64_t token) {
+    (void)token;
+    End(id, data, len, quit);
+    return false;
+  }
   // Closes without the flush: the client sees an incomplete response.
   virtual void Abort(ConnId id) = 0;
   // Answer to OnPeerCheck.

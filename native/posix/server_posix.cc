@@ -121,6 +121,26 @@ class PosixServer : public Server {
     Schedule(conn);
   }
 
+  bool WriteBorrowed(ConnId id, const uint8_t* data, size_t len, uint64_t token) override {
+    std::unique_lock<std::mutex> lock(mutex_);
+    Conn* conn = FindHandling(id);
+    if (conn == nullptr || conn->ended) return false;
+    conn->out.PushBorrowed(data, len, false, token);
+    Schedule(conn);
+    return true;
+  }
+
+  bool EndBorrowed(ConnId id, const uint8_t* data, size_t len, bool quit, uint64_t token) override {
+    std::unique_lock<std::mutex> lock(mutex_);
+    Conn* conn = FindHandling(id);
+    if (conn == nullptr || conn->ended) return false;
+    conn->out.PushBorrowed(data, len, true, token);
+    conn->ended = true;
+    conn->quit = quit;
+    Schedule(conn);
+    return true;
+  }
+
   void Abort(ConnId id) override {
     std::unique_lock<std::mutex> lock(mutex_);
     Conn* conn = FindHandling(id);
@@ -129,7 +149,7 @@ class PosixServer : public Server {
     conn->ended = true;
     // A worker in sendmsg() reads these buffers without the lock: it
     // drops the queue itself when it sees `aborted`.
-    if (!conn->busy) conn->out.Clear();
+    DropOutput(conn);
     Schedule(conn);
   }
 
@@ -168,8 +188,29 @@ class PosixServer : public Server {
     if (idle_workers_ > 0) work_cv_.notify_one();
   }
 
+  // Drops a connection's queued output, unless a worker is in sendmsg()
+  // on it (that worker drops it when it takes the lock back). Tokens of
+  // the dropped entries wait in released_ for delivery.
+  void DropOutput(Conn* conn) {
+    if (conn->busy || conn->out.empty()) return;
+    std::vector<uint64_t> tokens;
+    conn->out.Clear(&tokens);
+    if (!tokens.empty()) released_.emplace_back(conn->id, std::move(tokens));
+  }
+
+  // Reports dropped borrowed writes. Call without the lock.
+  void DeliverReleased() {
+    std::vector<std::pair<ConnId, std::vector<uint64_t>>> released;
+    {
+      std::lock_guard<std::mutex> lock(mutex_);
+      released.swap(released_);
+    }
+    for (auto& r : released) delegate_->OnReleased(r.first, r.second);
+  }
+
   // Closes and forgets a connection nobody is in a system call on.
   void CloseLocked(Conn* conn) {
+    DropOutput(conn);
     close(conn->fd);
     conns_.erase(conn->id);
     if (stop_requested_ && conns_.empty()) poller_->Wake();
@@ -219,6 +260,7 @@ class PosixServer : public Server {
   bool stop_requested_ = false;                              // (mu)
   StopReason stop_reason_ = StopReason::kClosed;             // (mu)
   int64_t grace_deadline_ = 0;                               // (mu)
+  std::vector<std::pair<ConnId, std::vector<uint64_t>>> released_;  // (mu)
 
   // I/O thread only.
   ConnId next_id_ = 1;
@@ -394,6 +436,7 @@ void PosixServer::IoLoop() {
     }
     now = NowMs();
     CheckTimers(now);
+    DeliverReleased();
     if (accept_resume_at_ > 0 && now >= accept_resume_at_) {
       accept_resume_at_ = 0;
       if (listen_fd_ >= 0 && !stopping) poller_->Modify(listen_fd_, kPollIn, kListenKey, false);
@@ -440,7 +483,7 @@ void PosixServer::IoLoop() {
             if (!conn->aborted) lost.push_back(conn->id);
             conn->aborted = true;
             conn->ended = true;
-            if (!conn->busy) conn->out.Clear();
+            DropOutput(conn);
             conn->want_writable = false;
             Schedule(conn);
           }
@@ -478,6 +521,7 @@ void PosixServer::FinishStop() {
   // The poller lives as long as the server object: Stop() may still come
   // from another thread after a stop of our own (quit, stolen path), and
   // its Wake() must find the poller there.
+  DeliverReleased();
   delegate_->OnStopped(reason, Status::Ok());
 }
 
@@ -643,7 +687,7 @@ void PosixServer::OnHandlingEvent(ConnId id, uint32_t events) {
       if (!conn->aborted) lost = true;
       conn->aborted = true;
       conn->ended = true;
-      if (!conn->busy) conn->out.Clear();
+      DropOutput(conn);
       conn->want_writable = false;
       Schedule(conn);
     } else if ((events & kPollOut) && conn->want_writable) {
@@ -691,7 +735,7 @@ void PosixServer::CheckTimers(int64_t now) {
           stalled.push_back(conn->id);
           conn->aborted = true;
           conn->ended = true;
-          if (!conn->busy) conn->out.Clear();
+          DropOutput(conn);
           conn->want_writable = false;
           Schedule(conn);
         }
@@ -715,6 +759,7 @@ void PosixServer::WorkerLoop() {
   std::vector<uint64_t> tokens;
   iovec iov[kMaxIovPerWrite];
   ByteSpan spans[kMaxIovPerWrite];
+  OutputQueue::HeaderScratch<kMaxIovPerWrite> headers;
   std::unique_lock<std::mutex> lock(mutex_);
   for (;;) {
     while (work_queue_.empty() && !workers_exit_) {
@@ -733,7 +778,7 @@ void PosixServer::WorkerLoop() {
       CloseLocked(conn);
       continue;
     }
-    size_t count = conn->out.Fill(spans, kMaxIovPerWrite);
+    size_t count = conn->out.Fill(spans, &headers);
     if (count == 0 && !conn->out.empty()) {
       // Only empty entries (a zero-length Write with a token): nothing to
       // send, and their tokens are done. Left queued, they would put the
@@ -772,7 +817,7 @@ void PosixServer::WorkerLoop() {
         lost = true;
         conn->aborted = true;
         conn->ended = true;
-        conn->out.Clear();
+        DropOutput(conn);
       }
     }
     if (conn->aborted) {
@@ -792,8 +837,9 @@ void PosixServer::WorkerLoop() {
       Schedule(conn);
     }
     (void)finished;
-    if (!tokens.empty() || lost || quit) {
+    if (!tokens.empty() || lost || quit || !released_.empty()) {
       lock.unlock();
+      DeliverReleased();
       if (!tokens.empty()) {
         delegate_->OnWritten(id, tokens);
         tokens.clear();
