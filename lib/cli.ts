@@ -362,7 +362,8 @@ async function runDaemon(options: Options): Promise<number> {
 
 async function startDaemon(options: Options): Promise<number> {
   const args = [
-    ...process.execArgv,
+    // Keep Node's own flags, except a debugger's (its port is taken).
+    ...process.execArgv.filter((flag) => !/^--inspect/.test(flag)),
     __filename,
     'run-daemon',
     options.name === null ? '--no-name' : `--name=${options.name}`,
@@ -370,7 +371,7 @@ async function startDaemon(options: Options): Promise<number> {
   ];
   let child;
   try {
-    child = spawn(process.execPath, args, { detached: true, stdio: 'ignore' });
+    child = spawn(process.execPath, args, { detached: true, stdio: 'ignore', windowsHide: true });
   } catch {
     return error('daemon failed to start');
   }
