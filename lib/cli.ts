@@ -84,13 +84,19 @@ Every client subcommand first checks, as is-active does, that <path> listens.
 Numeric options below 1 are raised to 1 (--max-wait to 0); --byte takes the
 first byte of its value. Options may be abbreviated (--tok=ping).
 
-Errors go to stderr, prefixed "error: ":
-  no server listening at '<path>'          path-not-found: path not found '<path>'
-  invalid pipe/socket name '<path>'        other error for '<path>'
-  socket/pipe already in use: '<path>'     could not start server on: '<path>': <reason>
-  daemon failed to start                   daemon not online yet (timeout)
-  daemon terminated (it died)              daemon has not shutdown yet (timeout)
-  failed to send '<token>' to '<path>'     client failed to sendbytes(<n>, '<byte>') to '<path>'
+Errors go to stderr, one line each, prefixed "error: ":
+  no server listening at '<path>'           is-active and every client subcommand:
+  path not found '<path>'                   the path's active state is not
+  invalid pipe/socket name '<path>'         "listening"
+  other error for '<path>'
+  socket/pipe already in use: '<path>'      run-daemon: a live server owns the path
+  could not start server on: '<path>': <reason>
+  daemon failed to start                    start-daemon: the path cannot listen
+  daemon not online yet                     start-daemon: --max-wait ran out
+  daemon terminated                         start-daemon: the daemon exited
+  daemon has not shutdown yet               stop-daemon: --max-wait ran out
+  failed to send '<token>' to '<path>'      send, stop-daemon
+  client failed to sendbytes(<n>, '<byte>') to '<path>'   sendbytes, multiple
 
 Exit codes: 0 success; 1 failure; 128 unknown subcommand; 129 bad option or -h.
 `;
