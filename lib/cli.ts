@@ -10,7 +10,7 @@ import { spawn } from 'node:child_process';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { getSystemErrorMap } from 'node:util';
 
-import { createServer, getActiveState, getActiveStateSync, sendCommand, sendCommandSync, type ActiveState, type ClientOptions } from './index.js';
+import { createServer, getActiveState, getActiveStateSync, sendCommand, type ActiveState, type ClientOptions } from './index.js';
 import { testAppHandler } from './test-app.js';
 
 const PROGRAM = 'simple-ipc';
@@ -423,11 +423,11 @@ function reportExchangeError(err: unknown): void {
 }
 
 /** Sends the token; prints the response and a newline. */
-function send(options: Options, token: string | null): number {
+async function send(options: Options, token: string | null): Promise<number> {
   const command = token !== null && token !== '' ? token : '(no-command)';
   let response: Buffer;
   try {
-    response = sendCommandSync(options.name!, command, CLIENT_OPTIONS);
+    response = await sendCommand(options.name!, command, CLIENT_OPTIONS);
   } catch (err) {
     reportExchangeError(err);
     return error(`failed to send '${command}' to '${shown(options.name)}'`);
@@ -438,7 +438,7 @@ function send(options: Options, token: string | null): number {
 
 async function stopDaemon(options: Options): Promise<number> {
   const started = Date.now();
-  const sent = send(options, 'quit');
+  const sent = await send(options, 'quit');
   if (sent !== EXIT_OK) return sent;
   for (;;) {
     await sleep(100);
@@ -480,12 +480,12 @@ function ballastByte(options: Options): number {
   return 'x'.charCodeAt(0);
 }
 
-function sendbytes(options: Options): number {
+async function sendbytes(options: Options): Promise<number> {
   const byte = ballastByte(options);
   const count = options.bytecount;
   let response: Buffer;
   try {
-    response = sendCommandSync(options.name!, sendbytesRequest(byte, count), CLIENT_OPTIONS);
+    response = await sendCommand(options.name!, sendbytesRequest(byte, count), CLIENT_OPTIONS);
   } catch (err) {
     reportExchangeError(err);
     return sendbytesFailure(byte, count, options.name);
