@@ -71,13 +71,17 @@ class PipeExchange {
   // Connect-only exchanges: waits until `event` is set (a request is
   // there), within the exchange deadline.
   bool WaitForRequest(HANDLE event);
-  bool Send(const std::vector<uint8_t>& framed);
+  // Sends bytes that are already framed.
+  bool SendFramed(const uint8_t* framed, size_t len);
+  // Sends `len` payload bytes as a message, framed on the way from the
+  // caller's memory (no copy of the whole message).
+  bool SendMessage(const uint8_t* data, size_t len);
   // With `on_chunk`, payload is handed over as it arrives; otherwise it
   // collects in response().
   bool Receive(const std::function<void(std::vector<uint8_t>&&)>& on_chunk);
 
   const ClientResult& result() const { return result_; }
-  std::vector<uint8_t>& response() { return response_; }
+  ByteBuffer& response() { return response_; }
 
  private:
   enum class WaitResult { kDone, kCancelled, kExpired };
@@ -113,7 +117,7 @@ class PipeExchange {
   win::UniqueHandle pipe_;
   win::UniqueHandle io_event_;
   pkt::Reader reader_;
-  std::vector<uint8_t> response_;
+  ByteBuffer response_;
   ClientResult result_;
 };
 
@@ -246,22 +250,47 @@ bool PipeExchange::Transfer(bool write, void* data, DWORD len, DWORD* done, DWOR
   return true;
 }
 
-bool PipeExchange::Send(const std::vector<uint8_t>& framed) {
+bool PipeExchange::SendFramed(const uint8_t* framed, size_t len) {
   size_t sent = 0;
-  while (sent < framed.size()) {
-    size_t left = framed.size() - sent;
-    DWORD len = static_cast<DWORD>(left < kMaxWriteSize ? left : kMaxWriteSize);
+  while (sent < len) {
+    size_t left = len - sent;
+    DWORD piece = static_cast<DWORD>(left < kMaxWriteSize ? left : kMaxWriteSize);
     DWORD done = 0;
     DWORD error = 0;
-    if (!Transfer(true, const_cast<uint8_t*>(framed.data() + sent), len, &done, &error)) return false;
+    if (!Transfer(true, const_cast<uint8_t*>(framed + sent), piece, &done, &error)) return false;
     if (error != ERROR_SUCCESS) return Fail(win::StatusFromWin32(error, "write", path_));
     sent += done;
   }
   return true;
 }
 
+bool PipeExchange::SendMessage(const uint8_t* data, size_t len) {
+  // Headers and payload pieces are gathered into one bounded buffer per
+  // WriteFile: one copy, never the whole framed message in memory.
+  constexpr size_t kMaxSpans = 32;
+  std::vector<uint8_t> staging;
+  staging.reserve(kMaxWriteSize);
+  pkt::Span spans[kMaxSpans];
+  char headers[kMaxSpans / 2 + 1][pkt::kHeaderSize];
+  size_t offset = 0;
+  for (;;) {
+    size_t count = pkt::FramedSpans(data, len, offset, spans, kMaxSpans, headers);
+    if (count == 0) break;
+    staging.clear();
+    for (size_t i = 0; i < count && staging.size() < kMaxWriteSize; i++) {
+      size_t take = spans[i].size;
+      if (take > kMaxWriteSize - staging.size()) take = kMaxWriteSize - staging.size();
+      staging.insert(staging.end(), spans[i].data, spans[i].data + take);
+    }
+    if (!SendFramed(staging.data(), staging.size())) return false;
+    offset += staging.size();
+  }
+  return true;
+}
+
 bool PipeExchange::Receive(const std::function<void(std::vector<uint8_t>&&)>& on_chunk) {
   thread_local std::vector<uint8_t> buffer(kReadSize);
+  std::vector<uint8_t> chunk;
   for (;;) {
     DWORD n = 0;
     DWORD error = 0;
@@ -274,11 +303,12 @@ bool PipeExchange::Receive(const std::function<void(std::vector<uint8_t>&&)>& on
       }
       return Fail(win::StatusFromWin32(error, "read", path_));
     }
-    reader_.Feed(buffer.data(), n, &response_);
-    if (on_chunk && !response_.empty()) {
-      std::vector<uint8_t> chunk;
-      chunk.swap(response_);
-      on_chunk(std::move(chunk));
+    if (on_chunk) {
+      reader_.Feed(buffer.data(), n, &chunk);
+      if (!chunk.empty()) on_chunk(std::move(chunk));
+      chunk.clear();
+    } else {
+      reader_.Feed(buffer.data(), n, &response_);
     }
     switch (reader_.state()) {
       case pkt::Reader::State::kNeedMore:
@@ -304,11 +334,16 @@ class WinAsyncClient : public AsyncClient {
 
   void Start(uint64_t id, const std::string& path, std::vector<uint8_t>&& request, const ClientOptions& options,
              bool stream) override {
-    Launch(id, path, options, true, std::move(request), stream);
+    Launch(id, path, options, true, std::move(request), nullptr, 0, stream);
+  }
+
+  void StartBorrowed(uint64_t id, const std::string& path, const uint8_t* request, size_t len,
+                     const ClientOptions& options, bool stream) override {
+    Launch(id, path, options, true, {}, request, len, stream);
   }
 
   void StartConnect(uint64_t id, const std::string& path, const ClientOptions& options) override {
-    Launch(id, path, options, false, {}, false);
+    Launch(id, path, options, false, {}, nullptr, 0, false);
   }
 
   void Send(uint64_t id, std::vector<uint8_t>&& request, bool stream) override {
@@ -350,7 +385,9 @@ class WinAsyncClient : public AsyncClient {
     uint64_t id = 0;
     CancelToken cancel;
     win::UniqueHandle send_event{CreateEventW(nullptr, TRUE, FALSE, nullptr)};
-    std::vector<uint8_t> request;  // (mutex_)
+    std::vector<uint8_t> request;  // (mutex_) framed
+    const uint8_t* borrowed = nullptr;  // or the caller's payload, unframed,
+    size_t borrowed_len = 0;            // valid until OnComplete
     bool has_request = false;      // (mutex_)
     bool stream = false;           // (mutex_)
     std::thread thread;            // (mutex_)
@@ -358,10 +395,12 @@ class WinAsyncClient : public AsyncClient {
 
   // Any thread (in practice the JS thread).
   void Launch(uint64_t id, const std::string& path, const ClientOptions& options, bool has_request,
-              std::vector<uint8_t>&& request, bool stream) {
+              std::vector<uint8_t>&& request, const uint8_t* borrowed, size_t borrowed_len, bool stream) {
     auto job = std::make_shared<Job>();
     job->id = id;
     job->request = std::move(request);
+    job->borrowed = borrowed;
+    job->borrowed_len = borrowed_len;
     job->has_request = has_request;
     job->stream = stream;
     Status failed;
@@ -389,7 +428,7 @@ class WinAsyncClient : public AsyncClient {
       ClientResult result;
       result.status = failed;
       result.connect_state = ActiveState::kOtherError;
-      delegate_->OnComplete(id, result, {});
+      delegate_->OnComplete(id, result, ByteBuffer());
     }
   }
 
@@ -415,7 +454,10 @@ class WinAsyncClient : public AsyncClient {
       request.swap(job->request);
       stream = job->stream;
     }
-    if (ok) ok = exchange.Send(request);
+    if (ok) {
+      ok = job->borrowed != nullptr ? exchange.SendMessage(job->borrowed, job->borrowed_len)
+                                    : exchange.SendFramed(request.data(), request.size());
+    }
     if (ok) {
       std::vector<uint8_t>().swap(request);
       uint64_t id = job->id;
@@ -449,11 +491,10 @@ class WinAsyncClient : public AsyncClient {
 
 ClientResult SendCommandSync(const std::string& path, const uint8_t* request, size_t request_len,
                              const ClientOptions& options, std::vector<uint8_t>* response) {
-  std::vector<uint8_t> framed;
-  pkt::AppendMessage(request, request_len, &framed);
   PipeExchange exchange(path, options, nullptr);
-  if (exchange.Connect() && exchange.Send(framed)) exchange.Receive(nullptr);
-  *response = std::move(exchange.response());
+  if (exchange.Connect() && exchange.SendMessage(request, request_len)) exchange.Receive(nullptr);
+  const ByteBuffer& bytes = exchange.response();
+  response->assign(bytes.data(), bytes.data() + bytes.size());
   return exchange.result();
 }
 

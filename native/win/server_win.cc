@@ -106,7 +106,7 @@ struct Pipe {
   PeerInfo peer;
   int64_t deadline = 0;  // request complete by then (0: no limit)
   pkt::Reader reader;
-  std::vector<uint8_t> request;
+  ByteBuffer request;
   std::vector<uint8_t> read_buffer;
   bool reading = false;
   bool watching = false;
@@ -142,7 +142,7 @@ struct Pipe {
     peer = PeerInfo();
     deadline = 0;
     reader = pkt::Reader(max_request);
-    std::vector<uint8_t>().swap(request);
+    request.Reset();
     std::vector<uint8_t>().swap(read_buffer);
     reading = watching = writing = ended = quit = aborted = flushing = false;
     out.Clear();
@@ -405,10 +405,8 @@ void WinServer::Listen(Pipe* pipe) {
   listeners_++;
   pipe->pending++;
   ZeroMemory(&pipe->connect_op.ov, sizeof(OVERLAPPED));
-  if (ConnectNamedPipe(pipe->handle, &pipe->connect_op.ov)) {
-    PostOwn(&pipe->connect_op, ERROR_SUCCESS);
-    return;
-  }
+  // TRUE (done at once) still queues a completion packet.
+  if (ConnectNamedPipe(pipe->handle, &pipe->connect_op.ov)) return;
   DWORD err = GetLastError();
   if (err == ERROR_IO_PENDING) return;
   // ERROR_PIPE_CONNECTED: a client came between create and connect.
@@ -658,7 +656,7 @@ void WinServer::OnRead(Pipe* pipe, DWORD bytes, DWORD error) {
   bool report = false;
   PeerInfo peer;
   ConnId id = 0;
-  std::vector<uint8_t> request;
+  ByteBuffer request;
   {
     std::lock_guard<std::mutex> lock(mutex_);
     pipe->pending--;
@@ -691,7 +689,7 @@ void WinServer::OnRead(Pipe* pipe, DWORD bytes, DWORD error) {
           id = pipe->id;
           pipe->phase = Phase::kHandling;
           pipe->deadline = 0;
-          request.swap(pipe->request);
+          request.Swap(pipe->request);
           std::vector<uint8_t>().swap(pipe->read_buffer);
           break;
       }

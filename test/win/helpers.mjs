@@ -1,0 +1,183 @@
+// Helpers of the Windows suite (node --test, run under Wine by
+// `npm run test:win`, or on Windows with `node --test test/win/`).
+import { spawn } from 'node:child_process';
+import * as fs from 'node:fs';
+import { createRequire } from 'node:module';
+import * as net from 'node:net';
+import * as os from 'node:os';
+import * as path from 'node:path';
+import { fileURLToPath } from 'node:url';
+
+export const repoRoot = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..', '..');
+const require = createRequire(import.meta.url);
+
+/** The package as users get it (compiled lib/). */
+export const sipc = require(path.join(repoRoot, 'dist', 'index.js'));
+export const { testAppHandler, bigRow } = require(path.join(repoRoot, 'dist', 'test-app.js'));
+
+function loadProbe() {
+  const file = process.env.SIPC_WINTEST_ADDON || path.join(repoRoot, '.wine-ci', 'build', 'sipc_wintest.node');
+  try {
+    return require(file);
+  } catch {
+    return null;
+  }
+}
+
+/** Win32 probes (test/win/native/wintest.c), or null when not built. */
+export const probe = loadProbe();
+export const wineVersion = probe ? probe.isWine() : process.env.UNDER_WINE ? 'unknown' : null;
+export const underWine = wineVersion !== null;
+
+// Skip reasons (false: run). Printed by the test runner and listed at the
+// end of `npm run test:win`.
+export const NEEDS_WINDOWS_FIRST_INSTANCE =
+  underWine &&
+  `real Windows only: Wine ${wineVersion} ignores FILE_FLAG_FIRST_PIPE_INSTANCE (a second CreateNamedPipeW on a taken name succeeds)`;
+export const NEEDS_WINDOWS_DACL =
+  underWine && `real Windows only: Wine ${wineVersion} stores pipe DACLs but never checks them when a client opens a pipe`;
+export const NEEDS_PROBE = !probe && 'the Win32 probe addon (sipc_wintest.node) is not built: npm run test:win builds it';
+
+export const sleep = (ms) => new Promise((resolve) => setTimeout(resolve, ms));
+
+/** A new empty directory, removed after the test. */
+export function tempDir(t) {
+  const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'sipc-'));
+  t.after(() => fs.rmSync(dir, { recursive: true, force: true }));
+  return dir;
+}
+
+/** A path for a server in a fresh directory. */
+export function ipcPath(t, name = 'test.ipc') {
+  return path.join(tempDir(t), name);
+}
+
+let unique = 0;
+/** A pipe name of its own, for tests that use pipe names directly. */
+export function uniquePipeName(tag = 'pipe') {
+  return `\\\\.\\pipe\\sipc-test-${process.pid}-${Date.now()}-${++unique}-${tag}`;
+}
+
+/** SPEC 5, written out independently: real path, `C:` -> `C_`, `/` -> `\`. */
+export function expectedPipeName(p) {
+  const real = path.join(fs.realpathSync.native(path.dirname(p)), path.basename(p));
+  return '\\\\.\\pipe\\' + real.replace(/^([A-Za-z]):/, '$1_').replace(/\//g, '\\');
+}
+
+/** Starts a server that the test closes (at once) when it ends. */
+export async function serve(t, p, handler = testAppHandler, options = {}) {
+  const server = await sipc.createServer(p, handler, options);
+  t.after(() => server.close({ timeoutMs: 0 }));
+  return server;
+}
+
+/** A request or response as pkt-lines and a flush. */
+export function frame(payload) {
+  const data = Buffer.from(payload);
+  const parts = [];
+  for (let i = 0; i < data.length; i += 65516) {
+    const piece = data.subarray(i, i + 65516);
+    parts.push(Buffer.from((piece.length + 4).toString(16).padStart(4, '0')), piece);
+  }
+  parts.push(Buffer.from('0000'));
+  return Buffer.concat(parts);
+}
+
+/** Parses pkt-lines: { payload, complete } (complete: the flush was seen). */
+export function unframe(bytes) {
+  const parts = [];
+  let i = 0;
+  while (i + 4 <= bytes.length) {
+    const len = parseInt(bytes.subarray(i, i + 4).toString('latin1'), 16);
+    if (len === 0) return { payload: Buffer.concat(parts), complete: true, rest: bytes.subarray(i + 4) };
+    if (i + len > bytes.length) break;
+    parts.push(bytes.subarray(i + 4, i + len));
+    i += len;
+  }
+  return { payload: Buffer.concat(parts), complete: false, rest: Buffer.alloc(0) };
+}
+
+/** A raw `net` connection to a pipe, opened and kept until the test ends. */
+export async function rawConnect(t, pipeName) {
+  const socket = net.connect(pipeName);
+  socket.on('error', () => {});
+  t.after(() => socket.destroy());
+  await new Promise((resolve, reject) => {
+    socket.once('connect', resolve);
+    socket.once('error', reject);
+  });
+  return socket;
+}
+
+/**
+ * Sends raw bytes over `net` and collects what comes back until the other
+ * side ends (EOF or an error such as EPIPE after a disconnect).
+ */
+export function rawExchange(pipeName, bytes) {
+  return new Promise((resolve) => {
+    const socket = net.connect(pipeName);
+    const chunks = [];
+    let error = null;
+    socket.on('connect', () => socket.write(bytes));
+    socket.on('data', (d) => chunks.push(d));
+    socket.on('error', (e) => (error = e));
+    socket.on('close', () => resolve({ data: Buffer.concat(chunks), error }));
+  });
+}
+
+/** Runs node.exe with `args`; the child is killed when the test ends. */
+export function spawnNode(t, args, options = {}) {
+  const child = spawn(process.execPath, args, { stdio: ['ignore', 'pipe', 'pipe'], cwd: repoRoot, ...options });
+  let out = '';
+  child.stdout.on('data', (d) => (out += d));
+  child.stderr.on('data', (d) => (out += d));
+  t.after(() => {
+    if (child.exitCode === null && child.signalCode === null) child.kill();
+  });
+  return Object.assign(child, { output: () => out });
+}
+
+export function exited(child) {
+  if (child.exitCode !== null || child.signalCode !== null) return Promise.resolve(child.exitCode ?? child.signalCode);
+  return new Promise((resolve) => child.once('exit', (code, signal) => resolve(code ?? signal)));
+}
+
+/** Waits until `child` prints a line matching `pattern`; resolves with it. */
+export function waitForLine(child, pattern, timeoutMs = 20000) {
+  return new Promise((resolve, reject) => {
+    let buffer = '';
+    const timer = setTimeout(() => reject(new Error(`no line matching ${pattern} within ${timeoutMs} ms; got: ${buffer}`)), timeoutMs);
+    const onData = (d) => {
+      buffer += d.toString();
+      const line = buffer.split(/\r?\n/).find((l) => pattern.test(l));
+      if (line !== undefined) {
+        clearTimeout(timer);
+        child.stdout.off('data', onData);
+        resolve(line);
+      }
+    };
+    child.stdout.on('data', onData);
+  });
+}
+
+/** Polls `fn` until it returns true, or throws after `timeoutMs`. */
+export async function waitFor(fn, timeoutMs = 5000, what = 'condition') {
+  const deadline = Date.now() + timeoutMs;
+  for (;;) {
+    if (await fn()) return;
+    if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}`);
+    await sleep(10);
+  }
+}
+
+/** Resolves with the rejection of `promise` (fails if it resolves). */
+export async function rejection(promise) {
+  try {
+    await promise;
+  } catch (error) {
+    return error;
+  }
+  throw new Error('expected a rejection');
+}
+
+export const hang = () => new Promise(() => {});
