@@ -10,10 +10,13 @@ export const {
   sendCommandSync,
   streamCommand,
   createServer,
-  IpcServer,
-  QUIT,
   MAX_PACKET_PAYLOAD,
 } = cjs;
+// Not destructured: that would export IpcServer as a value only (no type)
+// and widen QUIT to `symbol`, so that `return QUIT` would not type-check.
+export const IpcServer: typeof cjs.IpcServer = cjs.IpcServer;
+export type IpcServer = import('./index.js').IpcServer;
+export const QUIT: typeof cjs.QUIT = cjs.QUIT;
 export type {
   ActiveState,
   IpcConnection,
