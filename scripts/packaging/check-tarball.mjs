@@ -1,0 +1,80 @@
+#!/usr/bin/env node
+// Checks what `npm pack` put in the tarball: exactly the compiled JS and
+// types, binding.gyp and CMakeLists.txt with the native sources they build
+// (native/test excluded), and the prebuilds; nothing else (no tests,
+// benchmarks, scripts, TypeScript sources, source maps, build output).
+// Usage: node check-tarball.mjs <package.tgz> <repo root>
+// Prints what it found; exits 1 with the reasons if anything is off.
+import { execFileSync } from 'node:child_process';
+import * as fs from 'node:fs';
+import * as path from 'node:path';
+
+const [tgz, root] = process.argv.slice(2);
+const entries = execFileSync('tar', ['-tzf', tgz], { encoding: 'utf8' })
+  .split('\n')
+  .filter((e) => e && !e.endsWith('/'))
+  .map((e) => e.replace(/^package\//, ''));
+const have = new Set(entries);
+const problems = [];
+
+// 1. Nothing outside the allow-list.
+const allowed = [
+  /^package\.json$/,
+  /^README\.md$/,
+  /^LICENSE(\.md|\.txt)?$/,
+  /^binding\.gyp$/,
+  /^CMakeLists\.txt$/,
+  /^dist\/[A-Za-z0-9_-]+\.(js|mjs|d\.ts|d\.mts)$/,
+  /^native\/(core|posix|addon|win)\/[A-Za-z0-9_-]+\.(h|cc)$/,
+  /^prebuilds\/(linux-x64|win32-x64)\/[A-Za-z0-9_.-]+\.node$/,
+];
+for (const e of entries) {
+  if (!allowed.some((re) => re.test(e))) problems.push(`not allowed in the package: ${e}`);
+}
+
+// 2. Everything a user needs is there.
+const required = ['package.json', 'README.md', 'binding.gyp', 'CMakeLists.txt', 'prebuilds/linux-x64/simple-ipc.node'];
+// Every compiled module of lib/ with its types (index.mts gives .mjs/.d.mts).
+for (const f of fs.readdirSync(path.join(root, 'lib'))) {
+  const m = /^(.*)\.(ts|mts)$/.exec(f);
+  if (!m || f.endsWith('.d.ts')) continue;
+  required.push(m[2] === 'mts' ? `dist/${m[1]}.mjs` : `dist/${m[1]}.js`, m[2] === 'mts' ? `dist/${m[1]}.d.mts` : `dist/${m[1]}.d.ts`);
+}
+// Every tracked native source of the addon (native/test is not shipped).
+const tracked = execFileSync('git', ['ls-files', 'native'], { cwd: root, encoding: 'utf8' }).split('\n').filter(Boolean);
+for (const f of tracked) if (/^native\/(core|posix|addon|win)\//.test(f)) required.push(f);
+// The Windows prebuild, when `npm run build:win` has produced one.
+const winDir = path.join(root, 'prebuilds', 'win32-x64');
+const winBuilds = fs.existsSync(winDir) ? fs.readdirSync(winDir).filter((f) => f.endsWith('.node')) : [];
+for (const f of winBuilds) required.push(`prebuilds/win32-x64/${f}`);
+for (const f of required) if (!have.has(f)) problems.push(`missing from the package: ${f}`);
+
+// 3. package.json's entry points all exist in the tarball.
+const pkg = JSON.parse(execFileSync('tar', ['-xzOf', tgz, 'package/package.json'], { encoding: 'utf8' }));
+const targets = [];
+const walk = (v, where) => {
+  if (typeof v === 'string') targets.push([where, v]);
+  else if (v && typeof v === 'object') for (const [k, x] of Object.entries(v)) walk(x, `${where}.${k}`);
+};
+walk(pkg.main, 'main');
+walk(pkg.types, 'types');
+walk(pkg.exports, 'exports');
+walk(pkg.bin, 'bin');
+for (const [where, target] of targets) {
+  const rel = path.posix.normalize(target).replace(/^\.\//, '');
+  if (!have.has(rel)) problems.push(`${where} points at ${target}, not in the package`);
+}
+for (const cond of ['import', 'require']) {
+  if (!pkg.exports?.['.']?.[cond]?.types) problems.push(`exports["."].${cond} has no types`);
+}
+
+const count = (re) => entries.filter((e) => re.test(e)).length;
+console.log(
+  `tarball ${path.basename(tgz)}: ${entries.length} files: ${count(/^dist\//)} in dist/, ` +
+    `${count(/^native\//)} native sources, prebuilds: ${entries.filter((e) => e.startsWith('prebuilds/')).join(', ')}` +
+    `${winBuilds.length ? '' : ' (no prebuilds/win32-x64 in the tree: `npm run build:win` output not present)'}`,
+);
+if (problems.length) {
+  for (const p of problems) console.log(`  ${p}`);
+  process.exit(1);
+}

