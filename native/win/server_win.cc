@@ -112,7 +112,8 @@ struct Pipe {
   bool watching = false;
   uint8_t watch_byte = 0;
   OutputQueue out;
-  std::vector<uint8_t> scratch;  // coalesced bytes of the write in flight
+  OutputQueue::HeaderScratch<64> headers;  // pkt headers of borrowed entries, for Fill
+  std::vector<uint8_t> scratch;            // coalesced bytes of the write in flight
   bool writing = false;
   int64_t write_started = 0;
   bool ended = false;    // End() queued the flush packet
@@ -200,26 +201,56 @@ class WinServer : public Server {
     KickWrite(pipe);
   }
 
-  void Abort(ConnId id) override {
+  // Borrowed bytes are copied into the pipe's bounded write buffer (one
+  // WriteFile takes one buffer) and never framed as a whole; their tokens
+  // come back through OnWritten, or OnReleased from Recycle(), which runs
+  // only when no write is in flight.
+  bool WriteBorrowed(ConnId id, const uint8_t* data, size_t len, uint64_t token) override {
     std::lock_guard<std::mutex> lock(mutex_);
     Pipe* pipe = FindHandling(id);
-    if (pipe == nullptr || pipe->ended) return;
+    if (pipe == nullptr || pipe->ended || token == 0) return false;
+    pipe->out.PushBorrowed(data, len, false, token);
+    KickWrite(pipe);
+    return true;
+  }
+
+  bool EndBorrowed(ConnId id, const uint8_t* data, size_t len, bool quit, uint64_t token) override {
+    std::lock_guard<std::mutex> lock(mutex_);
+    Pipe* pipe = FindHandling(id);
+    if (pipe == nullptr || pipe->ended || token == 0) return false;
+    pipe->out.PushBorrowed(data, len, true, token);
     pipe->ended = true;
-    pipe->aborted = true;
-    Retire(pipe);
+    pipe->quit = quit;
+    KickWrite(pipe);
+    return true;
+  }
+
+  void Abort(ConnId id) override {
+    {
+      std::lock_guard<std::mutex> lock(mutex_);
+      Pipe* pipe = FindHandling(id);
+      if (pipe == nullptr || pipe->ended) return;
+      pipe->ended = true;
+      pipe->aborted = true;
+      Retire(pipe);
+    }
+    ReportReleased();
   }
 
   void AllowPeer(ConnId id, bool allowed) override {
-    std::lock_guard<std::mutex> lock(mutex_);
-    auto it = conns_.find(id);
-    if (it == conns_.end() || it->second->phase != Phase::kPeerCheck) return;
-    Pipe* pipe = it->second;
-    if (!allowed || stopping_) {
-      Retire(pipe);
-      return;
+    {
+      std::lock_guard<std::mutex> lock(mutex_);
+      auto it = conns_.find(id);
+      if (it == conns_.end() || it->second->phase != Phase::kPeerCheck) return;
+      Pipe* pipe = it->second;
+      if (!allowed || stopping_) {
+        Retire(pipe);
+      } else {
+        pipe->phase = Phase::kReading;
+        StartRead(pipe);
+      }
     }
-    pipe->phase = Phase::kReading;
-    StartRead(pipe);
+    ReportReleased();
   }
 
   void Stop(uint32_t grace_ms) override { RequestStop(StopReason::kClosed, grace_ms); }
@@ -249,6 +280,9 @@ class WinServer : public Server {
   void Recycle(Pipe* pipe, bool allow_reuse = true);
   void PostOwn(Op* op, DWORD error);
   std::vector<Pipe*> AllPipes();
+  // Reports the tokens of borrowed writes that Recycle() dropped. Any
+  // thread, without the lock.
+  void ReportReleased();
 
   void RequestStopLocked(StopReason reason, uint32_t grace_ms) {
     int64_t deadline = NowMs() + grace_ms;
@@ -301,6 +335,8 @@ class WinServer : public Server {
   bool stopping_ = false;                                   // (mu) stop sequence begun
   StopReason stop_reason_ = StopReason::kClosed;            // (mu)
   int64_t grace_deadline_ = 0;                              // (mu)
+  std::vector<std::pair<ConnId, std::vector<uint64_t>>> released_;  // (mu) to report
+  std::atomic<bool> has_released_{false};
 };
 
 // ---------------------------------------------------------------------------
@@ -458,7 +494,7 @@ void WinServer::StartWatch(Pipe* pipe) {
 void WinServer::KickWrite(Pipe* pipe) {
   if (pipe->writing || pipe->phase != Phase::kHandling || pipe->out.empty()) return;
   ByteSpan spans[64];
-  size_t count = pipe->out.Fill(spans, 64);
+  size_t count = pipe->out.Fill(spans, &pipe->headers);
   if (count == 0) {
     // Only token-carrying empty entries: they are "written" now.
     pipe->writing = true;
@@ -529,6 +565,12 @@ void WinServer::MaybeRecycle(Pipe* pipe) {
 // No operation is outstanding: disconnect, then listen again or close.
 void WinServer::Recycle(Pipe* pipe, bool allow_reuse) {
   if (pipe->id != 0) conns_.erase(pipe->id);
+  std::vector<uint64_t> released;
+  pipe->out.Clear(&released);
+  if (!released.empty()) {
+    released_.emplace_back(pipe->id, std::move(released));
+    has_released_ = true;
+  }
   // A quit conversation that ended early (the client left) still quits.
   if (pipe->quit) RequestStopLocked(StopReason::kQuit, UINT32_MAX / 2);
   pipe->ResetConnection(options_.max_request_bytes);
@@ -584,7 +626,19 @@ void WinServer::WorkerLoop() {
         OnFlushed(op->pipe);
         break;
     }
+    ReportReleased();
   }
+}
+
+void WinServer::ReportReleased() {
+  if (!has_released_) return;
+  std::vector<std::pair<ConnId, std::vector<uint64_t>>> batch;
+  {
+    std::lock_guard<std::mutex> lock(mutex_);
+    batch.swap(released_);
+    has_released_ = false;
+  }
+  for (auto& r : batch) delegate_->OnReleased(r.first, r.second);
 }
 
 
@@ -876,6 +930,7 @@ void WinServer::ControlLoop() {
     }
     for (ClientErrorReport& r : client_errors) delegate_->OnClientError(r.why, r.peer);
     for (LostReport& r : lost) delegate_->OnConversationLost(r.id, r.why);
+    ReportReleased();
     if (exit) break;
     WaitForSingleObject(wake_, wait_ms);
   }

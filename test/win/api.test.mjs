@@ -544,6 +544,42 @@ describe('limits', () => {
   });
 });
 
+describe('large chunks sent from their own memory (borrowed)', () => {
+  it('written and returned chunks of 64 KiB and more arrive intact, in order', async (t) => {
+    const p = ipcPath(t);
+    const parts = [200000, 65536, 3, 1 << 20].map((n, k) => Buffer.alloc(n, 0x61 + k));
+    await serve(t, p, async (_r, reply) => {
+      await reply.write(parts[0]);
+      void reply.write(parts[1]); // not awaited: queued behind the first
+      await reply.write(parts[2]);
+      return parts[3];
+    });
+    const response = await sendCommand(p, 'x');
+    assert.ok(response.equals(Buffer.concat(parts)));
+  });
+
+  it('a client that leaves mid-response: the dropped chunks are released and the server serves on', async (t) => {
+    const p = ipcPath(t);
+    let writesDone = 0;
+    let abortedAtEnd;
+    const server = await serve(t, p, async (request, reply, ctx) => {
+      if (request.toString() === 'ping') return 'pong';
+      const pending = [];
+      for (let i = 0; i < 40; i++) pending.push(reply.write(Buffer.alloc(1 << 20, 0x30 + (i % 10))));
+      await Promise.all(pending); // resolves, written or dropped
+      abortedAtEnd = ctx.signal.aborted;
+      writesDone++;
+    });
+    const stream = streamCommand(p, 'many');
+    await stream.next();
+    await stream.return();
+    await waitFor(() => writesDone === 1, 10000, 'the handler to see its writes settle');
+    assert.equal(abortedAtEnd, true);
+    await waitFor(() => server.pinned.size === 0, 5000, 'every borrowed chunk to be released');
+    assert.equal((await sendCommand(p, 'ping')).toString(), 'pong');
+  });
+});
+
 describe('lifecycle', () => {
   it('a server and clients in a worker thread; the worker exits with its server running', async (t) => {
     const p = ipcPath(t);
