@@ -136,6 +136,34 @@ describe('worker threads', () => {
     expect(fs.readdirSync(dir)).toEqual([]);
   });
 
+  it('terminating busy workers at random moments never brings the process down', async () => {
+    const dir = tempDir();
+    const script = `
+      const { parentPort, workerData } = require('node:worker_threads');
+      const { createServer, sendCommand, streamCommand } = require(${JSON.stringify(path.resolve('dist/index.js'))});
+      (async () => {
+        const p = workerData.dir + '/t' + workerData.round + '.ipc';
+        await createServer(p, async (r, reply) => { await reply.write('x'.repeat(100)); return r; }, { threads: 2 });
+        parentPort.postMessage('ready');
+        // Server events, client completions and streamed chunks in flight
+        // at every moment, until the worker is terminated.
+        for (;;) {
+          await Promise.all([
+            ...Array.from({ length: 8 }, (_, i) => sendCommand(p, 'm' + i).catch(() => {})),
+            (async () => { try { for await (const c of streamCommand(p, 's')) void c; } catch {} })(),
+          ]);
+        }
+      })();
+    `;
+    for (let round = 0; round < 12; round++) {
+      const worker = new Worker(script, { eval: true, workerData: { dir, round } });
+      await new Promise((resolve) => worker.once('message', resolve));
+      await sleep(round * 7);
+      await worker.terminate();
+    }
+    await waitFor(() => fs.readdirSync(dir).length === 0, 5000, 'every socket file to be removed');
+  }, 60000);
+
   it('terminating a worker mid-conversation stops its server cleanly', async () => {
     const p = socketPath();
     const script = `

@@ -101,15 +101,18 @@ class Addon : public Napi::Addon<Addon>, public ClientDelegate {
   void DrainClient(Napi::Env env) {
     std::vector<ClientEvent> batch;
     client_events_.TakeAll(&batch);
-    for (ClientEvent& e : batch) {
+    Napi::Value recv = env.Undefined();
+    for (size_t next = 0; next < batch.size(); next++) {
+      ClientEvent& e = batch[next];
       Napi::HandleScope scope(env);
       Napi::Number id = Napi::Number::New(env, static_cast<double>(e.id));
+      bool delivered = true;
       switch (e.type) {
         case ClientEvent::kChunk:
-          on_chunk_.Call({id, CopyToJs(env, e.chunk.data(), e.chunk.size())});
+          delivered = CallJsCallback(env, on_chunk_, recv, {id, CopyToJs(env, e.chunk.data(), e.chunk.size())});
           break;
         case ClientEvent::kConnected:
-          on_connected_.Call({id});
+          delivered = CallJsCallback(env, on_connected_, recv, {id});
           break;
         case ClientEvent::kComplete: {
           auto it = paths_.find(e.id);
@@ -122,12 +125,20 @@ class Addon : public Napi::Addon<Addon>, public ClientDelegate {
           if (e.result.status.ok()) {
             Napi::Buffer<uint8_t> response = CopyToJs(env, e.data.data(), e.data.size());
             e.data.Reset();
-            on_complete_.Call({id, env.Null(), response});
+            delivered = CallJsCallback(env, on_complete_, recv, {id, env.Null(), response});
           } else {
-            on_complete_.Call({id, ClientResultToError(env, e.result, path).Value()});
+            delivered = CallJsCallback(env, on_complete_, recv, {id, ClientResultToError(env, e.result, path).Value()});
           }
           break;
         }
+      }
+      if (!delivered) {
+        // A callback threw (now an uncaught exception), or the environment
+        // is going away: keep the rest for the next drain, in order.
+        std::vector<ClientEvent> rest;
+        for (size_t k = next + 1; k < batch.size(); k++) rest.push_back(std::move(batch[k]));
+        client_events_.PutBack(std::move(rest), [this] { tsfn_.NonBlockingCall(); });
+        return;
       }
     }
   }

@@ -31,6 +31,18 @@ class EventQueue {
     return true;
   }
 
+  // JS thread: puts back events a drain could not deliver, ahead of any
+  // queued since, and asks for another drain.
+  template <typename Poke>
+  void PutBack(std::vector<Event>&& rest, Poke&& poke) {
+    if (rest.empty()) return;
+    std::lock_guard<std::mutex> lock(mutex_);
+    if (closed_) return;
+    for (Event& e : events_) rest.push_back(std::move(e));
+    events_.swap(rest);
+    poke();
+  }
+
   // JS thread: takes all queued events.
   void TakeAll(std::vector<Event>* out) {
     out->clear();

@@ -351,17 +351,21 @@ void ServerWrap::Drain(Napi::Env env) {
   std::vector<Event> batch;
   events_.TakeAll(&batch);
   Napi::Object self = Value();
-  for (Event& e : batch) {
+  for (size_t next = 0; next < batch.size(); next++) {
+    Event& e = batch[next];
     Napi::HandleScope scope(env);
+    bool delivered = true;
     switch (e.type) {
       case EventType::kRequest: {
         Napi::Buffer<uint8_t> request = CopyToJs(env, e.data.data(), e.data.size());
         e.data.Reset();
-        on_request_.Call(self, {Napi::Number::New(env, static_cast<double>(e.id)), request, PeerToJs(env, e.peer)});
+        delivered = CallJsCallback(env, on_request_, self,
+                                   {Napi::Number::New(env, static_cast<double>(e.id)), request, PeerToJs(env, e.peer)});
         break;
       }
       case EventType::kPeerCheck:
-        on_peer_check_.Call(self, {Napi::Number::New(env, static_cast<double>(e.id)), PeerToJs(env, e.peer)});
+        delivered = CallJsCallback(env, on_peer_check_, self,
+                                   {Napi::Number::New(env, static_cast<double>(e.id)), PeerToJs(env, e.peer)});
         break;
       case EventType::kWritten:
       case EventType::kReleased: {
@@ -370,15 +374,17 @@ void ServerWrap::Drain(Napi::Env env) {
           tokens.Set(static_cast<uint32_t>(i), Napi::Number::New(env, static_cast<double>(e.tokens[i])));
         }
         Napi::FunctionReference& callback = e.type == EventType::kWritten ? on_written_ : on_released_;
-        callback.Call(self, {Napi::Number::New(env, static_cast<double>(e.id)), tokens});
+        delivered = CallJsCallback(env, callback, self, {Napi::Number::New(env, static_cast<double>(e.id)), tokens});
         break;
       }
       case EventType::kLost:
-        on_lost_.Call(self, {Napi::Number::New(env, static_cast<double>(e.id)),
-                             StatusToError(env, e.status, options_.path).Value()});
+        delivered = CallJsCallback(env, on_lost_, self,
+                                   {Napi::Number::New(env, static_cast<double>(e.id)),
+                                    StatusToError(env, e.status, options_.path).Value()});
         break;
       case EventType::kClientError:
-        on_client_error_.Call(self, {StatusToError(env, e.status, options_.path).Value(), PeerToJs(env, e.peer)});
+        delivered = CallJsCallback(env, on_client_error_, self,
+                                   {StatusToError(env, e.status, options_.path).Value(), PeerToJs(env, e.peer)});
         break;
       case EventType::kStopped: {
         // The server thread is about to exit: join it, then let go.
@@ -387,9 +393,17 @@ void ServerWrap::Drain(Napi::Env env) {
         server_.reset();
         Napi::Value reason = Napi::String::New(env, StopReasonName(e.reason));
         Teardown();
-        on_stopped_.Call(self, {reason});
+        CallJsCallback(env, on_stopped_, self, {reason});
         return;  // nothing can follow OnStopped
       }
+    }
+    if (!delivered) {
+      // A callback threw (now an uncaught exception), or the environment is
+      // going away. Keep the rest for the next drain, in order.
+      std::vector<Event> rest;
+      for (size_t k = next + 1; k < batch.size(); k++) rest.push_back(std::move(batch[k]));
+      events_.PutBack(std::move(rest), [this] { tsfn_.NonBlockingCall(); });
+      return;
     }
   }
 }
