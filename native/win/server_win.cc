@@ -45,7 +45,7 @@
 // started operation delivers exactly one completion packet.
 #include <atomic>
 #include <cerrno>
-#include <condition_variable>
+#include <cstdlib>
 #include <mutex>
 #include <thread>
 #include <unordered_map>
@@ -108,7 +108,6 @@ struct Pipe {
   pkt::Reader reader;
   ByteBuffer request;
   std::vector<uint8_t> read_buffer;
-  bool reading = false;
   bool watching = false;
   uint8_t watch_byte = 0;
   OutputQueue out;
@@ -145,7 +144,7 @@ struct Pipe {
     reader = pkt::Reader(max_request);
     request.Reset();
     std::vector<uint8_t>().swap(read_buffer);
-    reading = watching = writing = ended = quit = aborted = flushing = false;
+    watching = writing = ended = quit = aborted = flushing = false;
     out.Clear();
     std::vector<uint8_t>().swap(scratch);
   }
@@ -467,7 +466,6 @@ void WinServer::ReplenishListeners(int64_t now) {
 
 void WinServer::StartRead(Pipe* pipe) {
   if (pipe->read_buffer.empty()) pipe->read_buffer.resize(kSmallReadSize);
-  pipe->reading = true;
   pipe->pending++;
   ZeroMemory(&pipe->read_op.ov, sizeof(OVERLAPPED));
   if (!ReadFile(pipe->handle, pipe->read_buffer.data(), static_cast<DWORD>(pipe->read_buffer.size()), nullptr,
@@ -714,7 +712,6 @@ void WinServer::OnRead(Pipe* pipe, DWORD bytes, DWORD error) {
   {
     std::lock_guard<std::mutex> lock(mutex_);
     pipe->pending--;
-    pipe->reading = false;
     if (pipe->phase != Phase::kReading) {
       // Timed out, or stopped, while the read was outstanding; whoever
       // ended it reported it.

