@@ -332,11 +332,11 @@ claim_types() {
 }
 EOF
   local out
-  if ! (cd "$app" && node "$ROOT/node_modules/typescript/bin/tsc" -p tsconfig.json); then
-    fail "tsc reported errors (above, in the log)"
+  if ! out=$(cd "$app" && node "$ROOT/node_modules/typescript/bin/tsc" -p tsconfig.json --traceResolution); then
+    echo "$out" | grep 'error TS' | head -40
+    fail "tsc reported errors (in the log)"
     return 1
   fi
-  out=$(cd "$app" && node "$ROOT/node_modules/typescript/bin/tsc" -p tsconfig.json --traceResolution)
   local esm cjs
   esm=$(echo "$out" | grep -c "Module name 'simple-ipc' was successfully resolved to '.*/node_modules/simple-ipc/dist/index.d.mts'")
   cjs=$(echo "$out" | grep -c "Module name 'simple-ipc' was successfully resolved to '.*/node_modules/simple-ipc/dist/index.d.ts'")
