@@ -34,7 +34,7 @@ run() {  # run <name> <binary> [filter]
   log=$(mktemp)
   timeout 600 "$2" ${3:+"$3"} >"$log" 2>&1
   rc=$?
-  grep -vE '^\[ (RUN  |  OK  )\] ' "$log" | tail -40
+  grep -vE '^\[ (RUN  | OK  )\]' "$log" | tail -40
   tally "$1" "$log" "$rc"
   rm -f "$log"
 }
