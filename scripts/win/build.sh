@@ -24,7 +24,9 @@ gyp() {
     console.log([...(t[process.argv[1]] || []), ...win.flatMap((w) => w[process.argv[1]] || [])].join(" "));' "$1"
 }
 started=$SECONDS
+# Paths relative to the checkout: ld orders import sections by input path,
+# and the bytes must not depend on where the repository is.
 make -f scripts/win/Makefile -j"${JOBS:-2}" --no-print-directory \
-  NAH="$DEPS/node-api-headers" OUT="$WIN_BUILD" PREBUILD="$PREBUILD" \
+  NAH="${DEPS#"$ROOT"/}/node-api-headers" OUT="${WIN_BUILD#"$ROOT"/}" PREBUILD="$PREBUILD" \
   SOURCES="$(gyp sources)" GYP_DEFINES="$(gyp defines)" all "$@"
 log "built $PREBUILD ($(stat -c %s "$PREBUILD") bytes, sha256 $(sha256sum "$PREBUILD" | cut -c1-16)...) in $((SECONDS - started)) s"
