@@ -64,23 +64,7 @@ ActiveState GetActiveState(const std::string& path) {
   // drops such a probe silently).
   UnixAddress address;
   if (!address.Resolve(path).ok()) return ActiveState::kOtherError;
-  int fd = NewUnixSocket();
-  if (fd < 0) return ActiveState::kOtherError;
-  int rc;
-  do {
-    rc = connect(fd, address.addr(), address.len());
-  } while (rc < 0 && errno == EINTR);
-  int err = rc == 0 ? 0 : errno;
-  if (err == EINPROGRESS) {
-    pollfd pfd{fd, POLLOUT, 0};
-    if (poll(&pfd, 1, static_cast<int>(ClientOptions{}.connect_timeout_ms)) == 1) {
-      socklen_t len = sizeof(err);
-      if (getsockopt(fd, SOL_SOCKET, SO_ERROR, &err, &len) < 0) err = errno;
-    } else {
-      err = ETIMEDOUT;
-    }
-  }
-  close(fd);
+  int err = ConnectOnce(address, static_cast<int>(ClientOptions{}.connect_timeout_ms));
   switch (err) {
     case 0:
     case EAGAIN:  // backlog full: a live server

@@ -221,38 +221,29 @@ void Exchange::ConnectFailed(int err, int64_t now) {
 
 void Exchange::DoSend(int64_t now) {
   (void)now;
-  if (borrowed_mode_) {
-    constexpr size_t kMaxSpans = 64;
-    for (;;) {
-      pkt::Span spans[kMaxSpans];
-      char headers[kMaxSpans / 2 + 1][pkt::kHeaderSize];
-      iovec iov[kMaxSpans];
-      size_t count = pkt::FramedSpans(borrowed_, borrowed_len_, sent_, spans, kMaxSpans, headers);
-      if (count == 0) break;
-      for (size_t i = 0; i < count; i++) {
-        iov[i].iov_base = const_cast<uint8_t*>(spans[i].data);
-        iov[i].iov_len = spans[i].size;
-      }
-      msghdr msg{};
-      msg.msg_iov = iov;
-      msg.msg_iovlen = count;
-      ssize_t n = sendmsg(fd_, &msg, kSendFlags);
-      if (n > 0) {
-        sent_ += static_cast<size_t>(n);
-        continue;
-      }
-      if (n < 0 && errno == EINTR) continue;
-      if (n < 0 && errno == EAGAIN) return;
-      Finish(Status::FromErrno(n < 0 ? errno : EPIPE, "write", path_));
-      return;
+  constexpr size_t kMaxSpans = 64;
+  for (;;) {
+    // The framed request from `sent_` on: a borrowed payload is framed on
+    // the fly, an owned request is already framed.
+    pkt::Span spans[kMaxSpans];
+    char headers[kMaxSpans / 2 + 1][pkt::kHeaderSize];
+    size_t count;
+    if (borrowed_mode_) {
+      count = pkt::FramedSpans(borrowed_, borrowed_len_, sent_, spans, kMaxSpans, headers);
+    } else {
+      count = sent_ < request_.size() ? 1 : 0;
+      spans[0] = pkt::Span{request_.data() + sent_, request_.size() - sent_};
     }
-    borrowed_ = nullptr;
-    phase_ = Phase::kReceive;
-    DoReceive();
-    return;
-  }
-  while (sent_ < request_.size()) {
-    ssize_t n = send(fd_, request_.data() + sent_, request_.size() - sent_, kSendFlags);
+    if (count == 0) break;
+    iovec iov[kMaxSpans];
+    for (size_t i = 0; i < count; i++) {
+      iov[i].iov_base = const_cast<uint8_t*>(spans[i].data);
+      iov[i].iov_len = spans[i].size;
+    }
+    msghdr msg{};
+    msg.msg_iov = iov;
+    msg.msg_iovlen = count;
+    ssize_t n = sendmsg(fd_, &msg, kSendFlags);
     if (n > 0) {
       sent_ += static_cast<size_t>(n);
       continue;
@@ -262,8 +253,8 @@ void Exchange::DoSend(int64_t now) {
     Finish(Status::FromErrno(n < 0 ? errno : EPIPE, "write", path_));
     return;
   }
-  request_.clear();
-  request_.shrink_to_fit();
+  borrowed_ = nullptr;
+  std::vector<uint8_t>().swap(request_);
   phase_ = Phase::kReceive;
   DoReceive();
 }

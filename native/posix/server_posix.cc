@@ -288,22 +288,7 @@ Status TakeLock(const std::string& lock_path, int* out_fd) {
 
 // True when a server accepts connections at `address` (Git's probe).
 bool LiveServerAt(const UnixAddress& address) {
-  int fd = NewUnixSocket();
-  if (fd < 0) return false;
-  int rc;
-  do {
-    rc = connect(fd, address.addr(), address.len());
-  } while (rc < 0 && errno == EINTR);
-  int err = rc == 0 ? 0 : errno;
-  if (err == EINPROGRESS) {
-    pollfd pfd{fd, POLLOUT, 0};
-    err = ETIMEDOUT;
-    if (poll(&pfd, 1, 1000) == 1) {
-      socklen_t len = sizeof(err);
-      if (getsockopt(fd, SOL_SOCKET, SO_ERROR, &err, &len) < 0) err = errno;
-    }
-  }
-  close(fd);
+  int err = ConnectOnce(address, 1000);
   return err == 0 || err == EAGAIN;  // EAGAIN: alive, backlog full
 }
 

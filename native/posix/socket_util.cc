@@ -1,6 +1,7 @@
 #include "socket_util.h"
 
 #include <fcntl.h>
+#include <poll.h>
 #include <sys/socket.h>
 #include <sys/types.h>
 #include <sys/un.h>
@@ -41,6 +42,26 @@ int NewUnixSocket() {
   }
   return fd;
 #endif
+}
+
+int ConnectOnce(const UnixAddress& address, int timeout_ms) {
+  int fd = NewUnixSocket();
+  if (fd < 0) return errno;
+  int rc;
+  do {
+    rc = connect(fd, address.addr(), address.len());
+  } while (rc < 0 && errno == EINTR);
+  int err = rc == 0 ? 0 : errno;
+  if (err == EINPROGRESS) {
+    pollfd pfd{fd, POLLOUT, 0};
+    err = ETIMEDOUT;
+    if (poll(&pfd, 1, timeout_ms) == 1) {
+      socklen_t len = sizeof(err);
+      if (getsockopt(fd, SOL_SOCKET, SO_ERROR, &err, &len) < 0) err = errno;
+    }
+  }
+  close(fd);
+  return err;
 }
 
 PeerInfo GetPeerInfo(int fd) {

@@ -4,11 +4,17 @@
 #include <cstdint>
 
 #include "../core/server.h"
+#include "unix_address.h"
 
 namespace sipc {
 
 // A new AF_UNIX stream socket, non-blocking and close-on-exec; -1 + errno.
 int NewUnixSocket();
+
+// One connect attempt to `address` on a new socket, closed again at once
+// without sending anything. Returns 0 on success, else the errno (EAGAIN:
+// a live server with a full backlog; ETIMEDOUT: no answer in timeout_ms).
+int ConnectOnce(const UnixAddress& address, int timeout_ms);
 
 // Makes `fd` non-blocking and close-on-exec (for accepted sockets on
 // platforms without accept4).
