@@ -145,12 +145,7 @@ class PosixServer : public Server {
     std::unique_lock<std::mutex> lock(mutex_);
     Conn* conn = FindHandling(id);
     if (conn == nullptr || conn->ended) return;
-    conn->aborted = true;
-    conn->ended = true;
-    // A worker in sendmsg() reads these buffers without the lock: it
-    // drops the queue itself when it sees `aborted`.
-    DropOutput(conn);
-    Schedule(conn);
+    AbortLocked(conn);
   }
 
   void AllowPeer(ConnId id, bool allowed) override {
@@ -186,6 +181,20 @@ class PosixServer : public Server {
     conn->queued = true;
     work_queue_.push_back(conn->id);
     if (idle_workers_ > 0) work_cv_.notify_one();
+  }
+
+  // Ends a conversation without the flush: nothing more is written and a
+  // worker closes the connection. Returns true if it was not aborted yet.
+  bool AbortLocked(Conn* conn) {
+    bool first = !conn->aborted;
+    conn->aborted = true;
+    conn->ended = true;
+    // A worker in sendmsg() reads these buffers without the lock: it
+    // drops the queue itself when it sees `aborted`.
+    DropOutput(conn);
+    conn->want_writable = false;
+    Schedule(conn);
+    return first;
   }
 
   // Drops a connection's queued output, unless a worker is in sendmsg()
@@ -464,13 +473,7 @@ void PosixServer::IoLoop() {
         if (now >= grace_deadline) {
           // Out of patience: drop the conversations still running.
           for (auto& kv : conns_) {
-            Conn* conn = kv.second.get();
-            if (!conn->aborted) lost.push_back(conn->id);
-            conn->aborted = true;
-            conn->ended = true;
-            DropOutput(conn);
-            conn->want_writable = false;
-            Schedule(conn);
+            if (AbortLocked(kv.second.get())) lost.push_back(kv.first);
           }
         }
       }
@@ -669,12 +672,7 @@ void PosixServer::OnHandlingEvent(ConnId id, uint32_t events) {
         return;
       }
       // The client went away: the conversation is over.
-      if (!conn->aborted) lost = true;
-      conn->aborted = true;
-      conn->ended = true;
-      DropOutput(conn);
-      conn->want_writable = false;
-      Schedule(conn);
+      lost = AbortLocked(conn);
     } else if ((events & kPollOut) && conn->want_writable) {
       conn->want_writable = false;
       Schedule(conn);
@@ -717,12 +715,7 @@ void PosixServer::CheckTimers(int64_t now) {
       for (auto& kv : conns_) {
         Conn* conn = kv.second.get();
         if (conn->want_writable && now - conn->writable_since > options_.request_timeout_ms) {
-          stalled.push_back(conn->id);
-          conn->aborted = true;
-          conn->ended = true;
-          DropOutput(conn);
-          conn->want_writable = false;
-          Schedule(conn);
+          if (AbortLocked(conn)) stalled.push_back(conn->id);
         }
       }
     }
