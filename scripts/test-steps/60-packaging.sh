@@ -542,6 +542,22 @@ claim_cmake_js() {
     return 1
   fi
   say "cmake-js compiled the $(echo "$cm" | wc -l) sources binding.gyp lists for Linux"
+  # ... with every define binding.gyp gives them (node_addon_api_except
+  # stands for NAPI_CPP_EXCEPTIONS).
+  local missing
+  missing=$(node -e '
+    const fs = require("fs");
+    const g = eval("(" + fs.readFileSync(process.argv[1], "utf8") + ")").targets[0];
+    const want = [...(g.defines || [])];
+    for (const [cond, add] of g.conditions) if (/OS!=.win.|OS==.linux./.test(cond)) want.push(...(add.defines || []));
+    if (g.dependencies.some((d) => /node_addon_api_except$/.test(d))) want.push("NAPI_CPP_EXCEPTIONS");
+    const cc = JSON.parse(fs.readFileSync(process.argv[2], "utf8")).filter((c) => /simple_ipc/.test(c.output || c.command));
+    const missing = new Set();
+    for (const c of cc) for (const d of want) if (!c.command.includes(` -D${d} `)) missing.add(d);
+    console.log([...missing].join(" "));
+  ' "$pkg/binding.gyp" "$pkg/build/compile_commands.json")
+  [ -z "$missing" ] || fail "the cmake-js build lacks binding.gyp defines: $missing" || return 1
+  say "with binding.gyp's defines on every compile command"
   # Windows cannot be built here: compare the lists instead.
   local gyp_win cm_win
   gyp_win=$(node -e '
