@@ -204,9 +204,13 @@ bool PipeExchange::Connect() {
       if (!WaitNamedPipeW(name_.c_str(), static_cast<DWORD>(slice))) {
         DWORD wait_err = GetLastError();
         // ERROR_SEM_TIMEOUT: still busy; ERROR_FILE_NOT_FOUND: the server
-        // went away, which the next CreateFileW reports.
+        // went away, which the next CreateFileW reports. Git gives up on
+        // any other error; but it comes from a pipe that changes under us
+        // (a server stopping: Wine then fails with a meaningless code), so
+        // look again shortly and let CreateFileW tell what is there.
         if (wait_err != ERROR_SEM_TIMEOUT && wait_err != ERROR_FILE_NOT_FOUND) {
-          return FailConnect(ActiveState::kOtherError, win::StatusFromWin32(wait_err, "WaitNamedPipe", path_));
+          WaitResult w = Wait(nullptr, NowMs() + 10);
+          if (w != WaitResult::kDone) return Interrupted(w);
         }
       }
       continue;

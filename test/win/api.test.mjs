@@ -13,6 +13,7 @@ import {
   frame,
   hang,
   ipcPath,
+  latch,
   NEEDS_WINDOWS_FIRST_INSTANCE,
   rawConnect,
   rawExchange,
@@ -80,7 +81,9 @@ describe('requests and responses', () => {
   it('serves 300 requests issued at once, all answered correctly', async (t) => {
     const p = ipcPath(t);
     await serve(t, p, (request) => Buffer.concat([Buffer.from('re:'), request]), { threads: 4 });
-    const answers = await Promise.all(Array.from({ length: 300 }, (_, i) => sendCommand(p, `n${i}`)));
+    // Under Wine every connect takes a few ms of wineserver time, so the
+    // last of 300 can wait for an instance longer than the default 1 s.
+    const answers = await Promise.all(Array.from({ length: 300 }, (_, i) => sendCommand(p, `n${i}`, { connectTimeoutMs: 15000 })));
     answers.forEach((a, i) => assert.equal(a.toString(), `re:n${i}`));
   });
 
@@ -313,8 +316,11 @@ describe('the server', () => {
 
   it('QUIT: bare flush to the quitter, running conversations finish, then the pipe is gone', async (t) => {
     const p = ipcPath(t);
+    let started;
+    const working = new Promise((resolve) => (started = resolve));
     const server = await serve(t, p, async (request, reply) => {
       if (request.toString() === 'quit') return QUIT;
+      started();
       for (let i = 0; i < 5; i++) {
         await reply.write(`r${i} `);
         await sleep(50);
@@ -322,7 +328,7 @@ describe('the server', () => {
       return 'done';
     });
     const running = sendCommand(p, 'work');
-    await sleep(60);
+    await working; // a conversation in progress when the quit comes
     const { data } = await rawExchange(expectedPipeName(p), frame('quit'));
     assert.equal(data.subarray(0, 4).toString(), '0000');
     assert.equal((await running).toString(), 'r0 r1 r2 r3 r4 done');
@@ -332,12 +338,14 @@ describe('the server', () => {
 
   it('close() lets a running handler finish, then the name is free again', async (t) => {
     const p = ipcPath(t);
+    const inHandler = latch();
     const server = await serve(t, p, async () => {
+      inHandler.fire();
       await sleep(200);
       return 'late';
     });
     const pending = sendCommand(p, 'x');
-    await sleep(50);
+    await inHandler.fired;
     await server.close();
     assert.equal((await pending).toString(), 'late');
     assert.equal(await server.closed, 'closed');
@@ -349,9 +357,13 @@ describe('the server', () => {
 
   it('close({ timeoutMs: 0 }) drops a handler that never answers; the client gets an error', async (t) => {
     const p = ipcPath(t);
-    const server = await serve(t, p, hang);
+    const inHandler = latch();
+    const server = await serve(t, p, () => {
+      inHandler.fire();
+      return hang();
+    });
     const pending = rejection(sendCommand(p, 'x'));
-    await sleep(100);
+    await inHandler.fired;
     const started = Date.now();
     await server.close({ timeoutMs: 0 });
     assert.ok(Date.now() - started < 2000);
@@ -392,14 +404,16 @@ describe('the server', () => {
     const p = ipcPath(t);
     let aborted;
     const gotAbort = new Promise((resolve) => (aborted = resolve));
+    const inHandler = latch();
     await serve(t, p, async (_r, reply, ctx) => {
       ctx.signal.addEventListener('abort', () => aborted(ctx.signal.reason));
+      inHandler.fire();
       await hang();
       await reply.write('never');
     });
     const socket = await rawConnect(t, expectedPipeName(p));
     socket.write(frame('x'));
-    await sleep(100);
+    await inHandler.fired;
     socket.destroy();
     const reason = await gotAbort;
     assert.ok(reason instanceof Error);
@@ -492,7 +506,7 @@ describe('limits', () => {
     server.on('clientError', (e) => errors.push(e.code));
     await rawConnect(t, expectedPipeName(p));
     await rawConnect(t, expectedPipeName(p));
-    await sleep(100);
+    await sleep(300); // the server has counted them
     const error = await rejection(sendCommand(p, 'ping'));
     assert.ok(['ERR_IPC_INCOMPLETE_RESPONSE', 'EPIPE'].includes(error.code), error.code);
     await waitFor(() => errors.length >= 1, 2000, 'the client error');

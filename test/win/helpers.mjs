@@ -181,3 +181,10 @@ export async function rejection(promise) {
 }
 
 export const hang = () => new Promise(() => {});
+
+/** A one-shot signal: `fire()` resolves `fired`. */
+export function latch() {
+  let fire;
+  const fired = new Promise((resolve) => (fire = resolve));
+  return { fire, fired };
+}
