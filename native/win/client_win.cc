@@ -167,8 +167,10 @@ bool PipeExchange::Connect() {
     int64_t expires = exchange_deadline();
     if (expires >= 0 && NowMs() >= expires) return FailTimeout();
 
-    HANDLE h = CreateFileW(name_.c_str(), GENERIC_READ | GENERIC_WRITE, 0, nullptr, OPEN_EXISTING, FILE_FLAG_OVERLAPPED,
-                           nullptr);
+    // Identification level: the server may learn who we are (ctx.peer.sid)
+    // but cannot act as us, even if someone else took the pipe name.
+    HANDLE h = CreateFileW(name_.c_str(), GENERIC_READ | GENERIC_WRITE, 0, nullptr, OPEN_EXISTING,
+                           FILE_FLAG_OVERLAPPED | SECURITY_SQOS_PRESENT | SECURITY_IDENTIFICATION, nullptr);
     if (h != INVALID_HANDLE_VALUE) {
       pipe_.reset(h);
       break;
