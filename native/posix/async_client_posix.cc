@@ -218,7 +218,9 @@ class PosixAsyncClient : public AsyncClient {
       ex->response().Clear();
     }
     if (ex->done()) {
-      // The exchange closed its socket, which also ended its registration.
+      // The exchange closed its socket, which also ended its registration
+      // (with epoll; the poll() backend is told).
+      if (entry.registered_fd >= 0) poller_->Forget(entry.registered_fd);
       ByteBuffer response(std::move(ex->response()));
       ClientResult result = ex->result();
       entries_.erase(it);
@@ -241,7 +243,11 @@ class PosixAsyncClient : public AsyncClient {
     if (events & POLLOUT) want |= kPollOut;
     bool same_socket = fd >= 0 && fd == entry->registered_fd &&
                        ex->fd_generation() == entry->registered_generation;
-    if (!same_socket) entry->registered_fd = -1;  // old socket closed: registration gone
+    if (!same_socket && entry->registered_fd >= 0) {
+      // The old socket is closed: epoll dropped its registration by itself.
+      poller_->Forget(entry->registered_fd);
+      entry->registered_fd = -1;
+    }
     if (fd < 0 || want == 0) {
       if (entry->registered_fd >= 0) poller_->Remove(entry->registered_fd);
       entry->registered_fd = -1;

@@ -30,6 +30,10 @@ class Poller {
   virtual bool Add(int fd, uint32_t events, uint64_t key, bool oneshot) = 0;
   virtual bool Modify(int fd, uint32_t events, uint64_t key, bool oneshot) = 0;
   virtual void Remove(int fd) = 0;
+  // Call right before closing a registered descriptor (or when a new one
+  // got its number). epoll drops the registration by itself on close (a
+  // no-op there); the poll() backend must be told.
+  virtual void Forget(int fd) { (void)fd; }
   // Returns the number of events stored, 0 on timeout; -1 + errno.
   virtual int Wait(PollEvent* out, int max, int timeout_ms) = 0;
   // Interrupts a Wait() from any thread; it reports `key` = kWakeKey.

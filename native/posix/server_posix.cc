@@ -220,6 +220,7 @@ class PosixServer : public Server {
   // Closes and forgets a connection nobody is in a system call on.
   void CloseLocked(Conn* conn) {
     DropOutput(conn);
+    poller_->Forget(conn->fd);
     close(conn->fd);
     conns_.erase(conn->id);
     if (stop_requested_ && conns_.empty()) poller_->Wake();
@@ -457,6 +458,7 @@ void PosixServer::IoLoop() {
       for (auto it = conns_.begin(); it != conns_.end();) {
         Conn* conn = it->second.get();
         if (conn->phase != Phase::kHandling) {
+          poller_->Forget(conn->fd);
           close(conn->fd);
           it = conns_.erase(it);
         } else {

@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # The native core and POSIX server/client tests (native/test), built with
 # clang and run under AddressSanitizer + UndefinedBehaviorSanitizer, then
-# the server tests again under ThreadSanitizer (many concurrent clients).
+# the server tests again with the poll() poller (macOS, BSDs) and under
+# ThreadSanitizer (many concurrent clients).
 # Any sanitizer report fails the step.
 set -u
 cd "$(dirname "$0")/../.."
@@ -48,6 +49,14 @@ if build_native asan -DSIPC_SANITIZE=address,undefined; then
   run "asan+ubsan server" native/test/build/asan/sipc_server_test
 else
   echo "asan build failed"
+  failed=$((failed + 1))
+fi
+
+# The poll() poller (macOS, BSDs) under the same server tests, on Linux.
+if build_native asan-poll -DSIPC_SANITIZE=address,undefined -DSIPC_POLL_POLLER=ON; then
+  run "asan+ubsan server (poll poller)" native/test/build/asan-poll/sipc_server_test
+else
+  echo "asan-poll build failed"
   failed=$((failed + 1))
 fi
 
