@@ -264,7 +264,7 @@ class Addon : public Napi::Addon<Addon>, public ClientDelegate {
     } else {
       throw Napi::TypeError::New(env, "request must be a string or Uint8Array");
     }
-    std::vector<uint8_t> response;
+    ByteBuffer response;
     ClientResult result = sipc::SendCommandSync(path, data, len, ParseClientOptions(info[2]), &response);
     if (!result.status.ok()) throw ClientResultToError(env, result, path);
     return CopyToJs(env, response.data(), response.size());

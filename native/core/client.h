@@ -43,7 +43,7 @@ struct ClientResult {
 // Connects, sends `request` (raw bytes; framed here), reads the whole
 // response. Blocking, on the calling thread.
 ClientResult SendCommandSync(const std::string& path, const uint8_t* request, size_t request_len,
-                             const ClientOptions& options, std::vector<uint8_t>* response);
+                             const ClientOptions& options, ByteBuffer* response);
 
 class ClientDelegate {
  public:

@@ -44,12 +44,11 @@ void RunToCompletion(Exchange* exchange) {
 }  // namespace
 
 ClientResult SendCommandSync(const std::string& path, const uint8_t* request, size_t request_len,
-                             const ClientOptions& options, std::vector<uint8_t>* response) {
+                             const ClientOptions& options, ByteBuffer* response) {
   Exchange exchange(path, options, false);
   exchange.SetRequest(request, request_len);
   RunToCompletion(&exchange);
-  const ByteBuffer& bytes = exchange.response();
-  response->assign(bytes.data(), bytes.data() + bytes.size());
+  *response = std::move(exchange.response());
   return exchange.result();
 }
 

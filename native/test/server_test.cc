@@ -468,7 +468,7 @@ ClientResult Send(const std::string& path, const std::string& request, std::stri
                   int64_t timeout_ms = kWaitMs) {
   ClientOptions options;
   options.timeout_ms = timeout_ms;
-  std::vector<uint8_t> out;
+  ByteBuffer out;
   ClientResult r = SendCommandSync(path, reinterpret_cast<const uint8_t*>(request.data()), request.size(), options, &out);
   *response = Str(out);
   return r;

@@ -497,11 +497,10 @@ class WinAsyncClient : public AsyncClient {
 }  // namespace
 
 ClientResult SendCommandSync(const std::string& path, const uint8_t* request, size_t request_len,
-                             const ClientOptions& options, std::vector<uint8_t>* response) {
+                             const ClientOptions& options, ByteBuffer* response) {
   PipeExchange exchange(path, options, nullptr);
   if (exchange.Connect() && exchange.SendMessage(request, request_len)) exchange.Receive(nullptr);
-  const ByteBuffer& bytes = exchange.response();
-  response->assign(bytes.data(), bytes.data() + bytes.size());
+  *response = std::move(exchange.response());
   return exchange.result();
 }
 
