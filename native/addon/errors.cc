@@ -1,6 +1,5 @@
 #include "errors.h"
 
-#include <cstring>
 
 namespace sipc {
 
@@ -14,13 +13,9 @@ Napi::Error StatusToError(Napi::Env env, const Status& status, const std::string
     }
     message += code;
     message += ": ";
-    message += std::strerror(status.code);
-    if (!status.detail.empty()) {
-      message += ": ";
-      message += status.detail;
-    } else if (!address.empty()) {
-      message += ": " + address;
-    }
+    // StatusMessage: our text for the errno, then the detail.
+    message += StatusMessage(status);
+    if (status.detail.empty() && !address.empty()) message += ": " + address;
   } else {
     message = std::string(code) + ": " + StatusMessage(status);
   }

@@ -7,49 +7,56 @@ namespace sipc {
 
 namespace {
 
-const char* ErrnoName(int err) {
+struct ErrnoInfo {
+  const char* name;
+  const char* text;
+};
+
+// Our own texts: the C library's strerror() does not know the socket
+// errors everywhere (msvcrt says "Unknown error" for ECONNREFUSED).
+ErrnoInfo ErrnoLookup(int err) {
   switch (err) {
-#define SIPC_ERRNO_CASE(e) \
-  case e:                  \
-    return #e;
-    SIPC_ERRNO_CASE(EPERM)
-    SIPC_ERRNO_CASE(ENOENT)
-    SIPC_ERRNO_CASE(EINTR)
-    SIPC_ERRNO_CASE(EIO)
-    SIPC_ERRNO_CASE(EBADF)
-    SIPC_ERRNO_CASE(EAGAIN)
-    SIPC_ERRNO_CASE(ENOMEM)
-    SIPC_ERRNO_CASE(EACCES)
-    SIPC_ERRNO_CASE(EFAULT)
-    SIPC_ERRNO_CASE(EBUSY)
-    SIPC_ERRNO_CASE(EEXIST)
-    SIPC_ERRNO_CASE(ENOTDIR)
-    SIPC_ERRNO_CASE(EISDIR)
-    SIPC_ERRNO_CASE(EINVAL)
-    SIPC_ERRNO_CASE(ENFILE)
-    SIPC_ERRNO_CASE(EMFILE)
-    SIPC_ERRNO_CASE(ENOSPC)
-    SIPC_ERRNO_CASE(EROFS)
-    SIPC_ERRNO_CASE(EPIPE)
-    SIPC_ERRNO_CASE(ENAMETOOLONG)
-    SIPC_ERRNO_CASE(ENOSYS)
-    SIPC_ERRNO_CASE(ELOOP)
-    SIPC_ERRNO_CASE(ENOTSOCK)
-    SIPC_ERRNO_CASE(EPROTOTYPE)
-    SIPC_ERRNO_CASE(EADDRINUSE)
-    SIPC_ERRNO_CASE(EADDRNOTAVAIL)
-    SIPC_ERRNO_CASE(ENETDOWN)
-    SIPC_ERRNO_CASE(ECONNABORTED)
-    SIPC_ERRNO_CASE(ECONNRESET)
-    SIPC_ERRNO_CASE(ENOBUFS)
-    SIPC_ERRNO_CASE(ENOTCONN)
-    SIPC_ERRNO_CASE(ETIMEDOUT)
-    SIPC_ERRNO_CASE(ECONNREFUSED)
-    SIPC_ERRNO_CASE(ECANCELED)
-    SIPC_ERRNO_CASE(ENOTSUP)
+#define SIPC_ERRNO_CASE(e, text) \
+  case e:                        \
+    return {#e, text};
+    SIPC_ERRNO_CASE(EPERM, "operation not permitted")
+    SIPC_ERRNO_CASE(ENOENT, "no such file or directory")
+    SIPC_ERRNO_CASE(EINTR, "interrupted system call")
+    SIPC_ERRNO_CASE(EIO, "i/o error")
+    SIPC_ERRNO_CASE(EBADF, "bad file descriptor")
+    SIPC_ERRNO_CASE(EAGAIN, "resource temporarily unavailable")
+    SIPC_ERRNO_CASE(ENOMEM, "not enough memory")
+    SIPC_ERRNO_CASE(EACCES, "permission denied")
+    SIPC_ERRNO_CASE(EFAULT, "bad address")
+    SIPC_ERRNO_CASE(EBUSY, "resource busy")
+    SIPC_ERRNO_CASE(EEXIST, "file already exists")
+    SIPC_ERRNO_CASE(ENOTDIR, "not a directory")
+    SIPC_ERRNO_CASE(EISDIR, "is a directory")
+    SIPC_ERRNO_CASE(EINVAL, "invalid argument")
+    SIPC_ERRNO_CASE(ENFILE, "file table overflow")
+    SIPC_ERRNO_CASE(EMFILE, "too many open files")
+    SIPC_ERRNO_CASE(ENOSPC, "no space left on device")
+    SIPC_ERRNO_CASE(EROFS, "read-only file system")
+    SIPC_ERRNO_CASE(EPIPE, "broken pipe")
+    SIPC_ERRNO_CASE(ENAMETOOLONG, "name too long")
+    SIPC_ERRNO_CASE(ENOSYS, "function not implemented")
+    SIPC_ERRNO_CASE(ELOOP, "too many symbolic links encountered")
+    SIPC_ERRNO_CASE(ENOTSOCK, "socket operation on non-socket")
+    SIPC_ERRNO_CASE(EPROTOTYPE, "protocol wrong type for socket")
+    SIPC_ERRNO_CASE(EADDRINUSE, "address already in use")
+    SIPC_ERRNO_CASE(EADDRNOTAVAIL, "address not available")
+    SIPC_ERRNO_CASE(ENETDOWN, "network is down")
+    SIPC_ERRNO_CASE(ECONNABORTED, "software caused connection abort")
+    SIPC_ERRNO_CASE(ECONNRESET, "connection reset by peer")
+    SIPC_ERRNO_CASE(ENOBUFS, "no buffer space available")
+    SIPC_ERRNO_CASE(ENOTCONN, "socket is not connected")
+    SIPC_ERRNO_CASE(ETIMEDOUT, "connection timed out")
+    SIPC_ERRNO_CASE(ECONNREFUSED, "connection refused")
+    SIPC_ERRNO_CASE(ECANCELED, "operation canceled")
+    SIPC_ERRNO_CASE(ENOTSUP, "operation not supported")
 #undef SIPC_ERRNO_CASE
     default:
-      return "UNKNOWN";
+      return {"UNKNOWN", nullptr};
   }
 }
 
@@ -92,14 +99,15 @@ LibInfo LibCodeInfo(int code) {
 
 const char* StatusCodeName(const Status& s) {
   if (s.ok()) return "OK";
-  if (s.is_errno()) return ErrnoName(s.code);
+  if (s.is_errno()) return ErrnoLookup(s.code).name;
   return LibCodeInfo(s.code).name;
 }
 
 std::string StatusMessage(const Status& s) {
   std::string text;
   if (s.is_errno()) {
-    text = std::strerror(s.code);
+    const char* known = ErrnoLookup(s.code).text;
+    text = known != nullptr ? known : std::strerror(s.code);
   } else if (!s.ok()) {
     text = LibCodeInfo(s.code).text;
   }
