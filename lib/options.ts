@@ -8,7 +8,7 @@ export interface ClientOptions {
   waitIfBusy?: boolean;
   /** Retry every 50 ms while the path does not exist yet. Default false. */
   waitIfNotFound?: boolean;
-  /** How long the connect loop may retry, in ms. Default 1000 (Git's value). */
+  /** How long the connect loop may retry, in ms. Default: Git's values, 1000 on POSIX, 30000 on Windows. */
   connectTimeoutMs?: number;
   /** Limit for the whole exchange (connect, send, receive), in ms. Default: none. */
   timeoutMs?: number;
@@ -84,6 +84,9 @@ export function checkSignal(value: unknown): AbortSignal | undefined {
 }
 
 const MAX_TIMEOUT = 0x7fffffff;
+// Git's client gives up connecting after 1 s on POSIX, but lets a busy pipe
+// make it wait up to 30 s on Windows.
+const DEFAULT_CONNECT_TIMEOUT_MS = process.platform === 'win32' ? 30000 : 1000;
 
 export function normalizeClientOptions(options: ClientOptions | undefined): NativeClientOptions {
   if (options === undefined) options = {};
@@ -91,7 +94,7 @@ export function normalizeClientOptions(options: ClientOptions | undefined): Nati
   return {
     waitIfBusy: checkBoolean('options.waitIfBusy', options.waitIfBusy, true),
     waitIfNotFound: checkBoolean('options.waitIfNotFound', options.waitIfNotFound, false),
-    connectTimeoutMs: checkInteger('options.connectTimeoutMs', options.connectTimeoutMs, 1000, 0, MAX_TIMEOUT),
+    connectTimeoutMs: checkInteger('options.connectTimeoutMs', options.connectTimeoutMs, DEFAULT_CONNECT_TIMEOUT_MS, 0, MAX_TIMEOUT),
     timeoutMs:
       options.timeoutMs === undefined
         ? undefined
