@@ -97,6 +97,8 @@ const ALL_PAIRINGS = [
   { client: 'ours', server: 'c' },
   { client: 'c', server: 'ours' },
   { client: 'baseline', server: 'ours' },
+  // The synchronous client, sequential (it blocks its process).
+  { client: 'ours-sync', server: 'c', only: ['small-c1'] },
   { client: 'baseline', server: 'c', full: true },
   { client: 'c', server: 'baseline', full: true },
   { client: 'c-fresh', server: 'c-fresh', full: true, only: ['bulk-up', 'bulk-down'] },
@@ -427,8 +429,9 @@ async function main() {
   }
   const skipped = [];
   if (oursReason) {
-    for (const p of pairings) if (p.client === 'ours' || p.server === 'ours') skipped.push({ pairing: pairName(p), reason: oursReason });
-    pairings = pairings.filter((p) => p.client !== 'ours' && p.server !== 'ours');
+    const usesOurs = (p) => p.client.startsWith('ours') || p.server === 'ours';
+    for (const p of pairings) if (usesOurs(p)) skipped.push({ pairing: pairName(p), reason: oursReason });
+    pairings = pairings.filter((p) => !usesOurs(p));
   }
   let scenarios = SCENARIOS.filter((s) => !QUICK || !s.full);
   if (opts.scenarios) {

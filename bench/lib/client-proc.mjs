@@ -1,7 +1,7 @@
 // A benchmark client in its own process; prints one JSON result line with
 // the same fields as bench/c/ref_client.c.
 //   node bench/lib/client-proc.mjs '<json spec>'
-// spec: { impl: 'ours'|'baseline', path, n, concurrency, warmup,
+// spec: { impl: 'ours'|'ours-sync'|'baseline', path, n, concurrency, warmup,
 //         durationS?, timeoutMs?, minSize?, maxSize?, request?, bulkSize?,
 //         expectLen? }
 // Each request is a new connection (that is the protocol). Latency is from
@@ -41,15 +41,23 @@ function withTimeout(promise, ms) {
 let send;
 if (impl === 'baseline') {
   send = (req) => baselineSendCommand(path, req, { timeoutMs });
-} else if (impl === 'ours') {
+} else if (impl === 'ours' || impl === 'ours-sync') {
   const { lib, reason } = await loadOurs();
   if (!lib) {
     console.error(`client-proc: our library is not available: ${reason}`);
     process.exit(3);
   }
-  // The library's own options are left at their defaults; the timeout is
-  // applied from outside so every client is measured the same way.
-  send = (req) => withTimeout(lib.sendCommand(path, req), timeoutMs);
+  if (impl === 'ours-sync') {
+    // The synchronous client blocks this process for each exchange: it is
+    // measured at concurrency 1 only. Its own timeout stands in for the
+    // outside one (a blocked thread cannot run a timer).
+    const options = timeoutMs ? { timeoutMs } : undefined;
+    send = async (req) => lib.sendCommandSync(path, req, options);
+  } else {
+    // The library's own options are left at their defaults; the timeout is
+    // applied from outside so every client is measured the same way.
+    send = (req) => withTimeout(lib.sendCommand(path, req), timeoutMs);
+  }
 } else {
   console.error(`client-proc: unknown implementation ${impl}`);
   process.exit(2);
