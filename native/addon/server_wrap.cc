@@ -212,26 +212,22 @@ Napi::Value ServerWrap::EndConversation(const Napi::CallbackInfo& info) {
   return info.Env().Undefined();
 }
 
-// writeBorrowed(id, u8, token): true when the server sends `u8` from its
-// own memory; the JS side then keeps it referenced until `token` comes
-// back through onWritten or onReleased.
-Napi::Value ServerWrap::WriteBorrowedCall(const Napi::CallbackInfo& info) {
-  Napi::Env env = info.Env();
-  if (!server_ || !info[1].IsTypedArray()) return Napi::Boolean::New(env, false);
-  Napi::Uint8Array u8 = info[1].As<Napi::Uint8Array>();
-  ConnId id = static_cast<ConnId>(info[0].As<Napi::Number>().Int64Value());
-  uint64_t token = static_cast<uint64_t>(info[2].As<Napi::Number>().Int64Value());
-  return Napi::Boolean::New(env, server_->WriteBorrowed(id, u8.Data(), u8.ByteLength(), token));
-}
+// writeBorrowed(id, u8, token) / endBorrowed(id, u8, quit, token): true
+// when the server sends `u8` from its own memory; the JS side then keeps
+// it referenced until `token` comes back through onWritten or onReleased.
+Napi::Value ServerWrap::WriteBorrowedCall(const Napi::CallbackInfo& info) { return Borrow(info, false); }
 
-// endBorrowed(id, u8, quit, token): as writeBorrowed, then the flush.
-Napi::Value ServerWrap::EndBorrowedCall(const Napi::CallbackInfo& info) {
+Napi::Value ServerWrap::EndBorrowedCall(const Napi::CallbackInfo& info) { return Borrow(info, true); }
+
+Napi::Value ServerWrap::Borrow(const Napi::CallbackInfo& info, bool end) {
   Napi::Env env = info.Env();
   if (!server_ || !info[1].IsTypedArray()) return Napi::Boolean::New(env, false);
   Napi::Uint8Array u8 = info[1].As<Napi::Uint8Array>();
   ConnId id = static_cast<ConnId>(info[0].As<Napi::Number>().Int64Value());
-  uint64_t token = static_cast<uint64_t>(info[3].As<Napi::Number>().Int64Value());
-  return Napi::Boolean::New(env, server_->EndBorrowed(id, u8.Data(), u8.ByteLength(), info[2].ToBoolean(), token));
+  uint64_t token = static_cast<uint64_t>(info[end ? 3 : 2].As<Napi::Number>().Int64Value());
+  bool borrowed = end ? server_->EndBorrowed(id, u8.Data(), u8.ByteLength(), info[2].ToBoolean(), token)
+                      : server_->WriteBorrowed(id, u8.Data(), u8.ByteLength(), token);
+  return Napi::Boolean::New(env, borrowed);
 }
 
 Napi::Value ServerWrap::AbortConversation(const Napi::CallbackInfo& info) {

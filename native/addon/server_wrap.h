@@ -35,6 +35,7 @@ class ServerWrap : public Napi::ObjectWrap<ServerWrap>, public ServerDelegate {
   Napi::Value WriteChunk(const Napi::CallbackInfo& info);
   Napi::Value WriteBorrowedCall(const Napi::CallbackInfo& info);
   Napi::Value EndBorrowedCall(const Napi::CallbackInfo& info);
+  Napi::Value Borrow(const Napi::CallbackInfo& info, bool end);
   Napi::Value EndConversation(const Napi::CallbackInfo& info);
   Napi::Value AbortConversation(const Napi::CallbackInfo& info);
   Napi::Value AllowPeerCall(const Napi::CallbackInfo& info);
