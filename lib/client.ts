@@ -1,5 +1,6 @@
 // The client API. Exchanges run on the addon's own I/O thread; this
 // module only keeps the promises of the exchanges in flight.
+import { sendWithAutoStart, streamWithAutoStart, takeAutoStart } from './daemon.js';
 import { abortError, codeError, normalizeNativeError, type IpcError } from './errors.js';
 import { native, type NativeActiveState } from './native.js';
 import { checkPath, checkRequest, checkSignal, normalizeClientOptions, type ClientOptions } from './options.js';
@@ -49,6 +50,7 @@ function watchSignal(id: number, signal: AbortSignal | undefined): () => void {
 export function sendCommand(path: string, request: string | Uint8Array, options?: ClientOptions): Promise<Buffer> {
   checkPath(path);
   checkRequest(request);
+  if (options?.autoStart !== undefined) return sendWithAutoStart(sendCommand, path, request, options);
   const nativeOptions = normalizeClientOptions(options);
   const signal = checkSignal(options?.signal);
   if (signal?.aborted) return Promise.reject(abortError(signal));
@@ -72,7 +74,7 @@ export function sendCommand(path: string, request: string | Uint8Array, options?
  * is in. For command-line tools and Electron's main process at start-up;
  * never in a server's handler or a renderer.
  */
-export function sendCommandSync(path: string, request: string | Uint8Array, options?: Omit<ClientOptions, 'signal'>): Buffer {
+export function sendCommandSync(path: string, request: string | Uint8Array, options?: Omit<ClientOptions, 'signal' | 'autoStart'>): Buffer {
   checkPath(path);
   checkRequest(request);
   return native.sendCommandSync(path, request, normalizeClientOptions(options));
@@ -87,6 +89,10 @@ export function sendCommandSync(path: string, request: string | Uint8Array, opti
 export function streamCommand(path: string, request: string | Uint8Array, options?: ClientOptions): AsyncIterableIterator<Buffer> {
   checkPath(path);
   checkRequest(request);
+  if (options?.autoStart !== undefined) {
+    const { autoStart, rest } = takeAutoStart(options);
+    return streamWithAutoStart(streamCommand, path, request, autoStart, rest);
+  }
   const nativeOptions = normalizeClientOptions(options);
   const signal = checkSignal(options?.signal);
   return new ResponseStream(path, request, nativeOptions, signal);
@@ -177,7 +183,7 @@ export interface IpcConnection {
 }
 
 /** Connects now and sends later; the connection carries exactly one request. */
-export function connect(path: string, options?: ClientOptions): Promise<IpcConnection> {
+export function connect(path: string, options?: Omit<ClientOptions, 'autoStart'>): Promise<IpcConnection> {
   checkPath(path);
   const nativeOptions = normalizeClientOptions(options);
   const signal = checkSignal(options?.signal);

@@ -10,6 +10,7 @@ export const {
   sendCommandSync,
   streamCommand,
   createServer,
+  ensureDaemon,
   MAX_PACKET_PAYLOAD,
 } = cjs;
 // Not destructured: that would export IpcServer as a value only (no type)
@@ -31,5 +32,9 @@ export type {
   PipeAccess,
   ServerOptions,
   IpcError,
+  AutoStartOptions,
+  DaemonStartError,
+  EnsureDaemonOptions,
+  EnsureDaemonResult,
 } from './index.js';
 export default cjs;

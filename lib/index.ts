@@ -5,6 +5,8 @@ export { createServer, IpcServer, QUIT } from './server.js';
 export type { CloseReason, Handler, HandlerResult, IpcServerEvents, Reply, RequestContext } from './server.js';
 export type { ClientOptions, PeerInfo, PipeAccess, ServerOptions } from './options.js';
 export type { IpcError } from './errors.js';
+export { ensureDaemon } from './daemon.js';
+export type { AutoStartOptions, DaemonStartError, EnsureDaemonOptions, EnsureDaemonResult } from './daemon.js';
 import { native } from './native.js';
 /** Largest payload of one pkt-line packet (65516 bytes). */
 export const MAX_PACKET_PAYLOAD: number = native.maxPayload;

@@ -1,5 +1,6 @@
 // Argument checks and defaults. Everything here throws synchronously,
 // before anything reaches the addon.
+import type { AutoStartOptions } from './daemon.js';
 import { argError } from './errors.js';
 import type { NativeClientOptions, NativeServerOptions } from './native.js';
 
@@ -14,6 +15,12 @@ export interface ClientOptions {
   timeoutMs?: number;
   /** Cancels the exchange; the promise rejects with an `AbortError`. */
   signal?: AbortSignal;
+  /**
+   * Starts the daemon when the connect finds nobody there (`not-listening`
+   * or `path-not-found`), then sends once more (see `ensureDaemon`).
+   * Not for `sendCommandSync` or `connect`.
+   */
+  autoStart?: AutoStartOptions;
 }
 
 export type PipeAccess = 'user' | 'everyone' | { sddl: string };
