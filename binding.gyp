@@ -22,7 +22,8 @@
             "native/posix/exchange.cc",
             "native/posix/client_posix.cc",
             "native/posix/async_client_posix.cc",
-            "native/posix/server_posix.cc"
+            "native/posix/server_posix.cc",
+            "native/posix/inherited_listener.cc"
           ]
         }],
         ["OS=='linux'", {

@@ -117,6 +117,8 @@ ServerWrap::ServerWrap(const Napi::CallbackInfo& info) : Napi::ObjectWrap<Server
   options_.max_connections = opts.Get("maxConnections").As<Napi::Number>().Uint32Value();
   options_.socket_mode = opts.Get("socketMode").As<Napi::Number>().Int32Value();
   options_.check_peer = opts.Get("checkPeer").ToBoolean();
+  Napi::Value listen_fd = opts.Get("listenFd");
+  options_.listen_fd = listen_fd.IsNumber() ? listen_fd.As<Napi::Number>().Int32Value() : -1;
   std::string access = opts.Get("pipeAccess").As<Napi::String>().Utf8Value();
   options_.pipe_access = access == "everyone" ? PipeAccess::kEveryone
                          : access == "sddl"   ? PipeAccess::kSddl

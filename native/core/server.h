@@ -38,6 +38,9 @@ struct ServerOptions {
   PipeAccess pipe_access = PipeAccess::kCurrentUser;  // Windows only
   std::string sddl;                       // Windows, with kSddl
   bool check_peer = false;                // ask the delegate before reading
+  // POSIX: serve this inherited listening socket instead of creating one
+  // at `path` (socket activation); -1: create it. See docs/design.md.
+  int listen_fd = -1;
 };
 
 enum class StopReason { kClosed, kQuit, kStolen, kError };

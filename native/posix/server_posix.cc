@@ -36,6 +36,7 @@
 #include <unordered_map>
 
 #include "../core/clock.h"
+#include "inherited_listener.h"
 #include "../core/output_queue.h"
 #include "../core/pkt_line.h"
 #include "../core/server.h"
@@ -97,6 +98,7 @@ class PosixServer : public Server {
   }
 
   Status Listen();
+  Status ListenOnInherited();
   void StartThreads();
 
   void Write(ConnId id, const uint8_t* data, size_t len, uint64_t token) override {
@@ -256,6 +258,9 @@ class PosixServer : public Server {
   ServerDelegate* delegate_;
   std::unique_ptr<Poller> poller_;
   int listen_fd_ = -1;
+  // False for an inherited listener: its path belongs to whoever created
+  // it, so stop never unlinks it and the stolen-path check is off.
+  bool owns_path_ = true;
   dev_t socket_dev_ = 0;
   ino_t socket_ino_ = 0;
   std::thread io_thread_;
@@ -302,7 +307,21 @@ bool LiveServerAt(const UnixAddress& address) {
   return err == 0 || err == EAGAIN;  // EAGAIN: alive, backlog full
 }
 
+// Serves the listening socket the process inherited (options_.listen_fd).
+Status PosixServer::ListenOnInherited() {
+  Status st = AdoptListeningSocket(options_.listen_fd);
+  if (!st.ok()) return st;
+  poller_ = Poller::Create();
+  if (!poller_ || !poller_->Add(options_.listen_fd, kPollIn, kListenKey, false)) {
+    return Status::FromErrno(errno, "epoll_ctl");  // the fd stays the caller's
+  }
+  listen_fd_ = options_.listen_fd;
+  owns_path_ = false;
+  return Status::Ok();
+}
+
 Status PosixServer::Listen() {
+  if (options_.listen_fd >= 0) return ListenOnInherited();
   const std::string& path = options_.path;
   UnixAddress address;
   Status st = address.Resolve(path);
@@ -499,7 +518,7 @@ void PosixServer::FinishStop() {
   workers_.clear();
   // Remove the socket file unless someone else's socket is there now,
   // then close the listener (clients still in its backlog get EOF).
-  if (reason != StopReason::kStolen) {
+  if (reason != StopReason::kStolen && owns_path_) {
     struct stat sb;
     if (lstat(options_.path.c_str(), &sb) == 0 && S_ISSOCK(sb.st_mode) && sb.st_dev == socket_dev_ &&
         sb.st_ino == socket_ino_) {
@@ -725,7 +744,7 @@ void PosixServer::CheckTimers(int64_t now) {
       delegate_->OnConversationLost(id, Status::Lib(LibCode::kWriteStalled));
     }
   }
-  if (PathStolen()) RequestStop(StopReason::kStolen, 0);
+  if (owns_path_ && PathStolen()) RequestStop(StopReason::kStolen, 0);
 }
 
 bool PosixServer::PathStolen() {
