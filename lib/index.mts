@@ -11,6 +11,8 @@ export const {
   streamCommand,
   createServer,
   ensureDaemon,
+  systemdListenFd,
+  systemdListenFds,
   MAX_PACKET_PAYLOAD,
 } = cjs;
 // Not destructured: that would export IpcServer as a value only (no type)
@@ -36,5 +38,7 @@ export type {
   DaemonStartError,
   EnsureDaemonOptions,
   EnsureDaemonResult,
+  InheritedSocket,
+  ReplaceOptions,
 } from './index.js';
 export default cjs;

@@ -21,6 +21,8 @@ export interface NativeServerOptions {
   checkPeer: boolean;
   pipeAccess: 'user' | 'everyone' | 'sddl';
   sddl: string;
+  /** POSIX: an inherited listening socket to serve; -1: create one at `path`. */
+  listenFd: number;
 }
 
 export interface NativeServerCallbacks {

@@ -53,6 +53,26 @@ export interface ServerOptions {
   allowPeer?: (peer: PeerInfo) => boolean | Promise<boolean>;
   /** Windows: who may open the pipe. Default 'user' (current user, SYSTEM, Administrators). */
   pipeAccess?: PipeAccess;
+  /**
+   * POSIX: serve this inherited listening Unix socket (systemd socket
+   * activation: see `systemdListenFd()`) instead of creating one at the
+   * path: no lock, bind or unlink, and no stolen-path check (the socket
+   * file is not ours). `undefined` creates the socket as usual.
+   */
+  listenFd?: number;
+  /**
+   * Take the path over from a live server (upgrades): send it `request`
+   * (default Git's `quit`), wait up to `timeoutMs` (default 10000) until it
+   * stops listening, then start. `true` uses the defaults.
+   */
+  replace?: boolean | ReplaceOptions;
+}
+
+export interface ReplaceOptions {
+  /** What asks the running server to stop. Default `'quit'`. */
+  request?: string | Uint8Array;
+  /** How long to wait for the path to be free, in ms. Default 10000. */
+  timeoutMs?: number;
 }
 
 function checkBoolean(name: string, value: unknown, fallback: boolean): boolean {
@@ -109,6 +129,14 @@ export function normalizeClientOptions(options: ClientOptions | undefined): Nati
   };
 }
 
+function checkListenFd(value: unknown): number {
+  if (value === undefined) return -1;
+  if (process.platform === 'win32') {
+    throw argError('options.listenFd', 'undefined on Windows (named pipes cannot be inherited listeners)', value, 'ERR_INVALID_ARG_VALUE');
+  }
+  return checkInteger('options.listenFd', value, -1, 0, 0x7fffffff);
+}
+
 export interface NormalizedServerOptions {
   native: NativeServerOptions;
   closeTimeoutMs: number;
@@ -142,9 +170,11 @@ export function normalizeServerOptions(path: string, options: ServerOptions | un
   } else if (access !== undefined) {
     throw argError('options.pipeAccess', "'user', 'everyone' or { sddl: string }", access, 'ERR_INVALID_ARG_VALUE');
   }
+  const listenFd = checkListenFd(options.listenFd);
   return {
     native: {
       path,
+      listenFd,
       threads: checkInteger('options.threads', options.threads, 8, 1, 1024),
       maxRequestBytes,
       requestTimeoutMs: checkInteger('options.requestTimeoutMs', options.requestTimeoutMs, 30000, 0, MAX_TIMEOUT),

@@ -46,7 +46,7 @@ Status AdoptListeningSocket(int fd) {
   if (fd < 0 || fstat(fd, &sb) < 0) return Status::FromErrno(EBADF, "fstat", Described(fd, "not an open descriptor"));
   if (!S_ISSOCK(sb.st_mode)) return Status::FromErrno(ENOTSOCK, "fstat", Described(fd, "not a socket"));
   if (SocketFamily(fd) != AF_UNIX) {
-    return Status::FromErrno(EAFNOSUPPORT, "getsockname", Described(fd, "not a Unix domain socket"));
+    return Status::FromErrno(EPROTOTYPE, "getsockname", Described(fd, "not a Unix domain socket"));
   }
   int type = 0;
   socklen_t length = sizeof(type);

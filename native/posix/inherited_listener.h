@@ -15,8 +15,8 @@ namespace sipc {
 // Checks that `fd` is an open AF_UNIX SOCK_STREAM socket in the listening
 // state, then makes it non-blocking and close-on-exec. On failure the fd
 // is left as it was (it is still the caller's) and the status says why:
-// EBADF (not open), ENOTSOCK, EAFNOSUPPORT (not AF_UNIX), EPROTOTYPE (not
-// a stream socket), EINVAL (not listening).
+// EBADF (not open), ENOTSOCK, EPROTOTYPE (not an AF_UNIX stream socket),
+// EINVAL (not listening).
 Status AdoptListeningSocket(int fd);
 
 }  // namespace sipc
