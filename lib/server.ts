@@ -4,6 +4,7 @@
 import { EventEmitter } from 'node:events';
 import * as nodePath from 'node:path';
 
+import { countResponse, runHandler, serverRequestStarted, serverResponseEnded, type ServerTrace } from './diagnostics.js';
 import { argError, codeError, type IpcError } from './errors.js';
 import { native, type NativePeer, type NativeServer } from './native.js';
 import { checkInteger, checkPath, normalizeServerOptions, type PeerInfo, type ServerOptions } from './options.js';
@@ -75,6 +76,8 @@ function trackRunning(server: NativeServer): void {
 
 class Conversation implements Reply, RequestContext {
   done = false;
+  /** Diagnostics of this conversation; null unless someone subscribes. */
+  trace: ServerTrace | null = null;
   private controller: AbortController | null = null;
   private readonly writes = new Map<number, () => void>();
 
@@ -99,6 +102,7 @@ class Conversation implements Reply, RequestContext {
       throw codeError('ERR_IPC_REPLY_ENDED', 'reply.write() after the handler finished');
     }
     if (chunk.length === 0) return writtenPromise;
+    if (this.trace !== null) countResponse(this.trace, chunk);
     const token = this.server._nextToken();
     return new Promise<void>((resolve) => {
       this.writes.set(token, resolve);
@@ -188,6 +192,7 @@ export class IpcServer extends EventEmitter<IpcServerEvents> {
         const conversation = this.conversations.get(id);
         if (conversation === undefined) return;
         this.conversations.delete(id);
+        if (conversation.trace !== null) serverResponseEnded(conversation.trace, 'client-gone', error);
         conversation.settle(error);
       },
       onClientError: (error, peer) => {
@@ -228,9 +233,10 @@ export class IpcServer extends EventEmitter<IpcServerEvents> {
   private onRequest(id: number, request: Buffer, peer: PeerInfo): void {
     const conversation = new Conversation(this, this.nativeServer, id, peer);
     this.conversations.set(id, conversation);
+    conversation.trace = serverRequestStarted(this.path, id, peer, request.length);
     let result: HandlerResult | Promise<HandlerResult>;
     try {
-      result = this.handler(request, conversation, conversation);
+      result = runHandler(conversation.trace, () => this.handler(request, conversation, conversation));
     } catch (error) {
       this.fail(conversation, error, request);
       return;
@@ -248,6 +254,7 @@ export class IpcServer extends EventEmitter<IpcServerEvents> {
   private finish(conversation: Conversation, value: HandlerResult, request: Buffer): void {
     if (conversation.done) return;
     if (value === QUIT) {
+      if (conversation.trace !== null) serverResponseEnded(conversation.trace, 'quit');
       this.conversations.delete(conversation.id);
       conversation.settle();
       this.nativeServer.end(conversation.id, undefined, true);
@@ -256,6 +263,10 @@ export class IpcServer extends EventEmitter<IpcServerEvents> {
     if (value !== undefined && value !== null && typeof value !== 'string' && !(value instanceof Uint8Array)) {
       this.fail(conversation, argError('handler result', 'a string, Uint8Array, QUIT or undefined', value), request);
       return;
+    }
+    if (conversation.trace !== null) {
+      countResponse(conversation.trace, value as string | Uint8Array | null | undefined);
+      serverResponseEnded(conversation.trace, 'ok');
     }
     this.conversations.delete(conversation.id);
     conversation.settle();
@@ -269,6 +280,7 @@ export class IpcServer extends EventEmitter<IpcServerEvents> {
 
   private fail(conversation: Conversation, error: unknown, request: Buffer): void {
     if (conversation.done) return;
+    if (conversation.trace !== null) serverResponseEnded(conversation.trace, 'handler-error', error);
     this.conversations.delete(conversation.id);
     conversation.settle(error instanceof Error ? error : new Error(String(error)));
     // No flush: the client must see an incomplete response, never a
