@@ -173,9 +173,12 @@ function neverListens(state: NativeActiveState): boolean {
  * resolves with `{ state: 'started', pid }` once the path listens. Safe to
  * call from many processes at once (see the top of this file).
  */
-export async function ensureDaemon(path: string, options: EnsureDaemonOptions): Promise<EnsureDaemonResult> {
+export function ensureDaemon(path: string, options: EnsureDaemonOptions): Promise<EnsureDaemonResult> {
   checkPath(path);
-  const checked = checkDaemonOptions(options);
+  return ensureChecked(path, checkDaemonOptions(options));
+}
+
+async function ensureChecked(path: string, checked: CheckedDaemonOptions): Promise<EnsureDaemonResult> {
   const state = await native.getActiveState(path);
   if (state === 'listening') return { state: 'running' };
   if (neverListens(state)) throw startError('ERR_IPC_DAEMON_PATH', `'${path}' cannot listen (${state})`, checked);
@@ -246,19 +249,29 @@ export function takeAutoStart<T extends ClientOptions>(options: T): { autoStart:
  * sendCommand with `autoStart`: try once; when nobody listens, start the
  * daemon and try again (once) now that it listens.
  */
-export async function sendWithAutoStart(
+export function sendWithAutoStart(
   send: (path: string, request: string | Uint8Array, options: ClientOptions) => Promise<Buffer>,
   path: string,
   request: string | Uint8Array,
   options: ClientOptions,
 ): Promise<Buffer> {
   const { autoStart, rest } = takeAutoStart(options);
+  return sendOrStart(send, path, request, checkDaemonOptions(autoStart), rest);
+}
+
+async function sendOrStart(
+  send: (path: string, request: string | Uint8Array, options: ClientOptions) => Promise<Buffer>,
+  path: string,
+  request: string | Uint8Array,
+  autoStart: CheckedDaemonOptions,
+  rest: ClientOptions,
+): Promise<Buffer> {
   try {
     return await send(path, request, rest);
   } catch (error) {
     if (!isNobodyListening(error)) throw error;
   }
-  await ensureDaemon(path, autoStart);
+  await ensureChecked(path, autoStart);
   return send(path, request, rest);
 }
 

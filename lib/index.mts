@@ -40,5 +40,10 @@ export type {
   EnsureDaemonResult,
   InheritedSocket,
   ReplaceOptions,
+  ClientRequestMessage,
+  ClientResponseMessage,
+  ServerOutcome,
+  ServerRequestMessage,
+  ServerResponseMessage,
 } from './index.js';
 export default cjs;
