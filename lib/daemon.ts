@@ -12,6 +12,8 @@ import { spawn, type ChildProcess } from 'node:child_process';
 import * as fs from 'node:fs';
 import { setTimeout as sleep } from 'node:timers/promises';
 
+// client.js imports this module too; sendCommand is only used at call time.
+import { sendCommand } from './client.js';
 import { argError, codeError, type IpcError } from './errors.js';
 import { native, type NativeActiveState } from './native.js';
 import { checkInteger, checkPath, type ClientOptions } from './options.js';
@@ -298,4 +300,56 @@ export async function* streamWithAutoStart(
   }
   await ensureDaemon(path, autoStart);
   yield* stream(path, request, rest);
+}
+
+// ---------------------------------------------------------------------------
+// replace: take the path over from a running server
+
+export interface CheckedReplace {
+  request: string | Uint8Array;
+  timeoutMs: number;
+}
+
+const DEFAULT_REPLACE_TIMEOUT_MS = 10000;
+
+/** The `replace` server option, checked synchronously; null when off. */
+export function checkReplaceOption(value: unknown, listenFd: unknown): CheckedReplace | null {
+  if (value === undefined || value === false) return null;
+  if (listenFd !== undefined) {
+    throw argError('options.replace', 'unset with options.listenFd (an inherited socket has no path to take over)', value, 'ERR_INVALID_ARG_VALUE');
+  }
+  if (value === true) return { request: 'quit', timeoutMs: DEFAULT_REPLACE_TIMEOUT_MS };
+  if (typeof value !== 'object' || value === null) throw argError('options.replace', 'a boolean or an object', value);
+  const o = value as { request?: unknown; timeoutMs?: unknown };
+  if (o.request !== undefined && typeof o.request !== 'string' && !(o.request instanceof Uint8Array)) {
+    throw argError('options.replace.request', 'a string or Uint8Array', o.request);
+  }
+  return {
+    request: (o.request as string | Uint8Array | undefined) ?? 'quit',
+    timeoutMs: checkInteger('options.replace.timeoutMs', o.timeoutMs, DEFAULT_REPLACE_TIMEOUT_MS, 0, 0x7fffffff),
+  };
+}
+
+/**
+ * When a live server holds `path`, asks it to stop (sends the replace
+ * request; its answer does not matter) and waits until the path no longer
+ * listens. Rejects with EADDRINUSE if it still listens after timeoutMs.
+ */
+export async function stopRunningServer(path: string, replace: CheckedReplace): Promise<void> {
+  if ((await native.getActiveState(path)) !== 'listening') return;
+  const deadline = Date.now() + replace.timeoutMs;
+  try {
+    await sendCommand(path, replace.request, { connectTimeoutMs: replace.timeoutMs, timeoutMs: replace.timeoutMs });
+  } catch {
+    // It may stop before answering, or have stopped already.
+  }
+  while ((await native.getActiveState(path)) === 'listening') {
+    if (Date.now() >= deadline) {
+      const error = codeError('EADDRINUSE', `the server at '${path}' did not stop within ${replace.timeoutMs} ms`);
+      error.syscall = 'listen';
+      error.address = path;
+      throw error;
+    }
+    await sleep(POLL_INTERVAL_MS);
+  }
 }
