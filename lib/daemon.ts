@@ -8,7 +8,7 @@
 // the live-server probe) lets exactly one of them listen and makes the
 // others fail with EADDRINUSE and exit. Every caller waits for the path to
 // listen, whoever ends up serving it.
-import { spawn, type ChildProcess } from 'node:child_process';
+import type { ChildProcess } from 'node:child_process';
 import * as fs from 'node:fs';
 import { setTimeout as sleep } from 'node:timers/promises';
 
@@ -125,6 +125,10 @@ function startError(code: string, message: string, options: CheckedDaemonOptions
 
 /** Spawns the daemon in its own session, stdio to the log file (or nowhere), no console window. */
 function spawnDetached(options: CheckedDaemonOptions): ChildProcess {
+  // Loaded on first use: node:child_process costs every client's start-up
+  // some 40 ms, and most never start a daemon.
+  // eslint-disable-next-line @typescript-eslint/no-require-imports
+  const { spawn } = require('node:child_process') as typeof import('node:child_process');
   const logFd = options.logFile === undefined ? null : fs.openSync(options.logFile, 'a');
   try {
     const output = logFd === null ? 'ignore' : logFd;

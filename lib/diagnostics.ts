@@ -18,7 +18,9 @@
 // check, before any message object is built: publishing costs nothing
 // measurable then (see bench/).
 import * as dc from 'node:diagnostics_channel';
-import { performance } from 'node:perf_hooks';
+
+// The global `performance`: importing node:perf_hooks would cost every
+// process's start-up some 10 ms.
 
 import type { PeerInfo } from './options.js';
 
