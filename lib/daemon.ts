@@ -13,7 +13,7 @@ import * as fs from 'node:fs';
 import { setTimeout as sleep } from 'node:timers/promises';
 
 // client.js imports this module too; sendCommand is only used at call time.
-import { sendCommand } from './client.js';
+import { connect, sendCommand, type IpcConnection } from './client.js';
 import { argError, codeError, type IpcError } from './errors.js';
 import { native, type NativeActiveState } from './native.js';
 import { checkInteger, checkPath, type ClientOptions } from './options.js';
@@ -335,11 +335,41 @@ export function checkReplaceOption(value: unknown, listenFd: unknown): CheckedRe
 }
 
 /**
+ * Starts a server in place of the one running at `path` (the `replace`
+ * option). POSIX: connect to the running server first, then start ours
+ * (bound under a temporary name and renamed over the path: the path never
+ * goes missing, and new clients reach us from then on), then send the
+ * old server its quit request over the connection made before. It stops
+ * and, the file no longer being its own, leaves it to us; a server that
+ * ignores the request finds its path taken within a second or two and
+ * stops too (close reason 'stolen'). Windows: a pipe name cannot be taken
+ * over; ask the old server to stop, wait for the name, then start.
+ */
+export async function replaceRunningServer(path: string, replace: CheckedReplace, start: () => Promise<void>): Promise<void> {
+  if (process.platform === 'win32') {
+    await stopRunningServer(path, replace);
+    return start();
+  }
+  let old: IpcConnection | null = null;
+  if ((await native.getActiveState(path)) === 'listening') {
+    old = await connect(path, { connectTimeoutMs: replace.timeoutMs, timeoutMs: replace.timeoutMs }).catch(() => null);
+  }
+  try {
+    await start();
+  } catch (error) {
+    old?.close();
+    throw error;
+  }
+  // Its answer does not matter (it may stop before answering).
+  await old?.send(replace.request).catch(() => undefined);
+}
+
+/**
  * When a live server holds `path`, asks it to stop (sends the replace
  * request; its answer does not matter) and waits until the path no longer
  * listens. Rejects with EADDRINUSE if it still listens after timeoutMs.
  */
-export async function stopRunningServer(path: string, replace: CheckedReplace): Promise<void> {
+async function stopRunningServer(path: string, replace: CheckedReplace): Promise<void> {
   if ((await native.getActiveState(path)) !== 'listening') return;
   const deadline = Date.now() + replace.timeoutMs;
   try {

@@ -23,6 +23,8 @@ export interface NativeServerOptions {
   sddl: string;
   /** POSIX: an inherited listening socket to serve; -1: create one at `path`. */
   listenFd: number;
+  /** POSIX: replace a live server's socket file (bind under a temporary name, rename over the path). */
+  takeOver: boolean;
 }
 
 export interface NativeServerCallbacks {

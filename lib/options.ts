@@ -175,6 +175,7 @@ export function normalizeServerOptions(path: string, options: ServerOptions | un
     native: {
       path,
       listenFd,
+      takeOver: options.replace !== undefined && options.replace !== false,
       threads: checkInteger('options.threads', options.threads, 8, 1, 1024),
       maxRequestBytes,
       requestTimeoutMs: checkInteger('options.requestTimeoutMs', options.requestTimeoutMs, 30000, 0, MAX_TIMEOUT),

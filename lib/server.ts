@@ -4,7 +4,7 @@
 import { EventEmitter } from 'node:events';
 import * as nodePath from 'node:path';
 
-import { checkReplaceOption, stopRunningServer } from './daemon.js';
+import { checkReplaceOption, replaceRunningServer } from './daemon.js';
 import { countResponse, runHandler, serverRequestStarted, serverResponseEnded, type ServerTrace } from './diagnostics.js';
 import { argError, codeError, type IpcError } from './errors.js';
 import { native, type NativePeer, type NativeServer } from './native.js';
@@ -341,6 +341,6 @@ export function createServer(path: string, handler: Handler, options?: ServerOpt
   // Argument errors throw here, synchronously; start failures reject.
   const replace = checkReplaceOption(options?.replace, options?.listenFd);
   const server = new IpcServer(nodePath.resolve(path), handler, options);
-  if (replace !== null) return stopRunningServer(server.path, replace).then(() => server._start().then(() => server));
+  if (replace !== null) return replaceRunningServer(server.path, replace, () => server._start()).then(() => server);
   return server._start().then(() => server);
 }

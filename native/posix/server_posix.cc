@@ -339,7 +339,11 @@ Status PosixServer::Listen() {
     close(lock_fd);
   };
 
-  if (LiveServerAt(address)) {
+  // take_over (the `replace` option): a live server may be there; ours is
+  // bound under a temporary name and renamed over the path once it
+  // listens, so that the path never goes missing (docs/design.md).
+  const bool take_over = options_.take_over;
+  if (!take_over && LiveServerAt(address)) {
     release_lock();
     return Status::FromErrno(EADDRINUSE, "listen", path);
   }
@@ -351,11 +355,24 @@ Status PosixServer::Listen() {
       release_lock();
       return Status::Lib(LibCode::kNotSocket, "'" + path + "'");
     }
-    if (unlink(path.c_str()) < 0 && errno != ENOENT) {
+    if (!take_over && unlink(path.c_str()) < 0 && errno != ENOENT) {
       int err = errno;
       release_lock();
       return Status::FromErrno(err, "unlink", "stale socket '" + path + "'");
     }
+  }
+
+  const std::string bind_path = take_over ? path + ".new" : path;
+  UnixAddress temporary_address;
+  const UnixAddress* bind_address = &address;
+  if (take_over) {
+    st = temporary_address.Resolve(bind_path);
+    if (!st.ok()) {
+      release_lock();
+      return st;
+    }
+    bind_address = &temporary_address;
+    unlink(bind_path.c_str());  // left by a crash; we hold the lock
   }
 
   int fd = NewUnixSocket();
@@ -370,17 +387,22 @@ Status PosixServer::Listen() {
     release_lock();
     return Status::FromErrno(err, syscall, path);
   };
-  if (bind(fd, address.addr(), address.len()) < 0) return fail("bind");
+  if (bind(fd, bind_address->addr(), bind_address->len()) < 0) return fail("bind");
   // Between bind and listen nobody can connect (ECONNREFUSED), so the mode
   // is in place before the first client; the process umask is untouched.
-  if (options_.socket_mode >= 0 && chmod(path.c_str(), static_cast<mode_t>(options_.socket_mode)) < 0) {
+  if (options_.socket_mode >= 0 && chmod(bind_path.c_str(), static_cast<mode_t>(options_.socket_mode)) < 0) {
     Status failed = fail("chmod");
-    unlink(path.c_str());
+    unlink(bind_path.c_str());
     return failed;
   }
   if (listen(fd, kListenBacklog) < 0) {
     Status failed = fail("listen");
-    unlink(path.c_str());
+    unlink(bind_path.c_str());
+    return failed;
+  }
+  if (take_over && rename(bind_path.c_str(), path.c_str()) < 0) {
+    Status failed = fail("rename");
+    unlink(bind_path.c_str());
     return failed;
   }
   if (lstat(path.c_str(), &sb) < 0) {
