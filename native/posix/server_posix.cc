@@ -443,7 +443,10 @@ bool PosixServer::TryOpen() {
 }
 
 void PosixServer::Closed() {
-  if (open_connections_.fetch_sub(1, std::memory_order_acq_rel) == 1) idle_since_.store(NowMs());
+  if (open_connections_.fetch_sub(1, std::memory_order_acq_rel) != 1) return;
+  idle_since_.store(NowMs());
+  // The last one: a stop waiting for it can finish now.
+  if (stopping()) threads_[0]->poller()->Wake();
 }
 
 // ---------------------------------------------------------------------------
@@ -492,11 +495,8 @@ void PosixServer::Coordinate(int64_t now) {
     std::lock_guard<std::mutex> lock(stop_mutex_);
     grace_deadline = grace_deadline_;
   }
-  if (listener_closed_ && AllConnectionsClosed()) {
-    exit_.store(true, std::memory_order_release);
-    return;
-  }
   if (now >= grace_deadline && !aborted_all_) AbortAllConversations();
+  if (listener_closed_ && AllConnectionsClosed()) exit_.store(true, std::memory_order_release);
 }
 
 // Stops taking new connections at once (they are refused, so that clients
