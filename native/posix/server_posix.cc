@@ -56,9 +56,6 @@ constexpr int kMaxReadsPerEvent = 16;     // fairness between uploads
 constexpr int kMaxAcceptsPerEvent = 64;   // fairness between accepting and reading
 constexpr int kMaxWritesPerEvent = 16;    // fairness between large responses
 constexpr size_t kMaxIovPerWrite = 64;
-// Replies this large may be sent from the caller's memory when they cannot
-// be written at once; below it a copy costs less than the bookkeeping.
-constexpr size_t kBorrowThreshold = 64 * 1024;
 constexpr uint64_t kListenKey = ~uint64_t{0} - 1;  // Poller::kWakeKey is ~0
 constexpr int kThreadBits = 10;                    // up to 1024 serving threads
 
