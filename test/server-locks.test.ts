@@ -61,4 +61,3 @@ describe.runIf(posix)('a left-over lock file', () => {
     expect(fs.readFileSync(lock, 'utf8')).toBe(`${process.pid}\n`);
   });
 });
-});
