@@ -82,10 +82,13 @@ function byteLength(data: string | Uint8Array): number {
   return typeof data === 'string' ? Buffer.byteLength(data) : data.byteLength;
 }
 
-/** A request reached JS. Null (nothing built) when nobody subscribes. */
-export function serverRequestStarted(path: string, id: number, peer: PeerInfo, requestBytes: number): ServerTrace | null {
+/**
+ * A request reached JS. Null (nothing built, `source.peer` not read) when
+ * nobody subscribes.
+ */
+export function serverRequestStarted(path: string, id: number, source: { readonly peer: PeerInfo }, requestBytes: number): ServerTrace | null {
   if (!serverRequestChannel.hasSubscribers && !serverResponseChannel.hasSubscribers && !serverHandlerChannel.hasSubscribers) return null;
-  const message: ServerRequestMessage = { path, id, peer, requestBytes };
+  const message: ServerRequestMessage = { path, id, peer: source.peer, requestBytes };
   if (serverRequestChannel.hasSubscribers) serverRequestChannel.publish(message);
   return { message, started: performance.now(), responseBytes: 0 };
 }
@@ -112,7 +115,7 @@ export function serverResponseEnded(trace: ServerTrace, outcome: ServerOutcome, 
  * channel when it has subscribers (start/end around the call; asyncStart/
  * asyncEnd or error when a returned promise settles).
  */
-export function runHandler<R>(trace: ServerTrace | null, call: () => R): R {
+export function traceHandler<R>(trace: ServerTrace | null, call: () => R): R {
   if (trace === null || !serverHandlerChannel.hasSubscribers) return call();
   const context = trace.message as ServerRequestMessage & { error?: unknown; result?: unknown };
   const channels = serverHandlerChannel;

@@ -29,6 +29,7 @@ export type {
   IpcServerEvents,
   Reply,
   RequestContext,
+  ServerStats,
   ClientOptions,
   PeerInfo,
   PipeAccess,
