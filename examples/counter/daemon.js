@@ -7,8 +7,9 @@
 //
 // Socket: $COUNTER_SOCKET, default <tmpdir>/counter-<uid>.ipc.
 // Requests: "incr <name>" -> the new value; "get <name>" -> the value;
-// "stats" -> JSON; "quit" -> stops. Exits by itself after
-// $COUNTER_IDLE_MS (default 600000) without a request.
+// "stats" -> JSON (with the server's own counters); "quit" -> stops.
+// Exits by itself once no client connected for $COUNTER_IDLE_MS (default
+// 600000).
 // Under systemd (counter.socket) it serves the socket systemd passes.
 // --replace: takes over from a running daemon (an upgrade).
 const os = require('node:os');
@@ -18,10 +19,9 @@ const { createServer, systemdListenFd, QUIT } = require('simple-ipc');
 const socketPath = process.env.COUNTER_SOCKET || path.join(os.tmpdir(), `counter-${process.getuid?.() ?? 'user'}.ipc`);
 const idleMs = Number(process.env.COUNTER_IDLE_MS || 600000);
 const counters = new Map();
-let requests = 0;
+let server;
 
 function handle(request) {
-  requests++;
   const [command, name = ''] = request.toString().split(' ', 2);
   switch (command) {
     case 'incr': {
@@ -32,7 +32,7 @@ function handle(request) {
     case 'get':
       return String(counters.get(name) ?? 0);
     case 'stats':
-      return JSON.stringify({ pid: process.pid, requests, counters: Object.fromEntries(counters) });
+      return JSON.stringify({ pid: process.pid, server: server.stats(), counters: Object.fromEntries(counters) });
     case 'quit':
       return QUIT;
     default:
@@ -41,11 +41,11 @@ function handle(request) {
 }
 
 async function main() {
-  let server;
   try {
     server = await createServer(socketPath, handle, {
       listenFd: systemdListenFd(),
       replace: process.argv.includes('--replace'),
+      idleTimeoutMs: idleMs,
     });
   } catch (error) {
     // Started twice at once: the other daemon serves. Nothing to do.
@@ -53,15 +53,6 @@ async function main() {
     throw error;
   }
   console.log(`counter daemon ${process.pid} serving ${socketPath}`);
-
-  // Idle exit: stop once no request came for idleMs.
-  let seen = -1;
-  const idle = setInterval(() => {
-    if (requests === seen) void server.close();
-    seen = requests;
-  }, idleMs);
-  idle.unref();
-
   for (const signal of ['SIGINT', 'SIGTERM']) process.once(signal, () => void server.close());
   console.log(`counter daemon ${process.pid} stopped (${await server.closed})`);
 }
