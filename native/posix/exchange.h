@@ -11,6 +11,7 @@
 #include <vector>
 
 #include "../core/client.h"
+#include "../core/connect_policy.h"
 #include "../core/pkt_line.h"
 #include "unix_address.h"
 
@@ -60,6 +61,7 @@ class Exchange {
  private:
   void TryConnect(int64_t now);
   void ConnectFailed(int err, int64_t now);
+  void FailTimeout();
   void DoSend(int64_t now);
   void DoReceive();
   void Finish(const Status& status);
@@ -75,9 +77,8 @@ class Exchange {
   UnixAddress address_;
   bool address_resolved_ = false;
   int64_t start_ms_ = -1;
-  int64_t connect_deadline_ = 0;
+  ConnectPolicy policy_;  // re-created at the first Step(), with its time
   int64_t retry_at_ = 0;
-  int eagain_retries_ = 0;
   std::vector<uint8_t> request_;
   const uint8_t* borrowed_ = nullptr;  // with borrowed_mode_
   size_t borrowed_len_ = 0;
