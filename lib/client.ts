@@ -169,11 +169,19 @@ class ResponseStream implements AsyncIterableIterator<Buffer> {
 }
 
 /** A connection made ahead of its request (Git's `ipc_client_try_connect`). */
-export interface IpcConnection {
-  /** Sends the one request of this connection and resolves with the response. */
+export interface IpcConnection extends AsyncDisposable {
+  /**
+   * Sends the one request of this connection and resolves with the response.
+   * If the connection already ended (its `signal` aborted, its `timeoutMs`
+   * ran out), rejects with that reason (`ABORT_ERR`, `ERR_IPC_TIMEOUT`);
+   * a second `send()`, or one after `close()`, rejects with
+   * `ERR_IPC_CONNECTION_USED`.
+   */
   send(request: string | Uint8Array): Promise<Buffer>;
   /** Closes the connection without sending (a liveness probe). */
   close(): void;
+  /** `await using connection = await connect(path)`: closes it. */
+  [Symbol.asyncDispose](): Promise<void>;
 }
 
 /** Connects now and sends later; the connection carries exactly one request. */
@@ -186,11 +194,23 @@ export function connect(path: string, options?: ClientOptions): Promise<IpcConne
     const id = nextId++;
     const unhook = watchSignal(id, signal);
     let state: 'connecting' | 'idle' | 'sending' | 'closed' = 'connecting';
+    // Why an idle connection ended before send() (abort, timeout, server gone).
+    let endedBeforeSend: IpcError | null = null;
     let sendResult: { resolve: (b: Buffer) => void; reject: (e: Error) => void } | null = null;
     const connection: IpcConnection = {
       send(request) {
         checkRequest(request);
+        if (state === 'idle' && signal?.aborted) {
+          // The abort's cancel is on its way to the native side: say why now.
+          connection.close();
+          return Promise.reject(abortError(signal));
+        }
         if (state !== 'idle') {
+          if (endedBeforeSend !== null) {
+            const reason = endedBeforeSend;
+            endedBeforeSend = null;  // reported once; later calls: used
+            return Promise.reject(reason);
+          }
           return Promise.reject(
             codeError('ERR_IPC_CONNECTION_USED', 'a connection carries exactly one request; this one is used or closed'),
           );
@@ -211,6 +231,10 @@ export function connect(path: string, options?: ClientOptions): Promise<IpcConne
         }
         native.clientCancel(id, 'abort');
       },
+      [Symbol.asyncDispose]() {
+        connection.close();
+        return Promise.resolve();
+      },
     };
     pending.set(id, {
       onConnected() {
@@ -225,10 +249,13 @@ export function connect(path: string, options?: ClientOptions): Promise<IpcConne
           reject(normalizeNativeError(error ?? codeError('ERR_IPC_UNKNOWN', 'connect ended early'), signal));
           return;
         }
+        const wasIdle = state === 'idle';
         state = 'closed';
         if (sendResult) {
           if (error) sendResult.reject(normalizeNativeError(error, signal));
           else sendResult.resolve(response as Buffer);
+        } else if (wasIdle && error) {
+          endedBeforeSend = normalizeNativeError(error, signal);
         }
       },
     });
