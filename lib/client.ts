@@ -18,6 +18,11 @@ interface Pending {
 const pending = new Map<number, Pending>();
 let nextId = 1;
 
+/** What an exchange must keep referenced: a request the addon sends from its own memory. */
+function borrowed(request: string | Uint8Array): Uint8Array | undefined {
+  return typeof request !== 'string' && request.byteLength >= native.borrowThreshold ? request : undefined;
+}
+
 native.setClientCallbacks({
   onChunk(id, chunk) {
     pending.get(id)?.onChunk?.(chunk);
@@ -56,7 +61,7 @@ export function sendCommand(path: string, request: string | Uint8Array, options?
     const id = nextId++;
     const unhook = watchSignal(id, signal);
     pending.set(id, {
-      keep: request,
+      keep: borrowed(request),
       onComplete(error, response) {
         unhook();
         if (error) reject(normalizeNativeError(error, signal));
@@ -110,7 +115,7 @@ class ResponseStream implements AsyncIterableIterator<Buffer> {
     }
     this.unhook = watchSignal(this.id, signal);
     pending.set(this.id, {
-      keep: request,
+      keep: borrowed(request),
       onChunk: (chunk) => {
         this.chunks.push(chunk);
         this.wake();

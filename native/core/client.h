@@ -38,6 +38,7 @@ struct ClientResult {
   Status status;
   ActiveState connect_state = ActiveState::kListening;  // meaningful when connect failed
   bool connected = false;
+  std::string address;  // the path, set on failure: the JS error's `address`
 };
 
 // Connects, sends `request` (raw bytes; framed here), reads the whole
@@ -77,6 +78,13 @@ class AsyncClient {
   virtual void Cancel(uint64_t id, const Status& why) = 0;
   // Cancels everything and joins the thread. No delegate call after it.
   virtual void Shutdown() = 0;
+  // Streaming exchanges: stop reading the response until Resume(), so that
+  // a slow consumer holds the server back instead of piling chunks up in
+  // memory (the server sees ordinary socket backpressure). Both may be
+  // called in any phase; no-ops for unknown ids. The defaults do nothing
+  // (a transport without flow control reads on).
+  virtual void Pause(uint64_t id) { (void)id; }
+  virtual void Resume(uint64_t id) { (void)id; }
 };
 
 std::unique_ptr<AsyncClient> CreateAsyncClient(ClientDelegate* delegate);

@@ -101,6 +101,7 @@ void Exchange::Fail(const Status& why) {
 void Exchange::Finish(const Status& status) {
   CloseFd();
   result_.status = status;
+  if (!status.ok()) result_.address = path_;
   phase_ = Phase::kDone;
 }
 
