@@ -247,8 +247,10 @@ void Exchange::DoSend(int64_t now) {
   }
   borrowed_ = nullptr;
   std::vector<uint8_t>().swap(request_);
+  // No read now: the response cannot be there yet, and the thread that
+  // sent may be the JS thread, which only makes calls that do something.
+  // The driver waits for POLLIN.
   phase_ = Phase::kReceive;
-  DoReceive();
 }
 
 void Exchange::DoReceive() {
