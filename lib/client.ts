@@ -97,8 +97,19 @@ export function streamCommand(path: string, request: string | Uint8Array, option
   return new ResponseStream(path, request, nativeOptions, signal);
 }
 
+/**
+ * A stream stops reading (native side) once this many response bytes wait
+ * for the consumer, and reads on when they fall to STREAM_LOW_WATER: a
+ * slow consumer then holds the server back through the socket instead of
+ * piling the response up in memory.
+ */
+const STREAM_HIGH_WATER = 1024 * 1024;
+const STREAM_LOW_WATER = STREAM_HIGH_WATER / 4;
+
 class ResponseStream implements AsyncIterableIterator<Buffer> {
   private readonly chunks: Buffer[] = [];
+  private queuedBytes = 0;
+  private paused = false;
   private ended = false;
   private error: IpcError | null = null;
   private waiter: (() => void) | null = null;
@@ -118,6 +129,11 @@ class ResponseStream implements AsyncIterableIterator<Buffer> {
       keep: borrowed(request),
       onChunk: (chunk) => {
         this.chunks.push(chunk);
+        this.queuedBytes += chunk.length;
+        if (!this.paused && this.queuedBytes >= STREAM_HIGH_WATER) {
+          this.paused = true;
+          native.clientPause(this.id);
+        }
         this.wake();
       },
       onComplete: (error) => {
@@ -136,9 +152,20 @@ class ResponseStream implements AsyncIterableIterator<Buffer> {
     w?.();
   }
 
+  private take(): Buffer | undefined {
+    const chunk = this.chunks.shift();
+    if (chunk === undefined) return undefined;
+    this.queuedBytes -= chunk.length;
+    if (this.paused && !this.ended && this.queuedBytes <= STREAM_LOW_WATER) {
+      this.paused = false;
+      native.clientResume(this.id);
+    }
+    return chunk;
+  }
+
   async next(): Promise<IteratorResult<Buffer>> {
     for (;;) {
-      const chunk = this.chunks.shift();
+      const chunk = this.take();
       if (chunk !== undefined) return { value: chunk, done: false };
       if (this.ended) {
         if (this.error) {
@@ -164,6 +191,7 @@ class ResponseStream implements AsyncIterableIterator<Buffer> {
       native.clientCancel(this.id, 'abort');
     }
     this.chunks.length = 0;
+    this.queuedBytes = 0;
     this.error = null;
     return { value: undefined, done: true };
   }

@@ -65,6 +65,12 @@ void ClientWrap::OnChunk(uint64_t id, std::vector<uint8_t>&& chunk) {
   Post(std::move(e));
 }
 
+void ClientWrap::OnChunkBuffer(uint64_t id, ByteBuffer&& chunk) {
+  Event e(Event::kChunk, id);
+  e.data = std::move(chunk);
+  Post(std::move(e));
+}
+
 void ClientWrap::OnConnected(uint64_t id) { Post(Event(Event::kConnected, id)); }
 
 void ClientWrap::OnComplete(uint64_t id, const ClientResult& result, ByteBuffer&& response) {

@@ -51,6 +51,11 @@ class ClientDelegate {
   virtual ~ClientDelegate() = default;
   // Streaming exchanges: response payload as it arrives.
   virtual void OnChunk(uint64_t id, std::vector<uint8_t>&& chunk) = 0;
+  // The same, for a transport that reads into a ByteBuffer: handed over
+  // without a copy. The default copies into a vector for OnChunk.
+  virtual void OnChunkBuffer(uint64_t id, ByteBuffer&& chunk) {
+    OnChunk(id, std::vector<uint8_t>(chunk.data(), chunk.data() + chunk.size()));
+  }
   // ConnectOnly exchanges: the connection is up and waits for Send().
   virtual void OnConnected(uint64_t id) = 0;
   // The end of an exchange (also of a ConnectOnly one that failed or was

@@ -311,9 +311,9 @@ class PosixAsyncClient : public AsyncClient {
     ex->Step(revents, now);
 
     if (ex->stream() && !ex->response().empty()) {
-      const ByteBuffer& bytes = ex->response();
-      delegate_->OnChunk(id, std::vector<uint8_t>(bytes.data(), bytes.data() + bytes.size()));
-      ex->response().Clear();
+      // Handed over whole (external in JS when large); the exchange reads
+      // the next chunk into fresh memory.
+      delegate_->OnChunkBuffer(id, std::move(ex->response()));
     }
     if (ex->done()) {
       // The exchange closed its socket, which also ended its registration

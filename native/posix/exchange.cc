@@ -20,6 +20,9 @@ constexpr size_t kReadBufferSize = 256 * 1024;
 // Reads per Step(): keeps one big response from starving the other
 // exchanges of the async loop.
 constexpr int kMaxReadsPerStep = 16;
+// A stream's chunk is what one Step() read: at most this many reads
+// (1 MiB), so that a paused stream holds little beyond its high-water mark.
+constexpr int kMaxStreamReadsPerStep = 4;
 
 uint8_t* ReadBuffer() {
   thread_local std::vector<uint8_t> buffer(kReadBufferSize);
@@ -255,7 +258,8 @@ void Exchange::DoSend(int64_t now) {
 
 void Exchange::DoReceive() {
   uint8_t* buffer = ReadBuffer();
-  for (int i = 0; i < kMaxReadsPerStep; i++) {
+  int max_reads = stream_ ? kMaxStreamReadsPerStep : kMaxReadsPerStep;
+  for (int i = 0; i < max_reads; i++) {
     ssize_t n = recv(fd_, buffer, kReadBufferSize, 0);
     if (n > 0) {
       reader_.Feed(buffer, static_cast<size_t>(n), &response_);
