@@ -313,7 +313,8 @@ class PosixAsyncClient : public AsyncClient {
     if (ex->stream() && !ex->response().empty()) {
       // Handed over whole (external in JS when large); the exchange reads
       // the next chunk into fresh memory.
-      delegate_->OnChunkBuffer(id, std::move(ex->response()));
+      ByteBuffer chunk(std::move(ex->response()));
+      delegate_->OnChunkBuffer(id, std::move(chunk));
     }
     if (ex->done()) {
       // The exchange closed its socket, which also ended its registration
