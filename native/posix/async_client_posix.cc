@@ -24,6 +24,7 @@
 #include <poll.h>
 #include <unistd.h>
 
+#include <atomic>
 #include <cerrno>
 #include <functional>
 #include <mutex>
@@ -93,6 +94,7 @@ class PosixAsyncClient : public AsyncClient {
     {
       std::lock_guard<std::mutex> lock(mutex_);
       stopping_ = true;
+      stop_requested_.store(true, std::memory_order_release);
     }
     poller_->Wake();
     if (thread_.joinable()) thread_.join();
@@ -156,15 +158,24 @@ class PosixAsyncClient : public AsyncClient {
     c.reported_connected = reported_connected;
     std::lock_guard<std::mutex> lock(mutex_);
     if (stopping_) return;  // the exchange closes its socket; no report after Shutdown
-    if (fd >= 0 && want != 0 && poller_->Add(fd, want, id, false)) c.registered_events = want;
-    if (c.registered_events == 0) needs_wake = true;
+    // Queued (and flagged) before the socket is registered: a loop that
+    // sees the socket's first event finds the command. The loop cannot
+    // take it while we hold the lock, so it is still ours to fill in.
     commands_.push_back(std::move(c));
+    have_commands_.store(true, std::memory_order_release);
+    Command& queued = commands_.back();
+    if (fd >= 0 && want != 0 && poller_->Add(fd, want, id, false)) {
+      queued.registered_events = want;
+    } else {
+      needs_wake = true;  // the loop registers it
+    }
     WakeLocked(needs_wake);
   }
 
   void Push(Command&& c) {
     std::lock_guard<std::mutex> lock(mutex_);
     commands_.push_back(std::move(c));
+    have_commands_.store(true, std::memory_order_release);
     WakeLocked(true);
   }
 
@@ -209,13 +220,21 @@ class PosixAsyncClient : public AsyncClient {
            ((e & (kPollHangup | kPollError)) ? (POLLHUP | POLLIN) : 0);
   }
 
-  // False once stopping.
+  // False once stopping. Skips the lock when nothing was pushed since the
+  // last take (the JS thread takes that lock for every exchange it starts:
+  // the less the loop holds it, the less they contend). Shutdown() always
+  // wakes the loop, so a stop is never missed: Wait() returns the wake key
+  // and the next turn finds have_commands_ or stopping_ below.
   bool TakeCommands() {
     std::vector<Command> batch;
     {
+      if (!have_commands_.load(std::memory_order_acquire) && !stop_requested_.load(std::memory_order_acquire)) {
+        return true;
+      }
       std::lock_guard<std::mutex> lock(mutex_);
       if (stopping_) return false;
       batch.swap(commands_);
+      have_commands_.store(false, std::memory_order_relaxed);
       wake_pending_ = false;
     }
     int64_t now = NowMs();
@@ -370,6 +389,10 @@ class PosixAsyncClient : public AsyncClient {
   std::vector<Command> commands_;  // guarded by mutex_
   bool stopping_ = false;          // guarded by mutex_
   bool wake_pending_ = false;      // guarded by mutex_: a Wake() the loop has not answered
+  // Written under mutex_, read without it by the loop: "commands_ may be
+  // non-empty" / "stopping_ is set".
+  std::atomic<bool> have_commands_{false};
+  std::atomic<bool> stop_requested_{false};
   std::unordered_map<uint64_t, Entry> entries_;                              // loop thread only
   std::priority_queue<Timer, std::vector<Timer>, std::greater<Timer>> timers_;  // loop thread only
 };
