@@ -1,5 +1,7 @@
-// The client API. Exchanges run on the addon's own I/O thread; this
-// module only keeps the promises of the exchanges in flight.
+// The client API. The addon connects and sends on the calling (JS) thread
+// and waits for responses on its own I/O thread (POSIX; on Windows the
+// whole exchange runs there); this module only keeps the promises of the
+// exchanges in flight, and a stream's queue (with its backpressure).
 import { abortError, codeError, normalizeNativeError, type IpcError } from './errors.js';
 import { native, type NativeActiveState } from './native.js';
 import { checkPath, checkRequest, checkSignal, normalizeClientOptions, type ClientOptions } from './options.js';
