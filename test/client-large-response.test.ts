@@ -46,8 +46,10 @@ describe('large responses', () => {
     const before = process.memoryUsage().external;
     let response: Buffer | null = await sendCommand(p, 'x');
     expect(response.length).toBe(40 * MB);
+    // V8 sees the 40 MB (external Buffer: counted by the addon; Electron
+    // builds: a JS-owned copy). Other external memory may move a little.
     const held = process.memoryUsage().external - before;
-    expect(held).toBeGreaterThanOrEqual(40 * MB);
+    expect(held).toBeGreaterThanOrEqual(38 * MB);
     response = null;
     // Finalizers run after a collection, on the next turns of the loop.
     for (let i = 0; i < 20 && process.memoryUsage().external - before >= 20 * MB; i++) {
