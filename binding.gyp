@@ -9,7 +9,9 @@
         "native/core/pkt_line.cc",
         "native/core/client_common.cc",
         "native/core/stale_lock.cc",
+        "native/core/connect_policy.cc",
         "native/addon/addon.cc",
+        "native/addon/client_wrap.cc",
         "native/addon/errors.cc",
         "native/addon/server_wrap.cc"
       ],

@@ -1,5 +1,7 @@
-// The client API. Exchanges run on the addon's own I/O thread; this
-// module only keeps the promises of the exchanges in flight.
+// The client API. The addon connects and sends on the calling (JS) thread
+// and waits for responses on its own I/O thread (POSIX; on Windows the
+// whole exchange runs there); this module only keeps the promises of the
+// exchanges in flight, and a stream's queue (with its backpressure).
 import { sendWithAutoStart, streamWithAutoStart, takeAutoStart } from './daemon.js';
 import { clientRequestStarted, clientResponseEnded, type ClientTrace } from './diagnostics.js';
 import { abortError, codeError, normalizeNativeError, type IpcError } from './errors.js';
@@ -19,6 +21,11 @@ interface Pending {
 
 const pending = new Map<number, Pending>();
 let nextId = 1;
+
+/** What an exchange must keep referenced: a request the addon sends from its own memory. */
+function borrowed(request: string | Uint8Array): Uint8Array | undefined {
+  return typeof request !== 'string' && request.byteLength >= native.borrowThreshold ? request : undefined;
+}
 
 native.setClientCallbacks({
   onChunk(id, chunk) {
@@ -60,7 +67,7 @@ export function sendCommand(path: string, request: string | Uint8Array, options?
     const id = nextId++;
     const unhook = watchSignal(id, signal);
     pending.set(id, {
-      keep: request,
+      keep: borrowed(request),
       onComplete(error, response) {
         unhook();
         if (trace !== null) clientResponseEnded(trace, error, response);
@@ -114,8 +121,19 @@ export function streamCommand(path: string, request: string | Uint8Array, option
   return new ResponseStream(path, request, nativeOptions, signal);
 }
 
+/**
+ * A stream stops reading (native side) once this many response bytes wait
+ * for the consumer, and reads on when they fall to STREAM_LOW_WATER: a
+ * slow consumer then holds the server back through the socket instead of
+ * piling the response up in memory.
+ */
+const STREAM_HIGH_WATER = 1024 * 1024;
+const STREAM_LOW_WATER = STREAM_HIGH_WATER / 4;
+
 class ResponseStream implements AsyncIterableIterator<Buffer> {
   private readonly chunks: Buffer[] = [];
+  private queuedBytes = 0;
+  private paused = false;
   private ended = false;
   private error: IpcError | null = null;
   private waiter: (() => void) | null = null;
@@ -133,10 +151,15 @@ class ResponseStream implements AsyncIterableIterator<Buffer> {
     this.unhook = watchSignal(this.id, signal);
     const trace = clientRequestStarted(path, request, 'stream');
     pending.set(this.id, {
-      keep: request,
+      keep: borrowed(request),
       onChunk: (chunk) => {
         if (trace !== null) trace.responseBytes += chunk.length;
         this.chunks.push(chunk);
+        this.queuedBytes += chunk.length;
+        if (!this.paused && this.queuedBytes >= STREAM_HIGH_WATER) {
+          this.paused = true;
+          native.clientPause(this.id);
+        }
         this.wake();
       },
       onComplete: (error) => {
@@ -156,9 +179,20 @@ class ResponseStream implements AsyncIterableIterator<Buffer> {
     w?.();
   }
 
+  private take(): Buffer | undefined {
+    const chunk = this.chunks.shift();
+    if (chunk === undefined) return undefined;
+    this.queuedBytes -= chunk.length;
+    if (this.paused && !this.ended && this.queuedBytes <= STREAM_LOW_WATER) {
+      this.paused = false;
+      native.clientResume(this.id);
+    }
+    return chunk;
+  }
+
   async next(): Promise<IteratorResult<Buffer>> {
     for (;;) {
-      const chunk = this.chunks.shift();
+      const chunk = this.take();
       if (chunk !== undefined) return { value: chunk, done: false };
       if (this.ended) {
         if (this.error) {
@@ -184,6 +218,7 @@ class ResponseStream implements AsyncIterableIterator<Buffer> {
       native.clientCancel(this.id, 'abort');
     }
     this.chunks.length = 0;
+    this.queuedBytes = 0;
     this.error = null;
     return { value: undefined, done: true };
   }
@@ -194,11 +229,19 @@ class ResponseStream implements AsyncIterableIterator<Buffer> {
 }
 
 /** A connection made ahead of its request (Git's `ipc_client_try_connect`). */
-export interface IpcConnection {
-  /** Sends the one request of this connection and resolves with the response. */
+export interface IpcConnection extends AsyncDisposable {
+  /**
+   * Sends the one request of this connection and resolves with the response.
+   * If the connection already ended (its `signal` aborted, its `timeoutMs`
+   * ran out), rejects with that reason (`ABORT_ERR`, `ERR_IPC_TIMEOUT`);
+   * a second `send()`, or one after `close()`, rejects with
+   * `ERR_IPC_CONNECTION_USED`.
+   */
   send(request: string | Uint8Array): Promise<Buffer>;
   /** Closes the connection without sending (a liveness probe). */
   close(): void;
+  /** `await using connection = await connect(path)`: closes it. */
+  [Symbol.asyncDispose](): Promise<void>;
 }
 
 /** Connects now and sends later; the connection carries exactly one request. */
@@ -211,11 +254,23 @@ export function connect(path: string, options?: Omit<ClientOptions, 'autoStart'>
     const id = nextId++;
     const unhook = watchSignal(id, signal);
     let state: 'connecting' | 'idle' | 'sending' | 'closed' = 'connecting';
+    // Why an idle connection ended before send() (abort, timeout, server gone).
+    let endedBeforeSend: IpcError | null = null;
     let sendResult: { resolve: (b: Buffer) => void; reject: (e: Error) => void } | null = null;
     const connection: IpcConnection = {
       send(request) {
         checkRequest(request);
+        if (state === 'idle' && signal?.aborted) {
+          // The abort's cancel is on its way to the native side: say why now.
+          connection.close();
+          return Promise.reject(abortError(signal));
+        }
         if (state !== 'idle') {
+          if (endedBeforeSend !== null) {
+            const reason = endedBeforeSend;
+            endedBeforeSend = null;  // reported once; later calls: used
+            return Promise.reject(reason);
+          }
           return Promise.reject(
             codeError('ERR_IPC_CONNECTION_USED', 'a connection carries exactly one request; this one is used or closed'),
           );
@@ -236,6 +291,10 @@ export function connect(path: string, options?: Omit<ClientOptions, 'autoStart'>
         }
         native.clientCancel(id, 'abort');
       },
+      [Symbol.asyncDispose]() {
+        connection.close();
+        return Promise.resolve();
+      },
     };
     pending.set(id, {
       onConnected() {
@@ -250,10 +309,13 @@ export function connect(path: string, options?: Omit<ClientOptions, 'autoStart'>
           reject(normalizeNativeError(error ?? codeError('ERR_IPC_UNKNOWN', 'connect ended early'), signal));
           return;
         }
+        const wasIdle = state === 'idle';
         state = 'closed';
         if (sendResult) {
           if (error) sendResult.reject(normalizeNativeError(error, signal));
           else sendResult.resolve(response as Buffer);
+        } else if (wasIdle && error) {
+          endedBeforeSend = normalizeNativeError(error, signal);
         }
       },
     });

@@ -111,6 +111,8 @@ export type NativeActiveState = 'listening' | 'not-listening' | 'invalid-path' |
 export interface NativeBinding {
   NativeServer: new (options: NativeServerOptions, callbacks: NativeServerCallbacks) => NativeServer;
   maxPayload: number;
+  /** Requests/replies of this many bytes and more are sent from their own memory (kept referenced until done). */
+  borrowThreshold: number;
   sendCommandSync(path: string, request: string | Uint8Array, options: NativeClientOptions): Buffer;
   getActiveStateSync(path: string): NativeActiveState;
   getActiveState(path: string): Promise<NativeActiveState>;
@@ -119,6 +121,9 @@ export interface NativeBinding {
   clientConnect(id: number, path: string, options: NativeClientOptions): void;
   clientSend(id: number, request: string | Uint8Array, stream: boolean): void;
   clientCancel(id: number, reason: 'abort' | 'timeout'): void;
+  /** Streams: stop reading the response (the consumer fell behind) / read on. */
+  clientPause(id: number): void;
+  clientResume(id: number): void;
 }
 
 // Both lib/ (sources, under test) and dist/ (the package) sit one level

@@ -273,6 +273,61 @@ describe('connect() then send()', () => {
   });
 });
 
+describe('connect() then a late send()', () => {
+  it('rejects with ABORT_ERR when the signal aborted before send()', async () => {
+    const p = socketPath();
+    await serve(p);
+    const controller = new AbortController();
+    const connection = await connect(p, { signal: controller.signal });
+    controller.abort();
+    await expect(connection.send('ping')).rejects.toMatchObject({ code: 'ABORT_ERR', name: 'AbortError' });
+    await expect(connection.send('ping')).rejects.toMatchObject({ code: 'ERR_IPC_CONNECTION_USED' });
+  });
+
+  it('rejects with ABORT_ERR when the abort was already handled natively', async () => {
+    const p = socketPath();
+    await serve(p);
+    const controller = new AbortController();
+    const connection = await connect(p, { signal: controller.signal });
+    controller.abort();
+    await sleep(100);  // the cancel has come back from the native side
+    await expect(connection.send('ping')).rejects.toMatchObject({ code: 'ABORT_ERR', name: 'AbortError' });
+  });
+
+  it('rejects with ERR_IPC_TIMEOUT when timeoutMs ran out before send()', async () => {
+    const p = socketPath();
+    await serve(p);
+    const connection = await connect(p, { timeoutMs: 100 });
+    await sleep(400);
+    await expect(connection.send('ping')).rejects.toMatchObject({ code: 'ERR_IPC_TIMEOUT' });
+  });
+
+  it('after close(), send() says the connection is used', async () => {
+    const p = socketPath();
+    await serve(p);
+    const connection = await connect(p);
+    connection.close();
+    await expect(connection.send('ping')).rejects.toMatchObject({ code: 'ERR_IPC_CONNECTION_USED' });
+  });
+
+  it('await using closes an unused connection (Symbol.asyncDispose), a silent probe', async () => {
+    const p = socketPath();
+    const server = await serve(p);
+    const errors: unknown[] = [];
+    server.on('clientError', (e) => errors.push(e));
+    let kept: Awaited<ReturnType<typeof connect>> | undefined;
+    {
+      const connection = await connect(p);
+      kept = connection;
+      await connection[Symbol.asyncDispose]();
+    }
+    await expect(kept.send('ping')).rejects.toMatchObject({ code: 'ERR_IPC_CONNECTION_USED' });
+    await sleep(50);
+    expect(errors).toEqual([]);
+    expect((await sendCommand(p, 'ping')).toString()).toBe('pong');
+  });
+});
+
 describe('the synchronous client', () => {
   it('talks to a server in another process', async () => {
     const p = socketPath();

@@ -1,109 +1,140 @@
-// Moving bytes between native code and JS.
+// Bytes between JS and native code, in both directions.
+//
+//  - JsBytes: the bytes of a JS string or Uint8Array (Buffer). A typed
+//    array is read in place, never copied; a string is encoded to UTF-8
+//    once, into an inline buffer when small (no heap allocation).
+//  - ToJsBuffer: a received message as a JS Buffer. Messages of
+//    kExternalThreshold bytes and more become an external Buffer over the
+//    native memory (no second pass over 50 MB); smaller ones, and every
+//    message in builds with NODE_API_NO_EXTERNAL_BUFFERS_ALLOWED (Electron
+//    forbids external buffers), are copied into JS-owned memory.
+//  - CallJsCallback: a callback call that survives environment teardown.
+//
+// All of it: JS thread only.
 #pragma once
 
 #include <napi.h>
 
 #include <cstddef>
 #include <cstdint>
-#include <cstdlib>
 #include <initializer_list>
 #include <string>
+#include <utility>
 
 #include "../core/byte_buffer.h"
+#include "../core/output_queue.h"
 
 namespace sipc {
+
+// Received messages of kBorrowThreshold bytes and more (the one threshold,
+// defined in core/output_queue.h) are handed to JS without a copy; below
+// it a copy costs less than the bookkeeping.
+constexpr size_t kExternalThreshold = kBorrowThreshold;
+
+class JsBytes {
+ public:
+  // Throws a TypeError naming `what` unless `value` is a string or a
+  // Uint8Array (Buffer included).
+  JsBytes(const Napi::Value& value, const char* what) {
+    napi_env env = value.Env();
+    if (value.IsTypedArray()) {
+      Napi::TypedArray array = value.As<Napi::TypedArray>();
+      if (array.TypedArrayType() != napi_uint8_array) ThrowNotBytes(value, what);
+      Napi::Uint8Array u8 = value.As<Napi::Uint8Array>();
+      data_ = u8.Data();
+      size_ = u8.ByteLength();
+      borrowed_ = true;
+      return;
+    }
+    if (!value.IsString()) ThrowNotBytes(value, what);
+    // Most strings fit the inline buffer: one encoding pass. V8 never cuts
+    // a character in two, so a result shorter than the buffer by more
+    // than the longest UTF-8 sequence is the whole string.
+    size_t written = 0;
+    NAPI_THROW_IF_FAILED_VOID(env, napi_get_value_string_utf8(env, value, inline_, sizeof(inline_), &written));
+    if (written + 4 < sizeof(inline_)) {
+      data_ = reinterpret_cast<const uint8_t*>(inline_);
+      size_ = written;
+      return;
+    }
+    size_t length = 0;
+    NAPI_THROW_IF_FAILED_VOID(env, napi_get_value_string_utf8(env, value, nullptr, 0, &length));
+    heap_.resize(length + 1);
+    NAPI_THROW_IF_FAILED_VOID(env, napi_get_value_string_utf8(env, value, &heap_[0], heap_.size(), &written));
+    heap_.resize(written);
+    data_ = reinterpret_cast<const uint8_t*>(heap_.data());
+    size_ = written;
+  }
+  JsBytes(const JsBytes&) = delete;
+  JsBytes& operator=(const JsBytes&) = delete;
+
+  const uint8_t* data() const { return data_; }
+  size_t size() const { return size_; }
+  // True when data() points into the JS typed array itself: valid only
+  // while that array is alive and unchanged (keep a reference).
+  bool borrowed() const { return borrowed_; }
+
+ private:
+  [[noreturn]] static void ThrowNotBytes(const Napi::Value& value, const char* what) {
+    throw Napi::TypeError::New(value.Env(), std::string(what) + " must be a string or Uint8Array");
+  }
+
+  const uint8_t* data_ = nullptr;
+  size_t size_ = 0;
+  bool borrowed_ = false;
+  char inline_[256];
+  std::string heap_;
+};
 
 inline Napi::Buffer<uint8_t> CopyToJs(Napi::Env env, const uint8_t* data, size_t len) {
   if (len == 0) return Napi::Buffer<uint8_t>::New(env, 0);
   return Napi::Buffer<uint8_t>::Copy(env, data, len);
 }
 
-// Messages this large reach JS in their own native memory (no second pass
-// over fresh pages); smaller ones are copied, which costs less than a
-// finalizer.
-constexpr size_t kExternalBufferThreshold = 64 * 1024;
-
 namespace detail {
-inline void FreeExternal(napi_env env, void* data, void* hint) {
-  std::free(data);
-  int64_t adjusted;
-  napi_adjust_external_memory(env, -static_cast<int64_t>(reinterpret_cast<uintptr_t>(hint)), &adjusted);
+
+#ifndef NODE_API_NO_EXTERNAL_BUFFERS_ALLOWED
+// Finalizer of an external Buffer (JS thread, at GC or teardown): frees
+// the native memory and tells V8 it is gone.
+inline void FreeExternalBytes(napi_env env, void* /*data*/, void* hint) {
+  auto* bytes = static_cast<ByteBuffer*>(hint);
+  int64_t size = static_cast<int64_t>(bytes->size());
+  delete bytes;
+  int64_t total = 0;
+  napi_adjust_external_memory(env, -size, &total);
 }
+#endif
+
 }  // namespace detail
 
-// Hands a whole message to JS. Where the runtime refuses external buffers
-// (Electron), or the build forbids them (NODE_API_NO_EXTERNAL_BUFFERS_ALLOWED),
-// the bytes are copied. V8 is told about external memory, so that it
-// collects in time.
-inline Napi::Value MessageToJs(Napi::Env env, ByteBuffer&& message) {
-  size_t len = message.size();
-  if (len < kExternalBufferThreshold) {
-    Napi::Buffer<uint8_t> copy = CopyToJs(env, message.data(), len);
-    message.Reset();
-    return copy;
+// Hands `bytes` to JS as a Buffer; `bytes` is left empty. An external
+// Buffer counts as external memory for V8 (napi_adjust_external_memory,
+// undone by its finalizer), so GC pressure reflects it. This is what
+// Napi::Buffer::NewOrCopy does, written out with the C API because the
+// accounting must know whether the runtime took the memory or copied it.
+inline Napi::Buffer<uint8_t> ToJsBuffer(Napi::Env env, ByteBuffer&& bytes) {
+#ifndef NODE_API_NO_EXTERNAL_BUFFERS_ALLOWED
+  if (bytes.size() >= kExternalThreshold) {
+    size_t size = bytes.size();
+    auto* owned = new ByteBuffer(std::move(bytes));
+    napi_value value = nullptr;
+    napi_status status =
+        napi_create_external_buffer(env, size, owned->data(), &detail::FreeExternalBytes, owned, &value);
+    if (status == napi_ok) {
+      int64_t total = 0;
+      napi_adjust_external_memory(env, static_cast<int64_t>(size), &total);
+      return Napi::Buffer<uint8_t>(env, value);
+    }
+    // The runtime refuses external buffers (napi_no_external_buffers_allowed,
+    // as in Electron): copy after all.
+    bytes = std::move(*owned);
+    delete owned;
   }
-#if defined(NODE_API_NO_EXTERNAL_BUFFERS_ALLOWED)
-  Napi::Buffer<uint8_t> copy = CopyToJs(env, message.data(), len);
-  message.Reset();
-  return copy;
-#else
-  uint8_t* bytes = message.Release();
-  napi_value result;
-  void* hint = reinterpret_cast<void*>(static_cast<uintptr_t>(len));
-  if (napi_create_external_buffer(env, len, bytes, detail::FreeExternal, hint, &result) == napi_ok) {
-    int64_t adjusted;
-    napi_adjust_external_memory(env, static_cast<int64_t>(len), &adjusted);
-    return Napi::Value(env, result);
-  }
-  // napi_no_external_buffers_allowed (Electron's V8 sandbox): copy.
-  Napi::Buffer<uint8_t> copy = CopyToJs(env, bytes, len);
-  std::free(bytes);
-  return copy;
 #endif
+  Napi::Buffer<uint8_t> copy = CopyToJs(env, bytes.data(), bytes.size());
+  bytes.Reset();
+  return copy;
 }
-
-// The bytes of a string or Uint8Array argument: typed arrays are used in
-// place, strings are encoded as UTF-8 (on the stack when short).
-// undefined and null are empty.
-class JsBytes {
- public:
-  // False if `value` is of another type.
-  bool From(const Napi::Value& value) {
-    if (value.IsUndefined() || value.IsNull()) return true;
-    if (value.IsTypedArray()) {
-      Napi::TypedArray ta = value.As<Napi::TypedArray>();
-      if (ta.TypedArrayType() != napi_uint8_array) return false;
-      Napi::Uint8Array u8 = value.As<Napi::Uint8Array>();
-      data_ = u8.Data();
-      size_ = u8.ByteLength();
-      in_place_ = true;
-      return true;
-    }
-    if (!value.IsString()) return false;
-    size_t copied = 0;
-    napi_get_value_string_utf8(value.Env(), value, small_, sizeof(small_), &copied);
-    if (copied + 1 < sizeof(small_)) {
-      data_ = reinterpret_cast<const uint8_t*>(small_);
-      size_ = copied;
-      return true;
-    }
-    large_ = value.As<Napi::String>().Utf8Value();
-    data_ = reinterpret_cast<const uint8_t*>(large_.data());
-    size_ = large_.size();
-    return true;
-  }
-  const uint8_t* data() const { return data_; }
-  size_t size() const { return size_; }
-  // True when data() points into the JS value's own memory.
-  bool in_place() const { return in_place_; }
-
- private:
-  char small_[512];
-  std::string large_;
-  const uint8_t* data_ = nullptr;
-  size_t size_ = 0;
-  bool in_place_ = false;
-};
 
 // Calls a JS callback from a thread-safe function's callback. An exception
 // the callback throws becomes an uncaught exception, as it would for any

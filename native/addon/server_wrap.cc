@@ -16,8 +16,11 @@
 
 #include <cstring>
 
+#include <optional>
+
 #include "errors.h"
 #include "js_bytes.h"
+#include "promise_work.h"
 
 namespace sipc {
 
@@ -141,43 +144,37 @@ Napi::Value ServerWrap::Start(const Napi::CallbackInfo& info) {
   napi_add_env_cleanup_hook(env, &ServerWrap::CleanupHook, this);
   cleanup_hook_added_ = true;
 
-  class StartWorker : public Napi::AsyncWorker {
-   public:
-    StartWorker(Napi::Env env, ServerWrap* wrap)
-        : Napi::AsyncWorker(env, "simple-ipc start"), wrap_(wrap), deferred_(Napi::Promise::Deferred::New(env)) {}
-    void Execute() override { status_ = StartServer(wrap_->options_, wrap_, &server_); }
-    void OnOK() override {
-      Napi::Env env = Env();
-      if (!status_.ok()) {
-        wrap_->state_ = State::kStopped;
-        wrap_->Teardown();
-        deferred_.Reject(StatusToError(env, status_, wrap_->options_.path).Value());
-        return;
-      }
-      wrap_->server_ = std::move(server_);
-      if (wrap_->state_ == State::kStopping) {
-        // stop() was called while starting.
-        wrap_->server_->Stop(wrap_->pending_grace_ms_);
-      } else {
-        wrap_->state_ = State::kRunning;
-      }
-      // Events that came before server_ was set (a client that connected
-      // while the server started) were left queued by Drain().
-      wrap_->Drain(env);
-      deferred_.Resolve(env.Undefined());
-    }
-    Napi::Promise Promise() { return deferred_.Promise(); }
-
-   private:
-    ServerWrap* wrap_;
-    Napi::Promise::Deferred deferred_;
-    Status status_;
-    std::unique_ptr<Server> server_;
+  struct Started {
+    Status status;
+    std::unique_ptr<Server> server;
   };
-  auto* worker = new StartWorker(env, this);
-  Napi::Promise promise = worker->Promise();
-  worker->Queue();
-  return promise;
+  return QueuePromiseWork(
+      env, "simple-ipc start",
+      // Pool thread: lock file, probe, bind (blocking for up to ~100 ms).
+      [this] {
+        Started started;
+        started.status = StartServer(options_, this, &started.server);
+        return started;
+      },
+      // JS thread.
+      [this](Napi::Env env, Napi::Promise::Deferred& deferred, Started started) {
+        if (!started.status.ok()) {
+          state_ = State::kStopped;
+          Teardown();
+          deferred.Reject(StatusToError(env, started.status, options_.path).Value());
+          return;
+        }
+        server_ = std::move(started.server);
+        if (state_ == State::kStopping) {
+          server_->Stop(pending_grace_ms_);  // stop() was called while starting
+        } else {
+          state_ = State::kRunning;
+        }
+        // Events that came before server_ was set (a client that connected
+        // while the server started) were left queued by Drain().
+        Drain(env);
+        deferred.Resolve(env.Undefined());
+      });
 }
 
 // reply(id, chunk, flags, token): a ReplyOutcome (0 sent, 1 queued,
@@ -186,15 +183,17 @@ Napi::Value ServerWrap::Start(const Napi::CallbackInfo& info) {
 Napi::Value ServerWrap::ReplyCall(const Napi::CallbackInfo& info) {
   Napi::Env env = info.Env();
   if (!server_) return Napi::Number::New(env, static_cast<double>(ReplyOutcome::kGone));
-  JsBytes bytes;
-  if (!bytes.From(info[1])) throw Napi::TypeError::New(env, "chunk must be a string or Uint8Array");
   uint32_t flags = info[2].As<Napi::Number>().Uint32Value();
   ReplyChunk chunk;
-  chunk.data = bytes.data();
-  chunk.len = bytes.size();
+  std::optional<JsBytes> bytes;  // undefined: the last chunk carries no data
+  if (!info[1].IsUndefined()) {
+    bytes.emplace(info[1], "chunk");
+    chunk.data = bytes->data();
+    chunk.len = bytes->size();
+    chunk.may_borrow = bytes->borrowed();
+  }
   chunk.end = (flags & 1) != 0;
   chunk.quit = (flags & 2) != 0;
-  chunk.may_borrow = bytes.in_place();
   chunk.token = static_cast<uint64_t>(info[3].As<Napi::Number>().Int64Value());
   ReplyOutcome outcome = server_->Reply(static_cast<ConnId>(info[0].As<Napi::Number>().Int64Value()), chunk);
   return Napi::Number::New(env, static_cast<double>(outcome));
@@ -387,7 +386,7 @@ bool ServerWrap::DeliverRequests(Napi::Env env, std::vector<Event>& batch, size_
     Event& e = batch[i];
     napi_value fields[kFields];
     fields[0] = Napi::Number::New(env, static_cast<double>(e.id));
-    fields[1] = MessageToJs(env, std::move(e.data));
+    fields[1] = ToJsBuffer(env, std::move(e.data));
     AppendPeer(env, e.peer, fields + 2);
     for (uint32_t f = 0; f < kFields; f++) flat.Set(k++, fields[f]);
   }

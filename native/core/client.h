@@ -38,6 +38,7 @@ struct ClientResult {
   Status status;
   ActiveState connect_state = ActiveState::kListening;  // meaningful when connect failed
   bool connected = false;
+  std::string address;  // the path, set on failure: the JS error's `address`
 };
 
 // Connects, sends `request` (raw bytes; framed here), reads the whole
@@ -50,6 +51,11 @@ class ClientDelegate {
   virtual ~ClientDelegate() = default;
   // Streaming exchanges: response payload as it arrives.
   virtual void OnChunk(uint64_t id, std::vector<uint8_t>&& chunk) = 0;
+  // The same, for a transport that reads into a ByteBuffer: handed over
+  // without a copy. The default copies into a vector for OnChunk.
+  virtual void OnChunkBuffer(uint64_t id, ByteBuffer&& chunk) {
+    OnChunk(id, std::vector<uint8_t>(chunk.data(), chunk.data() + chunk.size()));
+  }
   // ConnectOnly exchanges: the connection is up and waits for Send().
   virtual void OnConnected(uint64_t id) = 0;
   // The end of an exchange (also of a ConnectOnly one that failed or was
@@ -77,6 +83,13 @@ class AsyncClient {
   virtual void Cancel(uint64_t id, const Status& why) = 0;
   // Cancels everything and joins the thread. No delegate call after it.
   virtual void Shutdown() = 0;
+  // Streaming exchanges: stop reading the response until Resume(), so that
+  // a slow consumer holds the server back instead of piling chunks up in
+  // memory (the server sees ordinary socket backpressure). Both may be
+  // called in any phase; no-ops for unknown ids. The defaults do nothing
+  // (a transport without flow control reads on).
+  virtual void Pause(uint64_t id) { (void)id; }
+  virtual void Resume(uint64_t id) { (void)id; }
 };
 
 std::unique_ptr<AsyncClient> CreateAsyncClient(ClientDelegate* delegate);

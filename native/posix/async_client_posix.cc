@@ -1,15 +1,34 @@
-// AsyncClient on POSIX: one I/O thread runs every exchange of the process
-// (per addon instance) with non-blocking sockets and a Poller.
+// AsyncClient on POSIX: exchanges start on the calling thread and finish
+// on one I/O thread per addon instance.
 //
-// Threads: the public entry points (any thread, in practice the JS thread)
-// only push commands under `mutex_` and wake the loop. Everything else,
-// the exchanges and their poller registrations, belongs to the loop thread.
+// Design (docs/design.md, "Threads"): bytes are written by the thread
+// that has them when the kernel takes them at once. Start() connects
+// (non-blocking) and sends the request on the calling thread (the JS
+// thread), then hands the exchange to the I/O thread and registers its
+// socket in the I/O thread's poller itself, so that a small exchange costs
+// one thread hop (I/O thread -> JS, batched) instead of two: the loop is
+// not woken just to connect and send. Everything that can wait stays on
+// the I/O thread: connect retries, the rest of a request the kernel did
+// not take, reading the response, deadlines.
+//
+// Threads and ownership:
+//  - Public entry points: any one thread at a time (in practice the JS
+//    thread). An exchange being started belongs to that thread until it
+//    is pushed onto `commands_`; from then on to the loop thread.
+//  - `commands_`, `stopping_`, `wake_pending_`: guarded by `mutex_`. A
+//    caller registers an adopted socket in the poller while holding
+//    `mutex_`, so a loop that sees an event for an id it does not know
+//    yet finds the exchange by taking the commands.
+//  - `entries_`, `timers_`, poller registrations after adoption: loop
+//    thread only.
 #include <poll.h>
 #include <unistd.h>
 
 #include <atomic>
 #include <cerrno>
+#include <functional>
 #include <mutex>
+#include <queue>
 #include <thread>
 #include <unordered_map>
 
@@ -21,6 +40,10 @@ namespace sipc {
 
 namespace {
 
+uint32_t ToPollerEvents(short events) {
+  return ((events & POLLIN) ? kPollIn : 0) | ((events & POLLOUT) ? kPollOut : 0);
+}
+
 class PosixAsyncClient : public AsyncClient {
  public:
   PosixAsyncClient(ClientDelegate* delegate, std::unique_ptr<Poller> poller)
@@ -30,61 +53,48 @@ class PosixAsyncClient : public AsyncClient {
 
   ~PosixAsyncClient() override { Shutdown(); }
 
+  // Calling thread.
   void Start(uint64_t id, const std::string& path, std::vector<uint8_t>&& request,
              const ClientOptions& options, bool stream) override {
-    Command c;
-    c.kind = Command::kStart;
-    c.id = id;
-    c.path = path;
-    c.data = std::move(request);
-    c.options = options;
-    c.stream = stream;
-    Push(std::move(c));
+    std::unique_ptr<Exchange> exchange(new Exchange(path, options, stream));
+    exchange->SetFramedRequest(std::move(request));
+    StartHere(id, std::move(exchange), false);
   }
 
+  // Calling thread.
   void StartBorrowed(uint64_t id, const std::string& path, const uint8_t* request, size_t len,
                      const ClientOptions& options, bool stream) override {
-    Command c;
-    c.kind = Command::kStart;
-    c.id = id;
-    c.path = path;
-    c.borrowed = request;
-    c.borrowed_len = len;
-    c.options = options;
-    c.stream = stream;
-    Push(std::move(c));
+    std::unique_ptr<Exchange> exchange(new Exchange(path, options, stream));
+    exchange->SetBorrowedRequest(request, len);
+    StartHere(id, std::move(exchange), false);
   }
 
+  // Calling thread.
   void StartConnect(uint64_t id, const std::string& path, const ClientOptions& options) override {
-    Command c;
-    c.kind = Command::kConnect;
-    c.id = id;
-    c.path = path;
-    c.options = options;
-    Push(std::move(c));
+    StartHere(id, std::unique_ptr<Exchange>(new Exchange(path, options, false)), true);
   }
 
   void Send(uint64_t id, std::vector<uint8_t>&& request, bool stream) override {
-    Command c;
-    c.kind = Command::kSend;
-    c.id = id;
+    (void)stream;  // fixed at StartConnect (never a stream)
+    Command c(Command::kSend, id);
     c.data = std::move(request);
-    c.stream = stream;
     Push(std::move(c));
   }
 
   void Cancel(uint64_t id, const Status& why) override {
-    Command c;
-    c.kind = Command::kCancel;
-    c.id = id;
+    Command c(Command::kCancel, id);
     c.why = why;
     Push(std::move(c));
   }
+
+  void Pause(uint64_t id) override { Push(Command(Command::kPause, id)); }
+  void Resume(uint64_t id) override { Push(Command(Command::kResume, id)); }
 
   void Shutdown() override {
     {
       std::lock_guard<std::mutex> lock(mutex_);
       stopping_ = true;
+      stop_requested_.store(true, std::memory_order_release);
     }
     poller_->Wake();
     if (thread_.joinable()) thread_.join();
@@ -92,130 +102,238 @@ class PosixAsyncClient : public AsyncClient {
 
  private:
   struct Command {
-    enum Kind { kStart, kConnect, kSend, kCancel } kind = kStart;
-    uint64_t id = 0;
-    std::string path;
-    std::vector<uint8_t> data;
-    const uint8_t* borrowed = nullptr;  // kStart without a copy
-    size_t borrowed_len = 0;
-    ClientOptions options;
-    bool stream = false;
-    Status why;
+    enum Kind { kAdopt, kSend, kCancel, kPause, kResume };
+    Command(Kind k, uint64_t i) : kind(k), id(i) {}
+    Kind kind;
+    uint64_t id;
+    std::unique_ptr<Exchange> exchange;  // kAdopt
+    bool connect_only = false;           // kAdopt
+    bool reported_connected = false;     // kAdopt
+    uint32_t registered_events = 0;      // kAdopt: what the caller registered
+    std::vector<uint8_t> data;           // kSend: the framed request
+    Status why;                          // kCancel
   };
 
   struct Entry {
     std::unique_ptr<Exchange> exchange;
     bool connect_only = false;
     bool reported_connected = false;
+    bool paused = false;
     int registered_fd = -1;
     uint32_t registered_generation = 0;
     uint32_t registered_events = 0;
+    int64_t timer_at = -1;  // the deadline this entry has in timers_, -1: none
+  };
+  using EntryIt = std::unordered_map<uint64_t, Entry>::iterator;
+
+  struct Timer {
+    int64_t at;
+    uint64_t id;
+    bool operator>(const Timer& other) const { return at > other.at; }
   };
 
-  void Push(Command&& c) {
-    bool wake;
-    {
-      std::lock_guard<std::mutex> lock(mutex_);
-      wake = commands_.empty();
-      commands_.push_back(std::move(c));
+  // Calling thread: connects and sends right here, then hands the
+  // exchange to the loop. An exchange that ends here (nothing at the path,
+  // say) reports at once; the delegate queues the report, so the caller is
+  // never re-entered.
+  void StartHere(uint64_t id, std::unique_ptr<Exchange> exchange, bool connect_only) {
+    exchange->Step(0, NowMs());
+    bool reported_connected = false;
+    if (connect_only && exchange->phase() == Exchange::Phase::kIdle) {
+      delegate_->OnConnected(id);
+      reported_connected = true;
     }
-    // The loop drains the whole queue after every wake-up, so only the
-    // first command of a batch needs to wake it.
-    if (wake) poller_->Wake();
+    if (exchange->done()) {
+      delegate_->OnComplete(id, exchange->result(), std::move(exchange->response()));
+      return;
+    }
+    Command c(Command::kAdopt, id);
+    int fd = exchange->fd();
+    uint32_t want = ToPollerEvents(exchange->wanted_events());
+    // The loop must wake to learn a deadline; an exchange that only waits
+    // for its socket is found through the socket's first event.
+    bool needs_wake = fd < 0 || want == 0 || exchange->next_deadline() >= 0;
+    c.exchange = std::move(exchange);
+    c.connect_only = connect_only;
+    c.reported_connected = reported_connected;
+    std::lock_guard<std::mutex> lock(mutex_);
+    if (stopping_) return;  // the exchange closes its socket; no report after Shutdown
+    // Queued (and flagged) before the socket is registered: a loop that
+    // sees the socket's first event finds the command. The loop cannot
+    // take it while we hold the lock, so it is still ours to fill in.
+    commands_.push_back(std::move(c));
+    have_commands_.store(true, std::memory_order_release);
+    Command& queued = commands_.back();
+    if (fd >= 0 && want != 0 && poller_->Add(fd, want, id, false)) {
+      queued.registered_events = want;
+    } else {
+      needs_wake = true;  // the loop registers it
+    }
+    WakeLocked(needs_wake);
   }
 
-  // Loop thread only.
+  void Push(Command&& c) {
+    std::lock_guard<std::mutex> lock(mutex_);
+    commands_.push_back(std::move(c));
+    have_commands_.store(true, std::memory_order_release);
+    WakeLocked(true);
+  }
+
+  // With mutex_ held. One wake per drain of the queue is enough: the loop
+  // takes every command after each wake-up.
+  void WakeLocked(bool needed) {
+    if (!needed || wake_pending_) return;
+    wake_pending_ = true;
+    poller_->Wake();
+  }
+
+  // ---- loop thread ----------------------------------------------------------
+
   void Run() {
-    std::vector<Command> batch;
     PollEvent events[128];
     for (;;) {
-      {
-        std::lock_guard<std::mutex> lock(mutex_);
-        if (stopping_) break;
-        batch.swap(commands_);
-      }
+      if (!TakeCommands()) break;
+      int n = poller_->Wait(events, 128, NextTimeout(NowMs()));
       int64_t now = NowMs();
-      for (Command& c : batch) HandleCommand(c, now);
-      batch.clear();
-
-      int timeout = -1;
-      now = NowMs();
-      for (auto& kv : entries_) {
-        int64_t deadline = kv.second.exchange->next_deadline();
-        if (deadline < 0) continue;
-        int left = deadline <= now ? 0 : static_cast<int>(deadline - now);
-        if (timeout < 0 || left < timeout) timeout = left;
-      }
-      int n = poller_->Wait(events, 128, timeout);
-      now = NowMs();
+      bool took = false;
       for (int i = 0; i < n; i++) {
         if (events[i].key == Poller::kWakeKey) continue;
         auto it = entries_.find(events[i].key);
+        if (it == entries_.end() && !took) {
+          // Registered by a caller whose command we have not taken yet.
+          took = true;
+          if (!TakeCommands()) break;
+          it = entries_.find(events[i].key);
+        }
         if (it == entries_.end()) continue;
-        uint32_t e = events[i].events;
-        int revents = ((e & kPollIn) ? POLLIN : 0) | ((e & kPollOut) ? POLLOUT : 0) |
-                      ((e & (kPollHangup | kPollError)) ? (POLLHUP | POLLIN) : 0);
-        Drive(it, revents, now);
+        Drive(it, ToRevents(events[i].events), now);
       }
-      // Deadlines (connect retries, timeouts).
-      for (auto it = entries_.begin(); it != entries_.end();) {
-        auto next = std::next(it);
-        int64_t deadline = it->second.exchange->next_deadline();
-        if (deadline >= 0 && deadline <= now) Drive(it, 0, now);
-        it = next;
-      }
+      RunDueTimers(NowMs());
     }
     entries_.clear();  // closes every socket; no delegate calls after Shutdown
+    std::lock_guard<std::mutex> lock(mutex_);
+    commands_.clear();
+  }
+
+  static int ToRevents(uint32_t e) {
+    return ((e & kPollIn) ? POLLIN : 0) | ((e & kPollOut) ? POLLOUT : 0) |
+           ((e & (kPollHangup | kPollError)) ? (POLLHUP | POLLIN) : 0);
+  }
+
+  // False once stopping. Skips the lock when nothing was pushed since the
+  // last take (the JS thread takes that lock for every exchange it starts:
+  // the less the loop holds it, the less they contend). Shutdown() always
+  // wakes the loop, so a stop is never missed: Wait() returns the wake key
+  // and the next turn finds have_commands_ or stopping_ below.
+  bool TakeCommands() {
+    std::vector<Command> batch;
+    {
+      if (!have_commands_.load(std::memory_order_acquire) && !stop_requested_.load(std::memory_order_acquire)) {
+        return true;
+      }
+      std::lock_guard<std::mutex> lock(mutex_);
+      if (stopping_) return false;
+      batch.swap(commands_);
+      have_commands_.store(false, std::memory_order_relaxed);
+      wake_pending_ = false;
+    }
+    int64_t now = NowMs();
+    for (Command& c : batch) HandleCommand(c, now);
+    return true;
   }
 
   void HandleCommand(Command& c, int64_t now) {
+    if (c.kind == Command::kAdopt) {
+      Adopt(c);
+      return;
+    }
+    auto it = entries_.find(c.id);
+    if (it == entries_.end()) return;
+    Entry& entry = it->second;
     switch (c.kind) {
-      case Command::kStart:
-      case Command::kConnect: {
-        Entry entry;
-        entry.exchange.reset(new Exchange(std::move(c.path), c.options, c.stream));
-        entry.connect_only = c.kind == Command::kConnect;
-        if (c.borrowed != nullptr) {
-          entry.exchange->SetBorrowedRequest(c.borrowed, c.borrowed_len);
-        } else if (!entry.connect_only) {
-          entry.exchange->SetFramedRequest(std::move(c.data));
-        }
-        auto it = entries_.emplace(c.id, std::move(entry)).first;
+      case Command::kAdopt:
+        break;
+      case Command::kSend:
+        if (entry.exchange->phase() != Exchange::Phase::kIdle) return;
+        entry.exchange->SetFramedRequest(std::move(c.data));
+        entry.connect_only = false;
         Drive(it, 0, now);
         break;
-      }
-      case Command::kSend: {
-        auto it = entries_.find(c.id);
-        if (it == entries_.end()) return;
-        Exchange* ex = it->second.exchange.get();
-        if (ex->phase() != Exchange::Phase::kIdle) return;
-        ex->SetFramedRequest(std::move(c.data));
-        it->second.connect_only = false;
-        (void)c.stream;
+      case Command::kCancel:
+        entry.exchange->Fail(c.why);
         Drive(it, 0, now);
         break;
-      }
-      case Command::kCancel: {
-        auto it = entries_.find(c.id);
-        if (it == entries_.end()) return;
-        it->second.exchange->Fail(c.why);
-        Drive(it, 0, now);
+      case Command::kPause:
+      case Command::kResume:
+        entry.paused = c.kind == Command::kPause;
+        UpdateRegistration(c.id, &entry);
         break;
+    }
+  }
+
+  // Takes over an exchange started on the calling thread, with the
+  // registration that thread made.
+  void Adopt(Command& c) {
+    Entry entry;
+    Exchange* ex = c.exchange.get();
+    entry.connect_only = c.connect_only;
+    entry.reported_connected = c.reported_connected;
+    if (c.registered_events != 0) {
+      entry.registered_fd = ex->fd();
+      entry.registered_generation = ex->fd_generation();
+      entry.registered_events = c.registered_events;
+    }
+    entry.exchange = std::move(c.exchange);
+    auto it = entries_.emplace(c.id, std::move(entry)).first;
+    UpdateRegistration(c.id, &it->second);
+    ScheduleTimer(c.id, &it->second);
+  }
+
+  int NextTimeout(int64_t now) const {
+    if (timers_.empty()) return -1;
+    int64_t left = timers_.top().at - now;
+    return left <= 0 ? 0 : static_cast<int>(left);
+  }
+
+  // Timers are checked lazily: an entry keeps at most one live timer (its
+  // earliest known deadline); one that fires early is pushed again.
+  void ScheduleTimer(uint64_t id, Entry* entry) {
+    int64_t deadline = entry->exchange->next_deadline();
+    if (deadline < 0) return;
+    if (entry->timer_at >= 0 && entry->timer_at <= deadline) return;
+    entry->timer_at = deadline;
+    timers_.push(Timer{deadline, id});
+  }
+
+  void RunDueTimers(int64_t now) {
+    while (!timers_.empty() && timers_.top().at <= now) {
+      Timer timer = timers_.top();
+      timers_.pop();
+      auto it = entries_.find(timer.id);
+      if (it == entries_.end() || it->second.timer_at != timer.at) continue;  // ended, or rescheduled
+      it->second.timer_at = -1;
+      int64_t deadline = it->second.exchange->next_deadline();
+      if (deadline >= 0 && deadline <= now) {
+        Drive(it, 0, now);
+      } else {
+        ScheduleTimer(timer.id, &it->second);
       }
     }
   }
 
-  // Steps one exchange, keeps its poller registration in step, reports.
-  void Drive(std::unordered_map<uint64_t, Entry>::iterator it, int revents, int64_t now) {
+  // Steps one exchange, reports what it produced, keeps its poller
+  // registration and timer in step.
+  void Drive(EntryIt it, int revents, int64_t now) {
     uint64_t id = it->first;
     Entry& entry = it->second;
     Exchange* ex = entry.exchange.get();
     ex->Step(revents, now);
 
     if (ex->stream() && !ex->response().empty()) {
-      const ByteBuffer& bytes = ex->response();
-      delegate_->OnChunk(id, std::vector<uint8_t>(bytes.data(), bytes.data() + bytes.size()));
-      ex->response().Clear();
+      // Handed over whole (external in JS when large); the exchange reads
+      // the next chunk into fresh memory.
+      ByteBuffer chunk(std::move(ex->response()));
+      delegate_->OnChunkBuffer(id, std::move(chunk));
     }
     if (ex->done()) {
       // The exchange closed its socket, which also ended its registration
@@ -232,15 +350,16 @@ class PosixAsyncClient : public AsyncClient {
       delegate_->OnConnected(id);
     }
     UpdateRegistration(id, &entry);
+    ScheduleTimer(id, &entry);
   }
 
   void UpdateRegistration(uint64_t id, Entry* entry) {
     Exchange* ex = entry->exchange.get();
     int fd = ex->fd();
-    uint32_t want = 0;
-    short events = ex->wanted_events();
-    if (events & POLLIN) want |= kPollIn;
-    if (events & POLLOUT) want |= kPollOut;
+    uint32_t want = ToPollerEvents(ex->wanted_events());
+    // A paused stream reads nothing: its socket fills up and the server
+    // sees ordinary backpressure.
+    if (entry->paused && ex->phase() == Exchange::Phase::kReceive) want = 0;
     bool same_socket = fd >= 0 && fd == entry->registered_fd &&
                        ex->fd_generation() == entry->registered_generation;
     if (!same_socket && entry->registered_fd >= 0) {
@@ -263,14 +382,19 @@ class PosixAsyncClient : public AsyncClient {
     entry->registered_events = want;
   }
 
-
   ClientDelegate* delegate_;
   std::unique_ptr<Poller> poller_;
   std::thread thread_;
   std::mutex mutex_;
   std::vector<Command> commands_;  // guarded by mutex_
   bool stopping_ = false;          // guarded by mutex_
-  std::unordered_map<uint64_t, Entry> entries_;  // loop thread only
+  bool wake_pending_ = false;      // guarded by mutex_: a Wake() the loop has not answered
+  // Written under mutex_, read without it by the loop: "commands_ may be
+  // non-empty" / "stopping_ is set".
+  std::atomic<bool> have_commands_{false};
+  std::atomic<bool> stop_requested_{false};
+  std::unordered_map<uint64_t, Entry> entries_;                              // loop thread only
+  std::priority_queue<Timer, std::vector<Timer>, std::greater<Timer>> timers_;  // loop thread only
 };
 
 }  // namespace

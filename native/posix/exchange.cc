@@ -20,19 +20,34 @@ constexpr size_t kReadBufferSize = 256 * 1024;
 // Reads per Step(): keeps one big response from starving the other
 // exchanges of the async loop.
 constexpr int kMaxReadsPerStep = 16;
-// A full backlog (EAGAIN) is a live but busy server: Git's blocking
-// connect would simply wait. Retry soon, backing off to this interval.
-constexpr int64_t kMaxBacklogRetryMs = 10;
+// A stream's chunk is what one Step() read: at most this many reads
+// (1 MiB), so that a paused stream holds little beyond its high-water mark.
+constexpr int kMaxStreamReadsPerStep = 4;
 
 uint8_t* ReadBuffer() {
   thread_local std::vector<uint8_t> buffer(kReadBufferSize);
   return buffer.data();
 }
 
+// The errno of a failed connect, in the terms of Git's retry rules.
+ConnectFailure ClassifyConnectErrno(int err) {
+  switch (err) {
+    case ENOENT:
+      return ConnectFailure::kNotFound;
+    case ECONNREFUSED:
+    case ETIMEDOUT:
+      return ConnectFailure::kBusy;
+    case EAGAIN:
+      return ConnectFailure::kBacklogFull;
+    default:
+      return ConnectFailure::kOther;
+  }
+}
+
 }  // namespace
 
 Exchange::Exchange(std::string path, const ClientOptions& options, bool stream)
-    : path_(std::move(path)), options_(options), stream_(stream) {}
+    : path_(std::move(path)), options_(options), stream_(stream), policy_(options, 0) {}
 
 Exchange::~Exchange() { CloseFd(); }
 
@@ -89,17 +104,18 @@ void Exchange::Fail(const Status& why) {
 void Exchange::Finish(const Status& status) {
   CloseFd();
   result_.status = status;
+  if (!status.ok()) result_.address = path_;
   phase_ = Phase::kDone;
 }
 
 void Exchange::Step(int revents, int64_t now) {
   if (start_ms_ < 0) {
     start_ms_ = now;
-    connect_deadline_ = now + options_.connect_timeout_ms;
+    policy_ = ConnectPolicy(options_, now);
   }
   if (phase_ == Phase::kDone) return;
   if (options_.timeout_ms >= 0 && now >= start_ms_ + options_.timeout_ms) {
-    Finish(Status::Lib(LibCode::kTimeout, "after " + std::to_string(options_.timeout_ms) + " ms"));
+    FailTimeout();
     return;
   }
   switch (phase_) {
@@ -178,45 +194,24 @@ void Exchange::TryConnect(int64_t now) {
 
 void Exchange::ConnectFailed(int err, int64_t now) {
   CloseFd();
-  Status st = Status::FromErrno(err, "connect", path_);
-  if (err == EAGAIN) {
-    // Backlog full: a server is there. Retry quickly, as a blocking
-    // connect would have waited, but within the connect timeout.
-    int64_t delay = std::min<int64_t>(int64_t{1} << std::min(eagain_retries_, 4), kMaxBacklogRetryMs);
-    eagain_retries_++;
-    if (now + delay > connect_deadline_) {
-      result_.connect_state = ActiveState::kNotListening;
-      Finish(st);
+  ConnectDecision decision = policy_.OnFailure(ClassifyConnectErrno(err), now);
+  switch (decision.action) {
+    case ConnectDecision::Action::kRetry:
+      retry_at_ = decision.retry_at_ms;
+      phase_ = Phase::kRetryWait;
       return;
-    }
-    retry_at_ = now + delay;
-    phase_ = Phase::kRetryWait;
-    return;
-  }
-  if (err == ENOENT) {
-    if (!options_.wait_if_not_found) {
-      result_.connect_state = ActiveState::kPathNotFound;
-      Finish(st);
+    case ConnectDecision::Action::kTimeout:
+      FailTimeout();
       return;
-    }
-  } else if (err == ECONNREFUSED || err == ETIMEDOUT) {
-    if (!options_.wait_if_busy) {
-      result_.connect_state = ActiveState::kNotListening;
-      Finish(st);
+    case ConnectDecision::Action::kGiveUp:
+      result_.connect_state = decision.state;
+      Finish(Status::FromErrno(err, "connect", path_));
       return;
-    }
-  } else {
-    result_.connect_state = ActiveState::kOtherError;
-    Finish(st);
-    return;
   }
-  if (now + kConnectRetryMs >= connect_deadline_) {
-    result_.connect_state = ActiveState::kNotListening;
-    Finish(st);
-    return;
-  }
-  retry_at_ = now + kConnectRetryMs;
-  phase_ = Phase::kRetryWait;
+}
+
+void Exchange::FailTimeout() {
+  Finish(Status::Lib(LibCode::kTimeout, "after " + std::to_string(options_.timeout_ms) + " ms"));
 }
 
 void Exchange::DoSend(int64_t now) {
@@ -255,13 +250,16 @@ void Exchange::DoSend(int64_t now) {
   }
   borrowed_ = nullptr;
   std::vector<uint8_t>().swap(request_);
+  // No read now: the response cannot be there yet, and the thread that
+  // sent may be the JS thread, which only makes calls that do something.
+  // The driver waits for POLLIN.
   phase_ = Phase::kReceive;
-  DoReceive();
 }
 
 void Exchange::DoReceive() {
   uint8_t* buffer = ReadBuffer();
-  for (int i = 0; i < kMaxReadsPerStep; i++) {
+  int max_reads = stream_ ? kMaxStreamReadsPerStep : kMaxReadsPerStep;
+  for (int i = 0; i < max_reads; i++) {
     ssize_t n = recv(fd_, buffer, kReadBufferSize, 0);
     if (n > 0) {
       reader_.Feed(buffer, static_cast<size_t>(n), &response_);

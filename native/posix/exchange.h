@@ -2,8 +2,13 @@
 // the request, read the response) as a non-blocking state machine.
 //
 // The same machine serves the synchronous client (driven by poll() on the
-// calling thread) and the asynchronous client (driven by the epoll loop
-// of AsyncClient), so both follow exactly the same rules.
+// calling thread) and the asynchronous client, so both follow exactly the
+// same rules. The connect-retry decisions are ConnectPolicy's
+// (native/core/connect_policy.h).
+//
+// Threads: an Exchange is used by one thread at a time. The asynchronous
+// client steps it first on the calling thread (connect, send) and then
+// hands it, through a mutex, to its I/O thread, which owns it to the end.
 #pragma once
 
 #include <cstdint>
@@ -11,6 +16,7 @@
 #include <vector>
 
 #include "../core/client.h"
+#include "../core/connect_policy.h"
 #include "../core/pkt_line.h"
 #include "unix_address.h"
 
@@ -18,8 +24,9 @@ namespace sipc {
 
 class Exchange {
  public:
-  // `request` is raw; it is framed here. With `connect_only` the machine
-  // stops after connecting (phase kIdle) until SetRequest().
+  // Without a request (none of the Set*Request calls before the first
+  // Step) the machine stops after connecting (phase kIdle) until one is
+  // set. `stream`: the caller takes response() after each Step.
   Exchange(std::string path, const ClientOptions& options, bool stream);
   ~Exchange();
   Exchange(const Exchange&) = delete;
@@ -27,7 +34,9 @@ class Exchange {
 
   enum class Phase { kConnect, kRetryWait, kIdle, kSend, kReceive, kDone };
 
+  // `data` is raw; it is framed here (a copy).
   void SetRequest(const uint8_t* data, size_t len);
+  // `framed` is already pkt-line framed.
   void SetFramedRequest(std::vector<uint8_t>&& framed);
   // Sends `data` framed on the fly, without a copy. The caller keeps the
   // bytes alive and unchanged until the exchange is done.
@@ -60,6 +69,7 @@ class Exchange {
  private:
   void TryConnect(int64_t now);
   void ConnectFailed(int err, int64_t now);
+  void FailTimeout();
   void DoSend(int64_t now);
   void DoReceive();
   void Finish(const Status& status);
@@ -75,9 +85,8 @@ class Exchange {
   UnixAddress address_;
   bool address_resolved_ = false;
   int64_t start_ms_ = -1;
-  int64_t connect_deadline_ = 0;
+  ConnectPolicy policy_;  // re-created at the first Step(), with its time
   int64_t retry_at_ = 0;
-  int eagain_retries_ = 0;
   std::vector<uint8_t> request_;
   const uint8_t* borrowed_ = nullptr;  // with borrowed_mode_
   size_t borrowed_len_ = 0;

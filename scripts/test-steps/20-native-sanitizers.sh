@@ -46,6 +46,8 @@ export TSAN_OPTIONS=halt_on_error=0:second_deadlock_stack=1
 
 if build_native asan -DSIPC_SANITIZE=address,undefined; then
   run "asan+ubsan core" native/test/build/asan/sipc_core_test
+  run "asan+ubsan connect policy" native/test/build/asan/sipc_connect_policy_test
+  run "asan+ubsan client" native/test/build/asan/sipc_client_test
   run "asan+ubsan server" native/test/build/asan/sipc_server_test
   run "asan+ubsan inherited listener" native/test/build/asan/sipc_inherited_listener_test
 else
@@ -56,12 +58,14 @@ fi
 # The poll() poller (macOS, BSDs) under the same server tests, on Linux.
 if build_native asan-poll -DSIPC_SANITIZE=address,undefined -DSIPC_POLL_POLLER=ON; then
   run "asan+ubsan server (poll poller)" native/test/build/asan-poll/sipc_server_test
+  run "asan+ubsan client (poll poller)" native/test/build/asan-poll/sipc_client_test
 else
   echo "asan-poll build failed"
   failed=$((failed + 1))
 fi
 
 if build_native tsan -DSIPC_SANITIZE=thread; then
+  run "tsan client" native/test/build/tsan/sipc_client_test
   run "tsan server" native/test/build/tsan/sipc_server_test
 else
   echo "tsan build failed"

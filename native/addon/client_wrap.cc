@@ -1,0 +1,275 @@
+#include "client_wrap.h"
+
+#include <string>
+#include <utility>
+
+#include "../core/pkt_line.h"
+#include "errors.h"
+#include "js_bytes.h"
+#include "promise_work.h"
+
+namespace sipc {
+
+namespace {
+
+ClientOptions ParseClientOptions(const Napi::Value& value) {
+  ClientOptions options;
+  if (!value.IsObject()) return options;
+  Napi::Object obj = value.As<Napi::Object>();
+  options.wait_if_busy = obj.Get("waitIfBusy").ToBoolean();
+  options.wait_if_not_found = obj.Get("waitIfNotFound").ToBoolean();
+  options.connect_timeout_ms = obj.Get("connectTimeoutMs").As<Napi::Number>().Uint32Value();
+  Napi::Value timeout = obj.Get("timeoutMs");
+  options.timeout_ms = timeout.IsNumber() ? timeout.As<Napi::Number>().Int64Value() : -1;
+  return options;
+}
+
+uint64_t IdArg(const Napi::Value& value) { return static_cast<uint64_t>(value.As<Napi::Number>().Int64Value()); }
+
+std::vector<uint8_t> Framed(const JsBytes& bytes) {
+  std::vector<uint8_t> framed;
+  pkt::AppendMessage(bytes.data(), bytes.size(), &framed);
+  return framed;
+}
+
+}  // namespace
+
+ClientWrap::ClientWrap(Napi::Env env) : env_(env) {}
+
+ClientWrap::~ClientWrap() { Shutdown(); }
+
+void ClientWrap::Export(Napi::Object exports) {
+  Napi::Env env = exports.Env();
+  auto bind = [&](const char* name, Napi::Value (ClientWrap::*method)(const Napi::CallbackInfo&)) {
+    exports.Set(name, Napi::Function::New(
+                          env, [this, method](const Napi::CallbackInfo& info) { return (this->*method)(info); }, name));
+  };
+  bind("setClientCallbacks", &ClientWrap::SetCallbacks);
+  bind("clientStart", &ClientWrap::Start);
+  bind("clientConnect", &ClientWrap::Connect);
+  bind("clientSend", &ClientWrap::Send);
+  bind("clientCancel", &ClientWrap::Cancel);
+  bind("clientPause", &ClientWrap::Pause);
+  bind("clientResume", &ClientWrap::Resume);
+  bind("sendCommandSync", &ClientWrap::SendSync);
+  bind("getActiveStateSync", &ClientWrap::GetActiveStateSync);
+  bind("getActiveState", &ClientWrap::GetActiveStateAsync);
+  exports.Set("borrowThreshold", Napi::Number::New(env, static_cast<double>(kBorrowThreshold)));
+}
+
+// ---- events from the I/O thread ---------------------------------------------
+
+void ClientWrap::OnChunk(uint64_t id, std::vector<uint8_t>&& chunk) {
+  Event e(Event::kChunk, id);
+  e.data = ByteBuffer(std::move(chunk));
+  Post(std::move(e));
+}
+
+void ClientWrap::OnChunkBuffer(uint64_t id, ByteBuffer&& chunk) {
+  Event e(Event::kChunk, id);
+  e.data = std::move(chunk);
+  Post(std::move(e));
+}
+
+void ClientWrap::OnConnected(uint64_t id) { Post(Event(Event::kConnected, id)); }
+
+void ClientWrap::OnComplete(uint64_t id, const ClientResult& result, ByteBuffer&& response) {
+  Event e(Event::kComplete, id);
+  e.data = std::move(response);
+  e.result = result;
+  Post(std::move(e));
+}
+
+void ClientWrap::Post(Event&& e) {
+  events_.Push(std::move(e), [this] { tsfn_.NonBlockingCall(); });
+}
+
+void ClientWrap::CallJs(Napi::Env env, Napi::Function, ClientWrap* self, std::nullptr_t*) {
+  if (env == nullptr || self == nullptr) return;
+  self->Drain(env);
+}
+
+// JS thread: delivers every queued event, in order.
+void ClientWrap::Drain(Napi::Env env) {
+  std::vector<Event> batch;
+  events_.TakeAll(&batch);
+  for (size_t next = 0; next < batch.size(); next++) {
+    Napi::HandleScope scope(env);
+    if (Deliver(env, batch[next])) continue;
+    // A callback threw (now an uncaught exception), or the environment is
+    // going away: keep the rest for the next drain, in order.
+    std::vector<Event> rest;
+    for (size_t k = next + 1; k < batch.size(); k++) rest.push_back(std::move(batch[k]));
+    events_.PutBack(std::move(rest), [this] { tsfn_.NonBlockingCall(); });
+    return;
+  }
+}
+
+// JS thread. False when JS did not run the callback to its end.
+bool ClientWrap::Deliver(Napi::Env env, Event& e) {
+  Napi::Number id = Napi::Number::New(env, static_cast<double>(e.id));
+  napi_value recv = env.Undefined();
+  switch (e.type) {
+    case Event::kChunk:
+      return CallJsCallback(env, on_chunk_, recv, {id, ToJsBuffer(env, std::move(e.data))});
+    case Event::kConnected:
+      return CallJsCallback(env, on_connected_, recv, {id});
+    case Event::kComplete:
+      ExchangeEnded();
+      if (e.result.status.ok()) {
+        return CallJsCallback(env, on_complete_, recv, {id, env.Null(), ToJsBuffer(env, std::move(e.data))});
+      }
+      return CallJsCallback(env, on_complete_, recv,
+                            {id, ClientResultToError(env, e.result, e.result.address).Value()});
+  }
+  return true;
+}
+
+// ---- lifetime -----------------------------------------------------------------
+
+// JS thread: starts the I/O thread on first use.
+void ClientWrap::EnsureStarted(Napi::Env env) {
+  if (client_) return;
+  if (on_complete_.IsEmpty()) throw Napi::Error::New(env, "setClientCallbacks() must be called first");
+  tsfn_ = Tsfn::New(env, Napi::Function(), "simple-ipc client", 0, 1, this);
+  tsfn_.Unref(env);  // only outstanding exchanges keep the loop alive
+  client_ = CreateAsyncClient(this);
+  if (!client_) {
+    tsfn_.Release();
+    tsfn_ = Tsfn();
+    throw Napi::Error::New(env, "could not start the simple-ipc client thread");
+  }
+  // Added after the thread-safe function's own hook, so it runs first
+  // (hooks run in reverse order): the I/O thread is joined while the
+  // function is still valid.
+  if (!hook_added_) {
+    napi_add_env_cleanup_hook(env, &ClientWrap::CleanupHook, this);
+    hook_added_ = true;
+  }
+}
+
+void ClientWrap::CleanupHook(void* arg) {
+  auto* self = static_cast<ClientWrap*>(arg);
+  self->in_cleanup_hook_ = true;
+  self->Shutdown();
+}
+
+// JS thread: environment teardown (cleanup hook) or the addon's end,
+// whichever comes first. Idempotent. No delegate call after it.
+void ClientWrap::Shutdown() {
+  if (hook_added_ && !in_cleanup_hook_) napi_remove_env_cleanup_hook(env_, &ClientWrap::CleanupHook, this);
+  hook_added_ = false;
+  if (!client_) return;
+  client_->Shutdown();
+  client_.reset();
+  events_.Close();
+  tsfn_.Release();
+  tsfn_ = Tsfn();
+}
+
+void ClientWrap::ExchangeStarted() {
+  if (outstanding_++ == 0) tsfn_.Ref(env_);
+}
+
+void ClientWrap::ExchangeEnded() {
+  if (outstanding_ > 0 && --outstanding_ == 0) tsfn_.Unref(env_);
+}
+
+// ---- the JS surface ---------------------------------------------------------
+
+Napi::Value ClientWrap::SetCallbacks(const Napi::CallbackInfo& info) {
+  Napi::Object cb = info[0].As<Napi::Object>();
+  on_chunk_ = Napi::Persistent(cb.Get("onChunk").As<Napi::Function>());
+  on_connected_ = Napi::Persistent(cb.Get("onConnected").As<Napi::Function>());
+  on_complete_ = Napi::Persistent(cb.Get("onComplete").As<Napi::Function>());
+  return info.Env().Undefined();
+}
+
+// clientStart(id, path, request, options, stream). A request of
+// borrowThreshold bytes and more is sent from its own memory, without a
+// copy: the JS side keeps it referenced until the exchange completes (as
+// fs.write does).
+Napi::Value ClientWrap::Start(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  EnsureStarted(env);
+  uint64_t id = IdArg(info[0]);
+  std::string path = info[1].As<Napi::String>().Utf8Value();
+  JsBytes request(info[2], "request");
+  ClientOptions options = ParseClientOptions(info[3]);
+  bool stream = info[4].ToBoolean();
+  ExchangeStarted();
+  if (request.borrowed() && request.size() >= kBorrowThreshold) {
+    client_->StartBorrowed(id, path, request.data(), request.size(), options, stream);
+  } else {
+    client_->Start(id, path, Framed(request), options, stream);
+  }
+  return env.Undefined();
+}
+
+// clientConnect(id, path, options)
+Napi::Value ClientWrap::Connect(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  EnsureStarted(env);
+  uint64_t id = IdArg(info[0]);
+  ExchangeStarted();
+  client_->StartConnect(id, info[1].As<Napi::String>().Utf8Value(), ParseClientOptions(info[2]));
+  return env.Undefined();
+}
+
+// clientSend(id, request, stream)
+Napi::Value ClientWrap::Send(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  EnsureStarted(env);
+  JsBytes request(info[1], "request");
+  client_->Send(IdArg(info[0]), Framed(request), info[2].ToBoolean());
+  return env.Undefined();
+}
+
+// clientCancel(id, reason: 'abort' | 'timeout')
+Napi::Value ClientWrap::Cancel(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  if (!client_) return env.Undefined();
+  std::string reason = info[1].As<Napi::String>().Utf8Value();
+  Status why = reason == "timeout" ? Status::Lib(LibCode::kTimeout) : Status::Lib(LibCode::kAborted, "cancelled");
+  client_->Cancel(IdArg(info[0]), why);
+  return env.Undefined();
+}
+
+// clientPause(id): a stream's consumer fell behind.
+Napi::Value ClientWrap::Pause(const Napi::CallbackInfo& info) {
+  if (client_) client_->Pause(IdArg(info[0]));
+  return info.Env().Undefined();
+}
+
+// clientResume(id): it caught up.
+Napi::Value ClientWrap::Resume(const Napi::CallbackInfo& info) {
+  if (client_) client_->Resume(IdArg(info[0]));
+  return info.Env().Undefined();
+}
+
+// sendCommandSync(path, request, options): Buffer. Blocks the JS thread.
+Napi::Value ClientWrap::SendSync(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  std::string path = info[0].As<Napi::String>().Utf8Value();
+  JsBytes request(info[1], "request");
+  ByteBuffer response;
+  ClientResult result = SendCommandSync(path, request.data(), request.size(), ParseClientOptions(info[2]), &response);
+  if (!result.status.ok()) throw ClientResultToError(env, result, path);
+  return ToJsBuffer(env, std::move(response));
+}
+
+Napi::Value ClientWrap::GetActiveStateSync(const Napi::CallbackInfo& info) {
+  std::string path = info[0].As<Napi::String>().Utf8Value();
+  return Napi::String::New(info.Env(), ActiveStateName(GetActiveState(path)));
+}
+
+Napi::Value ClientWrap::GetActiveStateAsync(const Napi::CallbackInfo& info) {
+  std::string path = info[0].As<Napi::String>().Utf8Value();
+  return QueuePromiseWork(
+      info.Env(), "simple-ipc getActiveState", [path] { return GetActiveState(path); },
+      [](Napi::Env env, Napi::Promise::Deferred& deferred, ActiveState state) {
+        deferred.Resolve(Napi::String::New(env, ActiveStateName(state)));
+      });
+}
+
+}  // namespace sipc

@@ -1,0 +1,82 @@
+// ClientWrap: the asynchronous and synchronous clients for one JS
+// environment (main thread or worker), exported as plain functions
+// (clientStart, clientConnect, clientSend, clientCancel, clientPause,
+// clientResume, sendCommandSync, getActiveState[Sync]).
+//
+// Threads: every method is called on the JS thread, except the
+// ClientDelegate callbacks, which come from the AsyncClient's I/O thread
+// (or from the JS thread itself, inside a Start() call, when an exchange
+// ends at once) and only queue an event. Events reach JS in batches, one
+// thread-safe-function call per batch, so a completion always settles its
+// promise asynchronously, never inside the call that started it.
+#pragma once
+
+#include <napi.h>
+
+#include <memory>
+
+#include "../core/client.h"
+#include "event_queue.h"
+
+namespace sipc {
+
+class ClientWrap : public ClientDelegate {
+ public:
+  explicit ClientWrap(Napi::Env env);
+  ~ClientWrap() override;
+  ClientWrap(const ClientWrap&) = delete;
+  ClientWrap& operator=(const ClientWrap&) = delete;
+
+  // JS thread: adds the client functions to `exports`.
+  void Export(Napi::Object exports);
+
+  // ClientDelegate: I/O thread (or the JS thread inside Start()).
+  void OnChunk(uint64_t id, std::vector<uint8_t>&& chunk) override;
+  void OnChunkBuffer(uint64_t id, ByteBuffer&& chunk) override;
+  void OnConnected(uint64_t id) override;
+  void OnComplete(uint64_t id, const ClientResult& result, ByteBuffer&& response) override;
+
+ private:
+  struct Event {
+    enum Type { kChunk, kConnected, kComplete };
+    Event(Type t, uint64_t i) : type(t), id(i) {}
+    Type type;
+    uint64_t id;
+    ByteBuffer data;  // chunk or whole response
+    ClientResult result;
+  };
+
+  static void CallJs(Napi::Env env, Napi::Function, ClientWrap* self, std::nullptr_t*);
+  using Tsfn = Napi::TypedThreadSafeFunction<ClientWrap, std::nullptr_t, &ClientWrap::CallJs>;
+
+  void Post(Event&& e);
+  void Drain(Napi::Env env);
+  bool Deliver(Napi::Env env, Event& e);
+  void EnsureStarted(Napi::Env env);
+  static void CleanupHook(void* arg);
+  void Shutdown();
+  void ExchangeStarted();
+  void ExchangeEnded();
+
+  Napi::Value SetCallbacks(const Napi::CallbackInfo& info);
+  Napi::Value Start(const Napi::CallbackInfo& info);
+  Napi::Value Connect(const Napi::CallbackInfo& info);
+  Napi::Value Send(const Napi::CallbackInfo& info);
+  Napi::Value Cancel(const Napi::CallbackInfo& info);
+  Napi::Value Pause(const Napi::CallbackInfo& info);
+  Napi::Value Resume(const Napi::CallbackInfo& info);
+  Napi::Value SendSync(const Napi::CallbackInfo& info);
+  Napi::Value GetActiveStateSync(const Napi::CallbackInfo& info);
+  Napi::Value GetActiveStateAsync(const Napi::CallbackInfo& info);
+
+  Napi::Env env_;
+  std::unique_ptr<AsyncClient> client_;  // JS thread; null until first use
+  Tsfn tsfn_;
+  EventQueue<Event> events_;
+  size_t outstanding_ = 0;  // exchanges started, not yet reported complete
+  bool hook_added_ = false;
+  bool in_cleanup_hook_ = false;
+  Napi::FunctionReference on_chunk_, on_connected_, on_complete_;
+};
+
+}  // namespace sipc

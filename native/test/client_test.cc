@@ -1,0 +1,362 @@
+// Tests of the POSIX AsyncClient against a small raw server written here
+// (blocking sockets on a thread of its own), so that the client's paths
+// can be driven exactly: exchanges started from a thread that is not the
+// I/O thread (as the JS thread does: connect and send happen there),
+// completions on the starting thread, the timer heap, cancel, connect-only
+// then Send, pause/resume of a stream, a full listen backlog. Built under
+// ASan+UBSan and TSan by test step 20.
+#include <poll.h>
+#include <sys/socket.h>
+#include <sys/stat.h>
+#include <sys/un.h>
+#include <unistd.h>
+
+#include <atomic>
+#include <chrono>
+#include <condition_variable>
+#include <cstring>
+#include <map>
+#include <mutex>
+#include <string>
+#include <thread>
+#include <vector>
+
+#include "../core/client.h"
+#include "../core/clock.h"
+#include "../core/pkt_line.h"
+#include "test_util.h"
+
+using namespace sipc;
+
+namespace {
+
+// Generous: bounds a test that would otherwise hang, never measures speed.
+constexpr int64_t kWaitMs = 20000;
+
+std::vector<uint8_t> Framed(const std::string& payload) {
+  std::vector<uint8_t> out;
+  pkt::AppendMessage(reinterpret_cast<const uint8_t*>(payload.data()), payload.size(), &out);
+  return out;
+}
+
+std::string TempSocketPath() {
+  char tmpl[] = "/tmp/sipc-client-XXXXXX";
+  char* dir = mkdtemp(tmpl);
+  return std::string(dir != nullptr ? dir : "/tmp") + "/c.ipc";
+}
+
+// A server on blocking sockets, one connection at a time. Requests:
+//   "hang"       -> never answered (until the server stops)
+//   "stream:N"   -> N bytes of 'a'..'z' framed, written with blocking sends
+//   anything else -> echoed.
+// With `accepting` false it listens (backlog 1) but accepts no one until
+// StartAccepting().
+class RawServer {
+ public:
+  explicit RawServer(bool accepting = true) : path_(TempSocketPath()), accepting_(accepting) {
+    listen_fd_ = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
+    sockaddr_un addr{};
+    addr.sun_family = AF_UNIX;
+    std::strncpy(addr.sun_path, path_.c_str(), sizeof(addr.sun_path) - 1);
+    bind(listen_fd_, reinterpret_cast<sockaddr*>(&addr), sizeof(addr));
+    listen(listen_fd_, accepting ? 128 : 1);
+    thread_ = std::thread([this] { Run(); });
+  }
+  ~RawServer() {
+    stop_ = true;
+    {
+      // Unblocks a send to a paused client.
+      std::lock_guard<std::mutex> lock(fd_mutex_);
+      if (current_fd_ >= 0) shutdown(current_fd_, SHUT_RDWR);
+    }
+    thread_.join();
+    close(listen_fd_);
+    unlink(path_.c_str());
+    rmdir(path_.substr(0, path_.rfind('/')).c_str());
+  }
+  const std::string& path() const { return path_; }
+  void StartAccepting() { accepting_ = true; }
+
+ private:
+  void Run() {
+    while (!stop_) {
+      pollfd pfd{listen_fd_, POLLIN, 0};
+      if (!accepting_ || poll(&pfd, 1, 20) <= 0) {
+        if (!accepting_) std::this_thread::sleep_for(std::chrono::milliseconds(5));
+        continue;
+      }
+      int fd = accept4(listen_fd_, nullptr, nullptr, SOCK_CLOEXEC);
+      if (fd < 0) continue;
+      {
+        std::lock_guard<std::mutex> lock(fd_mutex_);
+        current_fd_ = fd;
+      }
+      Serve(fd);
+      std::lock_guard<std::mutex> lock(fd_mutex_);
+      current_fd_ = -1;
+      close(fd);
+    }
+  }
+
+  void Serve(int fd) {
+    std::string request;
+    std::vector<uint8_t> payload;
+    pkt::Reader reader;
+    ByteBuffer got;
+    char buf[4096];
+    while (reader.state() == pkt::Reader::State::kNeedMore) {
+      ssize_t n = recv(fd, buf, sizeof(buf), 0);
+      if (n <= 0) return;  // a probe, or the client left
+      reader.Feed(reinterpret_cast<uint8_t*>(buf), static_cast<size_t>(n), &got);
+    }
+    request.assign(reinterpret_cast<const char*>(got.data()), got.size());
+    if (request == "hang") {
+      while (!stop_) std::this_thread::sleep_for(std::chrono::milliseconds(5));
+      return;
+    }
+    std::string reply = request;
+    if (request.rfind("stream:", 0) == 0) {
+      reply.assign(std::stoul(request.substr(7)), 'a');
+      for (size_t i = 0; i < reply.size(); i++) reply[i] = static_cast<char>('a' + i % 26);
+    }
+    std::vector<uint8_t> framed = Framed(reply);
+    size_t off = 0;
+    while (off < framed.size() && !stop_) {
+      ssize_t n = send(fd, framed.data() + off, framed.size() - off, MSG_NOSIGNAL);
+      if (n <= 0) return;
+      off += static_cast<size_t>(n);
+    }
+  }
+
+  std::string path_;
+  int listen_fd_ = -1;
+  std::atomic<bool> accepting_;
+  std::atomic<bool> stop_{false};
+  std::mutex fd_mutex_;
+  int current_fd_ = -1;  // guarded by fd_mutex_
+  std::thread thread_;
+};
+
+// Collects every delegate call; records which thread made it.
+class Recorder : public ClientDelegate {
+ public:
+  struct Outcome {
+    Status status;
+    ActiveState state = ActiveState::kListening;
+    bool connected = false;
+    std::string response;
+    std::thread::id thread;
+  };
+
+  void OnChunk(uint64_t id, std::vector<uint8_t>&& chunk) override {
+    std::lock_guard<std::mutex> lock(mu_);
+    streamed_[id] += chunk.size();
+    cv_.notify_all();
+  }
+  void OnChunkBuffer(uint64_t id, ByteBuffer&& chunk) override {
+    std::lock_guard<std::mutex> lock(mu_);
+    streamed_[id] += chunk.size();
+    stream_ok_ = stream_ok_ && CheckPattern(streamed_[id] - chunk.size(), chunk);
+    cv_.notify_all();
+  }
+  void OnConnected(uint64_t id) override {
+    std::lock_guard<std::mutex> lock(mu_);
+    connected_[id] = true;
+    cv_.notify_all();
+  }
+  void OnComplete(uint64_t id, const ClientResult& result, ByteBuffer&& response) override {
+    std::lock_guard<std::mutex> lock(mu_);
+    Outcome& o = done_[id];
+    o.status = result.status;
+    o.state = result.connect_state;
+    o.connected = result.connected;
+    o.response.assign(reinterpret_cast<const char*>(response.data()), response.size());
+    o.thread = std::this_thread::get_id();
+    order_.push_back(id);
+    cv_.notify_all();
+  }
+
+  template <typename Pred>
+  bool WaitFor(Pred pred, int64_t ms = kWaitMs) {
+    std::unique_lock<std::mutex> lock(mu_);
+    return cv_.wait_for(lock, std::chrono::milliseconds(ms), [&] { return pred(); });
+  }
+  bool WaitDone(size_t n) {
+    return WaitFor([&] { return done_.size() >= n; });
+  }
+  Outcome outcome(uint64_t id) {
+    std::lock_guard<std::mutex> lock(mu_);
+    return done_[id];
+  }
+  size_t streamed(uint64_t id) {
+    std::lock_guard<std::mutex> lock(mu_);
+    return streamed_[id];
+  }
+  bool connected(uint64_t id) {
+    std::lock_guard<std::mutex> lock(mu_);
+    return connected_[id];
+  }
+  std::vector<uint64_t> order() {
+    std::lock_guard<std::mutex> lock(mu_);
+    return order_;
+  }
+  bool stream_ok() {
+    std::lock_guard<std::mutex> lock(mu_);
+    return stream_ok_;
+  }
+  std::map<uint64_t, bool> connected_;   // guarded by mu_
+  std::map<uint64_t, Outcome> done_;     // guarded by mu_
+  std::map<uint64_t, size_t> streamed_;  // guarded by mu_
+  std::vector<uint64_t> order_;          // guarded by mu_: completions in order
+
+ private:
+  static bool CheckPattern(size_t offset, const ByteBuffer& chunk) {
+    for (size_t i = 0; i < chunk.size(); i++) {
+      if (chunk.data()[i] != static_cast<uint8_t>('a' + (offset + i) % 26)) return false;
+    }
+    return true;
+  }
+  std::mutex mu_;
+  std::condition_variable cv_;
+  bool stream_ok_ = true;  // guarded by mu_
+};
+
+ClientOptions Options(int64_t timeout_ms = kWaitMs) {
+  ClientOptions options;
+  options.timeout_ms = timeout_ms;
+  return options;
+}
+
+}  // namespace
+
+TEST(exchanges_started_from_another_thread_complete) {
+  RawServer server;
+  Recorder recorder;
+  std::unique_ptr<AsyncClient> client = CreateAsyncClient(&recorder);
+  // The "JS thread": connects and sends there; the I/O thread reads.
+  std::thread starter([&] {
+    for (uint64_t id = 1; id <= 200; id++) {
+      std::vector<uint8_t> request = Framed("echo-" + std::to_string(id));
+      if (id % 2) {
+        client->Start(id, server.path(), std::move(request), Options(), false);
+      } else {
+        static const std::string kBorrowed = std::string(100000, 'b');
+        client->StartBorrowed(id, server.path(), reinterpret_cast<const uint8_t*>(kBorrowed.data()),
+                              kBorrowed.size(), Options(), false);
+      }
+    }
+  });
+  starter.join();
+  REQUIRE(recorder.WaitDone(200));
+  int good = 0;
+  for (uint64_t id = 1; id <= 200; id++) {
+    Recorder::Outcome o = recorder.outcome(id);
+    std::string expected = id % 2 ? "echo-" + std::to_string(id) : std::string(100000, 'b');
+    good += o.status.ok() && o.response == expected;
+  }
+  CHECK_EQ(good, 200);
+  client->Shutdown();
+}
+
+TEST(an_exchange_that_fails_at_once_reports_on_the_starting_thread) {
+  Recorder recorder;
+  std::unique_ptr<AsyncClient> client = CreateAsyncClient(&recorder);
+  std::string missing = TempSocketPath();  // nothing listens there
+  client->Start(1, missing, Framed("x"), Options(), false);
+  REQUIRE(recorder.WaitDone(1));
+  Recorder::Outcome o = recorder.outcome(1);
+  CHECK_EQ(o.status.code, ENOENT);
+  CHECK(o.state == ActiveState::kPathNotFound);
+  CHECK(o.thread == std::this_thread::get_id());
+  client->Shutdown();
+  rmdir(missing.substr(0, missing.rfind('/')).c_str());
+}
+
+TEST(timeouts_fire_in_deadline_order_from_the_timer_heap) {
+  RawServer server;
+  Recorder recorder;
+  std::unique_ptr<AsyncClient> client = CreateAsyncClient(&recorder);
+  // One hanging exchange at a time (the raw server serves one connection
+  // at a time; the others wait in its backlog): all time out.
+  const int64_t timeouts[] = {400, 100, 250};
+  for (uint64_t id = 1; id <= 3; id++) client->Start(id, server.path(), Framed("hang"), Options(timeouts[id - 1]), false);
+  REQUIRE(recorder.WaitDone(3));
+  for (uint64_t id = 1; id <= 3; id++) CHECK(recorder.outcome(id).status.is(LibCode::kTimeout));
+  CHECK(recorder.order() == (std::vector<uint64_t>{2, 3, 1}));
+  client->Shutdown();
+}
+
+TEST(cancel_and_connect_only_then_send) {
+  RawServer server;
+  Recorder recorder;
+  std::unique_ptr<AsyncClient> client = CreateAsyncClient(&recorder);
+  client->StartConnect(1, server.path(), Options());
+  REQUIRE(recorder.WaitFor([&] { return recorder.connected_[1]; }));  // under its mutex
+  client->Send(1, Framed("later"), false);
+  REQUIRE(recorder.WaitDone(1));
+  CHECK_EQ(recorder.outcome(1).response, std::string("later"));
+
+  client->Start(2, server.path(), Framed("hang"), Options(), false);
+  client->Cancel(2, Status::Lib(LibCode::kAborted, "cancelled"));
+  client->Cancel(2, Status::Lib(LibCode::kAborted, "twice"));  // no-op
+  client->Cancel(99, Status::Lib(LibCode::kAborted, "unknown"));  // no-op
+  REQUIRE(recorder.WaitDone(2));
+  CHECK(recorder.outcome(2).status.is(LibCode::kAborted));
+  client->Shutdown();
+}
+
+TEST(a_paused_stream_stops_reading_and_resumes_intact) {
+  RawServer server;
+  Recorder recorder;
+  std::unique_ptr<AsyncClient> client = CreateAsyncClient(&recorder);
+  const size_t kTotal = 16 * 1024 * 1024;
+  client->Start(1, server.path(), Framed("stream:" + std::to_string(kTotal)), Options(), true);
+  client->Pause(1);
+  // However fast the server writes, a paused stream takes at most what
+  // was read before the pause arrived plus one step (1 MiB per step).
+  std::this_thread::sleep_for(std::chrono::milliseconds(300));
+  size_t while_paused = recorder.streamed(1);
+  std::this_thread::sleep_for(std::chrono::milliseconds(300));
+  CHECK_EQ(recorder.streamed(1), while_paused);
+  CHECK(while_paused < kTotal);
+  client->Resume(1);
+  REQUIRE(recorder.WaitDone(1));
+  CHECK(recorder.outcome(1).status.ok());
+  CHECK_EQ(recorder.streamed(1), kTotal);
+  CHECK(recorder.stream_ok());
+  client->Pause(1);   // unknown by now: no-op
+  client->Resume(1);
+  client->Shutdown();
+}
+
+TEST(a_full_backlog_outlasts_the_connect_timeout) {
+  RawServer server(false);  // listens, accepts no one yet
+  Recorder recorder;
+  std::unique_ptr<AsyncClient> client = CreateAsyncClient(&recorder);
+  ClientOptions options = Options();
+  options.connect_timeout_ms = 50;
+  // Backlog 1: the first connections queue, the rest see EAGAIN and wait
+  // far beyond connect_timeout_ms.
+  for (uint64_t id = 1; id <= 10; id++) client->Start(id, server.path(), Framed("b" + std::to_string(id)), options, false);
+  std::this_thread::sleep_for(std::chrono::milliseconds(400));
+  server.StartAccepting();
+  REQUIRE(recorder.WaitDone(10));
+  int good = 0;
+  for (uint64_t id = 1; id <= 10; id++) good += recorder.outcome(id).response == "b" + std::to_string(id);
+  CHECK_EQ(good, 10);
+  client->Shutdown();
+}
+
+TEST(shutdown_with_exchanges_in_every_phase_reports_nothing_after) {
+  RawServer server(false);
+  Recorder recorder;
+  std::unique_ptr<AsyncClient> client = CreateAsyncClient(&recorder);
+  for (uint64_t id = 1; id <= 20; id++) client->Start(id, server.path(), Framed("hang"), Options(), id % 2 == 0);
+  client->StartConnect(21, server.path(), Options());
+  client->Shutdown();
+  size_t reported = recorder.order().size();
+  std::this_thread::sleep_for(std::chrono::milliseconds(50));
+  CHECK_EQ(recorder.order().size(), reported);  // nothing after Shutdown
+}
+
+TEST_MAIN()
