@@ -221,6 +221,7 @@ describe('QUIT', () => {
       for await (const chunk of streamCommand(p, 'slow')) rows += chunk.toString().split('\n').length - 1;
       return rows;
     })();
+    slow.catch(() => {}); // awaited below; if the quit exchange fails first, no unhandled rejection
     await sleep(100);
     expect((await rawExchange(p, encode('quit'))).toString()).toBe('0000');
     expect(await server.closed).toBe('quit');
@@ -383,6 +384,7 @@ describe('clients that misbehave', () => {
     const codes: string[] = [];
     server.on('clientError', (e) => codes.push(e.code));
     const good = Promise.all(Array.from({ length: 50 }, (_, i) => sendCommand(p, `ok${i}`)));
+    good.catch(() => {}); // awaited below; if a raw peer fails first, no unhandled rejection
     const bad = [
       rawExchange(p, 'garbage!', { end: true }),
       rawExchange(p, '0100' + 'x'.repeat(50), { end: true }),
