@@ -121,6 +121,7 @@ describe('failing handlers', () => {
     });
     const controller = new AbortController();
     const pending = sendCommand(s.path, 'x', { signal: controller.signal });
+    pending.catch(() => {}); // awaited below; if the wait fails first, no unhandled rejection
     await waitFor(() => signal !== undefined);
     controller.abort();
     await expect(pending).rejects.toMatchObject({ name: 'AbortError' });

@@ -62,7 +62,9 @@ export async function startServerChild(
       child.once('exit', () => setTimeout(check, 50));
       check();
     });
-  const first = await waitEvent((e) => e.event === 'listening' || e.event === 'error', 20000, 'listening');
+  // Only catches a child that hangs: under load a Node child can take
+  // more than 20 s to start and listen.
+  const first = await waitEvent((e) => e.event === 'listening' || e.event === 'error', 60000, 'listening');
   if (first.event === 'error') throw new Error(`server child failed: ${JSON.stringify(first)}`);
   const count = (event: string, key?: string, value?: unknown) =>
     events.filter((e) => e.event === event && (key === undefined || e[key] === value)).length;

@@ -76,8 +76,12 @@ export function exited(child: ChildProcess): Promise<number | NodeJS.Signals> {
   return new Promise((resolve) => child.once('exit', (code, signal) => resolve(code ?? signal!)));
 }
 
-/** Waits until `child` prints a line matching `pattern` on stdout. */
-export function waitForLine(child: ChildProcess, pattern: RegExp, timeoutMs = 10000): Promise<string> {
+/**
+ * Waits until `child` prints a line matching `pattern` on stdout. The
+ * default only catches a child that hangs: on a loaded machine a Node
+ * child can take well over 10 s to start and print.
+ */
+export function waitForLine(child: ChildProcess, pattern: RegExp, timeoutMs = 60000): Promise<string> {
   return new Promise((resolve, reject) => {
     let buffer = '';
     const timer = setTimeout(() => reject(new Error(`no line matching ${pattern} within ${timeoutMs} ms; got: ${buffer}`)), timeoutMs);

@@ -3,31 +3,63 @@ import * as net from 'node:net';
 
 import { onCleanup } from './helpers';
 
+// node:net fails a Unix-socket connect with EAGAIN when the server's
+// listen backlog is full (Linux, non-blocking connect). A blocking client
+// such as Git's waits instead, and so do these raw peers: on a busy
+// machine a server can be slow to accept while a test opens 50 and more
+// connections at once.
+function connectLikeBlocking(path: string, onConnect: (socket: net.Socket) => void, onError: (e: Error) => void): void {
+  const deadline = Date.now() + 30000;
+  const attempt = () => {
+    const socket = net.createConnection(path);
+    onCleanup(() => socket.destroy());
+    const early = (e: NodeJS.ErrnoException) => {
+      if (e.code === 'EAGAIN' && Date.now() < deadline) setTimeout(attempt, 5 + Math.random() * 20);
+      else onError(e);
+    };
+    socket.once('error', early);
+    socket.once('connect', () => {
+      socket.off('error', early);
+      onConnect(socket);
+    });
+  };
+  attempt();
+}
+
 /** Sends `bytes` on a new connection, then reads until the server closes. */
 export function rawExchange(path: string, bytes: Buffer | string, options: { end?: boolean } = {}): Promise<Buffer> {
   return new Promise((resolve, reject) => {
-    const chunks: Buffer[] = [];
-    const socket = net.createConnection(path, () => {
-      socket.write(bytes);
-      if (options.end) socket.end();
-    });
-    socket.on('data', (d) => chunks.push(d));
-    socket.on('error', (e: NodeJS.ErrnoException) => {
-      // A reset after the server closed is just the end here.
-      if (e.code === 'ECONNRESET' || e.code === 'EPIPE') resolve(Buffer.concat(chunks));
-      else reject(e);
-    });
-    socket.on('close', () => resolve(Buffer.concat(chunks)));
+    connectLikeBlocking(
+      path,
+      (socket) => {
+        const chunks: Buffer[] = [];
+        socket.on('data', (d) => chunks.push(d));
+        socket.on('error', (e: NodeJS.ErrnoException) => {
+          // A reset after the server closed is just the end here.
+          if (e.code === 'ECONNRESET' || e.code === 'EPIPE') resolve(Buffer.concat(chunks));
+          else reject(e);
+        });
+        socket.on('close', () => resolve(Buffer.concat(chunks)));
+        socket.write(bytes);
+        if (options.end) socket.end();
+      },
+      reject,
+    );
   });
 }
 
 /** Opens a connection and keeps it; destroyed after the test. */
 export function rawConnection(path: string): Promise<net.Socket> {
-  return new Promise((resolve, reject) => {
-    const socket = net.createConnection(path, () => resolve(socket));
-    socket.on('error', reject);
-    onCleanup(() => socket.destroy());
-  });
+  return new Promise((resolve, reject) =>
+    connectLikeBlocking(
+      path,
+      (socket) => {
+        socket.on('error', reject); // later errors (a reset by the server): nothing to report
+        resolve(socket);
+      },
+      reject,
+    ),
+  );
 }
 
 /**

@@ -221,6 +221,7 @@ describe('QUIT', () => {
       for await (const chunk of streamCommand(p, 'slow')) rows += chunk.toString().split('\n').length - 1;
       return rows;
     })();
+    slow.catch(() => {}); // awaited below; if the quit exchange fails first, no unhandled rejection
     await sleep(100);
     expect((await rawExchange(p, encode('quit'))).toString()).toBe('0000');
     expect(await server.closed).toBe('quit');
@@ -292,13 +293,27 @@ describe('starting', () => {
     const started = Date.now();
     await expect(createServer(p, () => 'x')).rejects.toMatchObject({ code: 'EEXIST' });
     expect(Date.now() - started).toBeGreaterThanOrEqual(90);
-    // Released meanwhile: starts.
+    // Released meanwhile: starts. The lock goes 30 ms into the 100 ms
+    // window; on a loaded machine this timer (or the server's retries) can
+    // be late for the whole window, so up to five tries. A server that did
+    // not retry would fail every one.
     fs.unlinkSync(`${p}.lock`);
-    const lockAgain = setTimeout(() => {}, 0);
-    clearTimeout(lockAgain);
-    fs.writeFileSync(`${p}.lock`, '');
-    setTimeout(() => fs.unlinkSync(`${p}.lock`), 30);
-    await serve(p);
+    let lastError: unknown;
+    for (let attempt = 0; attempt < 5; attempt++) {
+      fs.writeFileSync(`${p}.lock`, '');
+      const release = setTimeout(() => fs.rmSync(`${p}.lock`, { force: true }), 30);
+      try {
+        await serve(p);
+        lastError = undefined;
+        break;
+      } catch (error) {
+        lastError = error;
+        clearTimeout(release);
+        fs.rmSync(`${p}.lock`, { force: true });
+        if ((error as IpcError).code !== 'EEXIST') break;
+      }
+    }
+    expect(lastError).toBeUndefined();
     expect((await sendCommand(p, 'ping')).toString()).toBe('pong');
   });
 
@@ -383,6 +398,7 @@ describe('clients that misbehave', () => {
     const codes: string[] = [];
     server.on('clientError', (e) => codes.push(e.code));
     const good = Promise.all(Array.from({ length: 50 }, (_, i) => sendCommand(p, `ok${i}`)));
+    good.catch(() => {}); // awaited below; if a raw peer fails first, no unhandled rejection
     const bad = [
       rawExchange(p, 'garbage!', { end: true }),
       rawExchange(p, '0100' + 'x'.repeat(50), { end: true }),

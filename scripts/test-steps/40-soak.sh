@@ -1,7 +1,10 @@
 #!/usr/bin/env bash
-# Short soak (scripts/soak.mjs): at least 20000 mixed requests, then the
-# server is closed; descriptors and threads must be back where they
-# started and RSS flat. `npm run soak -- --seconds=N` runs a longer one.
+# Short soak (scripts/soak.mjs): at least 20000 mixed requests over four
+# server lifetimes; after every close descriptors and threads must be back
+# where they started, the live JS heap and Buffers too, and RSS must level
+# off rather than grow with every lifetime (RSS itself depends on how busy
+# the machine is: see the script). `npm run soak -- --seconds=N` runs a
+# longer one.
 set -u
 cd "$(dirname "$0")/../.."
 log=$(mktemp)
