@@ -1,4 +1,4 @@
-// The test application of Git's simple-ipc tests (SPEC section 6): a
+// The test application of Git's simple-ipc tests (docs/protocol.md#test-application): a
 // handler that makes any simple-ipc server or client checkable against
 // any other. Used by the `simple-ipc run-daemon` command and the tests.
 import { setTimeout as sleep } from 'node:timers/promises';

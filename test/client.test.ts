@@ -1,4 +1,4 @@
-// The client (SPEC 4): connect rules, active states, sync client, long
+// The client (docs/protocol.md#client): connect rules, active states, sync client, long
 // paths, cancellation and timeouts.
 import { spawn, spawnSync } from 'node:child_process';
 import * as fs from 'node:fs';

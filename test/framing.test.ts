@@ -1,4 +1,4 @@
-// pkt-line framing (SPEC 2) on the wire, in both directions: what our
+// pkt-line framing (docs/protocol.md#pkt-line-framing) on the wire, in both directions: what our
 // client and server write, byte for byte, and every reader rule, checked
 // against raw node:net peers that send crafted bytes.
 import { describe, expect, it } from 'vitest';

@@ -82,7 +82,7 @@ describe('socket file stolen under a running server', () => {
     const close = await server.waitEvent((e) => e.event === 'close', 10000, 'close');
     const took = Date.now() - started;
     expect(close.reason).toBe('stolen');
-    // SPEC: checked at least once a second. Generous bound for busy machines.
+    // docs/protocol.md#stolen-path: checked at least once a second. Generous bound for busy machines.
     expect(took).toBeLessThan(5000);
     expect(await exited(server.child)).toBe(0);
   });

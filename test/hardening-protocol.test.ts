@@ -1,4 +1,4 @@
-// Requests with malformed headers of every kind SPEC 2 names, sent raw to
+// Requests with malformed headers of every kind docs/protocol.md#pkt-line-framing names, sent raw to
 // a server in its own process: no response, a clientError with a code, and
 // the server goes on serving.
 import { describe, expect, test } from 'vitest';

@@ -1,4 +1,4 @@
-// The server (SPEC 3): start rules, serving, QUIT, stolen path, stop.
+// The server (docs/protocol.md#the-server): start rules, serving, QUIT, stolen path, stop.
 import * as fs from 'node:fs';
 import * as net from 'node:net';
 import * as path from 'node:path';

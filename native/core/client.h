@@ -1,4 +1,4 @@
-// The simple-ipc client (SPEC section 4): the blocking client used by the
+// The simple-ipc client (docs/protocol.md#client): the blocking client used by the
 // synchronous API, and the asynchronous client that runs exchanges on a
 // thread of its own and reports through ClientDelegate.
 #pragma once
@@ -26,10 +26,10 @@ struct ClientOptions {
   int64_t timeout_ms = -1;             // whole exchange; -1: no limit
 };
 
-// Interval between connect attempts (SPEC 4).
+// Interval between connect attempts (docs/protocol.md#client).
 constexpr uint32_t kConnectRetryMs = 50;
 
-// SPEC 4, "The active state of a path". Blocking.
+// docs/protocol.md#client, "The active state of a path". Blocking.
 ActiveState GetActiveState(const std::string& path);
 
 // Connect failures carry the state the connect loop ended in, so that the

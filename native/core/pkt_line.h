@@ -1,4 +1,4 @@
-// pkt-line framing (SPEC section 2).
+// pkt-line framing (docs/protocol.md#pkt-line-framing).
 //
 // A message is a run of data packets ended by the flush packet "0000". A
 // data packet is a 4-digit hex length that counts the header itself, then

@@ -1,5 +1,5 @@
 // Unit tests of native/core: the pkt-line writer and reader (every rule of
-// SPEC section 2, with every way of splitting the input), OutputQueue and
+// docs/protocol.md#pkt-line-framing, with every way of splitting the input), OutputQueue and
 // the status names.
 #include <algorithm>
 #include <cerrno>

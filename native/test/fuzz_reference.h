@@ -1,4 +1,4 @@
-// A second, deliberately plain implementation of the SPEC 2 reader rules,
+// A second, deliberately plain implementation of the docs/protocol.md#pkt-line-framing reader rules,
 // for differential fuzzing: it decodes a whole buffer at once (no
 // incremental state), so a bug in pkt::Reader's handling of split input
 // shows up as a difference.

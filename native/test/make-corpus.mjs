@@ -1,6 +1,6 @@
 #!/usr/bin/env node
 // Writes the seed corpora of the fuzz targets (native/test/corpus/<target>/):
-// one file per kind of input SPEC 2 distinguishes. Run it again after
+// one file per kind of input docs/protocol.md#pkt-line-framing distinguishes. Run it again after
 // changing the list; the files are committed.
 import * as fs from 'node:fs';
 import * as path from 'node:path';

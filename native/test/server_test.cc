@@ -802,7 +802,7 @@ TEST(quit_answers_then_stops) {
   CHECK(lstat(h.path.c_str(), &sb) < 0);
 }
 
-// ---- malformed requests (SPEC 2) ----
+// ---- malformed requests (docs/protocol.md#pkt-line-framing) ----
 
 TEST(malformed_requests_are_dropped_without_a_response) {
   Harness h;
