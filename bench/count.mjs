@@ -146,7 +146,8 @@ function threadSwitches(pid) {
       const s = fs.readFileSync(`/proc/${pid}/task/${tid}/status`, 'utf8');
       const v = Number(s.match(/^voluntary_ctxt_switches:\s+(\d+)/m)[1]);
       const nv = Number(s.match(/^nonvoluntary_ctxt_switches:\s+(\d+)/m)[1]);
-      out.set(tid, { v, nv });
+      const name = s.match(/^Name:\s+(.*)$/m)[1];
+      out.set(tid, { v, nv, name });
     } catch {} // the thread ended meanwhile
   }
   return out;
@@ -165,12 +166,14 @@ function cpuMs(pid) {
 function switchDelta(before, after) {
   let v = 0;
   let nv = 0;
+  const byName = {}; // thread name (comm) -> switches, summed over threads of that name
   for (const [tid, a] of after) {
     const b = before.get(tid) ?? { v: 0, nv: 0 };
     v += a.v - b.v;
     nv += a.nv - b.nv;
+    byName[a.name] = (byName[a.name] ?? 0) + (a.v - b.v) + (a.nv - b.nv);
   }
-  return { v, nv, threads: after.size };
+  return { v, nv, threads: after.size, byName };
 }
 
 // ------------------------------------------------------------ tracers
@@ -268,6 +271,10 @@ function report(results) {
       `${r.syscalls ? per(sum(r.syscalls.server)) : '-'} | ${r.syscalls ? per(r.syscalls.server.futex ?? 0) : '-'} | ` +
       `${per(c.switches)} | ${(c.cpuMs / N).toFixed(3)} | ${r.syscalls ? per(sum(r.syscalls.client)) : '-'} | ${r.syscalls ? per(r.syscalls.client.futex ?? 0) : '-'} |`);
   }
+  lines.push('');
+  lines.push('Server context switches per request by thread name (threads of one name summed): ' +
+    results.map((r) => `${r.client}/${r.server}: ` + Object.entries(r.serverCounts.byName).filter(([, n]) => n > 0)
+      .sort((a, b) => b[1] - a[1]).map(([k, n]) => `${k} ${per(n)}`).join(', ')).join('; ') + '.');
   lines.push('');
   lines.push('Context switches and CPU: untraced pass (server: every thread of the daemon, from /proc; client: `perf stat`, the whole ' +
     'process including its start). System calls: a second pass under `strace -f -c` (same daemon, same client command).');
