@@ -1,9 +1,10 @@
 #!/usr/bin/env node
 // Counts what a small request costs, per request, on each side: system
-// calls by name, futex calls, context switches, CPU time.
+// calls (in all and by name), futex calls, context switches, CPU time.
 //
 //   node bench/count.mjs [--pairs client/server,...] [--requests N]
-//                        [--concurrency T] [--bytecount B] [--no-strace]
+//                        [--concurrency T] [--bytecount B]
+//                        [--tracer perf|strace|none] [--json]
 //
 // Implementations (client and server):
 //   git   Git's test-tool simple-ipc (multiple / run-daemon), found as
@@ -11,22 +12,23 @@
 //         default output, bench/git/build-test-tool.sh)
 //   ours  our CLI: node dist/cli.js multiple / run-daemon
 //   c     bench/c: ref_client -c T / ref_server -t T
-// Default pairs: every pairing of git and ours (and c/c). The client sends
-// N requests of B bytes from T threads (Git's `multiple`; ours: T
+// Default pairs: git/git, git/ours, ours/git, ours/ours, c/c. The client
+// sends N requests of B bytes from T threads (Git's `multiple`; ours: T
 // concurrent senders), each on a new connection; the daemon runs with
 // --threads=T.
 //
 // Two passes over one daemon, after a warm-up of N/10 requests:
-//  1. untraced: context switches of every daemon thread
-//     (/proc/<pid>/task/*/status, voluntary + involuntary, before/after),
-//     daemon CPU time (/proc/<pid>/stat), and the client's under
-//     `perf stat -e context-switches,task-clock` (all its threads);
-//  2. under `strace -f -c`: system calls by name, daemon (attached to all
-//     its threads) and client. strace slows both sides, which can change
-//     how often threads sleep and wake (futex, epoll_wait): counts of
-//     pass 2 are for comparing implementations under the same tracer.
-// Per-request figures = delta / N. Output: markdown on stdout (progress on
-// stderr); --json adds the raw counts.
+//  1. counters, nothing stopped: `perf stat` on the daemon (-p, all its
+//     threads) while the client runs, and on the client (its whole
+//     process): raw_syscalls:sys_enter, syscalls:sys_enter_futex,
+//     context-switches, cpu-migrations, task-clock; plus the daemon's
+//     main-thread context switches from /proc/<pid>/task/<pid>/status;
+//  2. system calls by name: `perf trace -s` (or `strace -f -c`, which
+//     stops every thread at every call and so changes how often threads
+//     sleep and wake) on the daemon and the client.
+// Per-request figures = count / N. Markdown on stdout, progress on stderr;
+// --json adds the raw counts. Needs perf (linux-perf) and, for
+// --tracer strace, strace.
 import { spawn, spawnSync } from 'node:child_process';
 import fs from 'node:fs';
 import os from 'node:os';
@@ -44,13 +46,13 @@ const { values: opts } = parseArgs({
     requests: { type: 'string', default: '16000' },
     concurrency: { type: 'string', default: '8' },
     bytecount: { type: 'string', default: '64' },
-    'no-strace': { type: 'boolean', default: false },
+    tracer: { type: 'string', default: 'perf' },
     json: { type: 'boolean', default: false },
     help: { type: 'boolean', short: 'h', default: false },
   },
 });
 if (opts.help) {
-  console.log(fs.readFileSync(fileURLToPath(import.meta.url), 'utf8').split('\n').slice(1, 28).join('\n'));
+  console.log(fs.readFileSync(fileURLToPath(import.meta.url), 'utf8').split('\n').slice(1, 33).join('\n'));
   process.exit(0);
 }
 const T = Number(opts.concurrency);
@@ -139,89 +141,119 @@ async function stopDaemon(child) {
 }
 
 // ------------------------------------------------------------- /proc
+// Context switches of each thread (voluntary + involuntary), by tid.
 function threadSwitches(pid) {
   const out = new Map();
   for (const tid of fs.readdirSync(`/proc/${pid}/task`)) {
     try {
-      const s = fs.readFileSync(`/proc/${pid}/task/${tid}/status`, 'utf8');
-      const v = Number(s.match(/^voluntary_ctxt_switches:\s+(\d+)/m)[1]);
-      const nv = Number(s.match(/^nonvoluntary_ctxt_switches:\s+(\d+)/m)[1]);
-      const name = s.match(/^Name:\s+(.*)$/m)[1];
-      out.set(tid, { v, nv, name });
+      const st = fs.readFileSync(`/proc/${pid}/task/${tid}/status`, 'utf8');
+      const v = Number(st.match(/^voluntary_ctxt_switches:\s+(\d+)/m)[1]);
+      const nv = Number(st.match(/^nonvoluntary_ctxt_switches:\s+(\d+)/m)[1]);
+      out.set(tid, v + nv);
     } catch {} // the thread ended meanwhile
   }
   return out;
 }
 
-const TICK_MS = 1000 / Number(spawnSync('getconf', ['CLK_TCK'], { encoding: 'utf8' }).stdout.trim() || 100);
-function cpuMs(pid) {
-  const f = fs.readFileSync(`/proc/${pid}/stat`, 'utf8');
-  const rest = f.slice(f.lastIndexOf(')') + 2).split(' ');
-  return (Number(rest[11]) + Number(rest[12])) * TICK_MS; // utime + stime
-}
-
-// Threads present before and after; a thread started during the pass
-// counts from zero, one that ended during it is lost (none of the daemons
-// measured here ends threads while serving).
-function switchDelta(before, after) {
-  let v = 0;
-  let nv = 0;
-  const byName = {}; // thread name (comm) -> switches, summed over threads of that name
-  for (const [tid, a] of after) {
-    const b = before.get(tid) ?? { v: 0, nv: 0 };
-    v += a.v - b.v;
-    nv += a.nv - b.nv;
-    byName[a.name] = (byName[a.name] ?? 0) + (a.v - b.v) + (a.nv - b.nv);
-  }
-  return { v, nv, threads: after.size, byName };
+// Switches during the pass: all threads, and the main thread alone (the
+// JS thread of a node daemon). A thread started during the pass counts
+// from zero; one that ended during it is lost (the daemons measured here
+// keep their threads while serving).
+function switchDelta(pid, before, after) {
+  let all = 0;
+  for (const [tid, n] of after) all += n - (before.get(tid) ?? 0);
+  const main = (after.get(String(pid)) ?? 0) - (before.get(String(pid)) ?? 0);
+  return { all, main };
 }
 
 // ------------------------------------------------------------ tracers
-function perfStat(file, args) {
-  const out = path.join(tmpDir, `perf-${Date.now()}.csv`);
-  return run('perf', ['stat', '-x', ',', '-o', out, '-e', 'context-switches,cpu-migrations,task-clock', '--', file, ...args]).then(() => {
-    const r = {};
-    for (const line of fs.readFileSync(out, 'utf8').split('\n')) {
-      const f = line.split(',');
-      if (f.length > 3 && f[0] !== '' && !line.startsWith('#')) r[f[2]] = Number(f[0]);
-    }
-    return { switches: r['context-switches'], migrations: r['cpu-migrations'], cpuMs: r['task-clock'] };
-  });
+// Counters: total system calls and futex calls from the syscall
+// tracepoints (counted in the kernel, nothing stops the threads), context
+// switches, CPU time. Without tracepoint access, the last three only.
+const COUNTERS_FULL = 'raw_syscalls:sys_enter,syscalls:sys_enter_futex,context-switches,cpu-migrations,task-clock';
+const COUNTERS_BASIC = 'context-switches,cpu-migrations,task-clock';
+let counters = COUNTERS_FULL;
+
+function parsePerfStat(file) {
+  const r = {};
+  for (const line of fs.readFileSync(file, 'utf8').split('\n')) {
+    const f = line.split(',');
+    if (f.length > 3 && !line.startsWith('#')) r[f[2]] = f[0] === '<not counted>' || f[0] === '<not supported>' ? null : Number(f[0]);
+  }
+  return {
+    syscalls: r['raw_syscalls:sys_enter'] ?? null,
+    futex: r['syscalls:sys_enter_futex'] ?? null,
+    switches: r['context-switches'] ?? null,
+    migrations: r['cpu-migrations'] ?? null,
+    cpuMs: r['task-clock'] ?? null,
+  };
 }
 
-// strace -c summary: "% time seconds usecs/call calls [errors] syscall".
-function parseStraceSummary(text) {
+let outCounter = 0;
+const outFile = (what) => path.join(tmpDir, `${what}-${outCounter++}.txt`);
+
+async function perfStatRun(file, args) {
+  const out = outFile('perf-stat');
+  await run('perf', ['stat', '-x', ',', '-o', out, '-e', counters, '--', file, ...args]);
+  return parsePerfStat(out);
+}
+
+// A tracer attached to every thread of a running process until stop().
+async function attach(argv, out) {
+  const child = track(spawn(argv[0], argv.slice(1), { stdio: ['ignore', 'ignore', 'pipe'] }));
+  let err = '';
+  child.stderr.on('data', (d) => (err += d));
+  // strace says when it is attached; perf says nothing: give it time.
+  if (argv[0] === 'strace') {
+    for (let i = 0; i < 500 && !err.includes('attached'); i++) await sleep(10);
+    if (!err.includes('attached')) throw new Error(`${argv.join(' ')} did not attach: ${err}`);
+  }
+  await sleep(500);
+  if (child.exitCode !== null) throw new Error(`${argv.join(' ')} exited (${child.exitCode}): ${err.trim()}`);
+  return async () => {
+    const exited = new Promise((r) => child.once('close', r));
+    child.kill('SIGINT');
+    await exited;
+    return { text: fs.readFileSync(out, 'utf8'), stderr: err };
+  };
+}
+
+// System calls by name: `perf trace -s` (one table per thread: summed) or
+// `strace -f -c` ("% time seconds usecs/call calls [errors] syscall").
+function parseCallsByName(text, tracer) {
   const calls = {};
+  const add = (name, n) => (calls[name] = (calls[name] ?? 0) + n);
   for (const line of text.split('\n')) {
     const f = line.trim().split(/\s+/);
-    if (f.length < 5 || !/^\d/.test(f[0]) || f.at(-1) === 'total') continue;
-    calls[f.at(-1)] = Number(f[3]);
+    if (tracer === 'perf') {
+      if (f.length >= 8 && /^[a-z_0-9]+$/.test(f[0]) && /^\d+$/.test(f[1]) && /^\d+$/.test(f[2])) add(f[0], Number(f[1]));
+    } else if (f.length >= 5 && /^\d/.test(f[0]) && f.at(-1) !== 'total') {
+      add(f.at(-1), Number(f[3]));
+    }
   }
   return calls;
 }
 
-async function straceAttach(pid) {
-  const out = path.join(tmpDir, `strace-d-${pid}.txt`);
-  const child = track(spawn('strace', ['-f', '-c', '-o', out, '-p', String(pid)], { stdio: ['ignore', 'ignore', 'pipe'] }));
-  let err = '';
-  child.stderr.on('data', (d) => (err += d));
-  for (let i = 0; i < 500 && !err.includes('attached'); i++) await sleep(10);
-  if (!err.includes('attached')) throw new Error(`strace -p ${pid} did not attach: ${err}`);
-  await sleep(300);
-  return {
-    stop: async () => {
-      const exited = new Promise((r) => child.once('close', r));
-      child.kill('SIGINT');
-      await exited;
-      return parseStraceSummary(fs.readFileSync(out, 'utf8'));
-    },
-  };
+function tracerArgv(tracer, out, target) {
+  if (tracer === 'perf') return ['perf', 'trace', '-s', '-o', out, ...target];
+  return ['strace', '-f', '-c', '-o', out, ...target];
 }
 
-async function straceRun(file, args) {
-  const out = path.join(tmpDir, `strace-c-${Date.now()}.txt`);
-  await run('strace', ['-f', '-c', '-o', out, '--', file, ...args]);
-  return parseStraceSummary(fs.readFileSync(out, 'utf8'));
+async function callsByName(tracer, pid, file, args) {
+  const serverOut = outFile(`${tracer}-server`);
+  const stop = await attach(tracerArgv(tracer, serverOut, ['-p', String(pid)]), serverOut);
+  const clientOut = outFile(`${tracer}-client`);
+  try {
+    await run(...(([f, ...a]) => [f, a])(tracerArgv(tracer, clientOut, ['--', file, ...args])));
+  } finally {
+    var server = await stop();
+  }
+  const lost = /LOST (\d+) events/.exec(server.text + server.stderr)?.[1];
+  return {
+    server: parseCallsByName(server.text, tracer),
+    client: parseCallsByName(fs.readFileSync(clientOut, 'utf8'), tracer),
+    lost: lost ? Number(lost) : 0,
+  };
 }
 
 // ------------------------------------------------------------ one pair
@@ -233,21 +265,24 @@ async function countPair(clientImpl, serverImpl) {
     const [wf, wa] = clientCommand(clientImpl, sockPath, Math.max(1, Math.ceil(BATCH / 10)));
     await run(wf, wa);
 
+    // Pass 1: counters.
     const [file, args] = clientCommand(clientImpl, sockPath, BATCH);
+    const statOut = outFile('perf-stat-server');
+    const stopStat = await attach(['perf', 'stat', '-x', ',', '-o', statOut, '-e', counters, '-p', String(pid)], statOut);
     const sw0 = threadSwitches(pid);
-    const cpu0 = cpuMs(pid);
     const t0 = process.hrtime.bigint();
-    const client = await perfStat(file, args);
-    const wallS = Number(process.hrtime.bigint() - t0) / 1e9;
-    const server = { ...switchDelta(sw0, threadSwitches(pid)), cpuMs: cpuMs(pid) - cpu0 };
-
-    let syscalls = null;
-    if (!opts['no-strace']) {
-      const tracer = await straceAttach(pid);
-      const clientCalls = await straceRun(file, args);
-      syscalls = { server: await tracer.stop(), client: clientCalls };
+    let client;
+    try {
+      client = await perfStatRun(file, args);
+    } finally {
+      await stopStat();
     }
-    return { client: clientImpl, server: serverImpl, requests: N, wallS, serverCounts: server, clientCounts: client, syscalls };
+    const wallS = Number(process.hrtime.bigint() - t0) / 1e9;
+    const server = { ...parsePerfStat(statOut), threads: switchDelta(pid, sw0, threadSwitches(pid)) };
+
+    // Pass 2: system calls by name, under a tracer.
+    const byName = opts.tracer === 'none' ? null : await callsByName(opts.tracer, pid, file, args);
+    return { client: clientImpl, server: serverImpl, requests: N, wallS, serverCounts: server, clientCounts: client, byName };
   } finally {
     await stopDaemon(daemon);
   }
@@ -255,44 +290,39 @@ async function countPair(clientImpl, serverImpl) {
 
 // ------------------------------------------------------------- output
 const per = (x) => (x == null ? '-' : (x / N).toFixed(2));
-const sum = (o) => Object.values(o ?? {}).reduce((a, b) => a + b, 0);
 
 function report(results) {
   const lines = [];
   lines.push(`Per request: ${N} requests of ${BYTES} bytes, ${T} client threads/senders, daemon --threads=${T}; ` +
     `Node ${process.version}, ${os.cpus()[0]?.model}, ${loadNote()}; ${envNote}.`);
   lines.push('');
-  lines.push('| client/server | wall s | server ctx sw (vol+invol) | server CPU ms | server syscalls | server futex | client ctx sw | client CPU ms | client syscalls | client futex |');
-  lines.push('| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |');
+  lines.push('| client/server | wall s | server syscalls | server futex | server ctx sw | of which JS/main thread | server CPU ms | client syscalls | client futex | client ctx sw | client CPU ms |');
+  lines.push('| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |');
   for (const r of results) {
     const s = r.serverCounts;
     const c = r.clientCounts;
-    lines.push(`| ${r.client}/${r.server} | ${r.wallS.toFixed(2)} | ${per(s.v + s.nv)} (${per(s.v)}+${per(s.nv)}) | ${(s.cpuMs / N).toFixed(3)} | ` +
-      `${r.syscalls ? per(sum(r.syscalls.server)) : '-'} | ${r.syscalls ? per(r.syscalls.server.futex ?? 0) : '-'} | ` +
-      `${per(c.switches)} | ${(c.cpuMs / N).toFixed(3)} | ${r.syscalls ? per(sum(r.syscalls.client)) : '-'} | ${r.syscalls ? per(r.syscalls.client.futex ?? 0) : '-'} |`);
+    lines.push(`| ${r.client}/${r.server} | ${r.wallS.toFixed(2)} | ${per(s.syscalls)} | ${per(s.futex)} | ${per(s.switches)} | ${per(s.threads.main)} | ` +
+      `${s.cpuMs == null ? '-' : (s.cpuMs / N).toFixed(3)} | ${per(c.syscalls)} | ${per(c.futex)} | ${per(c.switches)} | ${c.cpuMs == null ? '-' : (c.cpuMs / N).toFixed(3)} |`);
   }
   lines.push('');
-  lines.push('Server context switches per request by thread name (threads of one name summed): ' +
-    results.map((r) => `${r.client}/${r.server}: ` + Object.entries(r.serverCounts.byName).filter(([, n]) => n > 0)
-      .sort((a, b) => b[1] - a[1]).map(([k, n]) => `${k} ${per(n)}`).join(', ')).join('; ') + '.');
-  lines.push('');
-  lines.push('Context switches and CPU: untraced pass (server: every thread of the daemon, from /proc; client: `perf stat`, the whole ' +
-    'process including its start). System calls: a second pass under `strace -f -c` (same daemon, same client command).');
+  lines.push('Counters (`perf stat`: the syscall tracepoints, context-switches, task-clock), untraced: the server over every ' +
+    'thread of the daemon while the client ran, the client over its whole process (its start included). "of which main ' +
+    'thread": context switches of the daemon\'s first thread (the JS thread for node), from /proc/<pid>/task/<tid>/status.');
+  const withCalls = results.filter((r) => r.byName);
   for (const side of ['server', 'client']) {
-    const withCalls = results.filter((r) => r.syscalls);
     if (!withCalls.length) continue;
     const names = new Set();
-    for (const r of withCalls) {
-      for (const [k, v] of Object.entries(r.syscalls[side])) if (v / N >= 0.05) names.add(k);
-    }
-    const sorted = [...names].sort((a, b) => sum(withCalls.map((r) => r.syscalls[side][b] ?? 0)) - sum(withCalls.map((r) => r.syscalls[side][a] ?? 0)));
+    for (const r of withCalls) for (const [k, v] of Object.entries(r.byName[side])) if (v / N >= 0.05) names.add(k);
+    const total = (k) => withCalls.reduce((a, r) => a + (r.byName[side][k] ?? 0), 0);
     lines.push('');
-    lines.push(`${side} system calls per request (those >= 0.05 per request somewhere):`);
+    lines.push(`${side} system calls per request by name (second pass, under \`${opts.tracer === 'perf' ? 'perf trace -s' : 'strace -f -c'}\`; those >= 0.05 per request somewhere):`);
     lines.push('');
     lines.push(`| syscall | ${withCalls.map((r) => `${r.client}/${r.server}`).join(' | ')} |`);
     lines.push(`| --- | ${withCalls.map(() => '---:').join(' | ')} |`);
-    for (const k of sorted) lines.push(`| ${k} | ${withCalls.map((r) => per(r.syscalls[side][k] ?? 0)).join(' | ')} |`);
+    for (const k of [...names].sort((a, b) => total(b) - total(a))) lines.push(`| ${k} | ${withCalls.map((r) => per(r.byName[side][k] ?? 0)).join(' | ')} |`);
   }
+  const lost = withCalls.filter((r) => r.byName.lost);
+  for (const r of lost) lines.push(`- ${r.client}/${r.server}: the tracer lost ${r.byName.lost} events (its by-name counts are low)`);
   return lines.join('\n');
 }
 
@@ -308,8 +338,13 @@ async function main() {
     if ((c === 'ours' || s === 'ours') && !oursBuilt) return skipped.push(`${c}/${s}: ${OUR_CLI} not built`), false;
     return true;
   });
-  for (const tool of ['perf', ...(opts['no-strace'] ? [] : ['strace'])]) {
+  if (!['perf', 'strace', 'none'].includes(opts.tracer)) throw new Error(`--tracer must be perf, strace or none`);
+  for (const tool of new Set(['perf', ...(opts.tracer === 'strace' ? ['strace'] : [])])) {
     if (spawnSync(tool, ['--version']).status !== 0) throw new Error(`${tool} is needed (apt-get install ${tool === 'perf' ? 'linux-perf' : tool})`);
+  }
+  if (spawnSync('perf', ['stat', '-e', COUNTERS_FULL, '--', 'true']).status !== 0) {
+    counters = COUNTERS_BASIC;
+    log('perf cannot read the syscall tracepoints here: no system call counts in pass 1');
   }
   log(`${envNote}; ${loadNote()}`);
   const results = [];
