@@ -47,6 +47,7 @@ const { values: opts } = parseArgs({
     concurrency: { type: 'string', default: '8' },
     bytecount: { type: 'string', default: '64' },
     tracer: { type: 'string', default: 'perf' },
+    rounds: { type: 'string', default: '3' },
     json: { type: 'boolean', default: false },
     help: { type: 'boolean', short: 'h', default: false },
   },
@@ -257,7 +258,7 @@ async function callsByName(tracer, pid, file, args) {
 }
 
 // ------------------------------------------------------------ one pair
-async function countPair(clientImpl, serverImpl) {
+async function countPair(clientImpl, serverImpl, withNames) {
   const sockPath = path.join(tmpDir, `${clientImpl}-${serverImpl}.sock`);
   const daemon = await startDaemon(serverImpl, sockPath);
   const pid = daemon.pid;
@@ -281,7 +282,7 @@ async function countPair(clientImpl, serverImpl) {
     const server = { ...parsePerfStat(statOut), threads: switchDelta(pid, sw0, threadSwitches(pid)) };
 
     // Pass 2: system calls by name, under a tracer.
-    const byName = opts.tracer === 'none' ? null : await callsByName(opts.tracer, pid, file, args);
+    const byName = withNames && opts.tracer !== 'none' ? await callsByName(opts.tracer, pid, file, args) : null;
     return { client: clientImpl, server: serverImpl, requests: N, wallS, serverCounts: server, clientCounts: client, byName };
   } finally {
     await stopDaemon(daemon);
@@ -291,7 +292,42 @@ async function countPair(clientImpl, serverImpl) {
 // ------------------------------------------------------------- output
 const per = (x) => (x == null ? '-' : (x / N).toFixed(2));
 
-function report(results) {
+function medianOf(values) {
+  const v = values.filter((x) => x != null).sort((a, b) => a - b);
+  if (!v.length) return null;
+  const m = v.length >> 1;
+  return v.length % 2 ? v[m] : (v[m - 1] + v[m]) / 2;
+}
+
+// One pair's rounds -> medians (and each round's figures, for the range).
+function summarise(rounds) {
+  const last = rounds.at(-1);
+  const med = (get) => medianOf(rounds.map(get));
+  const side = (get) => ({
+    syscalls: med((r) => get(r).syscalls),
+    futex: med((r) => get(r).futex),
+    switches: med((r) => get(r).switches),
+    cpuMs: med((r) => get(r).cpuMs),
+  });
+  return {
+    ...last,
+    wallS: med((r) => r.wallS),
+    serverCounts: { ...side((r) => r.serverCounts), threads: { main: med((r) => r.serverCounts.threads.main) } },
+    clientCounts: side((r) => r.clientCounts),
+    rounds,
+  };
+}
+
+// "median (min-max)" per request over the rounds.
+function spread(result, get) {
+  const v = result.rounds.map(get).filter((x) => x != null);
+  const m = medianOf(v);
+  if (m == null) return '-';
+  if (v.length < 2) return per(m);
+  return `${per(m)} (${per(Math.min(...v))}-${per(Math.max(...v))})`;
+}
+
+function report(results, rounds) {
   const lines = [];
   lines.push(`Per request: ${N} requests of ${BYTES} bytes, ${T} client threads/senders, daemon --threads=${T}; ` +
     `Node ${process.version}, ${os.cpus()[0]?.model}, ${loadNote()}; ${envNote}.`);
@@ -301,11 +337,14 @@ function report(results) {
   for (const r of results) {
     const s = r.serverCounts;
     const c = r.clientCounts;
-    lines.push(`| ${r.client}/${r.server} | ${r.wallS.toFixed(2)} | ${per(s.syscalls)} | ${per(s.futex)} | ${per(s.switches)} | ${per(s.threads.main)} | ` +
+    lines.push(`| ${r.client}/${r.server} | ${r.wallS.toFixed(2)} | ${per(s.syscalls)} | ${spread(r, (x) => x.serverCounts.futex)} | ` +
+      `${spread(r, (x) => x.serverCounts.switches)} | ${per(s.threads.main)} | ` +
       `${s.cpuMs == null ? '-' : (s.cpuMs / N).toFixed(3)} | ${per(c.syscalls)} | ${per(c.futex)} | ${per(c.switches)} | ${c.cpuMs == null ? '-' : (c.cpuMs / N).toFixed(3)} |`);
   }
   lines.push('');
-  lines.push('Counters (`perf stat`: the syscall tracepoints, context-switches, task-clock), untraced: the server over every ' +
+  lines.push(`Medians over ${rounds} round(s) (pairs taking turns, a fresh daemon each), with the range for futex calls and ` +
+    'context switches, which depend most on the load. ' +
+    'Counters (`perf stat`: the syscall tracepoints, context-switches, task-clock), untraced: the server over every ' +
     'thread of the daemon while the client ran, the client over its whole process (its start included). "of which main ' +
     'thread": context switches of the daemon\'s first thread (the JS thread for node), from /proc/<pid>/task/<tid>/status.');
   const withCalls = results.filter((r) => r.byName);
@@ -347,14 +386,20 @@ async function main() {
     log('perf cannot read the syscall tracepoints here: no system call counts in pass 1');
   }
   log(`${envNote}; ${loadNote()}`);
-  const results = [];
-  for (const [c, s] of pairs) {
-    log(`counting ${c}/${s}: ${N} requests ...`);
-    results.push(await countPair(c, s));
+  // Rounds: the pairs take turns (a fresh daemon each time); the counters
+  // are the median over the rounds, the names come from the last round.
+  const rounds = Number(opts.rounds);
+  const runs = pairs.map(() => []);
+  for (let round = 0; round < rounds; round++) {
+    for (const [i, [c, s]] of pairs.entries()) {
+      log(`round ${round + 1}/${rounds}: ${c}/${s}, ${N} requests ...`);
+      runs[i].push(await countPair(c, s, round === rounds - 1));
+    }
   }
-  console.log(report(results));
+  const results = runs.map(summarise);
+  console.log(report(results, rounds));
   for (const s of skipped) console.log(`- skipped ${s}`);
-  if (opts.json) console.log('\n```json\n' + JSON.stringify(results, null, 1) + '\n```');
+  if (opts.json) console.log('\n```json\n' + JSON.stringify(results.map(({ rounds: r, ...rest }) => ({ ...rest, rounds: r.map(({ byName, ...x }) => x) })), null, 1) + '\n```');
 }
 
 main().catch((err) => {
