@@ -49,7 +49,7 @@ HINT
 fi
 echo "build-test-tool: source $dir/${src#./}"
 
-# 2. Only test-tool (it links libgit.a, xdiff, reftable; about 5 minutes
+# 2. Only test-tool (it links libgit.a, xdiff, reftable; 5 to 15 minutes
 #    on 2 cores).
 jobs=$(nproc 2>/dev/null || echo 2)
 nice -n 10 make -C "$src" -j"$jobs" \
