@@ -8,6 +8,7 @@
         "native/core/status.cc",
         "native/core/pkt_line.cc",
         "native/core/client_common.cc",
+        "native/core/stale_lock.cc",
         "native/addon/addon.cc",
         "native/addon/errors.cc",
         "native/addon/server_wrap.cc"
@@ -22,6 +23,7 @@
             "native/posix/exchange.cc",
             "native/posix/client_posix.cc",
             "native/posix/async_client_posix.cc",
+            "native/posix/listener_posix.cc",
             "native/posix/server_posix.cc"
           ]
         }],

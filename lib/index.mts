@@ -26,6 +26,7 @@ export type {
   IpcServerEvents,
   Reply,
   RequestContext,
+  ServerStats,
   ClientOptions,
   PeerInfo,
   PipeAccess,

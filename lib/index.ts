@@ -2,7 +2,7 @@
 export { connect, getActiveState, getActiveStateSync, sendCommand, sendCommandSync, streamCommand } from './client.js';
 export type { ActiveState, IpcConnection } from './client.js';
 export { createServer, IpcServer, QUIT } from './server.js';
-export type { CloseReason, Handler, HandlerResult, IpcServerEvents, Reply, RequestContext } from './server.js';
+export type { CloseReason, Handler, HandlerResult, IpcServerEvents, Reply, RequestContext, ServerStats } from './server.js';
 export type { ClientOptions, PeerInfo, PipeAccess, ServerOptions } from './options.js';
 export type { IpcError } from './errors.js';
 import { native } from './native.js';

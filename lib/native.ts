@@ -17,28 +17,70 @@ export interface NativeServerOptions {
   maxRequestBytes: number;
   requestTimeoutMs: number;
   maxConnections: number;
+  /** How long a quit (or an idle stop) lets running conversations finish. */
+  quitGraceMs: number;
+  /** 0: never stop for being idle. */
+  idleTimeoutMs: number;
   socketMode: number;
   checkPeer: boolean;
   pipeAccess: 'user' | 'everyone' | 'sddl';
   sddl: string;
 }
 
+/** Stop reasons the addon reports. */
+export type NativeStopReason = 'closed' | 'quit' | 'stolen' | 'idle';
+
+export interface NativeServerStats {
+  connectionsReading: number;
+  connectionsPeerCheck: number;
+  connectionsHandling: number;
+  requests: number;
+  droppedProtocol: number;
+  droppedTooLarge: number;
+  droppedTimeout: number;
+  droppedTooManyConnections: number;
+  bytesIn: number;
+  bytesOut: number;
+}
+
+/** What reply() did with a chunk (the native ReplyOutcome). */
+export const enum ReplyOutcome {
+  /** The kernel took all of it at once. */
+  Sent = 0,
+  /** Copied and queued: onWritten(token) follows once sent. */
+  Queued = 1,
+  /** Queued from the chunk's own memory: keep it referenced until onWritten or onReleased brings `token` back. */
+  Borrowed = 2,
+  /** The conversation is over. */
+  Gone = 3,
+}
+
+export const enum ReplyFlags {
+  None = 0,
+  End = 1,
+  Quit = 2,
+}
+
 export interface NativeServerCallbacks {
-  onRequest(id: number, request: Buffer, peer: NativePeer): void;
+  /**
+   * A run of requests, flat: [id, request, pid, uid, gid, sid, id, ...]
+   * (pid/uid/gid null where unknown, sid undefined off Windows).
+   */
+  onRequests(batch: unknown[]): void;
   onPeerCheck(id: number, peer: NativePeer): void;
   onWritten(id: number, tokens: number[]): void;
   onReleased(id: number, tokens: number[]): void;
   onLost(id: number, error: Error): void;
   onClientError(error: Error, peer: NativePeer): void;
-  onStopped(reason: 'closed' | 'quit' | 'stolen' | 'error'): void;
+  onStopped(reason: NativeStopReason): void;
 }
 
 export interface NativeServer {
   start(): Promise<void>;
-  write(id: number, chunk: string | Uint8Array, token: number): void;
-  end(id: number, chunk: string | Uint8Array | undefined, quit: boolean): void;
-  writeBorrowed(id: number, chunk: Uint8Array, token: number): boolean;
-  endBorrowed(id: number, chunk: Uint8Array, quit: boolean, token: number): boolean;
+  reply(id: number, chunk: string | Uint8Array | undefined, flags: ReplyFlags, token: number): ReplyOutcome;
+  /** Conversations kept past the handler's first turn: watch them for clients that leave. */
+  watch(ids: number[]): void;
+  stats(): NativeServerStats;
   abort(id: number): void;
   allowPeer(id: number, allowed: boolean): void;
   stop(graceMs: number): void;

@@ -30,7 +30,13 @@ export interface PeerInfo {
 }
 
 export interface ServerOptions {
-  /** Worker threads that write responses. Default 8. */
+  /**
+   * Native serving threads. Each accepts connections, reads their requests,
+   * enforces the limits and finishes the replies the JS thread could not
+   * write at once, for the connections it accepted. The handler always runs
+   * on the JS thread, which writes replies itself when the socket takes them
+   * at once. Default 2. (Windows: pipe instances served in parallel.)
+   */
   threads?: number;
   /** Largest request accepted, in bytes; `Infinity` for no limit. Default 64 MiB. */
   maxRequestBytes?: number;
@@ -38,8 +44,17 @@ export interface ServerOptions {
   requestTimeoutMs?: number;
   /** Open plus queued connections; beyond it new ones are closed at once. Default 1024. */
   maxConnections?: number;
-  /** How long close() lets running handlers finish before dropping them, in ms. Default 30000. */
+  /**
+   * How long close(), a handler's QUIT or an idle stop lets running handlers
+   * finish before dropping them, in ms. Default 30000.
+   */
   closeTimeoutMs?: number;
+  /**
+   * Stop by itself (close reason `'idle'`) once no connection has been open
+   * for this long, in ms; checked about once a second. The path is removed
+   * first, then whatever was accepted is still served. 0 (default): never.
+   */
+  idleTimeoutMs?: number;
   /** POSIX: mode of the socket file (e.g. 0o600), set before the server listens. Default: from the umask. */
   socketMode?: number;
   /** Called before a connection's request is read; false (or a rejection) disconnects the peer. */
@@ -135,19 +150,22 @@ export function normalizeServerOptions(path: string, options: ServerOptions | un
   } else if (access !== undefined) {
     throw argError('options.pipeAccess', "'user', 'everyone' or { sddl: string }", access, 'ERR_INVALID_ARG_VALUE');
   }
+  const closeTimeoutMs = checkInteger('options.closeTimeoutMs', options.closeTimeoutMs, 30000, 0, MAX_TIMEOUT);
   return {
     native: {
       path,
-      threads: checkInteger('options.threads', options.threads, 8, 1, 1024),
+      threads: checkInteger('options.threads', options.threads, 2, 1, 1024),
       maxRequestBytes,
       requestTimeoutMs: checkInteger('options.requestTimeoutMs', options.requestTimeoutMs, 30000, 0, MAX_TIMEOUT),
       maxConnections: checkInteger('options.maxConnections', options.maxConnections, 1024, 1, 1 << 20),
+      quitGraceMs: closeTimeoutMs,
+      idleTimeoutMs: checkInteger('options.idleTimeoutMs', options.idleTimeoutMs, 0, 0, MAX_TIMEOUT),
       socketMode,
       checkPeer: options.allowPeer !== undefined,
       pipeAccess,
       sddl,
     },
-    closeTimeoutMs: checkInteger('options.closeTimeoutMs', options.closeTimeoutMs, 30000, 0, MAX_TIMEOUT),
+    closeTimeoutMs,
     allowPeer: options.allowPeer,
   };
 }

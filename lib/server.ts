@@ -1,11 +1,12 @@
-// The server API. The addon accepts, reads whole requests and writes
-// responses on its own threads; this module runs the handler on the JS
-// thread and passes its answer back.
+// The server API. The addon accepts and reads whole requests on its own
+// threads; this module runs the handler on the JS thread, where the addon
+// writes the reply at once when the socket takes it and leaves the rest to
+// its threads (docs/design.md#the-posix-server).
 import { EventEmitter } from 'node:events';
 import * as nodePath from 'node:path';
 
 import { argError, codeError, type IpcError } from './errors.js';
-import { native, type NativePeer, type NativeServer } from './native.js';
+import { native, ReplyFlags, ReplyOutcome, type NativeServer, type NativeStopReason } from './native.js';
 import { checkInteger, checkPath, normalizeServerOptions, type PeerInfo, type ServerOptions } from './options.js';
 
 /** Return this from a handler to answer with an empty response and shut the server down (Git's "quit"). */
@@ -32,8 +33,35 @@ export interface RequestContext {
 
 export type Handler = (request: Buffer, reply: Reply, ctx: RequestContext) => HandlerResult | Promise<HandlerResult>;
 
-/** Why a server stopped: close(), a handler's QUIT, or its socket path was removed or replaced. */
-export type CloseReason = 'closed' | 'quit' | 'stolen' | 'error';
+/**
+ * Why a server stopped: close(), a handler's QUIT, its socket path was
+ * removed or replaced, or it was idle for `idleTimeoutMs`.
+ */
+export type CloseReason = NativeStopReason;
+
+/** A snapshot of a server's counters ({@link IpcServer.stats}). */
+export interface ServerStats {
+  /** Connections open now, by what they are doing. */
+  connections: {
+    open: number;
+    /** Still sending their request. */
+    sending: number;
+    /** Waiting for `allowPeer` to decide. */
+    awaitingAllowPeer: number;
+    /** Their request is with the handler, or their response on its way. */
+    beingAnswered: number;
+  };
+  /** Responses completed (the flush packet sent). */
+  requests: number;
+  /** Handlers that threw or rejected (and allowPeer calls that did). */
+  handlerErrors: number;
+  /** Clients dropped before their request reached the handler, or while their response was stalled. */
+  dropped: { protocol: number; tooLarge: number; timeout: number; tooManyConnections: number };
+  bytesIn: number;
+  bytesOut: number;
+  /** Milliseconds since the server started listening. */
+  uptimeMs: number;
+}
 
 export interface IpcServerEvents {
   /** A handler threw or rejected; the client got no flush (an incomplete response). */
@@ -44,16 +72,14 @@ export interface IpcServerEvents {
   close: [reason: CloseReason];
 }
 
-function toPeer(p: NativePeer): PeerInfo {
+function toPeer(p: { pid: number | null; uid: number | null; gid: number | null; sid?: string }): PeerInfo {
   return p.sid === undefined ? { pid: p.pid, uid: p.uid, gid: p.gid } : { pid: p.pid, uid: p.uid, gid: p.gid, sid: p.sid };
 }
 
 const writtenPromise = Promise.resolve();
 
-// Chunks this large are sent from their own memory instead of being
-// copied; they stay referenced (pinned) until the addon reports them
-// written or released. Below it a copy costs less than the bookkeeping.
-const BORROW_THRESHOLD = 64 * 1024;
+// Fields per request in the addon's onRequests batch.
+const REQUEST_FIELDS = 6;
 
 // process.exit() and fatal exceptions end the main thread without the
 // environment cleanup that stops servers (a natural exit or a worker's
@@ -76,14 +102,26 @@ function trackRunning(server: NativeServer): void {
 class Conversation implements Reply, RequestContext {
   done = false;
   private controller: AbortController | null = null;
-  private readonly writes = new Map<number, () => void>();
+  private writes: Map<number, () => void> | null = null;
+  private peerInfo: PeerInfo | null = null;
 
   constructor(
     private readonly server: IpcServer,
     private readonly nativeServer: NativeServer,
     readonly id: number,
-    readonly peer: PeerInfo,
+    private readonly batch: unknown[],
+    private readonly at: number,
   ) {}
+
+  // Built on first use: most handlers never look.
+  get peer(): PeerInfo {
+    if (this.peerInfo === null) {
+      const b = this.batch;
+      const i = this.at;
+      this.peerInfo = toPeer({ pid: b[i + 2] as number | null, uid: b[i + 3] as number | null, gid: b[i + 4] as number | null, sid: b[i + 5] as string | undefined });
+    }
+    return this.peerInfo;
+  }
 
   get signal(): AbortSignal {
     if (this.controller === null) this.controller = new AbortController();
@@ -100,17 +138,18 @@ class Conversation implements Reply, RequestContext {
     }
     if (chunk.length === 0) return writtenPromise;
     const token = this.server._nextToken();
+    const outcome = this.nativeServer.reply(this.id, chunk, ReplyFlags.None, token);
+    // Taken by the kernel at once (or the client is gone: the signal tells).
+    if (outcome === ReplyOutcome.Sent || outcome === ReplyOutcome.Gone) return writtenPromise;
+    if (outcome === ReplyOutcome.Borrowed) this.server._pin(token, chunk as Uint8Array);
     return new Promise<void>((resolve) => {
+      if (this.writes === null) this.writes = new Map();
       this.writes.set(token, resolve);
-      if (typeof chunk !== 'string' && chunk.byteLength >= BORROW_THRESHOLD) {
-        if (this.nativeServer.writeBorrowed(this.id, chunk, token)) this.server._pin(token, chunk);
-        return;
-      }
-      this.nativeServer.write(this.id, chunk, token);
     });
   }
 
   written(tokens: number[]): void {
+    if (this.writes === null) return;
     for (const token of tokens) {
       const resolve = this.writes.get(token);
       if (resolve) {
@@ -124,8 +163,10 @@ class Conversation implements Reply, RequestContext {
   // bytes are queued ahead of the flush, or the client is gone).
   settle(reason?: Error): void {
     this.done = true;
-    for (const resolve of this.writes.values()) resolve();
-    this.writes.clear();
+    if (this.writes !== null) {
+      for (const resolve of this.writes.values()) resolve();
+      this.writes.clear();
+    }
     if (reason !== undefined) {
       if (this.controller === null) this.controller = new AbortController();
       this.controller.abort(reason);
@@ -148,6 +189,9 @@ export class IpcServer extends EventEmitter<IpcServerEvents> {
   private readonly pinned = new Map<number, Uint8Array>();
   private resolveClosed!: (reason: CloseReason) => void;
   private stopped = false;
+  private handlerErrors = 0;
+  private startedAt = 0;
+  private stoppedAt = 0;
 
   /** @internal Use {@link createServer}. */
   constructor(path: string, handler: Handler, options: ServerOptions | undefined) {
@@ -159,7 +203,7 @@ export class IpcServer extends EventEmitter<IpcServerEvents> {
     const allowPeer = normalized.allowPeer;
     this.closed = new Promise<CloseReason>((resolve) => (this.resolveClosed = resolve));
     this.nativeServer = new native.NativeServer(normalized.native, {
-      onRequest: (id, request, peer) => this.onRequest(id, request, toPeer(peer)),
+      onRequests: (batch) => this.onRequests(batch),
       onPeerCheck: (id, peer) => {
         let verdict: boolean | Promise<boolean>;
         try {
@@ -195,6 +239,7 @@ export class IpcServer extends EventEmitter<IpcServerEvents> {
       },
       onStopped: (reason) => {
         this.stopped = true;
+        this.stoppedAt = Date.now();
         running.delete(this.nativeServer);
         for (const conversation of this.conversations.values()) {
           conversation.settle(codeError('ERR_IPC_SERVER_CLOSED', 'server stopped'));
@@ -210,6 +255,7 @@ export class IpcServer extends EventEmitter<IpcServerEvents> {
   /** @internal */
   _start(): Promise<void> {
     return this.nativeServer.start().then(() => {
+      this.startedAt = Date.now();
       if (!this.stopped) trackRunning(this.nativeServer);
     });
   }
@@ -225,9 +271,30 @@ export class IpcServer extends EventEmitter<IpcServerEvents> {
     return this.token;
   }
 
-  private onRequest(id: number, request: Buffer, peer: PeerInfo): void {
-    const conversation = new Conversation(this, this.nativeServer, id, peer);
-    this.conversations.set(id, conversation);
+  private onRequests(batch: unknown[]): void {
+    let kept: Conversation[] | null = null;
+    for (let i = 0; i < batch.length; i += REQUEST_FIELDS) {
+      const conversation = new Conversation(this, this.nativeServer, batch[i] as number, batch, i);
+      this.runHandler(conversation, batch[i + 1] as Buffer);
+      if (!conversation.done) {
+        this.conversations.set(conversation.id, conversation);
+        (kept ??= []).push(conversation);
+      }
+    }
+    // Replies written during the handler's first turn need no watching; the
+    // rest are watched for clients that leave (ctx.signal) once the
+    // handlers' own microtasks have run.
+    if (kept !== null) {
+      const pending = kept;
+      setImmediate(() => {
+        if (this.stopped) return;
+        const ids = pending.filter((c) => !c.done).map((c) => c.id);
+        if (ids.length > 0) this.nativeServer.watch(ids);
+      });
+    }
+  }
+
+  private runHandler(conversation: Conversation, request: Buffer): void {
     let result: HandlerResult | Promise<HandlerResult>;
     try {
       result = this.handler(request, conversation, conversation);
@@ -250,7 +317,7 @@ export class IpcServer extends EventEmitter<IpcServerEvents> {
     if (value === QUIT) {
       this.conversations.delete(conversation.id);
       conversation.settle();
-      this.nativeServer.end(conversation.id, undefined, true);
+      this.nativeServer.reply(conversation.id, undefined, ReplyFlags.End | ReplyFlags.Quit, 0);
       return;
     }
     if (value !== undefined && value !== null && typeof value !== 'string' && !(value instanceof Uint8Array)) {
@@ -259,12 +326,9 @@ export class IpcServer extends EventEmitter<IpcServerEvents> {
     }
     this.conversations.delete(conversation.id);
     conversation.settle();
-    if (value instanceof Uint8Array && value.byteLength >= BORROW_THRESHOLD) {
-      const token = this._nextToken();
-      if (this.nativeServer.endBorrowed(conversation.id, value, false, token)) this._pin(token, value);
-      return;
-    }
-    this.nativeServer.end(conversation.id, value ?? undefined, false);
+    const token = value instanceof Uint8Array ? this._nextToken() : 0;
+    const outcome = this.nativeServer.reply(conversation.id, value ?? undefined, ReplyFlags.End, token);
+    if (outcome === ReplyOutcome.Borrowed) this._pin(token, value as Uint8Array);
   }
 
   private fail(conversation: Conversation, error: unknown, request: Buffer): void {
@@ -278,6 +342,7 @@ export class IpcServer extends EventEmitter<IpcServerEvents> {
   }
 
   private reportHandlerError(error: unknown, request: Buffer, peer: PeerInfo): void {
+    this.handlerErrors++;
     if (this.listenerCount('handlerError') > 0) {
       this.emit('handlerError', error, request, peer);
     } else {
@@ -298,6 +363,31 @@ export class IpcServer extends EventEmitter<IpcServerEvents> {
     const grace = checkInteger('options.timeoutMs', options?.timeoutMs, this.closeTimeoutMs, 0, 0x7fffffff);
     if (!this.stopped) this.nativeServer.stop(grace);
     return this.closed.then(() => undefined);
+  }
+
+  /** A snapshot of the server's counters. After it stopped: the final figures. */
+  stats(): ServerStats {
+    const s = this.nativeServer.stats();
+    const end = this.stopped ? this.stoppedAt : Date.now();
+    return {
+      connections: {
+        open: s.connectionsReading + s.connectionsPeerCheck + s.connectionsHandling,
+        sending: s.connectionsReading,
+        awaitingAllowPeer: s.connectionsPeerCheck,
+        beingAnswered: s.connectionsHandling,
+      },
+      requests: s.requests,
+      handlerErrors: this.handlerErrors,
+      dropped: {
+        protocol: s.droppedProtocol,
+        tooLarge: s.droppedTooLarge,
+        timeout: s.droppedTimeout,
+        tooManyConnections: s.droppedTooManyConnections,
+      },
+      bytesIn: s.bytesIn,
+      bytesOut: s.bytesOut,
+      uptimeMs: this.startedAt === 0 ? 0 : end - this.startedAt,
+    };
   }
 
   /** Keeps the event loop alive while the server runs (the default). */

@@ -2,8 +2,10 @@
 //
 // Server threads report through ServerDelegate; the calls become events
 // in an EventQueue that the JS thread drains from a thread-safe function
-// callback. The JS thread answers with write/end/abort, which only queue
-// bytes for the server's workers and never block.
+// callback, requests in batches (one JS call per run of requests). The JS
+// thread answers with reply(), which writes on the JS thread when the
+// kernel takes the bytes at once and otherwise leaves them to the
+// server's threads (docs/design.md#the-posix-server); it never blocks.
 //
 // Lifetime: while the server runs, the wrapper holds a strong reference
 // to itself (no GC) and the thread-safe function keeps the loop alive
@@ -31,10 +33,22 @@ const char* StopReasonName(StopReason reason) {
       return "quit";
     case StopReason::kStolen:
       return "stolen";
-    case StopReason::kError:
-      return "error";
+    case StopReason::kIdle:
+      return "idle";
   }
   return "closed";
+}
+
+// A peer's fields for the flat request batch: pid, uid, gid (null where
+// unknown), sid (undefined off Windows).
+void AppendPeer(Napi::Env env, const PeerInfo& peer, napi_value* out) {
+  auto id = [&](int64_t v) -> napi_value {
+    return v >= 0 ? Napi::Number::New(env, static_cast<double>(v)) : env.Null();
+  };
+  out[0] = id(peer.pid);
+  out[1] = id(peer.uid);
+  out[2] = id(peer.gid);
+  out[3] = peer.sid.empty() ? env.Undefined() : Napi::String::New(env, peer.sid);
 }
 
 Napi::Value PeerToJs(Napi::Env env, const PeerInfo& peer) {
@@ -44,31 +58,6 @@ Napi::Value PeerToJs(Napi::Env env, const PeerInfo& peer) {
   obj.Set("gid", peer.gid >= 0 ? Napi::Number::New(env, static_cast<double>(peer.gid)) : env.Null());
   if (!peer.sid.empty()) obj.Set("sid", Napi::String::New(env, peer.sid));
   return obj;
-}
-
-// Bytes of a JS string, Buffer or Uint8Array argument, without copying
-// typed arrays. `storage` keeps string bytes alive.
-bool GetBytes(const Napi::Value& value, std::string* storage, const uint8_t** data, size_t* len) {
-  if (value.IsUndefined() || value.IsNull()) {
-    *data = nullptr;
-    *len = 0;
-    return true;
-  }
-  if (value.IsString()) {
-    *storage = value.As<Napi::String>().Utf8Value();
-    *data = reinterpret_cast<const uint8_t*>(storage->data());
-    *len = storage->size();
-    return true;
-  }
-  if (value.IsTypedArray()) {
-    Napi::TypedArray ta = value.As<Napi::TypedArray>();
-    if (ta.TypedArrayType() != napi_uint8_array) return false;
-    Napi::Uint8Array u8 = value.As<Napi::Uint8Array>();
-    *data = u8.Data();
-    *len = u8.ByteLength();
-    return true;
-  }
-  return false;
 }
 
 }  // namespace
@@ -88,10 +77,9 @@ Napi::Function ServerWrap::Init(Napi::Env env) {
   return DefineClass(env, "NativeServer",
                      {
                          InstanceMethod<&ServerWrap::Start>("start"),
-                         InstanceMethod<&ServerWrap::WriteChunk>("write"),
-                         InstanceMethod<&ServerWrap::EndConversation>("end"),
-                         InstanceMethod<&ServerWrap::WriteBorrowedCall>("writeBorrowed"),
-                         InstanceMethod<&ServerWrap::EndBorrowedCall>("endBorrowed"),
+                         InstanceMethod<&ServerWrap::ReplyCall>("reply"),
+                         InstanceMethod<&ServerWrap::WatchCall>("watch"),
+                         InstanceMethod<&ServerWrap::StatsCall>("stats"),
                          InstanceMethod<&ServerWrap::AbortConversation>("abort"),
                          InstanceMethod<&ServerWrap::AllowPeerCall>("allowPeer"),
                          InstanceMethod<&ServerWrap::StopCall>("stop"),
@@ -115,6 +103,8 @@ ServerWrap::ServerWrap(const Napi::CallbackInfo& info) : Napi::ObjectWrap<Server
   options_.max_request_bytes = max_request >= 9.007199254740991e15 ? SIZE_MAX : static_cast<size_t>(max_request);
   options_.request_timeout_ms = opts.Get("requestTimeoutMs").As<Napi::Number>().Uint32Value();
   options_.max_connections = opts.Get("maxConnections").As<Napi::Number>().Uint32Value();
+  options_.quit_grace_ms = opts.Get("quitGraceMs").As<Napi::Number>().Uint32Value();
+  options_.idle_timeout_ms = opts.Get("idleTimeoutMs").As<Napi::Number>().Uint32Value();
   options_.socket_mode = opts.Get("socketMode").As<Napi::Number>().Int32Value();
   options_.check_peer = opts.Get("checkPeer").ToBoolean();
   std::string access = opts.Get("pipeAccess").As<Napi::String>().Utf8Value();
@@ -123,7 +113,7 @@ ServerWrap::ServerWrap(const Napi::CallbackInfo& info) : Napi::ObjectWrap<Server
                                               : PipeAccess::kCurrentUser;
   options_.sddl = opts.Get("sddl").As<Napi::String>().Utf8Value();
 
-  on_request_ = Napi::Persistent(callbacks.Get("onRequest").As<Napi::Function>());
+  on_requests_ = Napi::Persistent(callbacks.Get("onRequests").As<Napi::Function>());
   on_peer_check_ = Napi::Persistent(callbacks.Get("onPeerCheck").As<Napi::Function>());
   on_written_ = Napi::Persistent(callbacks.Get("onWritten").As<Napi::Function>());
   on_released_ = Napi::Persistent(callbacks.Get("onReleased").As<Napi::Function>());
@@ -187,47 +177,54 @@ Napi::Value ServerWrap::Start(const Napi::CallbackInfo& info) {
   return promise;
 }
 
-// write(id, chunk, token)
-Napi::Value ServerWrap::WriteChunk(const Napi::CallbackInfo& info) {
-  if (!server_) return info.Env().Undefined();
-  std::string storage;
-  const uint8_t* data;
-  size_t len;
-  if (!GetBytes(info[1], &storage, &data, &len)) throw Napi::TypeError::New(info.Env(), "chunk must be a string or Uint8Array");
-  ConnId id = static_cast<ConnId>(info[0].As<Napi::Number>().Int64Value());
-  uint64_t token = static_cast<uint64_t>(info[2].As<Napi::Number>().Int64Value());
-  server_->Write(id, data, len, token);
-  return info.Env().Undefined();
-}
-
-// end(id, lastChunk?, quit)
-Napi::Value ServerWrap::EndConversation(const Napi::CallbackInfo& info) {
-  if (!server_) return info.Env().Undefined();
-  std::string storage;
-  const uint8_t* data;
-  size_t len;
-  if (!GetBytes(info[1], &storage, &data, &len)) throw Napi::TypeError::New(info.Env(), "chunk must be a string or Uint8Array");
-  ConnId id = static_cast<ConnId>(info[0].As<Napi::Number>().Int64Value());
-  server_->End(id, data, len, info[2].ToBoolean());
-  return info.Env().Undefined();
-}
-
-// writeBorrowed(id, u8, token) / endBorrowed(id, u8, quit, token): true
-// when the server sends `u8` from its own memory; the JS side then keeps
-// it referenced until `token` comes back through onWritten or onReleased.
-Napi::Value ServerWrap::WriteBorrowedCall(const Napi::CallbackInfo& info) { return Borrow(info, false); }
-
-Napi::Value ServerWrap::EndBorrowedCall(const Napi::CallbackInfo& info) { return Borrow(info, true); }
-
-Napi::Value ServerWrap::Borrow(const Napi::CallbackInfo& info, bool end) {
+// reply(id, chunk, flags, token): a ReplyOutcome (0 sent, 1 queued,
+// 2 borrowed: keep `chunk` referenced until `token` comes back through
+// onWritten or onReleased, 3 gone). flags: 1 end, 2 quit.
+Napi::Value ServerWrap::ReplyCall(const Napi::CallbackInfo& info) {
   Napi::Env env = info.Env();
-  if (!server_ || !info[1].IsTypedArray()) return Napi::Boolean::New(env, false);
-  Napi::Uint8Array u8 = info[1].As<Napi::Uint8Array>();
-  ConnId id = static_cast<ConnId>(info[0].As<Napi::Number>().Int64Value());
-  uint64_t token = static_cast<uint64_t>(info[end ? 3 : 2].As<Napi::Number>().Int64Value());
-  bool borrowed = end ? server_->EndBorrowed(id, u8.Data(), u8.ByteLength(), info[2].ToBoolean(), token)
-                      : server_->WriteBorrowed(id, u8.Data(), u8.ByteLength(), token);
-  return Napi::Boolean::New(env, borrowed);
+  if (!server_) return Napi::Number::New(env, static_cast<double>(ReplyOutcome::kGone));
+  JsBytes bytes;
+  if (!bytes.From(info[1])) throw Napi::TypeError::New(env, "chunk must be a string or Uint8Array");
+  uint32_t flags = info[2].As<Napi::Number>().Uint32Value();
+  ReplyChunk chunk;
+  chunk.data = bytes.data();
+  chunk.len = bytes.size();
+  chunk.end = (flags & 1) != 0;
+  chunk.quit = (flags & 2) != 0;
+  chunk.may_borrow = bytes.in_place();
+  chunk.token = static_cast<uint64_t>(info[3].As<Napi::Number>().Int64Value());
+  ReplyOutcome outcome = server_->Reply(static_cast<ConnId>(info[0].As<Napi::Number>().Int64Value()), chunk);
+  return Napi::Number::New(env, static_cast<double>(outcome));
+}
+
+// watch(ids): conversations the application keeps past its first turn.
+Napi::Value ServerWrap::WatchCall(const Napi::CallbackInfo& info) {
+  if (server_ && info[0].IsArray()) {
+    Napi::Array ids = info[0].As<Napi::Array>();
+    for (uint32_t i = 0; i < ids.Length(); i++) {
+      server_->Watch(static_cast<ConnId>(ids.Get(i).As<Napi::Number>().Int64Value()));
+    }
+  }
+  return info.Env().Undefined();
+}
+
+// stats(): the transport's counters (zeros once stopped).
+Napi::Value ServerWrap::StatsCall(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  ServerStats st = server_ ? server_->Stats() : final_stats_;
+  Napi::Object out = Napi::Object::New(env);
+  auto set = [&](const char* name, uint64_t v) { out.Set(name, Napi::Number::New(env, static_cast<double>(v))); };
+  set("connectionsReading", st.connections_reading);
+  set("connectionsPeerCheck", st.connections_peer_check);
+  set("connectionsHandling", st.connections_handling);
+  set("requests", st.requests);
+  set("droppedProtocol", st.dropped_protocol);
+  set("droppedTooLarge", st.dropped_too_large);
+  set("droppedTimeout", st.dropped_timeout);
+  set("droppedTooManyConnections", st.dropped_too_many);
+  set("bytesIn", st.bytes_in);
+  set("bytesOut", st.bytes_out);
+  return out;
 }
 
 Napi::Value ServerWrap::AbortConversation(const Napi::CallbackInfo& info) {
@@ -325,10 +322,9 @@ void ServerWrap::OnClientError(const Status& why, const PeerInfo& peer) {
   Post(std::move(e));
 }
 
-void ServerWrap::OnStopped(StopReason reason, const Status& error) {
+void ServerWrap::OnStopped(StopReason reason) {
   Event e(EventType::kStopped);
   e.reason = reason;
-  e.status = error;
   Post(std::move(e));
 }
 
@@ -341,67 +337,86 @@ void ServerWrap::CallJs(Napi::Env env, Napi::Function, ServerWrap* wrap, std::nu
 
 void ServerWrap::Drain(Napi::Env env) {
   // The server's threads run before StartServer has returned to the JS
-  // thread: until server_ is set, end()/write() would be lost, so leave
-  // the events queued; Start's completion drains them.
+  // thread: until server_ is set, reply() would be lost, so leave the
+  // events queued; Start's completion drains them.
   if (!server_) return;
   std::vector<Event> batch;
   events_.TakeAll(&batch);
-  Napi::Object self = Value();
-  for (size_t next = 0; next < batch.size(); next++) {
-    Event& e = batch[next];
+  size_t next = 0;
+  while (next < batch.size()) {
     Napi::HandleScope scope(env);
-    bool delivered = true;
-    switch (e.type) {
-      case EventType::kRequest: {
-        Napi::Buffer<uint8_t> request = CopyToJs(env, e.data.data(), e.data.size());
-        e.data.Reset();
-        delivered = CallJsCallback(env, on_request_, self,
-                                   {Napi::Number::New(env, static_cast<double>(e.id)), request, PeerToJs(env, e.peer)});
-        break;
-      }
-      case EventType::kPeerCheck:
-        delivered = CallJsCallback(env, on_peer_check_, self,
-                                   {Napi::Number::New(env, static_cast<double>(e.id)), PeerToJs(env, e.peer)});
-        break;
-      case EventType::kWritten:
-      case EventType::kReleased: {
-        Napi::Array tokens = Napi::Array::New(env, e.tokens.size());
-        for (size_t i = 0; i < e.tokens.size(); i++) {
-          tokens.Set(static_cast<uint32_t>(i), Napi::Number::New(env, static_cast<double>(e.tokens[i])));
-        }
-        Napi::FunctionReference& callback = e.type == EventType::kWritten ? on_written_ : on_released_;
-        delivered = CallJsCallback(env, callback, self, {Napi::Number::New(env, static_cast<double>(e.id)), tokens});
-        break;
-      }
-      case EventType::kLost:
-        delivered = CallJsCallback(env, on_lost_, self,
-                                   {Napi::Number::New(env, static_cast<double>(e.id)),
-                                    StatusToError(env, e.status, options_.path).Value()});
-        break;
-      case EventType::kClientError:
-        delivered = CallJsCallback(env, on_client_error_, self,
-                                   {StatusToError(env, e.status, options_.path).Value(), PeerToJs(env, e.peer)});
-        break;
-      case EventType::kStopped: {
+    bool delivered;
+    if (batch[next].type == EventType::kRequest) {
+      delivered = DeliverRequests(env, batch, &next);
+    } else {
+      Event& e = batch[next++];
+      if (e.type == EventType::kStopped) {
         // The server thread is about to exit: join it, then let go.
         state_ = State::kStopped;
-        if (server_) server_->Join();
+        if (server_) {
+          server_->Join();
+          final_stats_ = server_->Stats();
+        }
         server_.reset();
         Napi::Value reason = Napi::String::New(env, StopReasonName(e.reason));
         Teardown();
-        CallJsCallback(env, on_stopped_, self, {reason});
+        CallJsCallback(env, on_stopped_, Value(), {reason});
         return;  // nothing can follow OnStopped
       }
+      delivered = DeliverOne(env, e);
     }
     if (!delivered) {
-      // A callback threw (now an uncaught exception), or the environment is
-      // going away. Keep the rest for the next drain, in order.
-      std::vector<Event> rest;
-      for (size_t k = next + 1; k < batch.size(); k++) rest.push_back(std::move(batch[k]));
-      events_.PutBack(std::move(rest), [this] { tsfn_.NonBlockingCall(); });
+      // The environment is going away: nothing more runs.
       return;
     }
   }
+}
+
+// A run of consecutive requests, in one call: onRequests([id, request,
+// pid, uid, gid, sid, id, request, ...]). Advances `next` past the run.
+bool ServerWrap::DeliverRequests(Napi::Env env, std::vector<Event>& batch, size_t* next) {
+  constexpr uint32_t kFields = 6;
+  size_t end = *next;
+  while (end < batch.size() && batch[end].type == EventType::kRequest) end++;
+  Napi::Array flat = Napi::Array::New(env, (end - *next) * kFields);
+  uint32_t k = 0;
+  for (size_t i = *next; i < end; i++) {
+    Event& e = batch[i];
+    napi_value fields[kFields];
+    fields[0] = Napi::Number::New(env, static_cast<double>(e.id));
+    fields[1] = MessageToJs(env, std::move(e.data));
+    AppendPeer(env, e.peer, fields + 2);
+    for (uint32_t f = 0; f < kFields; f++) flat.Set(k++, fields[f]);
+  }
+  *next = end;
+  return CallJsCallback(env, on_requests_, Value(), {flat});
+}
+
+bool ServerWrap::DeliverOne(Napi::Env env, Event& e) {
+  Napi::Object self = Value();
+  Napi::Number id = Napi::Number::New(env, static_cast<double>(e.id));
+  switch (e.type) {
+    case EventType::kPeerCheck:
+      return CallJsCallback(env, on_peer_check_, self, {id, PeerToJs(env, e.peer)});
+    case EventType::kWritten:
+    case EventType::kReleased: {
+      Napi::Array tokens = Napi::Array::New(env, e.tokens.size());
+      for (size_t i = 0; i < e.tokens.size(); i++) {
+        tokens.Set(static_cast<uint32_t>(i), Napi::Number::New(env, static_cast<double>(e.tokens[i])));
+      }
+      Napi::FunctionReference& callback = e.type == EventType::kWritten ? on_written_ : on_released_;
+      return CallJsCallback(env, callback, self, {id, tokens});
+    }
+    case EventType::kLost:
+      return CallJsCallback(env, on_lost_, self, {id, StatusToError(env, e.status, options_.path).Value()});
+    case EventType::kClientError:
+      return CallJsCallback(env, on_client_error_, self,
+                            {StatusToError(env, e.status, options_.path).Value(), PeerToJs(env, e.peer)});
+    case EventType::kRequest:
+    case EventType::kStopped:
+      break;  // handled by Drain
+  }
+  return true;
 }
 
 // Releases the thread-safe function, the self reference and the cleanup
@@ -426,21 +441,13 @@ void ServerWrap::Teardown() {
 }
 
 // Environment teardown (process exit, worker thread exit): stop at once,
-// without waiting for handlers that will never run again.
+// without waiting for handlers that will never run again. The hook is
+// being run, so Teardown must not remove it.
 void ServerWrap::CleanupHook(void* arg) {
   ServerWrap* wrap = static_cast<ServerWrap*>(arg);
   wrap->cleanup_hook_added_ = false;
-  if (wrap->server_) {
-    wrap->server_->Stop(0);
-    wrap->server_->Join();
-    wrap->server_.reset();
-  }
-  wrap->events_.Close();
-  if (wrap->tsfn_) {
-    wrap->tsfn_.Release();
-    wrap->tsfn_ = Tsfn();
-  }
   wrap->state_ = State::kStopped;
+  wrap->Teardown();
 }
 
 }  // namespace sipc

@@ -22,7 +22,7 @@ class ServerWrap : public Napi::ObjectWrap<ServerWrap>, public ServerDelegate {
   void OnReleased(ConnId id, const std::vector<uint64_t>& tokens) override;
   void OnConversationLost(ConnId id, const Status& why) override;
   void OnClientError(const Status& why, const PeerInfo& peer) override;
-  void OnStopped(StopReason reason, const Status& error) override;
+  void OnStopped(StopReason reason) override;
 
  private:
   struct Event;
@@ -32,11 +32,9 @@ class ServerWrap : public Napi::ObjectWrap<ServerWrap>, public ServerDelegate {
 
   // JS thread only.
   Napi::Value Start(const Napi::CallbackInfo& info);
-  Napi::Value WriteChunk(const Napi::CallbackInfo& info);
-  Napi::Value WriteBorrowedCall(const Napi::CallbackInfo& info);
-  Napi::Value EndBorrowedCall(const Napi::CallbackInfo& info);
-  Napi::Value Borrow(const Napi::CallbackInfo& info, bool end);
-  Napi::Value EndConversation(const Napi::CallbackInfo& info);
+  Napi::Value ReplyCall(const Napi::CallbackInfo& info);
+  Napi::Value WatchCall(const Napi::CallbackInfo& info);
+  Napi::Value StatsCall(const Napi::CallbackInfo& info);
   Napi::Value AbortConversation(const Napi::CallbackInfo& info);
   Napi::Value AllowPeerCall(const Napi::CallbackInfo& info);
   Napi::Value StopCall(const Napi::CallbackInfo& info);
@@ -44,6 +42,8 @@ class ServerWrap : public Napi::ObjectWrap<ServerWrap>, public ServerDelegate {
   Napi::Value UnrefCall(const Napi::CallbackInfo& info);
   Napi::Value StopNowCall(const Napi::CallbackInfo& info);
   void Drain(Napi::Env env);
+  bool DeliverRequests(Napi::Env env, std::vector<Event>& batch, size_t* next);
+  bool DeliverOne(Napi::Env env, Event& e);
   void Teardown();
   static void CleanupHook(void* arg);
 
@@ -54,11 +54,12 @@ class ServerWrap : public Napi::ObjectWrap<ServerWrap>, public ServerDelegate {
   std::unique_ptr<Server> server_;  // JS thread
   State state_ = State::kNew;       // JS thread
   uint32_t pending_grace_ms_ = 0;
+  ServerStats final_stats_;  // what stats() reports once stopped
   Tsfn tsfn_;
   EventQueue<Event> events_;
   Napi::ObjectReference self_ref_;
   bool cleanup_hook_added_ = false;
-  Napi::FunctionReference on_request_, on_peer_check_, on_written_, on_released_, on_lost_, on_client_error_,
+  Napi::FunctionReference on_requests_, on_peer_check_, on_written_, on_released_, on_lost_, on_client_error_,
       on_stopped_;
 };
 

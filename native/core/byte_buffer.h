@@ -65,6 +65,19 @@ class ByteBuffer {
   // Forgets the content, keeps the memory.
   void Clear() { size_ = 0; }
 
+  // Gives up the memory (malloc'd; the caller frees it with free()),
+  // trimmed to the content. The buffer is empty afterwards.
+  uint8_t* Release() {
+    uint8_t* p = data_;
+    if (p != nullptr && capacity_ > size_ && size_ > 0) {
+      void* trimmed = std::realloc(p, size_);
+      if (trimmed != nullptr) p = static_cast<uint8_t*>(trimmed);
+    }
+    data_ = nullptr;
+    size_ = capacity_ = 0;
+    return p;
+  }
+
   // Frees the memory.
   void Reset() {
     std::free(data_);

@@ -1,9 +1,12 @@
-// The simple-ipc server as the rest of the addon sees it (SPEC section 3).
+// The simple-ipc server as the rest of the addon sees it
+// (docs/protocol.md#the-server, docs/design.md#threads).
 //
 // A platform transport (posix/server_posix.cc, win/server_win.cc)
 // implements Server. It owns every thread and descriptor; the application
 // (the N-API layer) sees complete requests through ServerDelegate and
-// answers with Write/End/Abort, from any thread, without blocking.
+// answers with Reply/Abort from any thread. Reply writes on the calling
+// thread when the kernel takes the bytes at once (one non-blocking send)
+// and leaves the rest to the transport's own threads; it never blocks.
 #pragma once
 
 #include <cstddef>
@@ -28,40 +31,79 @@ struct PeerInfo {
 
 enum class PipeAccess { kCurrentUser, kEveryone, kSddl };
 
+// Every field is set by the caller: the defaults users see live in one
+// place, lib/options.ts (the values below only make a bare struct safe).
 struct ServerOptions {
   std::string path;
-  int threads = 8;                        // worker threads, at least 1
-  size_t max_request_bytes = 64u << 20;   // SIZE_MAX: unlimited
-  uint32_t request_timeout_ms = 30000;    // 0: no limit
-  uint32_t max_connections = 1024;        // open + queued connections
+  int threads = 1;                        // serving threads, at least 1
+  size_t max_request_bytes = SIZE_MAX;    // SIZE_MAX: unlimited
+  uint32_t request_timeout_ms = 0;        // 0: no limit
+  uint32_t max_connections = 1024;        // open connections
+  uint32_t quit_grace_ms = 0;             // how long a quit lets conversations finish
+  uint32_t idle_timeout_ms = 0;           // stop after this long without connections; 0: never
   int socket_mode = -1;                   // POSIX: chmod before listen; -1: umask
   PipeAccess pipe_access = PipeAccess::kCurrentUser;  // Windows only
   std::string sddl;                       // Windows, with kSddl
   bool check_peer = false;                // ask the delegate before reading
 };
 
-enum class StopReason { kClosed, kQuit, kStolen, kError };
+enum class StopReason { kClosed, kQuit, kStolen, kIdle };
 
-// Called on server threads. Implementations must not block for long and
-// must not call back into the Server from inside these calls, except
-// through the non-blocking Write/End/Abort/AllowPeer entry points.
+// Counters for IpcServer.stats(). Connection counts are a snapshot; the
+// others count since the start.
+struct ServerStats {
+  uint64_t connections_reading = 0;    // sending their request
+  uint64_t connections_peer_check = 0; // waiting for allowPeer
+  uint64_t connections_handling = 0;   // being answered
+  uint64_t requests = 0;               // responses completed (flush sent)
+  uint64_t dropped_protocol = 0;       // malformed or truncated requests
+  uint64_t dropped_too_large = 0;
+  uint64_t dropped_timeout = 0;        // request or response stalled
+  uint64_t dropped_too_many = 0;       // over maxConnections
+  uint64_t bytes_in = 0;               // bytes read from clients
+  uint64_t bytes_out = 0;              // bytes written to clients
+};
+
+// What Server::Reply did with a chunk.
+enum class ReplyOutcome {
+  kSent,      // the kernel took all of it at once; nothing is reported later
+  kQueued,    // copied and queued; OnWritten(token) follows once it is sent
+  kBorrowed,  // queued from the caller's memory: keep it alive and unchanged
+              // until `token` comes back through OnWritten or OnReleased
+  kGone,      // the conversation is over (client left, aborted): nothing sent
+};
+
+struct ReplyChunk {
+  const uint8_t* data = nullptr;
+  size_t len = 0;
+  bool end = false;         // the last chunk: the flush follows, then close
+  bool quit = false;        // with `end`: then stop the server (Git's quit)
+  bool may_borrow = false;  // the caller can keep `data` alive (kBorrowed)
+  uint64_t token = 0;       // non-zero: reported by OnWritten/OnReleased
+};
+
+// Called on server threads, and from Reply on the thread that called it.
+// Implementations must not block for long and must not call back into the
+// Server from inside these calls, except through the non-blocking
+// Reply/Abort/AllowPeer entry points.
 class ServerDelegate {
  public:
   virtual ~ServerDelegate() = default;
-  // A complete request. The conversation stays open until End/Abort.
+  // A complete request. The conversation stays open until Reply(end) or
+  // Abort.
   virtual void OnRequest(ConnId id, ByteBuffer&& request, const PeerInfo& peer) = 0;
   // Only with ServerOptions::check_peer: a new connection waits, unread,
   // until the application answers with Server::AllowPeer.
   virtual void OnPeerCheck(ConnId id, const PeerInfo& peer) = 0;
-  // Writes carrying `token` reached the kernel.
+  // Queued writes carrying `token` reached the kernel.
   virtual void OnWritten(ConnId id, const std::vector<uint64_t>& tokens) = 0;
-  // Borrowed writes (Server::WriteBorrowed/EndBorrowed) dropped unsent;
+  // Borrowed replies (ReplyOutcome::kBorrowed) dropped unsent;
   // their memory is free again.
   virtual void OnReleased(ConnId id, const std::vector<uint64_t>& tokens) {
     (void)id;
     (void)tokens;
   }
-  // A conversation handed to OnRequest ended without End(): the client
+  // A conversation handed to OnRequest ended without its last Reply: the client
   // left, a write failed, or the server was forced to stop. Later calls
   // for `id` are ignored.
   virtual void OnConversationLost(ConnId id, const Status& why) = 0;
@@ -70,38 +112,29 @@ class ServerDelegate {
   virtual void OnClientError(const Status& why, const PeerInfo& peer) = 0;
   // The last call. All threads but the caller have ended; the caller is
   // the server's own thread, which ends right after (Join it).
-  virtual void OnStopped(StopReason reason, const Status& error) = 0;
+  virtual void OnStopped(StopReason reason) = 0;
 };
 
 class Server {
  public:
   virtual ~Server() = default;
 
-  // Sends `data` as data packets. `token` (non-zero) is reported through
-  // OnWritten once the bytes reached the kernel. Any thread.
-  virtual void Write(ConnId id, const uint8_t* data, size_t len, uint64_t token) = 0;
-  // Sends `data` (may be empty), then the flush, then closes. With
-  // `quit`, the server then shuts down (SPEC 3, Quit). Any thread.
-  virtual void End(ConnId id, const uint8_t* data, size_t len, bool quit) = 0;
-  // Like Write/End, but the bytes are sent from the caller's memory, with
-  // no copy. Returns false when nothing was borrowed (the conversation is
-  // over, or the transport copied instead). On true, `token` (non-zero) is
-  // reported exactly once, by OnWritten once sent or by OnReleased if
-  // dropped; until then the memory must stay valid and unchanged.
-  virtual bool WriteBorrowed(ConnId id, const uint8_t* data, size_t len, uint64_t token) {
-    Write(id, data, len, token);
-    return false;
-  }
-  virtual bool EndBorrowed(ConnId id, const uint8_t* data, size_t len, bool quit, uint64_t token) {
-    (void)token;
-    End(id, data, len, quit);
-    return false;
-  }
+  // Sends a chunk of the response (data packets; with `end` also the
+  // flush, then closes). Writes on the calling thread when nothing is
+  // queued and the kernel takes the bytes at once; queues the rest for the
+  // transport's threads. Any thread; never blocks.
+  virtual ReplyOutcome Reply(ConnId id, const ReplyChunk& chunk) = 0;
+  // The application still works on `id` after its first turn: watch the
+  // connection for a client that leaves (OnConversationLost). Transports
+  // that always watch ignore it.
+  virtual void Watch(ConnId id) { (void)id; }
+  virtual ServerStats Stats() { return ServerStats{}; }
+
   // Closes without the flush: the client sees an incomplete response.
   virtual void Abort(ConnId id) = 0;
   // Answer to OnPeerCheck.
   virtual void AllowPeer(ConnId id, bool allowed) = 0;
-  // Graceful stop (SPEC 3, Stopping): conversations already handed to the
+  // Graceful stop (docs/protocol.md#stopping): conversations already handed to the
   // application may finish for up to `grace_ms`, then they are dropped.
   // OnStopped follows. Any thread; idempotent.
   virtual void Stop(uint32_t grace_ms) = 0;

@@ -15,6 +15,10 @@ constexpr uint32_t kPollOut = 2;
 // kPollIn, where read() returns 0.
 constexpr uint32_t kPollHangup = 4;
 constexpr uint32_t kPollError = 8;
+// Add() only: when several pollers watch one descriptor (a listening
+// socket shared by serving threads), wake one of them per event, not all
+// (epoll's EPOLLEXCLUSIVE; other backends wake all, which is only slower).
+constexpr uint32_t kPollExclusive = 16;
 
 struct PollEvent {
   uint64_t key;

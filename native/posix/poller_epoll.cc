@@ -18,6 +18,10 @@ uint32_t ToEpoll(uint32_t events, bool oneshot) {
   if (events & kPollIn) e |= EPOLLIN | EPOLLRDHUP;
   if (events & kPollOut) e |= EPOLLOUT;
   if (oneshot) e |= EPOLLONESHOT;
+#if defined(EPOLLEXCLUSIVE)
+  // Allowed only with EPOLLIN/EPOLLOUT (a listening socket needs no RDHUP).
+  if ((events & kPollExclusive) && !oneshot) e = (e & ~EPOLLRDHUP) | EPOLLEXCLUSIVE;
+#endif
   return e;
 }
 

@@ -1,88 +1,170 @@
-// The simple-ipc server on POSIX (SPEC section 3, with the section 7
-// limits).
+// The simple-ipc server on POSIX (docs/protocol.md#the-server, with the
+// limits of docs/protocol.md#limits).
 //
-// Threads and ownership:
-//  - The I/O thread (Git's "accept thread") waits on the Poller for the
-//    listening socket, for connections still sending their request, for
-//    sockets a worker found full (EAGAIN), and for hang-ups. It accepts,
-//    reads requests without blocking, enforces the request limits, checks
-//    for a stolen socket path, and runs the shutdown sequence.
-//  - Worker threads take connections that have output queued, oldest
-//    first, and write it with one sendmsg() per turn (never blocking: a
-//    full socket is handed back to the I/O thread). They also close
-//    finished conversations. No worker ever waits on a client.
-//  - Any thread (in practice the JS thread) calls Write/End/Abort, which
-//    only queue bytes and wake a worker.
+// Threads and ownership (docs/design.md#the-posix-server):
+//  - `threads` serving threads. Each has its own Poller and owns the
+//    connections it accepted, from accept to close: it accepts on the
+//    shared listening socket, reads requests without blocking, enforces
+//    the request limits and deadlines, notices clients that leave, and
+//    writes what a Reply could not write at once. Serving thread 0 also
+//    checks for a stolen socket path, runs the idle timeout and the stop
+//    sequence, and is the one the owner joins.
+//  - The application's thread (the JS thread) calls Reply. Bytes are
+//    written by the thread that has them: when nothing is queued, Reply
+//    makes one non-blocking sendmsg() and, after the last chunk, closes the
+//    connection itself; what the kernel did not take is queued and the
+//    owning serving thread writes it when the socket is writable. Reply
+//    never blocks and never loops on a socket.
 //
-// Locking: one mutex, `mutex_`, guards the connection table, each
-// connection's fields marked (mu), the work queue and the stop state.
-// System calls run outside it, on a connection that the caller holds
-// `busy` (workers) or that is in the kReading phase (I/O thread: a
-// connection's request reader belongs to the I/O thread alone).
-// Delegate calls are made without holding the lock.
-#include <fcntl.h>
-#include <poll.h>
+// Locking: each serving thread has one mutex, `mu`, that guards its
+// connection table and every connection field marked (mu). A system call
+// on a connection runs outside the lock, by the one thread that set
+// `busy` (a writer), or, while the connection is still sending its
+// request, by its serving thread alone (the request reader belongs to
+// it). No thread ever holds two serving threads' mutexes, nor calls the
+// delegate while holding one. `stop_mutex_` only guards the stop request
+// and is never held while taking a `mu`.
 #include <sys/socket.h>
-#include <sys/stat.h>
 #include <sys/uio.h>
 #include <unistd.h>
 
 #include <atomic>
 #include <cerrno>
-#include <condition_variable>
-#include <deque>
 #include <mutex>
+#include <queue>
 #include <thread>
 #include <unordered_map>
+#include <utility>
+#include <vector>
 
 #include "../core/clock.h"
 #include "../core/output_queue.h"
 #include "../core/pkt_line.h"
 #include "../core/server.h"
+#include "listener_posix.h"
 #include "poller.h"
 #include "socket_util.h"
-#include "unix_address.h"
 
 namespace sipc {
 
 namespace {
 
-constexpr int kListenBacklog = 50;           // as Git
-constexpr int64_t kLockTimeoutMs = 100;      // as Git
-constexpr int64_t kStolenCheckMs = 1000;     // SPEC: at least once a second
-constexpr int64_t kAcceptPauseMs = 100;      // out of descriptors: retry accept() then
+constexpr int64_t kStolenCheckMs = 1000;  // docs/protocol.md#stolen-path: at least once a second
+constexpr int64_t kAcceptPauseMs = 100;   // out of descriptors: retry accept() then
 constexpr size_t kReadBufferSize = 256 * 1024;
-constexpr int kMaxReadsPerEvent = 16;        // fairness between uploads
+constexpr int kMaxReadsPerEvent = 16;     // fairness between uploads
+constexpr int kMaxAcceptsPerEvent = 64;   // fairness between accepting and reading
+constexpr int kMaxWritesPerEvent = 16;    // fairness between large responses
 constexpr size_t kMaxIovPerWrite = 64;
-constexpr uint64_t kListenKey = 0;
+constexpr uint64_t kListenKey = ~uint64_t{0} - 1;  // Poller::kWakeKey is ~0
+constexpr int kThreadBits = 10;                    // up to 1024 serving threads
 
 enum class Phase {
-  kPeerCheck,  // accepted, waiting for AllowPeer; nothing read yet
-  kReading,    // receiving the request (I/O thread)
-  kHandling,   // request handed to the application
+  kAwaitFirstByte,  // allowPeer set: nothing read, waiting to see a byte
+  kPeerCheck,       // the application decides (AllowPeer); nothing read
+  kReading,         // receiving the request (serving thread)
+  kHandling,        // request handed to the application
 };
 
 struct Conn {
   ConnId id = 0;
   int fd = -1;
   PeerInfo peer;
-  int64_t deadline = 0;  // request must be complete by then (0: none)
-  // I/O thread only, while kReading:
-  bool registered = false;  // known to the poller
+  // Serving thread only, while kAwaitFirstByte/kReading:
   pkt::Reader reader;
   ByteBuffer request;
   // (mu):
   Phase phase = Phase::kReading;
+  int64_t deadline = 0;     // the request must be complete by then (0: none)
+  bool registered = false;  // known to the owner's poller
   OutputQueue out;
-  bool ended = false;          // End() queued the flush: close once drained
-  bool quit = false;           // End(quit): shut the server down after
+  bool ended = false;          // the last chunk is queued: close once drained
+  bool quit = false;           // ...and then stop the server
   bool aborted = false;        // close without writing what is queued
-  bool busy = false;           // a worker is in a system call on fd
-  bool queued = false;         // in work_queue_
-  bool want_writable = false;  // waiting for POLLOUT (I/O thread)
+  bool busy = false;           // a thread is in a system call on fd
+  bool want_writable = false;  // queued bytes wait for POLLOUT
   int64_t writable_since = 0;
 
   explicit Conn(size_t max_request) : reader(max_request) {}
+};
+
+// Delegate calls collected under a lock, made after it is released.
+struct Notices {
+  ConnId id = 0;
+  std::vector<uint64_t> written;
+  std::vector<uint64_t> released;
+  bool lost = false;
+  Status lost_why;
+  bool quit = false;
+};
+
+class PosixServer;
+
+class ServingThread {
+ public:
+  ServingThread(PosixServer* server, int index, std::unique_ptr<Poller> poller)
+      : server_(server), index_(index), poller_(std::move(poller)) {}
+
+  void Start() { thread_ = std::thread([this] { Run(); }); }
+  void Join() {
+    if (thread_.joinable()) thread_.join();
+  }
+  Poller* poller() { return poller_.get(); }
+
+  // (mu) helpers, also used by PosixServer's entry points.
+  std::mutex mu;
+  Conn* Find(ConnId id) {
+    auto it = conns_.find(id);
+    return it == conns_.end() ? nullptr : it->second.get();
+  }
+  Conn* FindHandling(ConnId id) {
+    Conn* c = Find(id);
+    return c != nullptr && c->phase == Phase::kHandling ? c : nullptr;
+  }
+  void CloseLocked(Conn* conn, Notices* notices);
+  bool AbortLocked(Conn* conn, Notices* notices);
+  void QueueLocked(Conn* conn, const ReplyChunk& chunk, size_t already_sent);
+  void FinishLocked(Conn* conn, Notices* notices);
+  void WatchLocked(Conn* conn);
+  size_t CountLocked() const { return conns_.size(); }
+  void CountPhasesLocked(ServerStats* stats) const;
+  std::vector<ConnId> AbortAllLocked(Notices* notices);
+
+  // Serving thread.
+  void Deliver(Notices& notices);
+
+ private:
+  void Run();
+  int NextTimeout(int64_t now) const;
+  void Dispatch(const PollEvent& event);
+  void AcceptAll();
+  void Adopt(int fd);
+  void AwaitFirstByte(Conn* conn);
+  void ReadRequest(Conn* conn);
+  void RequestComplete(Conn* conn);
+  void DropUnstarted(Conn* conn, const Status& why, bool report);
+  void OnHandlingEvent(ConnId id, uint32_t events);
+  void WriteQueuedLocked(Conn* conn, std::unique_lock<std::mutex>& lock, Notices* notices);
+  void RunTimers(int64_t now);
+  void DropStalledWriters(int64_t now);
+  void LeaveListener();
+  void DropUnstartedAll();
+
+  PosixServer* server_;
+  int index_;
+  std::unique_ptr<Poller> poller_;
+  std::thread thread_;
+  std::unordered_map<ConnId, std::unique_ptr<Conn>> conns_;  // (mu)
+
+  // Serving thread only.
+  uint64_t next_seq_ = 1;
+  std::priority_queue<std::pair<int64_t, ConnId>, std::vector<std::pair<int64_t, ConnId>>,
+                      std::greater<std::pair<int64_t, ConnId>>>
+      deadlines_;
+  int64_t next_stall_check_ = 0;
+  int64_t accept_resume_at_ = 0;  // accept() paused until then (0: not paused)
+  bool on_listener_ = true;
+  std::vector<uint8_t> read_buffer_;
 };
 
 class PosixServer : public Server {
@@ -90,744 +172,890 @@ class PosixServer : public Server {
   PosixServer(const ServerOptions& options, ServerDelegate* delegate)
       : options_(options), delegate_(delegate) {
     if (options_.threads < 1) options_.threads = 1;
+    if (options_.threads > (1 << kThreadBits)) options_.threads = 1 << kThreadBits;
   }
-
   ~PosixServer() override {
-    if (listen_fd_ >= 0) close(listen_fd_);
+    if (listener_.fd >= 0) close(listener_.fd);
   }
 
   Status Listen();
-  void StartThreads();
+  Status StartThreads();
 
-  void Write(ConnId id, const uint8_t* data, size_t len, uint64_t token) override {
-    std::vector<uint8_t> framed;
-    pkt::AppendPackets(data, len, &framed);
-    std::unique_lock<std::mutex> lock(mutex_);
-    Conn* conn = FindHandling(id);
-    if (conn == nullptr || conn->ended) return;
-    conn->out.Push(std::move(framed), token);
-    Schedule(conn);
-  }
-
-  void End(ConnId id, const uint8_t* data, size_t len, bool quit) override {
-    std::vector<uint8_t> framed;
-    pkt::AppendMessage(data, len, &framed);
-    std::unique_lock<std::mutex> lock(mutex_);
-    Conn* conn = FindHandling(id);
-    if (conn == nullptr || conn->ended) return;
-    conn->out.Push(std::move(framed), 0);
-    conn->ended = true;
-    conn->quit = quit;
-    Schedule(conn);
-  }
-
-  bool WriteBorrowed(ConnId id, const uint8_t* data, size_t len, uint64_t token) override {
-    std::unique_lock<std::mutex> lock(mutex_);
-    Conn* conn = FindHandling(id);
-    if (conn == nullptr || conn->ended) return false;
-    conn->out.PushBorrowed(data, len, false, token);
-    Schedule(conn);
-    return true;
-  }
-
-  bool EndBorrowed(ConnId id, const uint8_t* data, size_t len, bool quit, uint64_t token) override {
-    std::unique_lock<std::mutex> lock(mutex_);
-    Conn* conn = FindHandling(id);
-    if (conn == nullptr || conn->ended) return false;
-    conn->out.PushBorrowed(data, len, true, token);
-    conn->ended = true;
-    conn->quit = quit;
-    Schedule(conn);
-    return true;
-  }
-
-  void Abort(ConnId id) override {
-    std::unique_lock<std::mutex> lock(mutex_);
-    Conn* conn = FindHandling(id);
-    if (conn == nullptr || conn->ended) return;
-    AbortLocked(conn);
-  }
-
-  void AllowPeer(ConnId id, bool allowed) override {
-    std::unique_lock<std::mutex> lock(mutex_);
-    auto it = conns_.find(id);
-    if (it == conns_.end() || it->second->phase != Phase::kPeerCheck) return;
-    Conn* conn = it->second.get();
-    if (!allowed || stop_requested_) {
-      CloseLocked(conn);
-      return;
-    }
-    // Hand the connection to the I/O thread.
-    conn->phase = Phase::kReading;
-    poller_->Modify(conn->fd, kPollIn, conn->id, false);
-  }
-
+  ReplyOutcome Reply(ConnId id, const ReplyChunk& chunk) override;
+  void Watch(ConnId id) override;
+  ServerStats Stats() override;
+  void Abort(ConnId id) override;
+  void AllowPeer(ConnId id, bool allowed) override;
   void Stop(uint32_t grace_ms) override { RequestStop(StopReason::kClosed, grace_ms); }
+  void Join() override { threads_[0]->Join(); }
 
-  void Join() override {
-    if (io_thread_.joinable()) io_thread_.join();
-  }
+  // For the serving threads.
+  const ServerOptions& options() const { return options_; }
+  ServerDelegate* delegate() { return delegate_; }
+  int listen_fd() const { return listener_.fd; }
+  bool stopping() const { return stopping_.load(std::memory_order_acquire); }
+  bool exiting() const { return exit_.load(std::memory_order_acquire); }
+  // Connections not yet handed to the application are dropped on a stop,
+  // except on an idle stop, which finishes everything it accepted.
+  bool drop_unstarted_on_stop() const { return stop_reason_seen_ != StopReason::kIdle; }
+  void RequestStop(StopReason reason, uint32_t grace_ms);
+  bool TryOpen();  // counts a new connection; false over maxConnections
+  void Closed();
+  void ThreadLeftListener() { threads_off_listener_.fetch_add(1, std::memory_order_acq_rel); }
+  void Coordinate(int64_t now);
+  int CoordinatorTimeout(int64_t now) const;
+  void FinishStop();
+
+  std::atomic<uint64_t> requests_served{0};
+  std::atomic<uint64_t> dropped_protocol{0};
+  std::atomic<uint64_t> dropped_too_large{0};
+  std::atomic<uint64_t> dropped_timeout{0};
+  std::atomic<uint64_t> dropped_too_many{0};
+  std::atomic<uint64_t> bytes_in{0};
+  std::atomic<uint64_t> bytes_out{0};
 
  private:
-  // (mu) helpers.
-  Conn* FindHandling(ConnId id) {
-    auto it = conns_.find(id);
-    if (it == conns_.end() || it->second->phase != Phase::kHandling) return nullptr;
-    return it->second.get();
+  ServingThread* ThreadOf(ConnId id) {
+    size_t index = static_cast<size_t>(id & ((ConnId{1} << kThreadBits) - 1));
+    return index < threads_.size() ? threads_[index].get() : nullptr;
   }
-
-  void Schedule(Conn* conn) {
-    if (conn->queued || conn->busy || conn->want_writable) return;
-    conn->queued = true;
-    work_queue_.push_back(conn->id);
-    if (idle_workers_ > 0) work_cv_.notify_one();
-  }
-
-  // Ends a conversation without the flush: nothing more is written and a
-  // worker closes the connection. Returns true if it was not aborted yet.
-  bool AbortLocked(Conn* conn) {
-    bool first = !conn->aborted;
-    conn->aborted = true;
-    conn->ended = true;
-    // A worker in sendmsg() reads these buffers without the lock: it
-    // drops the queue itself when it sees `aborted`.
-    DropOutput(conn);
-    conn->want_writable = false;
-    Schedule(conn);
-    return first;
-  }
-
-  // Drops a connection's queued output, unless a worker is in sendmsg()
-  // on it (that worker drops it when it takes the lock back). Tokens of
-  // the dropped entries wait in released_ for delivery.
-  void DropOutput(Conn* conn) {
-    if (conn->busy || conn->out.empty()) return;
-    std::vector<uint64_t> tokens;
-    conn->out.Clear(&tokens);
-    if (!tokens.empty()) released_.emplace_back(conn->id, std::move(tokens));
-  }
-
-  // Reports dropped borrowed writes. Call without the lock.
-  void DeliverReleased() {
-    std::vector<std::pair<ConnId, std::vector<uint64_t>>> released;
-    {
-      std::lock_guard<std::mutex> lock(mutex_);
-      released.swap(released_);
-    }
-    for (auto& r : released) delegate_->OnReleased(r.first, r.second);
-  }
-
-  // Closes and forgets a connection nobody is in a system call on.
-  void CloseLocked(Conn* conn) {
-    DropOutput(conn);
-    poller_->Forget(conn->fd);
-    close(conn->fd);
-    conns_.erase(conn->id);
-    if (stop_requested_ && conns_.empty()) poller_->Wake();
-  }
-
-  void RequestStop(StopReason reason, uint32_t grace_ms) {
-    {
-      std::lock_guard<std::mutex> lock(mutex_);
-      if (stop_requested_) {
-        // A later, shorter grace wins (e.g. close() after quit).
-        int64_t deadline = NowMs() + grace_ms;
-        if (deadline < grace_deadline_) grace_deadline_ = deadline;
-      } else {
-        stop_requested_ = true;
-        stop_reason_ = reason;
-        grace_deadline_ = NowMs() + grace_ms;
-      }
-    }
-    poller_->Wake();
-  }
-
-  void IoLoop();
-  void Accept();
-  void ReadRequest(Conn* conn);
-  void DropReading(Conn* conn, const Status& why, bool report);
-  void OnHandlingEvent(ConnId id, uint32_t events);
-  void CheckTimers(int64_t now);
-  bool PathStolen();
-  void WorkerLoop();
-  void FinishStop();
+  ssize_t SendNow(int fd, const ReplyChunk& chunk, size_t* framed_size);
+  ReplyOutcome AfterSendLocked(ServingThread* t, Conn* c, const ReplyChunk& chunk, ssize_t sent, int err,
+                               size_t framed_size, Notices* notices);
+  void BeginStop();
+  bool AllConnectionsClosed();
+  void AbortAllConversations();
 
   ServerOptions options_;
   ServerDelegate* delegate_;
-  std::unique_ptr<Poller> poller_;
-  int listen_fd_ = -1;
-  dev_t socket_dev_ = 0;
-  ino_t socket_ino_ = 0;
-  std::thread io_thread_;
-  std::vector<std::thread> workers_;
+  Listener listener_;
+  std::vector<std::unique_ptr<ServingThread>> threads_;
 
-  std::mutex mutex_;
-  std::condition_variable work_cv_;
-  std::unordered_map<ConnId, std::unique_ptr<Conn>> conns_;  // (mu)
-  std::deque<ConnId> work_queue_;                            // (mu)
-  int idle_workers_ = 0;                                     // (mu)
-  bool workers_exit_ = false;                                // (mu)
-  bool stop_requested_ = false;                              // (mu)
-  StopReason stop_reason_ = StopReason::kClosed;             // (mu)
-  int64_t grace_deadline_ = 0;                               // (mu)
-  std::vector<std::pair<ConnId, std::vector<uint64_t>>> released_;  // (mu)
+  std::atomic<bool> stopping_{false};
+  std::atomic<bool> exit_{false};
+  std::atomic<int> threads_off_listener_{0};
+  std::atomic<int64_t> open_connections_{0};
+  std::atomic<int64_t> idle_since_{0};
 
-  // I/O thread only.
-  ConnId next_id_ = 1;
-  std::deque<std::pair<int64_t, ConnId>> deadlines_;  // accept order = deadline order
+  mutable std::mutex stop_mutex_;
+  bool stop_requested_ = false;                   // (stop_mutex_)
+  StopReason stop_reason_ = StopReason::kClosed;  // (stop_mutex_)
+  int64_t grace_deadline_ = 0;                    // (stop_mutex_)
+
+  // Serving thread 0 only.
+  StopReason stop_reason_seen_ = StopReason::kClosed;
+  bool stop_begun_ = false;
+  bool listener_closed_ = false;
+  bool aborted_all_ = false;
   int64_t next_stolen_check_ = 0;
-  int64_t accept_resume_at_ = 0;  // accept() paused until then (0: not paused)
-  std::vector<uint8_t> read_buffer_;
 };
 
-Status TakeLock(const std::string& lock_path, int* out_fd) {
-  int64_t give_up = NowMs() + kLockTimeoutMs;
-  for (;;) {
-    int fd = open(lock_path.c_str(), O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0600);
-    if (fd >= 0) {
-      *out_fd = fd;
-      return Status::Ok();
+// ---------------------------------------------------------------------------
+// Start
+
+Status PosixServer::Listen() { return OpenListener(options_, &listener_); }
+
+Status PosixServer::StartThreads() {
+  for (int i = 0; i < options_.threads; i++) {
+    std::unique_ptr<Poller> poller = Poller::Create();
+    uint32_t events = kPollIn | (options_.threads > 1 ? kPollExclusive : 0);
+    if (!poller || !poller->Add(listener_.fd, events, kListenKey, false)) {
+      Status st = Status::FromErrno(errno, "epoll_ctl");
+      threads_.clear();
+      close(listener_.fd);
+      RemoveListenerPath(options_.path, listener_);
+      listener_.fd = -1;
+      return st;
     }
-    int err = errno;
-    if (err != EEXIST || NowMs() >= give_up) {
-      return Status::FromErrno(err, "open", "could not take lock file '" + lock_path + "'");
-    }
-    std::this_thread::sleep_for(std::chrono::milliseconds(5));
+    threads_.emplace_back(new ServingThread(this, i, std::move(poller)));
   }
-}
-
-// True when a server accepts connections at `address` (Git's probe).
-bool LiveServerAt(const UnixAddress& address) {
-  int err = ConnectOnce(address, 1000);
-  return err == 0 || err == EAGAIN;  // EAGAIN: alive, backlog full
-}
-
-Status PosixServer::Listen() {
-  const std::string& path = options_.path;
-  UnixAddress address;
-  Status st = address.Resolve(path);
-  if (!st.ok()) {
-    st.syscall = "bind";
-    return st;
-  }
-
-  std::string lock_path = path + ".lock";
-  int lock_fd = -1;
-  st = TakeLock(lock_path, &lock_fd);
-  if (!st.ok()) return st;
-  auto release_lock = [&] {
-    unlink(lock_path.c_str());
-    close(lock_fd);
-  };
-
-  if (LiveServerAt(address)) {
-    release_lock();
-    return Status::FromErrno(EADDRINUSE, "listen", path);
-  }
-
-  struct stat sb;
-  if (lstat(path.c_str(), &sb) == 0) {
-    if (!S_ISSOCK(sb.st_mode)) {
-      // Git would delete it; we never destroy what is not ours.
-      release_lock();
-      return Status::Lib(LibCode::kNotSocket, "'" + path + "'");
-    }
-    if (unlink(path.c_str()) < 0 && errno != ENOENT) {
-      int err = errno;
-      release_lock();
-      return Status::FromErrno(err, "unlink", "stale socket '" + path + "'");
-    }
-  }
-
-  int fd = NewUnixSocket();
-  if (fd < 0) {
-    int err = errno;
-    release_lock();
-    return Status::FromErrno(err, "socket");
-  }
-  auto fail = [&](const char* syscall) {
-    int err = errno;
-    close(fd);
-    release_lock();
-    return Status::FromErrno(err, syscall, path);
-  };
-  if (bind(fd, address.addr(), address.len()) < 0) return fail("bind");
-  // Between bind and listen nobody can connect (ECONNREFUSED), so the mode
-  // is in place before the first client; the process umask is untouched.
-  if (options_.socket_mode >= 0 && chmod(path.c_str(), static_cast<mode_t>(options_.socket_mode)) < 0) {
-    Status failed = fail("chmod");
-    unlink(path.c_str());
-    return failed;
-  }
-  if (listen(fd, kListenBacklog) < 0) {
-    Status failed = fail("listen");
-    unlink(path.c_str());
-    return failed;
-  }
-  if (lstat(path.c_str(), &sb) < 0) {
-    Status failed = fail("lstat");
-    unlink(path.c_str());
-    return failed;
-  }
-  socket_dev_ = sb.st_dev;
-  socket_ino_ = sb.st_ino;
-  listen_fd_ = fd;
-  release_lock();
-
-  poller_ = Poller::Create();
-  if (!poller_ || !poller_->Add(listen_fd_, kPollIn, kListenKey, false)) {
-    int err = errno;
-    close(listen_fd_);
-    listen_fd_ = -1;
-    unlink(path.c_str());
-    return Status::FromErrno(err, "epoll_ctl");
-  }
+  int64_t now = NowMs();
+  next_stolen_check_ = now + kStolenCheckMs;
+  idle_since_.store(now);
+  for (auto& t : threads_) t->Start();
   return Status::Ok();
 }
 
-void PosixServer::StartThreads() {
-  read_buffer_.resize(kReadBufferSize);
-  next_stolen_check_ = NowMs() + kStolenCheckMs;
-  for (int i = 0; i < options_.threads; i++) workers_.emplace_back([this] { WorkerLoop(); });
-  io_thread_ = std::thread([this] { IoLoop(); });
-}
+// ---------------------------------------------------------------------------
+// The application's entry points (any thread; in practice the JS thread)
 
-// I/O thread.
-void PosixServer::IoLoop() {
-  PollEvent events[128];
-  bool stopping = false;
-  for (;;) {
-    int64_t now = NowMs();
-    int timeout = static_cast<int>(next_stolen_check_ > now ? next_stolen_check_ - now : 0);
-    if (!deadlines_.empty()) {
-      int64_t left = deadlines_.front().first - now;
-      if (left < timeout) timeout = left < 0 ? 0 : static_cast<int>(left);
-    }
-    if (accept_resume_at_ > 0) {
-      int64_t left = accept_resume_at_ - now;
-      if (left < timeout) timeout = left < 0 ? 0 : static_cast<int>(left);
-    }
-    if (stopping) timeout = timeout < 50 ? timeout : 50;
-    int n = poller_->Wait(events, 128, timeout);
-    for (int i = 0; i < n; i++) {
-      uint64_t key = events[i].key;
-      if (key == Poller::kWakeKey) continue;
-      if (key == kListenKey) {
-        if (!stopping) Accept();
-        continue;
-      }
-      Conn* reading = nullptr;
-      {
-        std::lock_guard<std::mutex> lock(mutex_);
-        auto it = conns_.find(key);
-        if (it == conns_.end()) continue;
-        if (it->second->phase == Phase::kReading) reading = it->second.get();
-      }
-      if (reading != nullptr) {
-        ReadRequest(reading);
-      } else {
-        OnHandlingEvent(key, events[i].events);
-      }
-    }
-    now = NowMs();
-    CheckTimers(now);
-    DeliverReleased();
-    if (accept_resume_at_ > 0 && now >= accept_resume_at_) {
-      accept_resume_at_ = 0;
-      if (listen_fd_ >= 0 && !stopping) poller_->Modify(listen_fd_, kPollIn, kListenKey, false);
-    }
-
-    bool stop_now;
-    int64_t grace_deadline;
-    {
-      std::lock_guard<std::mutex> lock(mutex_);
-      stop_now = stop_requested_;
-      grace_deadline = grace_deadline_;
-    }
-    if (stop_now && !stopping) {
-      stopping = true;
-      // Stop accepting; drop everything that has not reached the
-      // application (SPEC 3: queued connections are dropped). As in Git,
-      // the listening socket itself stays open until the threads are
-      // joined and the socket file is gone: until then the path still
-      // reads as "listening", so whoever waits for it to stop (Git's
-      // stop-daemon) also waits for the conversations to finish, and
-      // finds no socket file once it is told the server is gone.
-      poller_->Remove(listen_fd_);
-      std::lock_guard<std::mutex> lock(mutex_);
-      for (auto it = conns_.begin(); it != conns_.end();) {
-        Conn* conn = it->second.get();
-        if (conn->phase != Phase::kHandling) {
-          poller_->Forget(conn->fd);
-          close(conn->fd);
-          it = conns_.erase(it);
-        } else {
-          ++it;
-        }
-      }
-      deadlines_.clear();
-    }
-    if (stopping) {
-      std::vector<ConnId> lost;
-      {
-        std::lock_guard<std::mutex> lock(mutex_);
-        if (conns_.empty()) break;
-        if (now >= grace_deadline) {
-          // Out of patience: drop the conversations still running.
-          for (auto& kv : conns_) {
-            if (AbortLocked(kv.second.get())) lost.push_back(kv.first);
-          }
-        }
-      }
-      for (ConnId id : lost) {
-        delegate_->OnConversationLost(id, Status::Lib(LibCode::kServerClosed, "closed before the handler finished"));
-      }
-    }
+// One non-blocking sendmsg() of the chunk's framed bytes, straight from the
+// caller's memory. Returns what sendmsg returned (errno set on -1).
+ssize_t PosixServer::SendNow(int fd, const ReplyChunk& chunk, size_t* framed_size) {
+  *framed_size = pkt::EncodedSize(chunk.len) + (chunk.end ? pkt::kHeaderSize : 0);
+  if (*framed_size == 0) return 0;
+  pkt::Span spans[kMaxIovPerWrite];
+  char headers[kMaxIovPerWrite / 2 + 1][pkt::kHeaderSize];
+  size_t count = pkt::FramedSpans(chunk.data, chunk.len, 0, spans, kMaxIovPerWrite, headers, chunk.end);
+  iovec iov[kMaxIovPerWrite];
+  for (size_t i = 0; i < count; i++) {
+    iov[i].iov_base = const_cast<uint8_t*>(spans[i].data);
+    iov[i].iov_len = spans[i].size;
   }
-  FinishStop();
+  msghdr msg{};
+  msg.msg_iov = iov;
+  msg.msg_iovlen = count;
+  ssize_t n;
+  do {
+    n = sendmsg(fd, &msg, kSendFlags | MSG_DONTWAIT);
+  } while (n < 0 && errno == EINTR);
+  return n;
 }
 
-void PosixServer::FinishStop() {
-  StopReason reason;
+ReplyOutcome PosixServer::Reply(ConnId id, const ReplyChunk& chunk) {
+  ServingThread* t = ThreadOf(id);
+  if (t == nullptr) return ReplyOutcome::kGone;
+  Notices notices;
+  notices.id = id;
+  ReplyOutcome outcome;
   {
-    std::lock_guard<std::mutex> lock(mutex_);
-    workers_exit_ = true;
-    reason = stop_reason_;
-  }
-  work_cv_.notify_all();
-  for (std::thread& t : workers_) t.join();
-  workers_.clear();
-  // Remove the socket file unless someone else's socket is there now,
-  // then close the listener (clients still in its backlog get EOF).
-  if (reason != StopReason::kStolen) {
-    struct stat sb;
-    if (lstat(options_.path.c_str(), &sb) == 0 && S_ISSOCK(sb.st_mode) && sb.st_dev == socket_dev_ &&
-        sb.st_ino == socket_ino_) {
-      unlink(options_.path.c_str());
+    std::unique_lock<std::mutex> lock(t->mu);
+    Conn* c = t->FindHandling(id);
+    if (c == nullptr || c->ended) return ReplyOutcome::kGone;
+    if (c->busy || !c->out.empty()) {
+      // Bytes before these are still on their way: keep the order.
+      t->QueueLocked(c, chunk, 0);
+      outcome = chunk.may_borrow && chunk.len >= kBorrowThreshold ? ReplyOutcome::kBorrowed : ReplyOutcome::kQueued;
+    } else {
+      c->busy = true;
+      int fd = c->fd;
+      lock.unlock();
+      size_t framed_size;
+      ssize_t sent = SendNow(fd, chunk, &framed_size);
+      int err = sent < 0 ? errno : 0;
+      lock.lock();
+      c->busy = false;
+      outcome = AfterSendLocked(t, c, chunk, sent, err, framed_size, &notices);
     }
   }
-  close(listen_fd_);
-  listen_fd_ = -1;
-  // The poller lives as long as the server object: Stop() may still come
-  // from another thread after a stop of our own (quit, stolen path), and
-  // its Wake() must find the poller there.
-  DeliverReleased();
-  delegate_->OnStopped(reason, Status::Ok());
+  t->Deliver(notices);
+  return outcome;
 }
 
-// I/O thread.
-void PosixServer::Accept() {
-  for (;;) {
+ReplyOutcome PosixServer::AfterSendLocked(ServingThread* t, Conn* c, const ReplyChunk& chunk, ssize_t sent, int err,
+                                          size_t framed_size, Notices* notices) {
+  if (c->aborted) {
+    // The client left (or the stop grace ran out) during our send.
+    t->CloseLocked(c, notices);
+    return ReplyOutcome::kGone;
+  }
+  if (sent < 0 && err != EAGAIN) {
+    notices->lost = t->AbortLocked(c, notices);
+    notices->lost_why = Status::FromErrno(err, "write", "client went away");
+    return ReplyOutcome::kGone;
+  }
+  size_t taken = sent > 0 ? static_cast<size_t>(sent) : 0;
+  bytes_out.fetch_add(taken, std::memory_order_relaxed);
+  if (taken == framed_size) {
+    if (chunk.end) {
+      c->ended = true;
+      c->quit = chunk.quit;
+      t->FinishLocked(c, notices);
+    }
+    return ReplyOutcome::kSent;
+  }
+  t->QueueLocked(c, chunk, taken);
+  return chunk.may_borrow && chunk.len >= kBorrowThreshold ? ReplyOutcome::kBorrowed : ReplyOutcome::kQueued;
+}
+
+void PosixServer::Watch(ConnId id) {
+  ServingThread* t = ThreadOf(id);
+  if (t == nullptr) return;
+  std::lock_guard<std::mutex> lock(t->mu);
+  Conn* c = t->FindHandling(id);
+  if (c != nullptr && !c->ended) t->WatchLocked(c);
+}
+
+void PosixServer::Abort(ConnId id) {
+  ServingThread* t = ThreadOf(id);
+  if (t == nullptr) return;
+  Notices notices;
+  notices.id = id;
+  {
+    std::lock_guard<std::mutex> lock(t->mu);
+    Conn* c = t->FindHandling(id);
+    if (c == nullptr || c->ended) return;
+    t->AbortLocked(c, &notices);
+  }
+  t->Deliver(notices);  // released tokens only: the application asked
+}
+
+void PosixServer::AllowPeer(ConnId id, bool allowed) {
+  ServingThread* t = ThreadOf(id);
+  if (t == nullptr) return;
+  Notices notices;
+  {
+    std::lock_guard<std::mutex> lock(t->mu);
+    Conn* c = t->Find(id);
+    if (c == nullptr || c->phase != Phase::kPeerCheck) return;
+    if (!allowed || stopping()) {
+      t->CloseLocked(c, &notices);
+      return;
+    }
+    // The request deadline starts now (docs/protocol.md#limits): the time
+    // the application took to decide is not the client's.
+    c->phase = Phase::kReading;
+    c->deadline = 0;
+    t->poller()->Modify(c->fd, kPollIn, c->id, false);
+  }
+}
+
+ServerStats PosixServer::Stats() {
+  ServerStats stats;
+  for (auto& t : threads_) {
+    std::lock_guard<std::mutex> lock(t->mu);
+    t->CountPhasesLocked(&stats);
+  }
+  stats.requests = requests_served.load(std::memory_order_relaxed);
+  stats.dropped_protocol = dropped_protocol.load(std::memory_order_relaxed);
+  stats.dropped_too_large = dropped_too_large.load(std::memory_order_relaxed);
+  stats.dropped_timeout = dropped_timeout.load(std::memory_order_relaxed);
+  stats.dropped_too_many = dropped_too_many.load(std::memory_order_relaxed);
+  stats.bytes_in = bytes_in.load(std::memory_order_relaxed);
+  stats.bytes_out = bytes_out.load(std::memory_order_relaxed);
+  return stats;
+}
+
+void PosixServer::RequestStop(StopReason reason, uint32_t grace_ms) {
+  {
+    std::lock_guard<std::mutex> lock(stop_mutex_);
+    int64_t deadline = NowMs() + grace_ms;
+    if (stop_requested_) {
+      // A later, shorter grace wins (e.g. close() after quit).
+      if (deadline < grace_deadline_) grace_deadline_ = deadline;
+    } else {
+      stop_requested_ = true;
+      stop_reason_ = reason;
+      grace_deadline_ = deadline;
+    }
+  }
+  threads_[0]->poller()->Wake();
+}
+
+bool PosixServer::TryOpen() {
+  int64_t open = open_connections_.fetch_add(1, std::memory_order_acq_rel);
+  if (open < static_cast<int64_t>(options_.max_connections)) return true;
+  open_connections_.fetch_sub(1, std::memory_order_acq_rel);
+  return false;
+}
+
+void PosixServer::Closed() {
+  if (open_connections_.fetch_sub(1, std::memory_order_acq_rel) != 1) return;
+  idle_since_.store(NowMs());
+  // The last one: a stop waiting for it can finish now.
+  if (stopping()) threads_[0]->poller()->Wake();
+}
+
+// ---------------------------------------------------------------------------
+// The stop sequence and the other duties of serving thread 0
+
+int PosixServer::CoordinatorTimeout(int64_t now) const {
+  int64_t wake = next_stolen_check_;
+  if (options_.idle_timeout_ms > 0 && open_connections_.load() == 0) {
+    wake = std::min(wake, idle_since_.load() + options_.idle_timeout_ms);
+  }
+  if (stop_begun_) {
+    std::lock_guard<std::mutex> lock(stop_mutex_);
+    if (!aborted_all_) wake = std::min(wake, grace_deadline_);
+    if (!listener_closed_) wake = std::min(wake, now + 1);  // waiting for the others to leave it
+  }
+  return wake <= now ? 0 : static_cast<int>(std::min<int64_t>(wake - now, 1 << 30));
+}
+
+void PosixServer::Coordinate(int64_t now) {
+  if (!stop_begun_) {
+    if (now >= next_stolen_check_) {
+      next_stolen_check_ = now + kStolenCheckMs;
+      if (ListenerPathStolen(options_.path, listener_)) RequestStop(StopReason::kStolen, 0);
+    }
+    if (options_.idle_timeout_ms > 0 && open_connections_.load() == 0 &&
+        now - idle_since_.load() >= options_.idle_timeout_ms) {
+      RequestStop(StopReason::kIdle, options_.quit_grace_ms);
+    }
+    bool requested;
+    {
+      std::lock_guard<std::mutex> lock(stop_mutex_);
+      requested = stop_requested_;
+      stop_reason_seen_ = stop_reason_;
+    }
+    if (!requested) return;
+    BeginStop();
+  }
+  if (!listener_closed_ && threads_off_listener_.load(std::memory_order_acquire) == options_.threads) {
+    // Nobody accepts on it any more: now its number may be reused.
+    close(listener_.fd);
+    listener_.fd = -1;
+    listener_closed_ = true;
+  }
+  int64_t grace_deadline;
+  {
+    std::lock_guard<std::mutex> lock(stop_mutex_);
+    grace_deadline = grace_deadline_;
+  }
+  if (now >= grace_deadline && !aborted_all_) AbortAllConversations();
+  if (listener_closed_ && AllConnectionsClosed()) exit_.store(true, std::memory_order_release);
+}
+
+// Stops taking new connections at once (they are refused, so that clients
+// retry and find the next server, or report not-listening), while the
+// socket file stays until the end (docs/protocol.md#stopping). An idle stop
+// first removes the path, so that nobody new can reach us, and then serves
+// what is already queued: no request is lost.
+void PosixServer::BeginStop() {
+  stop_begun_ = true;
+  stopping_.store(true, std::memory_order_release);
+  if (stop_reason_seen_ == StopReason::kIdle) RemoveListenerPath(options_.path, listener_);
+  // Linux refuses new connects on a shut-down listener but still lets us
+  // accept the ones queued before; elsewhere the close that follows once
+  // every serving thread has left it does the refusing.
+  shutdown(listener_.fd, SHUT_RD);
+  for (auto& t : threads_) t->poller()->Wake();
+}
+
+bool PosixServer::AllConnectionsClosed() {
+  for (auto& t : threads_) {
+    std::lock_guard<std::mutex> lock(t->mu);
+    if (t->CountLocked() > 0) return false;
+  }
+  return true;
+}
+
+// Out of patience: drop the conversations still running.
+void PosixServer::AbortAllConversations() {
+  aborted_all_ = true;
+  for (auto& t : threads_) {
+    Notices notices;
+    std::vector<ConnId> lost;
+    {
+      std::lock_guard<std::mutex> lock(t->mu);
+      lost = t->AbortAllLocked(&notices);
+    }
+    t->Deliver(notices);
+    for (ConnId id : lost) {
+      delegate_->OnConversationLost(id, Status::Lib(LibCode::kServerClosed, "closed before the handler finished"));
+    }
+  }
+}
+
+// Serving thread 0, after every connection is gone.
+void PosixServer::FinishStop() {
+  for (auto& t : threads_) t->poller()->Wake();
+  for (size_t i = 1; i < threads_.size(); i++) threads_[i]->Join();
+  if (stop_reason_seen_ != StopReason::kStolen) RemoveListenerPath(options_.path, listener_);
+  delegate_->OnStopped(stop_reason_seen_);
+}
+
+// ---------------------------------------------------------------------------
+// ServingThread: (mu) helpers
+
+// Closes and forgets a connection nobody is in a system call on.
+void ServingThread::CloseLocked(Conn* conn, Notices* notices) {
+  if (!conn->out.empty()) conn->out.Clear(&notices->released);
+  if (conn->registered) poller_->Forget(conn->fd);
+  close(conn->fd);
+  conns_.erase(conn->id);
+  server_->Closed();
+}
+
+// Ends a conversation without the flush. Returns true the first time.
+bool ServingThread::AbortLocked(Conn* conn, Notices* notices) {
+  bool first = !conn->aborted;
+  conn->aborted = true;
+  conn->ended = true;
+  conn->want_writable = false;
+  // A thread in sendmsg() reads the queued buffers without the lock: it
+  // closes the connection itself when it sees `aborted`.
+  if (!conn->busy) CloseLocked(conn, notices);
+  return first;
+}
+
+// Queues what a Reply could not write at once (`already_sent` framed bytes
+// of it went out), and makes sure the serving thread writes it.
+void ServingThread::QueueLocked(Conn* conn, const ReplyChunk& chunk, size_t already_sent) {
+  if (chunk.may_borrow && chunk.len >= kBorrowThreshold) {
+    conn->out.PushBorrowed(chunk.data, chunk.len, chunk.end, chunk.token);
+  } else {
+    std::vector<uint8_t> framed;
+    if (chunk.end) {
+      pkt::AppendMessage(chunk.data, chunk.len, &framed);
+    } else {
+      pkt::AppendPackets(chunk.data, chunk.len, &framed);
+    }
+    conn->out.Push(std::move(framed), chunk.token);
+  }
+  if (already_sent > 0) {
+    std::vector<uint64_t> none;
+    conn->out.Consume(already_sent, &none);  // the entry is not complete: no token
+  }
+  if (chunk.end) {
+    conn->ended = true;
+    conn->quit = chunk.quit;
+  }
+  if (conn->busy || conn->want_writable) return;  // its writer carries on
+  conn->want_writable = true;
+  conn->writable_since = NowMs();
+  if (conn->registered) {
+    poller_->Modify(conn->fd, kPollOut, conn->id, true);
+  } else {
+    conn->registered = true;
+    poller_->Add(conn->fd, kPollOut, conn->id, true);
+  }
+}
+
+// The flush went out: the conversation is complete.
+void ServingThread::FinishLocked(Conn* conn, Notices* notices) {
+  notices->quit = conn->quit;
+  server_->requests_served.fetch_add(1, std::memory_order_relaxed);
+  CloseLocked(conn, notices);
+}
+
+void ServingThread::WatchLocked(Conn* conn) {
+  if (conn->registered) return;  // already watched (or writing)
+  conn->registered = true;
+  poller_->Add(conn->fd, 0, conn->id, true);
+}
+
+void ServingThread::CountPhasesLocked(ServerStats* stats) const {
+  for (auto& kv : conns_) {
+    switch (kv.second->phase) {
+      case Phase::kAwaitFirstByte:
+      case Phase::kReading:
+        stats->connections_reading++;
+        break;
+      case Phase::kPeerCheck:
+        stats->connections_peer_check++;
+        break;
+      case Phase::kHandling:
+        stats->connections_handling++;
+        break;
+    }
+  }
+}
+
+// Aborts every conversation in the application's hands; returns the ids
+// reported lost.
+std::vector<ConnId> ServingThread::AbortAllLocked(Notices* notices) {
+  std::vector<Conn*> handling;
+  for (auto& kv : conns_) {
+    if (kv.second->phase == Phase::kHandling) handling.push_back(kv.second.get());
+  }
+  std::vector<ConnId> lost;
+  for (Conn* c : handling) {
+    ConnId id = c->id;
+    if (AbortLocked(c, notices)) lost.push_back(id);
+  }
+  return lost;
+}
+
+// Makes the delegate calls collected under the lock. Any thread.
+void ServingThread::Deliver(Notices& notices) {
+  ServerDelegate* delegate = server_->delegate();
+  if (!notices.released.empty()) delegate->OnReleased(notices.id, notices.released);
+  if (!notices.written.empty()) delegate->OnWritten(notices.id, notices.written);
+  if (notices.lost) delegate->OnConversationLost(notices.id, notices.lost_why);
+  if (notices.quit) server_->RequestStop(StopReason::kQuit, server_->options().quit_grace_ms);
+  notices = Notices{};
+}
+
+// ---------------------------------------------------------------------------
+// ServingThread: the loop
+
+void ServingThread::Run() {
+  read_buffer_.resize(kReadBufferSize);
+  next_stall_check_ = NowMs() + kStolenCheckMs;
+  PollEvent events[128];
+  while (!server_->exiting()) {
+    int n = poller_->Wait(events, 128, NextTimeout(NowMs()));
+    for (int i = 0; i < n; i++) Dispatch(events[i]);
+    int64_t now = NowMs();
+    if (server_->stopping() && on_listener_) LeaveListener();
+    RunTimers(now);
+    if (index_ == 0) server_->Coordinate(now);
+  }
+  if (index_ == 0) server_->FinishStop();
+}
+
+int ServingThread::NextTimeout(int64_t now) const {
+  int64_t wake = next_stall_check_;
+  if (!deadlines_.empty()) wake = std::min(wake, deadlines_.top().first);
+  if (accept_resume_at_ > 0) wake = std::min(wake, accept_resume_at_);
+  int timeout = wake <= now ? 0 : static_cast<int>(std::min<int64_t>(wake - now, 1 << 30));
+  if (index_ == 0) timeout = std::min(timeout, server_->CoordinatorTimeout(now));
+  return timeout;
+}
+
+void ServingThread::Dispatch(const PollEvent& event) {
+  if (event.key == Poller::kWakeKey) return;
+  if (event.key == kListenKey) {
+    if (!server_->stopping()) {
+      AcceptAll();
+    } else if (on_listener_) {
+      LeaveListener();
+    }
+    return;
+  }
+  // Connections still sending their request belong to this thread alone
+  // (docs/design.md#the-posix-server): it may use them without the lock.
+  Conn* c;
+  Phase phase;
+  {
+    std::lock_guard<std::mutex> lock(mu);
+    c = Find(event.key);
+    if (c == nullptr) return;  // closed since the event was fetched
+    phase = c->phase;
+  }
+  switch (phase) {
+    case Phase::kAwaitFirstByte:
+      AwaitFirstByte(c);
+      break;
+    case Phase::kReading:
+      ReadRequest(c);
+      break;
+    case Phase::kPeerCheck:  // a hang-up while the application decides:
+      break;                 // noticed when the request is read
+    case Phase::kHandling:
+      OnHandlingEvent(event.key, event.events);
+      break;
+  }
+}
+
+// Stops accepting: on a stop, the listener is left (and, but for an idle
+// stop, every connection that has not reached the application dropped).
+void ServingThread::LeaveListener() {
+  on_listener_ = false;
+  if (server_->listen_fd() >= 0) {
+    if (!server_->drop_unstarted_on_stop() && index_ == 0) AcceptAll();  // idle: serve the queued ones
+    poller_->Remove(server_->listen_fd());
+  }
+  if (server_->drop_unstarted_on_stop()) DropUnstartedAll();
+  server_->ThreadLeftListener();
+}
+
+void ServingThread::DropUnstartedAll() {
+  Notices notices;
+  std::lock_guard<std::mutex> lock(mu);
+  std::vector<Conn*> unstarted;
+  for (auto& kv : conns_) {
+    if (kv.second->phase != Phase::kHandling) unstarted.push_back(kv.second.get());
+  }
+  for (Conn* c : unstarted) CloseLocked(c, &notices);
+}
+
+void ServingThread::AcceptAll() {
+  int listen_fd = server_->listen_fd();
+  for (int i = 0; i < kMaxAcceptsPerEvent; i++) {
 #if defined(__linux__)
-    int fd = accept4(listen_fd_, nullptr, nullptr, SOCK_NONBLOCK | SOCK_CLOEXEC);
+    int fd = accept4(listen_fd, nullptr, nullptr, SOCK_NONBLOCK | SOCK_CLOEXEC);
 #else
-    int fd = accept(listen_fd_, nullptr, nullptr);
+    int fd = accept(listen_fd, nullptr, nullptr);
     if (fd >= 0 && !SetNonBlockingCloexec(fd)) {
       close(fd);
       continue;
     }
 #endif
-    if (fd < 0) {
-      if (errno == EINTR || errno == ECONNABORTED) continue;
-      if (errno == EMFILE || errno == ENFILE || errno == ENOBUFS || errno == ENOMEM) {
-        // Out of descriptors or memory: the rest stays in the backlog and
-        // the listening socket stays readable. Stop watching it for a
-        // moment, or the I/O thread would spin on it.
-        poller_->Modify(listen_fd_, 0, kListenKey, false);
-        accept_resume_at_ = NowMs() + kAcceptPauseMs;
-      }
-      // EAGAIN: drained.
-      return;
-    }
-    PeerInfo peer = GetPeerInfo(fd);
-    size_t open_conns;
-    {
-      std::lock_guard<std::mutex> lock(mutex_);
-      open_conns = conns_.size();
-    }
-    if (open_conns >= options_.max_connections) {
-      close(fd);
-      delegate_->OnClientError(
-          Status::Lib(LibCode::kTooManyConnections, std::to_string(options_.max_connections) + " open"), peer);
+    if (fd >= 0) {
+      Adopt(fd);
       continue;
     }
-    std::unique_ptr<Conn> owned(new Conn(options_.max_request_bytes));
-    Conn* conn = owned.get();
-    conn->id = next_id_++;
-    conn->fd = fd;
-    conn->peer = peer;
-    if (options_.request_timeout_ms > 0) {
-      conn->deadline = NowMs() + options_.request_timeout_ms;
-      deadlines_.emplace_back(conn->deadline, conn->id);
+    if (errno == EINTR || errno == ECONNABORTED) continue;
+    if (errno == EMFILE || errno == ENFILE || errno == ENOBUFS || errno == ENOMEM) {
+      // Out of descriptors or memory: the rest waits in the backlog. Stop
+      // watching the listener for a moment, or this thread would spin.
+      poller_->Modify(listen_fd, 0, kListenKey, false);
+      accept_resume_at_ = NowMs() + kAcceptPauseMs;
     }
-    conn->phase = options_.check_peer ? Phase::kPeerCheck : Phase::kReading;
-    {
-      std::lock_guard<std::mutex> lock(mutex_);
-      conns_.emplace(conn->id, std::move(owned));
-    }
-    if (conn->phase == Phase::kPeerCheck) {
-      // One-shot: a hang-up while the application decides is reported
-      // once, not on every Wait() (AllowPeer re-arms the registration).
-      poller_->Add(fd, 0, conn->id, true);
-      conn->registered = true;
-      delegate_->OnPeerCheck(conn->id, peer);
-      continue;
-    }
-    // Most clients send their request right after connecting: try to read
-    // it now, and register with the poller only if it is not all there
-    // (system calls are what a small request costs).
-    ReadRequest(conn);
+    return;  // EAGAIN: drained
   }
 }
 
-// I/O thread; `conn` is in kReading.
-void PosixServer::ReadRequest(Conn* conn) {
+// A new connection: count it, then read its request at once if it is
+// already there (most clients send right after connecting, and system
+// calls are what a small request costs).
+void ServingThread::Adopt(int fd) {
+  const ServerOptions& options = server_->options();
+  PeerInfo peer = GetPeerInfo(fd);
+  if (!server_->TryOpen()) {
+    close(fd);
+    server_->dropped_too_many.fetch_add(1, std::memory_order_relaxed);
+    server_->delegate()->OnClientError(
+        Status::Lib(LibCode::kTooManyConnections, std::to_string(options.max_connections) + " open"), peer);
+    return;
+  }
+  std::unique_ptr<Conn> owned(new Conn(options.max_request_bytes));
+  Conn* conn = owned.get();
+  conn->id = (next_seq_++ << kThreadBits) | static_cast<ConnId>(index_);
+  conn->fd = fd;
+  conn->peer = peer;
+  conn->phase = options.check_peer ? Phase::kAwaitFirstByte : Phase::kReading;
+  if (options.request_timeout_ms > 0) {
+    conn->deadline = NowMs() + options.request_timeout_ms;
+    deadlines_.emplace(conn->deadline, conn->id);
+  }
+  {
+    std::lock_guard<std::mutex> lock(mu);
+    conns_.emplace(conn->id, std::move(owned));
+    if (conn->phase == Phase::kAwaitFirstByte) {
+      // allowPeer is asked only once a byte is there: a liveness probe
+      // (connect, then hang up) never reaches the application.
+      conn->registered = true;
+      poller_->Add(fd, kPollIn, conn->id, true);
+      return;
+    }
+  }
+  ReadRequest(conn);
+}
+
+// kAwaitFirstByte: a byte (or a hang-up) arrived; nothing is consumed.
+void ServingThread::AwaitFirstByte(Conn* conn) {
+  uint8_t byte;
+  ssize_t n;
+  do {
+    n = recv(conn->fd, &byte, 1, MSG_PEEK | MSG_DONTWAIT);
+  } while (n < 0 && errno == EINTR);
+  if (n < 0 && errno == EAGAIN) {
+    poller_->Modify(conn->fd, kPollIn, conn->id, true);
+    return;
+  }
+  if (n <= 0) {
+    DropUnstarted(conn, Status::Ok(), false);  // a probe: close silently
+    return;
+  }
+  ConnId id = conn->id;
+  PeerInfo peer = conn->peer;
+  {
+    std::lock_guard<std::mutex> lock(mu);
+    // The deadline pauses while the application decides. The one-shot
+    // registration stays disarmed until AllowPeer re-arms it.
+    conn->phase = Phase::kPeerCheck;
+    conn->deadline = 0;
+  }
+  server_->delegate()->OnPeerCheck(id, peer);
+}
+
+// Serving thread; `conn` is in kReading.
+void ServingThread::ReadRequest(Conn* conn) {
+  const ServerOptions& options = server_->options();
+  if (conn->deadline == 0 && options.request_timeout_ms > 0) {
+    // Allowed by the application just now: the request's time starts.
+    std::lock_guard<std::mutex> lock(mu);
+    conn->deadline = NowMs() + options.request_timeout_ms;
+    deadlines_.emplace(conn->deadline, conn->id);
+  }
   for (int i = 0; i < kMaxReadsPerEvent; i++) {
     ssize_t n = recv(conn->fd, read_buffer_.data(), read_buffer_.size(), 0);
     if (n > 0) {
+      server_->bytes_in.fetch_add(static_cast<uint64_t>(n), std::memory_order_relaxed);
       conn->reader.Feed(read_buffer_.data(), static_cast<size_t>(n), &conn->request);
       switch (conn->reader.state()) {
         case pkt::Reader::State::kNeedMore:
           continue;
         case pkt::Reader::State::kProtocolError:
-          DropReading(conn, Status::Lib(LibCode::kProtocol, std::string(conn->reader.error_text()) + " in request"),
-                      true);
+          server_->dropped_protocol.fetch_add(1, std::memory_order_relaxed);
+          DropUnstarted(conn, Status::Lib(LibCode::kProtocol, std::string(conn->reader.error_text()) + " in request"),
+                        true);
           return;
         case pkt::Reader::State::kTooLarge:
-          DropReading(conn,
-                      Status::Lib(LibCode::kRequestTooLarge,
-                                  "limit " + std::to_string(options_.max_request_bytes) + " bytes"),
-                      true);
+          server_->dropped_too_large.fetch_add(1, std::memory_order_relaxed);
+          DropUnstarted(conn,
+                        Status::Lib(LibCode::kRequestTooLarge,
+                                    "limit " + std::to_string(options.max_request_bytes) + " bytes"),
+                        true);
           return;
-        case pkt::Reader::State::kDone: {
-          ByteBuffer request(std::move(conn->request));
-          ConnId id = conn->id;
-          PeerInfo peer = conn->peer;
-          {
-            std::lock_guard<std::mutex> lock(mutex_);
-            conn->phase = Phase::kHandling;
-            conn->reader = pkt::Reader();
-            // From now on only a hang-up matters (one-shot: re-armed by
-            // whoever handles it).
-            if (conn->registered) {
-              poller_->Modify(conn->fd, 0, id, true);
-            } else {
-              poller_->Add(conn->fd, 0, id, true);
-            }
-          }
-          // `conn` may be gone as soon as the application answers.
-          delegate_->OnRequest(id, std::move(request), peer);
+        case pkt::Reader::State::kDone:
+          RequestComplete(conn);
           return;
-        }
       }
     }
     if (n == 0) {
       // A client that hangs up without sending anything is a liveness
       // probe: close silently, as Git does.
       if (!conn->reader.started()) {
-        DropReading(conn, Status::Ok(), false);
+        DropUnstarted(conn, Status::Ok(), false);
       } else {
-        DropReading(conn, Status::Lib(LibCode::kIncompleteRequest), true);
+        server_->dropped_protocol.fetch_add(1, std::memory_order_relaxed);
+        DropUnstarted(conn, Status::Lib(LibCode::kIncompleteRequest), true);
       }
       return;
     }
     if (errno == EINTR) continue;
-    if (errno == EAGAIN) {
-      if (!conn->registered) {
-        conn->registered = true;
-        poller_->Add(conn->fd, kPollIn, conn->id, false);
-      }
-      return;
-    }
-    DropReading(conn, Status::FromErrno(errno, "read"), conn->reader.started());
+    if (errno == EAGAIN) break;
+    if (conn->reader.started()) server_->dropped_protocol.fetch_add(1, std::memory_order_relaxed);
+    DropUnstarted(conn, Status::FromErrno(errno, "read"), conn->reader.started());
     return;
   }
-  // Out of turns with more to read: come back on the next readiness event.
+  // Not all there yet (or out of turns): come back on readiness.
+  std::lock_guard<std::mutex> lock(mu);
   if (!conn->registered) {
     conn->registered = true;
     poller_->Add(conn->fd, kPollIn, conn->id, false);
   }
 }
 
-// I/O thread; `conn` is in kReading or kPeerCheck.
-void PosixServer::DropReading(Conn* conn, const Status& why, bool report) {
+void ServingThread::RequestComplete(Conn* conn) {
+  ByteBuffer request(std::move(conn->request));
+  ConnId id = conn->id;
   PeerInfo peer = conn->peer;
   {
-    std::lock_guard<std::mutex> lock(mutex_);
-    CloseLocked(conn);
+    std::lock_guard<std::mutex> lock(mu);
+    conn->phase = Phase::kHandling;
+    conn->reader = pkt::Reader();
+    // Only a hang-up matters from now on, and only if the application
+    // keeps the conversation past its first turn (Watch): a reply written
+    // at once needs no registration at all. A connection registered for
+    // reading switches to a one-shot hang-up watch.
+    if (conn->registered) poller_->Modify(conn->fd, 0, id, true);
   }
-  if (report) delegate_->OnClientError(why, peer);
+  // `conn` may be gone as soon as the application answers.
+  server_->delegate()->OnRequest(id, std::move(request), peer);
 }
 
-// I/O thread: a one-shot event on a connection in kHandling.
-void PosixServer::OnHandlingEvent(ConnId id, uint32_t events) {
-  bool lost = false;
+// Closes a connection that has not reached the application.
+void ServingThread::DropUnstarted(Conn* conn, const Status& why, bool report) {
+  PeerInfo peer = conn->peer;
+  Notices notices;
   {
-    std::lock_guard<std::mutex> lock(mutex_);
-    auto it = conns_.find(id);
-    if (it == conns_.end()) return;
-    Conn* conn = it->second.get();
-    if (conn->phase != Phase::kHandling) return;
-    if (events & (kPollHangup | kPollError)) {
-      if (conn->ended && !conn->aborted && !conn->want_writable) {
-        // Already finishing; the worker will see the error itself.
-        return;
-      }
-      // The client went away: the conversation is over.
-      lost = AbortLocked(conn);
-    } else if ((events & kPollOut) && conn->want_writable) {
-      conn->want_writable = false;
-      Schedule(conn);
-    }
+    std::lock_guard<std::mutex> lock(mu);
+    CloseLocked(conn, &notices);
   }
-  if (lost) delegate_->OnConversationLost(id, Status::FromErrno(ECONNRESET, "read", "client went away"));
+  if (report) server_->delegate()->OnClientError(why, peer);
 }
 
-// I/O thread.
-void PosixServer::CheckTimers(int64_t now) {
-  while (!deadlines_.empty() && deadlines_.front().first <= now) {
-    ConnId id = deadlines_.front().second;
-    deadlines_.pop_front();
-    // Close under the lock that found it: a connection waiting for
-    // AllowPeer may be closed by the application's thread at any moment.
-    bool dropped = false;
-    PeerInfo peer;
-    {
-      std::lock_guard<std::mutex> lock(mutex_);
-      auto it = conns_.find(id);
-      if (it != conns_.end() && it->second->phase != Phase::kHandling) {
-        peer = it->second->peer;
-        CloseLocked(it->second.get());
-        dropped = true;
-      }
-    }
-    if (dropped) {
-      delegate_->OnClientError(
-          Status::Lib(LibCode::kRequestTimeout, std::to_string(options_.request_timeout_ms) + " ms"), peer);
+// A one-shot event on a connection in the application's hands (or in
+// kPeerCheck, whose hang-up is noticed when it is read after AllowPeer).
+void ServingThread::OnHandlingEvent(ConnId id, uint32_t events) {
+  Notices notices;
+  notices.id = id;
+  {
+    std::unique_lock<std::mutex> lock(mu);
+    Conn* c = FindHandling(id);
+    // A busy writer sees the hang-up itself, as a failed send.
+    if (c == nullptr || c->busy) return;
+    if ((events & kPollOut) && c->want_writable) {
+      WriteQueuedLocked(c, lock, &notices);
+    } else if (events & (kPollHangup | kPollError)) {
+      notices.lost = AbortLocked(c, &notices);
+      notices.lost_why = Status::FromErrno(ECONNRESET, "read", "client went away");
     }
   }
-  if (now < next_stolen_check_) return;
-  next_stolen_check_ = now + kStolenCheckMs;
-  // Clients that stopped reading their response: as long a limit as the
-  // request gets.
-  if (options_.request_timeout_ms > 0) {
-    std::vector<ConnId> stalled;
-    {
-      std::lock_guard<std::mutex> lock(mutex_);
-      for (auto& kv : conns_) {
-        Conn* conn = kv.second.get();
-        if (conn->want_writable && now - conn->writable_since > options_.request_timeout_ms) {
-          if (AbortLocked(conn)) stalled.push_back(conn->id);
-        }
-      }
-    }
-    for (ConnId id : stalled) {
-      delegate_->OnConversationLost(id, Status::Lib(LibCode::kWriteStalled));
-    }
-  }
-  if (PathStolen()) RequestStop(StopReason::kStolen, 0);
+  Deliver(notices);
 }
 
-bool PosixServer::PathStolen() {
-  struct stat sb;
-  if (lstat(options_.path.c_str(), &sb) < 0) return errno == ENOENT || errno == ENOTDIR;
-  return !S_ISSOCK(sb.st_mode) || sb.st_dev != socket_dev_ || sb.st_ino != socket_ino_;
-}
-
-// Worker thread.
-void PosixServer::WorkerLoop() {
-  std::vector<uint64_t> tokens;
+// Writes queued bytes until the socket is full, the queue is empty or this
+// connection has had its turns. Called with `lock` held; drops it around
+// each sendmsg().
+void ServingThread::WriteQueuedLocked(Conn* c, std::unique_lock<std::mutex>& lock, Notices* notices) {
   iovec iov[kMaxIovPerWrite];
   ByteSpan spans[kMaxIovPerWrite];
   OutputQueue::HeaderScratch<kMaxIovPerWrite> headers;
-  std::unique_lock<std::mutex> lock(mutex_);
-  for (;;) {
-    while (work_queue_.empty() && !workers_exit_) {
-      idle_workers_++;
-      work_cv_.wait(lock);
-      idle_workers_--;
+  c->want_writable = false;
+  for (int turn = 0; turn < kMaxWritesPerEvent; turn++) {
+    size_t count = c->out.Fill(spans, &headers);
+    if (count == 0) {
+      c->out.Consume(0, &notices->written);  // only empty entries left
+      break;
     }
-    if (work_queue_.empty()) return;  // workers_exit_
-    ConnId id = work_queue_.front();
-    work_queue_.pop_front();
-    auto it = conns_.find(id);
-    if (it == conns_.end()) continue;
-    Conn* conn = it->second.get();
-    conn->queued = false;
-    if (conn->aborted) {
-      CloseLocked(conn);
-      continue;
+    for (size_t i = 0; i < count; i++) iov[i] = iovec{const_cast<uint8_t*>(spans[i].data), spans[i].size};
+    msghdr msg{};
+    msg.msg_iov = iov;
+    msg.msg_iovlen = count;
+    c->busy = true;
+    int fd = c->fd;
+    lock.unlock();
+    ssize_t n;
+    do {
+      n = sendmsg(fd, &msg, kSendFlags | MSG_DONTWAIT);
+    } while (n < 0 && errno == EINTR);
+    int err = n < 0 ? errno : 0;
+    lock.lock();
+    c->busy = false;
+    if (c->aborted) {
+      CloseLocked(c, notices);
+      return;
     }
-    size_t count = conn->out.Fill(spans, &headers);
-    if (count == 0 && !conn->out.empty()) {
-      // Only empty entries (a zero-length Write with a token): nothing to
-      // send, and their tokens are done. Left queued, they would put the
-      // connection back in the work queue forever.
-      conn->out.Consume(0, &tokens);
+    if (n < 0 && err == EAGAIN) {
+      c->want_writable = true;
+      c->writable_since = NowMs();
+      poller_->Modify(fd, kPollOut, c->id, true);
+      return;
     }
-    bool finished = false;
-    bool quit = false;
-    bool lost = false;
-    int write_errno = 0;
-    if (count > 0) {
-      for (size_t i = 0; i < count; i++) {
-        iov[i].iov_base = const_cast<uint8_t*>(spans[i].data);
-        iov[i].iov_len = spans[i].size;
+    if (n < 0) {
+      notices->lost = AbortLocked(c, notices);
+      notices->lost_why = Status::FromErrno(err, "write", "client went away");
+      return;
+    }
+    server_->bytes_out.fetch_add(static_cast<uint64_t>(n), std::memory_order_relaxed);
+    c->out.Consume(static_cast<size_t>(n), &notices->written);
+    if (c->out.empty()) break;
+  }
+  if (!c->out.empty()) {
+    // Out of turns: the next Wait() comes back to it at once (level).
+    c->want_writable = true;
+    poller_->Modify(c->fd, kPollOut, c->id, true);
+  } else if (c->ended) {
+    FinishLocked(c, notices);
+  } else {
+    // Idle until the application writes again: watch for a hang-up.
+    poller_->Modify(c->fd, 0, c->id, true);
+  }
+}
+
+void ServingThread::RunTimers(int64_t now) {
+  if (accept_resume_at_ > 0 && now >= accept_resume_at_) {
+    accept_resume_at_ = 0;
+    if (on_listener_ && !server_->stopping()) poller_->Modify(server_->listen_fd(), kPollIn, kListenKey, false);
+  }
+  const ServerOptions& options = server_->options();
+  while (!deadlines_.empty() && deadlines_.top().first <= now) {
+    std::pair<int64_t, ConnId> due = deadlines_.top();
+    deadlines_.pop();
+    PeerInfo peer;
+    Notices notices;
+    {
+      // Close under the lock that found it: a connection in kPeerCheck is
+      // the application's to close too. A deadline that moved (AllowPeer
+      // restarted it) or that no longer applies is stale.
+      std::lock_guard<std::mutex> lock(mu);
+      Conn* c = Find(due.second);
+      if (c == nullptr || c->deadline != due.first || c->phase == Phase::kHandling ||
+          c->phase == Phase::kPeerCheck) {
+        continue;
       }
-      conn->busy = true;
-      int fd = conn->fd;
-      lock.unlock();
-      msghdr msg{};
-      msg.msg_iov = iov;
-      msg.msg_iovlen = count;
-      ssize_t n;
-      do {
-        n = sendmsg(fd, &msg, kSendFlags | MSG_DONTWAIT);
-      } while (n < 0 && errno == EINTR);
-      write_errno = n < 0 ? errno : 0;
-      lock.lock();
-      conn->busy = false;
-      if (n > 0) {
-        conn->out.Consume(static_cast<size_t>(n), &tokens);
-      } else if (write_errno == EAGAIN) {
-        conn->want_writable = true;
-        conn->writable_since = NowMs();
-        poller_->Modify(conn->fd, kPollOut, conn->id, true);
-      } else if (!conn->aborted) {
-        lost = true;
-        conn->aborted = true;
-        conn->ended = true;
-        DropOutput(conn);
-      }
+      peer = c->peer;
+      CloseLocked(c, &notices);
     }
-    if (conn->aborted) {
-      CloseLocked(conn);
-    } else if (conn->out.empty()) {
-      if (conn->ended) {
-        quit = conn->quit;
-        finished = true;
-        CloseLocked(conn);
-      } else if (!conn->want_writable) {
-        // Idle until the handler writes again: watch for a hang-up.
-        poller_->Modify(conn->fd, 0, conn->id, true);
-      }
-    } else if (!conn->want_writable) {
-      // More to write: back of the queue, so that one large response
-      // does not starve the others.
-      Schedule(conn);
+    server_->dropped_timeout.fetch_add(1, std::memory_order_relaxed);
+    server_->delegate()->OnClientError(
+        Status::Lib(LibCode::kRequestTimeout, std::to_string(options.request_timeout_ms) + " ms"), peer);
+  }
+  if (now >= next_stall_check_) {
+    next_stall_check_ = now + kStolenCheckMs;
+    DropStalledWriters(now);
+  }
+}
+
+// Clients that stopped reading their response get as long as a request.
+void ServingThread::DropStalledWriters(int64_t now) {
+  uint32_t limit = server_->options().request_timeout_ms;
+  if (limit == 0) return;
+  std::vector<Notices> stalled;
+  {
+    std::lock_guard<std::mutex> lock(mu);
+    std::vector<Conn*> candidates;
+    for (auto& kv : conns_) {
+      Conn* c = kv.second.get();
+      if (c->want_writable && !c->busy && now - c->writable_since > limit) candidates.push_back(c);
     }
-    (void)finished;
-    if (!tokens.empty() || lost || quit || !released_.empty()) {
-      lock.unlock();
-      DeliverReleased();
-      if (!tokens.empty()) {
-        delegate_->OnWritten(id, tokens);
-        tokens.clear();
-      }
-      if (lost) delegate_->OnConversationLost(id, Status::FromErrno(write_errno, "write", "client went away"));
-      if (quit) RequestStop(StopReason::kQuit, UINT32_MAX / 2);
-      lock.lock();
+    for (Conn* c : candidates) {
+      Notices notices;
+      notices.id = c->id;
+      notices.lost = AbortLocked(c, &notices);
+      notices.lost_why = Status::Lib(LibCode::kWriteStalled);
+      stalled.push_back(std::move(notices));
     }
+  }
+  for (Notices& notices : stalled) {
+    server_->dropped_timeout.fetch_add(1, std::memory_order_relaxed);
+    Deliver(notices);
   }
 }
 
@@ -837,7 +1065,8 @@ Status StartServer(const ServerOptions& options, ServerDelegate* delegate, std::
   std::unique_ptr<PosixServer> server(new PosixServer(options, delegate));
   Status st = server->Listen();
   if (!st.ok()) return st;
-  server->StartThreads();
+  st = server->StartThreads();
+  if (!st.ok()) return st;
   *out = std::move(server);
   return Status::Ok();
 }

@@ -33,14 +33,18 @@ class EchoDelegate : public ServerDelegate {
  public:
   std::atomic<Server*> server{nullptr};
   void OnRequest(ConnId id, ByteBuffer&& request, const PeerInfo&) override {
-    // End() does not block: allowed from inside the delegate call.
-    server.load()->End(id, request.data(), request.size(), false);
+    // Reply() does not block: allowed from inside the delegate call.
+    ReplyChunk chunk;
+    chunk.data = request.data();
+    chunk.len = request.size();
+    chunk.end = true;
+    server.load()->Reply(id, chunk);
   }
   void OnPeerCheck(ConnId, const PeerInfo&) override {}
   void OnWritten(ConnId, const std::vector<uint64_t>&) override {}
   void OnConversationLost(ConnId, const Status&) override {}
   void OnClientError(const Status&, const PeerInfo&) override {}
-  void OnStopped(StopReason, const Status&) override { std::fprintf(stderr, "fuzz server stopped\n"); }
+  void OnStopped(StopReason) override { std::fprintf(stderr, "fuzz server stopped\n"); }
 };
 
 // Deliberately never destroyed: the server's threads run until exit.

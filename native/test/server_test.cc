@@ -18,7 +18,9 @@
 #include <sys/resource.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
+#include <sys/time.h>
 #include <sys/un.h>
+#include <sys/wait.h>
 #include <unistd.h>
 
 #include <atomic>
@@ -44,6 +46,23 @@
 using namespace sipc;
 
 namespace {
+
+// The application's two ways to answer, through the one Reply() entry point.
+ReplyOutcome Write(Server* server, ConnId id, const uint8_t* data, size_t len, uint64_t token) {
+  ReplyChunk chunk;
+  chunk.data = data;
+  chunk.len = len;
+  chunk.token = token;
+  return server->Reply(id, chunk);
+}
+ReplyOutcome End(Server* server, ConnId id, const uint8_t* data, size_t len, bool quit) {
+  ReplyChunk chunk;
+  chunk.data = data;
+  chunk.len = len;
+  chunk.end = true;
+  chunk.quit = quit;
+  return server->Reply(id, chunk);
+}
 
 // Timeouts in this file are generous (machines are busy); they bound a
 // test that would otherwise hang, they never measure speed.
@@ -117,7 +136,7 @@ void RemoveTree(const std::string& dir) {
 
 class TestDelegate : public ServerDelegate {
  public:
-  enum class PeerPolicy { kAllow, kRefuse, kRefuseLate, kNeverAnswer };
+  enum class PeerPolicy { kAllow, kRefuse, kRefuseLate, kAllowLate, kNeverAnswer };
 
   TestDelegate() : responder_([this] { Respond(); }) {}
   ~TestDelegate() override { StopResponder(); }
@@ -176,11 +195,10 @@ class TestDelegate : public ServerDelegate {
     (void)peer;
     cv_.notify_all();
   }
-  void OnStopped(StopReason reason, const Status& error) override {
+  void OnStopped(StopReason reason) override {
     std::lock_guard<std::mutex> lock(mu_);
     stopped_ = true;
     stop_reason_ = reason;
-    (void)error;
     cv_.notify_all();
   }
 
@@ -221,6 +239,10 @@ class TestDelegate : public ServerDelegate {
   bool WaitHanging(size_t n, int64_t ms = kWaitMs) {
     std::unique_lock<std::mutex> lock(mu_);
     return cv_.wait_for(lock, std::chrono::milliseconds(ms), [&] { return hanging_.size() >= n; });
+  }
+  size_t peer_checks() {
+    std::lock_guard<std::mutex> lock(mu_);
+    return peer_checks_;
   }
   bool WaitPeerChecks(size_t n, int64_t ms = kWaitMs) {
     std::unique_lock<std::mutex> lock(mu_);
@@ -272,11 +294,12 @@ class TestDelegate : public ServerDelegate {
             server->AllowPeer(w.id, false);
             break;
           case PeerPolicy::kRefuseLate:
+          case PeerPolicy::kAllowLate:
             // Answer from another thread, around the request deadline.
             lock.lock();
-            late_threads_.emplace_back([server, id = w.id, late_ms] {
+            late_threads_.emplace_back([server, id = w.id, late_ms, allow = policy == PeerPolicy::kAllowLate] {
               SleepMs(late_ms);
-              server->AllowPeer(id, false);
+              server->AllowPeer(id, allow);
             });
             lock.unlock();
             break;
@@ -285,6 +308,9 @@ class TestDelegate : public ServerDelegate {
         }
       } else {
         Answer(server, w);
+        // As the JS layer does for a conversation its handler keeps past
+        // the first turn: watch it for a client that leaves.
+        server->Watch(w.id);
       }
       lock.lock();
     }
@@ -293,22 +319,22 @@ class TestDelegate : public ServerDelegate {
   void Answer(Server* server, const Work& w) {
     const std::string& r = w.request;
     if (r == "ping") {
-      server->End(w.id, reinterpret_cast<const uint8_t*>("pong"), 4, false);
+      End(server, w.id, reinterpret_cast<const uint8_t*>("pong"), 4, false);
     } else if (r.rfind("big:", 0) == 0) {
       size_t n = std::stoul(r.substr(4));
       std::string data = BigPayload(n);
       for (size_t off = 0; off < n; off += 10000) {
         size_t len = std::min<size_t>(10000, n - off);
-        server->Write(w.id, reinterpret_cast<const uint8_t*>(data.data() + off), len, 0);
+        Write(server, w.id, reinterpret_cast<const uint8_t*>(data.data() + off), len, 0);
       }
-      server->End(w.id, nullptr, 0, false);
+      End(server, w.id, nullptr, 0, false);
     } else if (r == "stream") {
       // Runs on a thread of its own so that other requests go on.
       std::thread([this, server, id = w.id] {
         std::string chunk(65536, 's');
         int64_t give_up = NowMs() + kWaitMs;
         while (!IsLost(id) && NowMs() < give_up) {
-          server->Write(id, reinterpret_cast<const uint8_t*>(chunk.data()), chunk.size(), 0);
+          Write(server, id, reinterpret_cast<const uint8_t*>(chunk.data()), chunk.size(), 0);
           SleepMs(1);
         }
         std::lock_guard<std::mutex> lock(mu_);
@@ -322,24 +348,27 @@ class TestDelegate : public ServerDelegate {
       hanging_.push_back(w.id);
       cv_.notify_all();
     } else if (r == "abort") {
-      server->Write(w.id, reinterpret_cast<const uint8_t*>("partial"), 7, 0);
+      Write(server, w.id, reinterpret_cast<const uint8_t*>("partial"), 7, 0);
       server->Abort(w.id);
     } else if (r == "quit") {
-      server->End(w.id, nullptr, 0, true);
+      End(server, w.id, nullptr, 0, true);
     } else if (r == "zero-token-idle") {
       // An empty write with a token and nothing else queued, then the
       // end a little later (from another thread).
-      server->Write(w.id, nullptr, 0, 78);
+      if (Write(server, w.id, nullptr, 0, 78) == ReplyOutcome::kSent) {
+        std::lock_guard<std::mutex> lock(mu_);
+        written_tokens_.insert(78);  // nothing to wait for: done at once
+      }
       std::lock_guard<std::mutex> lock(mu_);
       late_threads_.emplace_back([server, id = w.id] {
         SleepMs(600);
-        server->End(id, reinterpret_cast<const uint8_t*>("done"), 4, false);
+        End(server, id, reinterpret_cast<const uint8_t*>("done"), 4, false);
       });
     } else if (r == "zero-token") {
-      server->Write(w.id, nullptr, 0, 77);
-      server->End(w.id, reinterpret_cast<const uint8_t*>("done"), 4, false);
+      Write(server, w.id, nullptr, 0, 77);
+      End(server, w.id, reinterpret_cast<const uint8_t*>("done"), 4, false);
     } else {
-      server->End(w.id, reinterpret_cast<const uint8_t*>(r.data()), r.size(), false);
+      End(server, w.id, reinterpret_cast<const uint8_t*>(r.data()), r.size(), false);
     }
   }
 
@@ -1113,7 +1142,11 @@ TEST(peer_check_pending_when_client_hangs_up_does_not_spin) {
   Harness h(options);
   REQUIRE(h.start_status.ok());
   h.delegate.SetPeerPolicy(TestDelegate::PeerPolicy::kNeverAnswer);
-  for (int i = 0; i < 3; i++) close(ConnectRaw(h.path));
+  for (int i = 0; i < 3; i++) {
+    int fd = ConnectRaw(h.path);
+    SendAll(fd, "0");  // a byte, so that the application is asked
+    close(fd);
+  }
   CHECK(h.delegate.WaitPeerChecks(3));
   SleepMs(100);
   double cpu0 = CpuSeconds();
@@ -1134,15 +1167,233 @@ TEST(peer_refused_around_the_request_deadline) {
   h.delegate.SetPeerPolicy(TestDelegate::PeerPolicy::kRefuseLate, 20);
   Fds fds;
   for (int round = 0; round < 10; round++) {
-    for (int i = 0; i < 20; i++) fds.add(ConnectRaw(h.path));
+    for (int i = 0; i < 20; i++) {
+      int fd = ConnectRaw(h.path);
+      // Half of them send a byte (asked, then refused around the deadline,
+      // which restarts at the answer); the others stay silent (dropped by
+      // the deadline without the application being asked).
+      if (i % 2 == 0) SendAll(fd, "0");
+      fds.add(fd);
+    }
     SleepMs(30);
   }
-  CHECK(h.delegate.WaitPeerChecks(200));
+  CHECK(h.delegate.WaitPeerChecks(100));
   SleepMs(200);
   for (int fd : fds.fds) {
     RawRead r = ReadUntilClosed(fd, 5000);
     CHECK(r.eof);
   }
+}
+
+TEST(liveness_probe_never_reaches_allow_peer) {
+  // Git's clients probe with a connection that sends nothing: the
+  // application is not asked about it, and it is not an error.
+  ServerOptions options;
+  options.check_peer = true;
+  Harness h(options);
+  REQUIRE(h.start_status.ok());
+  h.delegate.SetPeerPolicy(TestDelegate::PeerPolicy::kAllow);
+  for (int i = 0; i < 5; i++) close(ConnectRaw(h.path));
+  std::string response;
+  ClientResult r = Send(h.path, "ping", &response);
+  CHECK(r.status.ok());
+  CHECK_EQ(response, std::string("pong"));
+  CHECK(h.delegate.WaitPeerChecks(1));
+  SleepMs(100);
+  std::fprintf(stderr, "    peer checks after 5 probes and 1 request: %zu\n", h.delegate.peer_checks());
+  CHECK_EQ(h.delegate.peer_checks(), size_t{1});
+  CHECK(h.delegate.client_errors().empty());
+}
+
+TEST(request_deadline_waits_for_the_allow_peer_answer) {
+  // The application takes three times the request timeout to decide; the
+  // client's request, sitting in the socket all along, is still served.
+  ServerOptions options;
+  options.check_peer = true;
+  options.request_timeout_ms = 100;
+  Harness h(options);
+  REQUIRE(h.start_status.ok());
+  h.delegate.SetPeerPolicy(TestDelegate::PeerPolicy::kAllowLate, 300);
+  std::string response;
+  ClientResult r = Send(h.path, "ping", &response);
+  CHECK(r.status.ok());
+  CHECK_EQ(response, std::string("pong"));
+  CHECK_EQ(h.delegate.CountClientErrors(LibCode::kRequestTimeout), size_t{0});
+}
+
+// ---- lock files ----
+
+std::string WriteLock(const std::string& path, const std::string& content, int age_s) {
+  std::string lock = path + ".lock";
+  int fd = open(lock.c_str(), O_WRONLY | O_CREAT | O_TRUNC, 0600);
+  if (fd >= 0) {
+    if (!content.empty() && write(fd, content.data(), content.size()) < 0) {
+    }
+    close(fd);
+  }
+  if (age_s > 0) {
+    struct timeval times[2];
+    gettimeofday(&times[0], nullptr);
+    times[0].tv_sec -= age_s;
+    times[1] = times[0];
+    utimes(lock.c_str(), times);
+  }
+  return lock;
+}
+
+// A pid that is certainly dead: a child that has exited and been reaped.
+pid_t DeadPid() {
+  pid_t pid = fork();
+  if (pid == 0) _exit(0);
+  int status;
+  waitpid(pid, &status, 0);
+  return pid;
+}
+
+TEST(stale_lock_of_a_dead_process_is_taken_over) {
+  std::string dir = MakeTempDir();
+  std::string path = dir + "/s.ipc";
+  std::string lock = WriteLock(path, std::to_string(DeadPid()) + "\n", 0);
+  TestDelegate delegate;
+  ServerOptions options;
+  options.path = path;
+  std::unique_ptr<Server> server;
+  Status st = StartServer(options, &delegate, &server);
+  CHECK(st.ok());
+  struct stat sb;
+  CHECK(lstat(lock.c_str(), &sb) < 0);  // released after the start, as always
+  if (server) {
+    server->Stop(0);
+    delegate.WaitStopped();
+    server->Join();
+  }
+  delegate.StopResponder();
+  RemoveTree(dir);
+}
+
+TEST(old_empty_lock_is_taken_over_but_a_fresh_one_is_not) {
+  std::string dir = MakeTempDir();
+  std::string path = dir + "/s.ipc";
+  ServerOptions options;
+  options.path = path;
+  {
+    // Git's empty lock, left by a Git killed 10 s ago.
+    std::string lock = WriteLock(path, "", 10);
+    TestDelegate delegate;
+    std::unique_ptr<Server> server;
+    CHECK(StartServer(options, &delegate, &server).ok());
+    if (server) {
+      server->Stop(0);
+      delegate.WaitStopped();
+      server->Join();
+    }
+    delegate.StopResponder();
+  }
+  {
+    // An empty lock just created: someone is starting right now.
+    std::string lock = WriteLock(path, "", 0);
+    TestDelegate delegate;
+    std::unique_ptr<Server> server;
+    Status st = StartServer(options, &delegate, &server);
+    CHECK_EQ(st.code, EEXIST);
+    struct stat sb;
+    CHECK(lstat(lock.c_str(), &sb) == 0);  // left alone
+    delegate.StopResponder();
+  }
+  RemoveTree(dir);
+}
+
+TEST(lock_of_a_live_process_is_never_taken) {
+  std::string dir = MakeTempDir();
+  std::string path = dir + "/s.ipc";
+  // Our own pid: alive, however old the lock.
+  std::string lock = WriteLock(path, std::to_string(getpid()) + "\n", 60);
+  TestDelegate delegate;
+  ServerOptions options;
+  options.path = path;
+  std::unique_ptr<Server> server;
+  Status st = StartServer(options, &delegate, &server);
+  CHECK_EQ(st.code, EEXIST);
+  struct stat sb;
+  CHECK(lstat(lock.c_str(), &sb) == 0);
+  delegate.StopResponder();
+  RemoveTree(dir);
+}
+
+// ---- stopping ----
+
+TEST(a_stopping_server_refuses_new_connections_and_bounds_the_quit) {
+  // A handler that never finishes, then quit: new clients are refused at
+  // once (not left hanging), and the quit's grace ends the stop.
+  ServerOptions options;
+  options.quit_grace_ms = 500;
+  Harness h(options);
+  REQUIRE(h.start_status.ok());
+  int hanging = ConnectRaw(h.path);
+  SendAll(hanging, Frame("hang"));
+  CHECK(h.delegate.WaitHanging(1));
+  std::string response;
+  int64_t start = NowMs();
+  CHECK(Send(h.path, "quit", &response).status.ok());
+  SleepMs(50);
+  int fd = ConnectRaw(h.path);
+  std::fprintf(stderr, "    connect while stopping: %s\n", fd < 0 ? std::strerror(errno) : "connected");
+  CHECK(fd < 0 && errno == ECONNREFUSED);
+  if (fd >= 0) close(fd);
+  CHECK(h.delegate.WaitStopped());
+  int64_t took = NowMs() - start;
+  std::fprintf(stderr, "    stopped %lld ms after the quit (grace 500 ms)\n", static_cast<long long>(took));
+  CHECK(took >= 450);
+  CHECK(h.delegate.stop_reason() == StopReason::kQuit);
+  h.server->Join();
+  CHECK(ReadUntilClosed(hanging, 5000).eof);
+  close(hanging);
+}
+
+TEST(idle_timeout_stops_the_server_and_serves_what_it_accepted) {
+  ServerOptions options;
+  options.idle_timeout_ms = 300;
+  options.quit_grace_ms = 5000;
+  Harness h(options);
+  REQUIRE(h.start_status.ok());
+  // Activity keeps it alive.
+  for (int i = 0; i < 6; i++) {
+    std::string response;
+    CHECK(Send(h.path, "ping", &response).status.ok());
+    SleepMs(100);
+  }
+  CHECK(!h.delegate.stopped());
+  CHECK(h.delegate.WaitStopped(5000));
+  CHECK(h.delegate.stop_reason() == StopReason::kIdle);
+  h.server->Join();
+  struct stat sb;
+  CHECK(lstat(h.path.c_str(), &sb) < 0);
+}
+
+TEST(stats_count_requests_bytes_and_drops) {
+  ServerOptions options;
+  options.max_request_bytes = 100;
+  options.threads = 2;
+  Harness h(options);
+  REQUIRE(h.start_status.ok());
+  std::string response;
+  for (int i = 0; i < 10; i++) CHECK(Send(h.path, "ping", &response).status.ok());
+  int fd = ConnectRaw(h.path);
+  SendAll(fd, "0003");
+  CHECK(ReadUntilClosed(fd, 5000).eof);
+  close(fd);
+  fd = ConnectRaw(h.path);
+  SendAll(fd, Frame(std::string(200, 'x')));
+  CHECK(ReadUntilClosed(fd, 5000).eof);
+  close(fd);
+  h.delegate.WaitClientErrors(2);
+  ServerStats st = h.server->Stats();
+  CHECK_EQ(st.requests, uint64_t{10});
+  CHECK_EQ(st.dropped_protocol, uint64_t{1});
+  CHECK_EQ(st.dropped_too_large, uint64_t{1});
+  CHECK_EQ(st.bytes_out, uint64_t{10 * (8 + 4)});  // "0008pong0000"
+  CHECK(st.bytes_in >= uint64_t{10 * 12 + 4});
+  CHECK_EQ(st.connections_handling + st.connections_reading + st.connections_peer_check, uint64_t{0});
 }
 
 // ---- load ----

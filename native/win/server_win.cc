@@ -178,50 +178,37 @@ class WinServer : public Server {
   Status Listen();
   void StartThreads();
 
-  void Write(ConnId id, const uint8_t* data, size_t len, uint64_t token) override {
+  // Replies always go through the pipe's queue: KickWrite starts the
+  // overlapped WriteFile on the calling thread when none is in flight, so
+  // the bytes are written by the thread that has them; the completion
+  // port reports when they are done. Borrowed bytes are copied into the
+  // pipe's bounded write buffer (one WriteFile takes one buffer) and never
+  // framed as a whole; their tokens come back through OnWritten, or
+  // OnReleased from Recycle(), which runs only when no write is in flight.
+  ReplyOutcome Reply(ConnId id, const ReplyChunk& chunk) override {
+    bool borrow = chunk.may_borrow && chunk.token != 0 && chunk.len >= kBorrowThreshold;
     std::vector<uint8_t> framed;
-    pkt::AppendPackets(data, len, &framed);
+    if (!borrow) {
+      if (chunk.end) {
+        pkt::AppendMessage(chunk.data, chunk.len, &framed);
+      } else {
+        pkt::AppendPackets(chunk.data, chunk.len, &framed);
+      }
+    }
     std::lock_guard<std::mutex> lock(mutex_);
     Pipe* pipe = FindHandling(id);
-    if (pipe == nullptr || pipe->ended) return;
-    pipe->out.Push(std::move(framed), token);
+    if (pipe == nullptr || pipe->ended) return ReplyOutcome::kGone;
+    if (borrow) {
+      pipe->out.PushBorrowed(chunk.data, chunk.len, chunk.end, chunk.token);
+    } else {
+      pipe->out.Push(std::move(framed), chunk.token);
+    }
+    if (chunk.end) {
+      pipe->ended = true;
+      pipe->quit = chunk.quit;
+    }
     KickWrite(pipe);
-  }
-
-  void End(ConnId id, const uint8_t* data, size_t len, bool quit) override {
-    std::vector<uint8_t> framed;
-    pkt::AppendMessage(data, len, &framed);
-    std::lock_guard<std::mutex> lock(mutex_);
-    Pipe* pipe = FindHandling(id);
-    if (pipe == nullptr || pipe->ended) return;
-    pipe->out.Push(std::move(framed), 0);
-    pipe->ended = true;
-    pipe->quit = quit;
-    KickWrite(pipe);
-  }
-
-  // Borrowed bytes are copied into the pipe's bounded write buffer (one
-  // WriteFile takes one buffer) and never framed as a whole; their tokens
-  // come back through OnWritten, or OnReleased from Recycle(), which runs
-  // only when no write is in flight.
-  bool WriteBorrowed(ConnId id, const uint8_t* data, size_t len, uint64_t token) override {
-    std::lock_guard<std::mutex> lock(mutex_);
-    Pipe* pipe = FindHandling(id);
-    if (pipe == nullptr || pipe->ended || token == 0) return false;
-    pipe->out.PushBorrowed(data, len, false, token);
-    KickWrite(pipe);
-    return true;
-  }
-
-  bool EndBorrowed(ConnId id, const uint8_t* data, size_t len, bool quit, uint64_t token) override {
-    std::lock_guard<std::mutex> lock(mutex_);
-    Pipe* pipe = FindHandling(id);
-    if (pipe == nullptr || pipe->ended || token == 0) return false;
-    pipe->out.PushBorrowed(data, len, true, token);
-    pipe->ended = true;
-    pipe->quit = quit;
-    KickWrite(pipe);
-    return true;
+    return borrow ? ReplyOutcome::kBorrowed : ReplyOutcome::kQueued;
   }
 
   void Abort(ConnId id) override {
@@ -570,7 +557,7 @@ void WinServer::Recycle(Pipe* pipe, bool allow_reuse) {
     has_released_ = true;
   }
   // A quit conversation that ended early (the client left) still quits.
-  if (pipe->quit) RequestStopLocked(StopReason::kQuit, UINT32_MAX / 2);
+  if (pipe->quit) RequestStopLocked(StopReason::kQuit, options_.quit_grace_ms);
   pipe->ResetConnection(options_.max_request_bytes);
   bool reuse = allow_reuse && !pipe->close_after && !stopping_ && listeners_ < 2 * options_.threads;
   pipe->close_after = false;
@@ -814,7 +801,7 @@ void WinServer::OnWritten(Pipe* pipe, DWORD bytes, DWORD error) {
         // only after that).
         if (pipe->quit) {
           pipe->quit = false;
-          RequestStopLocked(StopReason::kQuit, UINT32_MAX / 2);
+          RequestStopLocked(StopReason::kQuit, options_.quit_grace_ms);
         }
         StartFlush(pipe);
       }
@@ -945,7 +932,7 @@ void WinServer::FinishStop() {
     std::lock_guard<std::mutex> lock(mutex_);
     reason = stop_reason_;
   }
-  delegate_->OnStopped(reason, Status::Ok());
+  delegate_->OnStopped(reason);
 }
 
 }  // namespace

@@ -1,0 +1,34 @@
+// The listening socket of a POSIX server: Git's start sequence (lock file,
+// live-server probe, stale socket, bind, listen) and what the server later
+// needs to know about its socket file. docs/protocol.md#starting
+#pragma once
+
+#include <sys/types.h>
+
+#include <string>
+
+#include "../core/server.h"
+#include "../core/status.h"
+
+namespace sipc {
+
+struct Listener {
+  int fd = -1;
+  dev_t dev = 0;  // the socket file we bound, to tell it from a newer one
+  ino_t ino = 0;
+};
+
+// Takes `<path>.lock` (taking over a stale one), refuses a live server's
+// path (EADDRINUSE) and anything that is not a socket, replaces a stale
+// socket, binds, applies the socket mode, listens (non-blocking), and
+// releases the lock. Blocking for up to about 100 ms; not the JS thread.
+Status OpenListener(const ServerOptions& options, Listener* out);
+
+// True when the file at `path` is no longer the socket we bound (removed,
+// replaced, or not a socket): new clients cannot reach us any more.
+bool ListenerPathStolen(const std::string& path, const Listener& listener);
+
+// Removes the socket file if it is still ours (never someone else's).
+void RemoveListenerPath(const std::string& path, const Listener& listener);
+
+}  // namespace sipc
