@@ -221,18 +221,24 @@ async function attach(argv, out) {
 
 // System calls by name: `perf trace -s` (one table per thread: summed) or
 // `strace -f -c` ("% time seconds usecs/call calls [errors] syscall").
+// Returns { calls: {name: n}, errors: {name: n} } (errors: calls that
+// failed, e.g. EAGAIN from an accept4 another thread won).
 function parseCallsByName(text, tracer) {
   const calls = {};
-  const add = (name, n) => (calls[name] = (calls[name] ?? 0) + n);
+  const errors = {};
+  const add = (name, n, e) => {
+    calls[name] = (calls[name] ?? 0) + n;
+    errors[name] = (errors[name] ?? 0) + e;
+  };
   for (const line of text.split('\n')) {
     const f = line.trim().split(/\s+/);
     if (tracer === 'perf') {
-      if (f.length >= 8 && /^[a-z_0-9]+$/.test(f[0]) && /^\d+$/.test(f[1]) && /^\d+$/.test(f[2])) add(f[0], Number(f[1]));
+      if (f.length >= 8 && /^[a-z_0-9]+$/.test(f[0]) && /^\d+$/.test(f[1]) && /^\d+$/.test(f[2])) add(f[0], Number(f[1]), Number(f[2]));
     } else if (f.length >= 5 && /^\d/.test(f[0]) && f.at(-1) !== 'total') {
-      add(f.at(-1), Number(f[3]));
+      add(f.at(-1), Number(f[3]), f.length >= 6 ? Number(f[4]) : 0);
     }
   }
-  return calls;
+  return { calls, errors };
 }
 
 function tracerArgv(tracer, out, target) {
@@ -250,9 +256,12 @@ async function callsByName(tracer, pid, file, args) {
     var server = await stop();
   }
   const lost = /LOST (\d+) events/.exec(server.text + server.stderr)?.[1];
+  const serverCalls = parseCallsByName(server.text, tracer);
+  const clientCalls = parseCallsByName(fs.readFileSync(clientOut, 'utf8'), tracer);
   return {
-    server: parseCallsByName(server.text, tracer),
-    client: parseCallsByName(fs.readFileSync(clientOut, 'utf8'), tracer),
+    server: serverCalls.calls,
+    client: clientCalls.calls,
+    errors: { server: serverCalls.errors, client: clientCalls.errors },
     lost: lost ? Number(lost) : 0,
   };
 }
@@ -354,11 +363,16 @@ function report(results, rounds) {
     for (const r of withCalls) for (const [k, v] of Object.entries(r.byName[side])) if (v / N >= 0.05) names.add(k);
     const total = (k) => withCalls.reduce((a, r) => a + (r.byName[side][k] ?? 0), 0);
     lines.push('');
-    lines.push(`${side} system calls per request by name (second pass, under \`${opts.tracer === 'perf' ? 'perf trace -s' : 'strace -f -c'}\`; those >= 0.05 per request somewhere):`);
+    lines.push(`${side} system calls per request by name (second pass, under \`${opts.tracer === 'perf' ? 'perf trace -s' : 'strace -f -c'}\`; ` +
+      'those >= 0.05 per request somewhere; "failed": returned an error, e.g. EAGAIN):');
     lines.push('');
     lines.push(`| syscall | ${withCalls.map((r) => `${r.client}/${r.server}`).join(' | ')} |`);
     lines.push(`| --- | ${withCalls.map(() => '---:').join(' | ')} |`);
-    for (const k of [...names].sort((a, b) => total(b) - total(a))) lines.push(`| ${k} | ${withCalls.map((r) => per(r.byName[side][k] ?? 0)).join(' | ')} |`);
+    const cell = (r, k) => {
+      const failed = r.byName.errors[side][k] ?? 0;
+      return per(r.byName[side][k] ?? 0) + (failed / N >= 0.01 ? ` (${per(failed)} failed)` : '');
+    };
+    for (const k of [...names].sort((a, b) => total(b) - total(a))) lines.push(`| ${k} | ${withCalls.map((r) => cell(r, k)).join(' | ')} |`);
   }
   const lost = withCalls.filter((r) => r.byName.lost);
   for (const r of lost) lines.push(`- ${r.client}/${r.server}: the tracer lost ${r.byName.lost} events (its by-name counts are low)`);
