@@ -250,10 +250,12 @@ async function callsByName(tracer, pid, file, args) {
   const serverOut = outFile(`${tracer}-server`);
   const stop = await attach(tracerArgv(tracer, serverOut, ['-p', String(pid)]), serverOut);
   const clientOut = outFile(`${tracer}-client`);
+  const [tracerFile, ...tracerArgs] = tracerArgv(tracer, clientOut, ['--', file, ...args]);
+  let server;
   try {
-    await run(...(([f, ...a]) => [f, a])(tracerArgv(tracer, clientOut, ['--', file, ...args])));
+    await run(tracerFile, tracerArgs);
   } finally {
-    var server = await stop();
+    server = await stop();
   }
   const lost = /LOST (\d+) events/.exec(server.text + server.stderr)?.[1];
   const serverCalls = parseCallsByName(server.text, tracer);
