@@ -156,6 +156,15 @@ function threadSwitches(pid) {
   return out;
 }
 
+// CPU time (user + system, ms) of the main thread: for a node daemon the
+// JS thread, where our server's per-request work is serialised.
+const TICK_MS = 1000 / (Number(spawnSync('getconf', ['CLK_TCK'], { encoding: 'utf8' }).stdout.trim()) || 100);
+function mainThreadCpuMs(pid) {
+  const st = fs.readFileSync(`/proc/${pid}/task/${pid}/stat`, 'utf8');
+  const f = st.slice(st.lastIndexOf(')') + 2).split(' ');
+  return (Number(f[11]) + Number(f[12])) * TICK_MS; // utime, stime
+}
+
 // Switches during the pass: all threads, and the main thread alone (the
 // JS thread of a node daemon). A thread started during the pass counts
 // from zero; one that ended during it is lost (the daemons measured here
@@ -282,6 +291,7 @@ async function countPair(clientImpl, serverImpl, withNames) {
     const statOut = outFile('perf-stat-server');
     const stopStat = await attach(['perf', 'stat', '-x', ',', '-o', statOut, '-e', counters, '-p', String(pid)], statOut);
     const sw0 = threadSwitches(pid);
+    const mainCpu0 = mainThreadCpuMs(pid);
     const t0 = process.hrtime.bigint();
     let client;
     try {
@@ -290,7 +300,8 @@ async function countPair(clientImpl, serverImpl, withNames) {
       await stopStat();
     }
     const wallS = Number(process.hrtime.bigint() - t0) / 1e9;
-    const server = { ...parsePerfStat(statOut), threads: switchDelta(pid, sw0, threadSwitches(pid)) };
+    const threads = { ...switchDelta(pid, sw0, threadSwitches(pid)), mainCpuMs: mainThreadCpuMs(pid) - mainCpu0 };
+    const server = { ...parsePerfStat(statOut), threads };
 
     // Pass 2: system calls by name, under a tracer.
     const byName = withNames && opts.tracer !== 'none' ? await callsByName(opts.tracer, pid, file, args) : null;
@@ -323,7 +334,7 @@ function summarise(rounds) {
   return {
     ...last,
     wallS: med((r) => r.wallS),
-    serverCounts: { ...side((r) => r.serverCounts), threads: { main: med((r) => r.serverCounts.threads.main) } },
+    serverCounts: { ...side((r) => r.serverCounts), threads: { main: med((r) => r.serverCounts.threads.main), mainCpuMs: med((r) => r.serverCounts.threads.mainCpuMs) } },
     clientCounts: side((r) => r.clientCounts),
     rounds,
   };
@@ -343,21 +354,22 @@ function report(results, rounds) {
   lines.push(`Per request: ${N} requests of ${BYTES} bytes, ${T} client threads/senders, daemon --threads=${T}; ` +
     `Node ${process.version}, ${os.cpus()[0]?.model}, ${loadNote()}; ${envNote}.`);
   lines.push('');
-  lines.push('| client/server | wall s | server syscalls | server futex | server ctx sw | of which JS/main thread | server CPU ms | client syscalls | client futex | client ctx sw | client CPU ms |');
-  lines.push('| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |');
+  lines.push('| client/server | wall s | server syscalls | server futex | server ctx sw | of which main thread | server CPU ms | of which main thread | client syscalls | client futex | client ctx sw | client CPU ms |');
+  lines.push('| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |');
   for (const r of results) {
     const s = r.serverCounts;
     const c = r.clientCounts;
     lines.push(`| ${r.client}/${r.server} | ${r.wallS.toFixed(2)} | ${per(s.syscalls)} | ${spread(r, (x) => x.serverCounts.futex)} | ` +
       `${spread(r, (x) => x.serverCounts.switches)} | ${per(s.threads.main)} | ` +
-      `${s.cpuMs == null ? '-' : (s.cpuMs / N).toFixed(3)} | ${per(c.syscalls)} | ${per(c.futex)} | ${per(c.switches)} | ${c.cpuMs == null ? '-' : (c.cpuMs / N).toFixed(3)} |`);
+      `${s.cpuMs == null ? '-' : (s.cpuMs / N).toFixed(3)} | ${(s.threads.mainCpuMs / N).toFixed(3)} | ${per(c.syscalls)} | ${per(c.futex)} | ${per(c.switches)} | ${c.cpuMs == null ? '-' : (c.cpuMs / N).toFixed(3)} |`);
   }
   lines.push('');
   lines.push(`Medians over ${rounds} round(s) (pairs taking turns, a fresh daemon each), with the range for futex calls and ` +
     'context switches, which depend most on the load. ' +
     'Counters (`perf stat`: the syscall tracepoints, context-switches, task-clock), untraced: the server over every ' +
     'thread of the daemon while the client ran, the client over its whole process (its start included). "of which main ' +
-    'thread": context switches of the daemon\'s first thread (the JS thread for node), from /proc/<pid>/task/<tid>/status.');
+    'thread": context switches and CPU time of the daemon\'s first thread (the JS thread for node, where our server\'s ' +
+    'per-request work is serialised), from /proc/<pid>/task/<pid>/status and stat (CPU in clock ticks: 10 ms steps).');
   const withCalls = results.filter((r) => r.byName);
   for (const side of ['server', 'client']) {
     if (!withCalls.length) continue;
