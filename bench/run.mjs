@@ -545,14 +545,23 @@ function addRatios(results) {
 // client/daemon pairings taking turns, a fresh daemon per run. Returns
 // { commands, times } (times: median seconds by command id and
 // 'client/server').
-async function runGit(tool, failures) {
+// --quick: like the scenarios, each command gets an equal share of
+// `budgetMs` (its first pairing always runs).
+async function runGit(tool, failures, budgetMs, budgetSkips) {
   const commands = gitCommands(QUICK);
   const times = {};
   const rows = [];
-  for (const cmd of commands) {
+  const t0 = Date.now();
+  for (const [ci, cmd] of commands.entries()) {
     const runs = Object.fromEntries(GIT_PAIRINGS.map((p) => [pairName(p), []]));
+    const cStart = Date.now();
+    const cBudget = (budgetMs - (cStart - t0)) / (commands.length - ci);
     for (let run = 0; run < RUNS; run++) {
-      for (const p of GIT_PAIRINGS) {
+      for (const [pi, p] of GIT_PAIRINGS.entries()) {
+        if (QUICK && (run > 0 || pi > 0) && Date.now() - cStart > cBudget) {
+          budgetSkips.push(`git ${cmd.id} ${pairName(p)}`);
+          continue;
+        }
         const label = `git ${cmd.id} ${pairName(p)} run ${run + 1}/${RUNS}`;
         const { seconds, error } = await measureGit(tool, cmd, p);
         if (error) failures.push(`${label}: ${error}`);
@@ -604,7 +613,7 @@ function benchTargets(results) {
 }
 
 // ------------------------------------------------------------- report
-function scenarioTable(results, skipped, budgetSkips) {
+function scenarioTable(results, skipped) {
   const lines = [];
   lines.push('| scenario | client/server | result | p50 ms | p99 ms | vs baseline | vs C | notes |');
   lines.push('| --- | --- | --- | ---: | ---: | ---: | ---: | --- |');
@@ -633,7 +642,6 @@ function scenarioTable(results, skipped, budgetSkips) {
     'requests, "pong" reply. 10000-chunk reply: time to last byte. 1000 slow clients: server RSS while they ' +
     'hold half-sent requests; p50/p99 are a fast client\'s meanwhile.');
   for (const sk of skipped) lines.push(`- skipped ${sk.pairing}: ${sk.reason}`);
-  if (budgetSkips.length) lines.push(`- skipped to keep --quick under a minute: ${budgetSkips.join(', ')}`);
   return lines;
 }
 
@@ -701,10 +709,10 @@ async function main() {
 
   const failures = [];
   const budgetSkips = []; // --quick only: measurements left out to stay under a minute
-  // --quick: the Git commands (a tenth of the work) take about 10 s.
-  const budgetMs = QUICK_BUDGET_MS - (gitTool.tool ? 10000 : 0);
-  const results = await runScenarios(scenarios, pairings, budgetMs, failures, budgetSkips);
-  const git = gitTool.tool ? await runGit(gitTool.tool, failures) : null;
+  // --quick: the Git commands (a tenth of the work) get 10 s of the budget.
+  const gitBudgetMs = gitTool.tool ? 10000 : 0;
+  const results = await runScenarios(scenarios, pairings, QUICK_BUDGET_MS - gitBudgetMs, failures, budgetSkips);
+  const git = gitTool.tool ? await runGit(gitTool.tool, failures, gitBudgetMs, budgetSkips) : null;
   const loadEnd = loadNote();
 
   const targets = benchTargets(results);
@@ -713,9 +721,10 @@ async function main() {
     `Node ${process.version}, ${cpuModel()}, ${os.cpus().length} cores, ${RUNS} run(s) per figure (median), ` +
     `server threads ${THREADS}. ${ENV_NOTE}. Machine: ${loadStart} at the start, ${loadEnd.replace('load average ', '')} at the end.`);
   lines.push('');
-  if (results.length) lines.push(...scenarioTable(results, skipped, budgetSkips), '', ...targetTable(targets), '');
+  if (results.length) lines.push(...scenarioTable(results, skipped), '', ...targetTable(targets), '');
   if (git) lines.push(...gitTables(git, gitTool.tool));
   else lines.push(`- Git's test-tool comparison skipped: ${gitTool.reason}`);
+  if (budgetSkips.length) lines.push('', `- skipped to keep --quick under a minute: ${budgetSkips.join(', ')}`);
   console.log(lines.join('\n'));
 
   const out = {
