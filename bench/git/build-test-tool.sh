@@ -19,11 +19,11 @@ set -euo pipefail
 
 dir=${1:-${HOME}/.cache/simple-ipc-bench/git}
 repo=$(cd "$(dirname "$0")/../.." && pwd)
-mkdir -p "$dir"
-dir=$(cd "$dir" && pwd)
+dir=$(realpath -m "$dir")
 case "$dir/" in
   "$repo"/*) echo "build-test-tool: $dir is inside the repository; give a directory outside it" >&2; exit 2 ;;
 esac
+mkdir -p "$dir"
 cd "$dir"
 
 # 1. The source package, unpacked with Debian's patches applied.
