@@ -27,11 +27,6 @@ namespace sipc {
 // definition, for every transport and the client.
 constexpr size_t kBorrowThreshold = 64 * 1024;
 
-struct ByteSpan {
-  const uint8_t* data;
-  size_t size;
-};
-
 class OutputQueue {
  public:
   // Room for the headers a Fill() of `max` spans may generate.
@@ -42,7 +37,6 @@ class OutputQueue {
 
   void Push(std::vector<uint8_t>&& framed, uint64_t token) {
     if (framed.empty() && token == 0) return;
-    bytes_pending_ += framed.size();
     Item item;
     item.bytes = std::move(framed);
     item.token = token;
@@ -58,23 +52,19 @@ class OutputQueue {
     item.borrowed_len = len;
     item.borrowed_flush = with_flush;
     item.token = token;
-    bytes_pending_ += item.size();
     items_.push_back(std::move(item));
   }
 
   bool empty() const { return items_.empty(); }
-  size_t bytes_pending() const { return bytes_pending_ - front_offset_; }
 
   // Fills up to `max` spans with the unwritten bytes, oldest first, and
   // returns their number. Spans stay valid until Consume() or Clear()
   // (a deque keeps its elements in place when others are added), and,
   // for borrowed entries, as long as `scratch` holds their headers.
   template <size_t kMaxSpans>
-  size_t Fill(ByteSpan* spans, HeaderScratch<kMaxSpans>* scratch) const {
+  size_t Fill(pkt::Span* spans, HeaderScratch<kMaxSpans>* scratch) const {
     return FillImpl(spans, kMaxSpans, scratch->headers);
   }
-  // Owned entries only (stops at the first borrowed one).
-  size_t Fill(ByteSpan* spans, size_t max) const { return FillImpl(spans, max, nullptr); }
 
   // Marks `written` bytes as sent; appends the tokens of entries that are
   // now complete (non-zero tokens only) to `done_tokens`.
@@ -87,7 +77,6 @@ class OutputQueue {
         return;
       }
       written -= left;
-      bytes_pending_ -= item.size();
       if (item.token != 0) done_tokens->push_back(item.token);
       items_.pop_front();
       front_offset_ = 0;
@@ -103,7 +92,6 @@ class OutputQueue {
   }
   void Clear() {
     items_.clear();
-    bytes_pending_ = 0;
     front_offset_ = 0;
   }
 
@@ -120,31 +108,28 @@ class OutputQueue {
     }
   };
 
-  size_t FillImpl(ByteSpan* spans, size_t max, char (*headers)[pkt::kHeaderSize]) const {
+  size_t FillImpl(pkt::Span* spans, size_t max, char (*headers)[pkt::kHeaderSize]) const {
     size_t n = 0;
     for (size_t i = 0; i < items_.size() && n < max; i++) {
       const Item& item = items_[i];
       size_t offset = i == 0 ? front_offset_ : 0;
       if (item.borrowed != nullptr) {
-        if (headers == nullptr) break;
-        pkt::Span framed[64];
-        size_t room = max - n < 64 ? max - n : 64;
+        size_t room = max - n;
         size_t headers_used = 0;
-        size_t got = pkt::FramedSpans(item.borrowed, item.borrowed_len, offset, framed, room, headers,
+        size_t got = pkt::FramedSpans(item.borrowed, item.borrowed_len, offset, spans + n, room, headers,
                                       item.borrowed_flush, &headers_used);
-        for (size_t k = 0; k < got; k++) spans[n++] = ByteSpan{framed[k].data, framed[k].size};
+        n += got;
         headers += headers_used;
         if (got == room) break;
         continue;
       }
       if (item.bytes.size() == offset) continue;
-      spans[n++] = ByteSpan{item.bytes.data() + offset, item.bytes.size() - offset};
+      spans[n++] = pkt::Span{item.bytes.data() + offset, item.bytes.size() - offset};
     }
     return n;
   }
 
   std::deque<Item> items_;
-  size_t bytes_pending_ = 0;  // sum of all item sizes
   size_t front_offset_ = 0;   // bytes of the front item already written
 };
 

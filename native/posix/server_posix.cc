@@ -945,7 +945,7 @@ void ServingThread::OnHandlingEvent(ConnId id, uint32_t events) {
 // each sendmsg().
 void ServingThread::WriteQueuedLocked(Conn* c, std::unique_lock<std::mutex>& lock, Notices* notices) {
   iovec iov[kMaxIovPerWrite];
-  ByteSpan spans[kMaxIovPerWrite];
+  pkt::Span spans[kMaxIovPerWrite];
   OutputQueue::HeaderScratch<kMaxIovPerWrite> headers;
   c->want_writable = false;
   for (int turn = 0; turn < kMaxWritesPerEvent; turn++) {

@@ -401,40 +401,52 @@ TEST(reader_byte_by_byte_large_message) {
 
 // ---- OutputQueue ----
 
+// Unwritten bytes left in a queue.
+size_t Pending(const OutputQueue& q) {
+  pkt::Span spans[64];
+  OutputQueue::HeaderScratch<64> headers;
+  size_t n = q.Fill(spans, &headers);
+  size_t total = 0;
+  for (size_t i = 0; i < n; i++) total += spans[i].size;
+  return total;
+}
+
 TEST(output_queue_partial_writes_and_tokens) {
   OutputQueue q;
   CHECK(q.empty());
   q.Push(Bytes("aaaa"), 1);
   q.Push(Bytes("bb"), 0);
   q.Push(Bytes("ccc"), 3);
-  CHECK_EQ(q.bytes_pending(), size_t{9});
-  sipc::ByteSpan spans[8];
-  CHECK_EQ(q.Fill(spans, 8), size_t{3});
+  CHECK_EQ(Pending(q), size_t{9});
+  pkt::Span spans[8];
+  OutputQueue::HeaderScratch<8> headers;
+  CHECK_EQ(q.Fill(spans, &headers), size_t{3});
   CHECK_EQ(spans[0].size, size_t{4});
   std::vector<uint64_t> done;
   q.Consume(3, &done);
   CHECK(done.empty());
-  CHECK_EQ(q.bytes_pending(), size_t{6});
-  CHECK_EQ(q.Fill(spans, 8), size_t{3});
+  CHECK_EQ(Pending(q), size_t{6});
+  CHECK_EQ(q.Fill(spans, &headers), size_t{3});
   CHECK_EQ(spans[0].size, size_t{1});
   CHECK_EQ(spans[0].data[0], uint8_t{'a'});
   q.Consume(3, &done);  // rest of aaaa and bb: token 1 only (bb has none)
   CHECK_EQ(done.size(), size_t{1});
   CHECK_EQ(done[0], uint64_t{1});
-  CHECK_EQ(q.bytes_pending(), size_t{3});
+  CHECK_EQ(Pending(q), size_t{3});
   done.clear();
   q.Consume(3, &done);
   CHECK_EQ(done.size(), size_t{1});
   CHECK_EQ(done[0], uint64_t{3});
   CHECK(q.empty());
-  CHECK_EQ(q.bytes_pending(), size_t{0});
+  CHECK_EQ(Pending(q), size_t{0});
 }
 
 TEST(output_queue_fill_respects_max_and_order) {
   OutputQueue q;
   for (int i = 0; i < 10; i++) q.Push(std::vector<uint8_t>(i + 1, static_cast<uint8_t>('0' + i)), i + 1);
-  sipc::ByteSpan spans[4];
-  CHECK_EQ(q.Fill(spans, 4), size_t{4});
+  pkt::Span spans[4];
+  OutputQueue::HeaderScratch<4> headers;
+  CHECK_EQ(q.Fill(spans, &headers), size_t{4});
   for (int i = 0; i < 4; i++) {
     CHECK_EQ(spans[i].size, size_t(i + 1));
     CHECK_EQ(spans[i].data[0], uint8_t('0' + i));
@@ -443,12 +455,12 @@ TEST(output_queue_fill_respects_max_and_order) {
   q.Consume(1 + 2 + 3 + 4 + 5, &done);  // five whole entries
   CHECK_EQ(done.size(), size_t{5});
   for (size_t i = 0; i < done.size(); i++) CHECK_EQ(done[i], uint64_t(i + 1));
-  CHECK_EQ(q.Fill(spans, 4), size_t{4});
+  CHECK_EQ(q.Fill(spans, &headers), size_t{4});
   CHECK_EQ(spans[0].data[0], uint8_t{'5'});
   q.Clear();
   CHECK(q.empty());
-  CHECK_EQ(q.bytes_pending(), size_t{0});
-  CHECK_EQ(q.Fill(spans, 4), size_t{0});
+  CHECK_EQ(Pending(q), size_t{0});
+  CHECK_EQ(q.Fill(spans, &headers), size_t{0});
 }
 
 TEST(output_queue_ignores_empty_untokened_entries) {
@@ -460,11 +472,12 @@ TEST(output_queue_ignores_empty_untokened_entries) {
 TEST(output_queue_spans_survive_later_pushes) {
   OutputQueue q;
   q.Push(Bytes("first"), 0);
-  sipc::ByteSpan spans[2];
-  CHECK_EQ(q.Fill(spans, 2), size_t{1});
+  pkt::Span spans[2];
+  OutputQueue::HeaderScratch<2> headers;
+  CHECK_EQ(q.Fill(spans, &headers), size_t{1});
   const uint8_t* before = spans[0].data;
   for (int i = 0; i < 1000; i++) q.Push(Bytes("more"), 0);
-  CHECK_EQ(q.Fill(spans, 2), size_t{2});
+  CHECK_EQ(q.Fill(spans, &headers), size_t{2});
   CHECK(spans[0].data == before);
   CHECK_EQ(std::string(reinterpret_cast<const char*>(before), 5), std::string("first"));
 }

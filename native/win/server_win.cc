@@ -478,7 +478,7 @@ void WinServer::StartWatch(Pipe* pipe) {
 // connection; small queued chunks go out together.
 void WinServer::KickWrite(Pipe* pipe) {
   if (pipe->writing || pipe->phase != Phase::kHandling || pipe->out.empty()) return;
-  ByteSpan spans[64];
+  pkt::Span spans[64];
   size_t count = pipe->out.Fill(spans, &pipe->headers);
   if (count == 0) {
     // Only token-carrying empty entries: they are "written" now.
