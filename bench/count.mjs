@@ -3,7 +3,7 @@
 // calls (in all and by name), futex calls, context switches, CPU time.
 //
 //   node bench/count.mjs [--pairs client/server,...] [--requests N]
-//                        [--concurrency T] [--bytecount B]
+//                        [--concurrency T] [--daemon-threads D] [--bytecount B]
 //                        [--tracer perf|strace|none] [--json]
 //
 // Implementations (client and server):
@@ -11,11 +11,11 @@
 //         bench/run.mjs finds it (GIT_TEST_TOOL or the build script's
 //         default output, bench/git/build-test-tool.sh)
 //   ours  our CLI: node dist/cli.js multiple / run-daemon
-//   c     bench/c: ref_client -c T / ref_server -t T
+//   c     bench/c: ref_client -c T / ref_server -t D
 // Default pairs: git/git, git/ours, ours/git, ours/ours, c/c. The client
 // sends N requests of B bytes from T threads (Git's `multiple`; ours: T
 // concurrent senders), each on a new connection; the daemon runs with
-// --threads=T.
+// --threads=D (8, as in Git's t0052).
 //
 // Two passes over one daemon, after a warm-up of N/10 requests:
 //  1. counters, nothing stopped: `perf stat` on the daemon (-p, all its
@@ -45,6 +45,7 @@ const { values: opts } = parseArgs({
     pairs: { type: 'string' },
     requests: { type: 'string', default: '16000' },
     concurrency: { type: 'string', default: '8' },
+    'daemon-threads': { type: 'string', default: '8' },
     bytecount: { type: 'string', default: '64' },
     tracer: { type: 'string', default: 'perf' },
     rounds: { type: 'string', default: '3' },
@@ -57,6 +58,7 @@ if (opts.help) {
   process.exit(0);
 }
 const T = Number(opts.concurrency);
+const DAEMON_THREADS = Number(opts['daemon-threads']);
 const BATCH = Math.ceil(Number(opts.requests) / T);
 const N = BATCH * T;
 const BYTES = Number(opts.bytecount);
@@ -88,9 +90,9 @@ function track(child) {
 // ------------------------------------------------------------- commands
 function daemonCommand(impl, sockPath) {
   switch (impl) {
-    case 'git': return [git.tool, ['simple-ipc', 'run-daemon', `--name=${sockPath}`, `--threads=${T}`]];
-    case 'ours': return [process.execPath, [OUR_CLI, 'run-daemon', `--name=${sockPath}`, `--threads=${T}`]];
-    case 'c': return [path.join(BUILD, 'ref_server'), ['-p', sockPath, '-t', String(T)]];
+    case 'git': return [git.tool, ['simple-ipc', 'run-daemon', `--name=${sockPath}`, `--threads=${DAEMON_THREADS}`]];
+    case 'ours': return [process.execPath, [OUR_CLI, 'run-daemon', `--name=${sockPath}`, `--threads=${DAEMON_THREADS}`]];
+    case 'c': return [path.join(BUILD, 'ref_server'), ['-p', sockPath, '-t', String(DAEMON_THREADS)]];
   }
   throw new Error(`unknown server ${impl}`);
 }
@@ -351,7 +353,7 @@ function spread(result, get) {
 
 function report(results, rounds) {
   const lines = [];
-  lines.push(`Per request: ${N} requests of ${BYTES} bytes, ${T} client threads/senders, daemon --threads=${T}; ` +
+  lines.push(`Per request: ${N} requests of ${BYTES} bytes, ${T} client threads/senders, daemon --threads=${DAEMON_THREADS}; ` +
     `Node ${process.version}, ${os.cpus()[0]?.model}, ${loadNote()}; ${envNote}.`);
   lines.push('');
   lines.push('| client/server | wall s | server syscalls | server futex | server ctx sw | of which main thread | server CPU ms | of which main thread | client syscalls | client futex | client ctx sw | client CPU ms |');
