@@ -24,7 +24,8 @@
             "native/posix/client_posix.cc",
             "native/posix/async_client_posix.cc",
             "native/posix/listener_posix.cc",
-            "native/posix/server_posix.cc"
+            "native/posix/server_posix.cc",
+            "native/posix/inherited_listener.cc"
           ]
         }],
         ["OS=='linux'", {

@@ -1,5 +1,7 @@
 // The client API. Exchanges run on the addon's own I/O thread; this
 // module only keeps the promises of the exchanges in flight.
+import { sendWithAutoStart, streamWithAutoStart, takeAutoStart } from './daemon.js';
+import { clientRequestStarted, clientResponseEnded, type ClientTrace } from './diagnostics.js';
 import { abortError, codeError, normalizeNativeError, type IpcError } from './errors.js';
 import { native, type NativeActiveState } from './native.js';
 import { checkPath, checkRequest, checkSignal, normalizeClientOptions, type ClientOptions } from './options.js';
@@ -49,9 +51,11 @@ function watchSignal(id: number, signal: AbortSignal | undefined): () => void {
 export function sendCommand(path: string, request: string | Uint8Array, options?: ClientOptions): Promise<Buffer> {
   checkPath(path);
   checkRequest(request);
+  if (options?.autoStart !== undefined) return sendWithAutoStart(sendCommand, path, request, options);
   const nativeOptions = normalizeClientOptions(options);
   const signal = checkSignal(options?.signal);
   if (signal?.aborted) return Promise.reject(abortError(signal));
+  const trace = clientRequestStarted(path, request, 'send');
   return new Promise<Buffer>((resolve, reject) => {
     const id = nextId++;
     const unhook = watchSignal(id, signal);
@@ -59,6 +63,7 @@ export function sendCommand(path: string, request: string | Uint8Array, options?
       keep: request,
       onComplete(error, response) {
         unhook();
+        if (trace !== null) clientResponseEnded(trace, error, response);
         if (error) reject(normalizeNativeError(error, signal));
         else resolve(response as Buffer);
       },
@@ -72,10 +77,23 @@ export function sendCommand(path: string, request: string | Uint8Array, options?
  * is in. For command-line tools and Electron's main process at start-up;
  * never in a server's handler or a renderer.
  */
-export function sendCommandSync(path: string, request: string | Uint8Array, options?: Omit<ClientOptions, 'signal'>): Buffer {
+export function sendCommandSync(path: string, request: string | Uint8Array, options?: Omit<ClientOptions, 'signal' | 'autoStart'>): Buffer {
   checkPath(path);
   checkRequest(request);
-  return native.sendCommandSync(path, request, normalizeClientOptions(options));
+  const trace = clientRequestStarted(path, request, 'sync');
+  if (trace === null) return native.sendCommandSync(path, request, normalizeClientOptions(options));
+  return tracedSync(trace, () => native.sendCommandSync(path, request, normalizeClientOptions(options)));
+}
+
+function tracedSync(trace: ClientTrace, send: () => Buffer): Buffer {
+  try {
+    const response = send();
+    clientResponseEnded(trace, null, response);
+    return response;
+  } catch (error) {
+    clientResponseEnded(trace, error as Error);
+    throw error;
+  }
 }
 
 /**
@@ -87,6 +105,10 @@ export function sendCommandSync(path: string, request: string | Uint8Array, opti
 export function streamCommand(path: string, request: string | Uint8Array, options?: ClientOptions): AsyncIterableIterator<Buffer> {
   checkPath(path);
   checkRequest(request);
+  if (options?.autoStart !== undefined) {
+    const { autoStart, rest } = takeAutoStart(options);
+    return streamWithAutoStart(streamCommand, path, request, autoStart, rest);
+  }
   const nativeOptions = normalizeClientOptions(options);
   const signal = checkSignal(options?.signal);
   return new ResponseStream(path, request, nativeOptions, signal);
@@ -109,14 +131,17 @@ class ResponseStream implements AsyncIterableIterator<Buffer> {
       return;
     }
     this.unhook = watchSignal(this.id, signal);
+    const trace = clientRequestStarted(path, request, 'stream');
     pending.set(this.id, {
       keep: request,
       onChunk: (chunk) => {
+        if (trace !== null) trace.responseBytes += chunk.length;
         this.chunks.push(chunk);
         this.wake();
       },
       onComplete: (error) => {
         this.unhook();
+        if (trace !== null) clientResponseEnded(trace, error);
         this.ended = true;
         if (error) this.error = normalizeNativeError(error, signal);
         this.wake();
@@ -177,7 +202,7 @@ export interface IpcConnection {
 }
 
 /** Connects now and sends later; the connection carries exactly one request. */
-export function connect(path: string, options?: ClientOptions): Promise<IpcConnection> {
+export function connect(path: string, options?: Omit<ClientOptions, 'autoStart'>): Promise<IpcConnection> {
   checkPath(path);
   const nativeOptions = normalizeClientOptions(options);
   const signal = checkSignal(options?.signal);

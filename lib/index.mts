@@ -10,6 +10,9 @@ export const {
   sendCommandSync,
   streamCommand,
   createServer,
+  ensureDaemon,
+  systemdListenFd,
+  systemdListenFds,
   MAX_PACKET_PAYLOAD,
 } = cjs;
 // Not destructured: that would export IpcServer as a value only (no type)
@@ -32,5 +35,16 @@ export type {
   PipeAccess,
   ServerOptions,
   IpcError,
+  AutoStartOptions,
+  DaemonStartError,
+  EnsureDaemonOptions,
+  EnsureDaemonResult,
+  InheritedSocket,
+  ReplaceOptions,
+  ClientRequestMessage,
+  ClientResponseMessage,
+  ServerOutcome,
+  ServerRequestMessage,
+  ServerResponseMessage,
 } from './index.js';
 export default cjs;

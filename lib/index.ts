@@ -3,8 +3,13 @@ export { connect, getActiveState, getActiveStateSync, sendCommand, sendCommandSy
 export type { ActiveState, IpcConnection } from './client.js';
 export { createServer, IpcServer, QUIT } from './server.js';
 export type { CloseReason, Handler, HandlerResult, IpcServerEvents, Reply, RequestContext, ServerStats } from './server.js';
-export type { ClientOptions, PeerInfo, PipeAccess, ServerOptions } from './options.js';
+export type { ClientOptions, PeerInfo, PipeAccess, ReplaceOptions, ServerOptions } from './options.js';
+export { systemdListenFd, systemdListenFds } from './systemd.js';
+export type { ClientRequestMessage, ClientResponseMessage, ServerOutcome, ServerRequestMessage, ServerResponseMessage } from './diagnostics.js';
+export type { InheritedSocket } from './systemd.js';
 export type { IpcError } from './errors.js';
+export { ensureDaemon } from './daemon.js';
+export type { AutoStartOptions, DaemonStartError, EnsureDaemonOptions, EnsureDaemonResult } from './daemon.js';
 import { native } from './native.js';
 /** Largest payload of one pkt-line packet (65516 bytes). */
 export const MAX_PACKET_PAYLOAD: number = native.maxPayload;

@@ -25,6 +25,10 @@ export interface NativeServerOptions {
   checkPeer: boolean;
   pipeAccess: 'user' | 'everyone' | 'sddl';
   sddl: string;
+  /** POSIX: an inherited listening socket to serve; -1: create one at `path`. */
+  listenFd: number;
+  /** POSIX: replace a live server's socket file (bind under a temporary name, rename over the path). */
+  takeOver: boolean;
 }
 
 /** Stop reasons the addon reports. */

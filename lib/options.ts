@@ -1,5 +1,6 @@
 // Argument checks and defaults. Everything here throws synchronously,
 // before anything reaches the addon.
+import type { AutoStartOptions } from './daemon.js';
 import { argError } from './errors.js';
 import type { NativeClientOptions, NativeServerOptions } from './native.js';
 
@@ -14,6 +15,12 @@ export interface ClientOptions {
   timeoutMs?: number;
   /** Cancels the exchange; the promise rejects with an `AbortError`. */
   signal?: AbortSignal;
+  /**
+   * Starts the daemon when the connect finds nobody there (`not-listening`
+   * or `path-not-found`), then sends once more (see `ensureDaemon`).
+   * Not for `sendCommandSync` or `connect`.
+   */
+  autoStart?: AutoStartOptions;
 }
 
 export type PipeAccess = 'user' | 'everyone' | { sddl: string };
@@ -61,6 +68,26 @@ export interface ServerOptions {
   allowPeer?: (peer: PeerInfo) => boolean | Promise<boolean>;
   /** Windows: who may open the pipe. Default 'user' (current user, SYSTEM, Administrators). */
   pipeAccess?: PipeAccess;
+  /**
+   * POSIX: serve this inherited listening Unix socket (systemd socket
+   * activation: see `systemdListenFd()`) instead of creating one at the
+   * path: no lock, bind or unlink, and no stolen-path check (the socket
+   * file is not ours). `undefined` creates the socket as usual.
+   */
+  listenFd?: number;
+  /**
+   * Take the path over from a live server (upgrades): send it `request`
+   * (default Git's `quit`), wait up to `timeoutMs` (default 10000) until it
+   * stops listening, then start. `true` uses the defaults.
+   */
+  replace?: boolean | ReplaceOptions;
+}
+
+export interface ReplaceOptions {
+  /** What asks the running server to stop. Default `'quit'`. */
+  request?: string | Uint8Array;
+  /** How long to wait for the path to be free, in ms. Default 10000. */
+  timeoutMs?: number;
 }
 
 function checkBoolean(name: string, value: unknown, fallback: boolean): boolean {
@@ -117,6 +144,14 @@ export function normalizeClientOptions(options: ClientOptions | undefined): Nati
   };
 }
 
+function checkListenFd(value: unknown): number {
+  if (value === undefined) return -1;
+  if (process.platform === 'win32') {
+    throw argError('options.listenFd', 'undefined on Windows (named pipes cannot be inherited listeners)', value, 'ERR_INVALID_ARG_VALUE');
+  }
+  return checkInteger('options.listenFd', value, -1, 0, 0x7fffffff);
+}
+
 export interface NormalizedServerOptions {
   native: NativeServerOptions;
   closeTimeoutMs: number;
@@ -151,9 +186,12 @@ export function normalizeServerOptions(path: string, options: ServerOptions | un
     throw argError('options.pipeAccess', "'user', 'everyone' or { sddl: string }", access, 'ERR_INVALID_ARG_VALUE');
   }
   const closeTimeoutMs = checkInteger('options.closeTimeoutMs', options.closeTimeoutMs, 30000, 0, MAX_TIMEOUT);
+  const listenFd = checkListenFd(options.listenFd);
   return {
     native: {
       path,
+      listenFd,
+      takeOver: options.replace !== undefined && options.replace !== false,
       threads: checkInteger('options.threads', options.threads, 2, 1, 1024),
       maxRequestBytes,
       requestTimeoutMs: checkInteger('options.requestTimeoutMs', options.requestTimeoutMs, 30000, 0, MAX_TIMEOUT),

@@ -5,6 +5,8 @@
 import { EventEmitter } from 'node:events';
 import * as nodePath from 'node:path';
 
+import { checkReplaceOption, replaceRunningServer } from './daemon.js';
+import { countResponse, serverRequestStarted, serverResponseEnded, traceHandler, type ServerTrace } from './diagnostics.js';
 import { argError, codeError, type IpcError } from './errors.js';
 import { native, ReplyFlags, ReplyOutcome, type NativeServer, type NativeStopReason } from './native.js';
 import { checkInteger, checkPath, normalizeServerOptions, type PeerInfo, type ServerOptions } from './options.js';
@@ -101,6 +103,8 @@ function trackRunning(server: NativeServer): void {
 
 class Conversation implements Reply, RequestContext {
   done = false;
+  /** Diagnostics of this conversation; null unless someone subscribes. */
+  trace: ServerTrace | null = null;
   private controller: AbortController | null = null;
   private writes: Map<number, () => void> | null = null;
   private peerInfo: PeerInfo | null = null;
@@ -137,6 +141,7 @@ class Conversation implements Reply, RequestContext {
       throw codeError('ERR_IPC_REPLY_ENDED', 'reply.write() after the handler finished');
     }
     if (chunk.length === 0) return writtenPromise;
+    if (this.trace !== null) countResponse(this.trace, chunk);
     const token = this.server._nextToken();
     const outcome = this.nativeServer.reply(this.id, chunk, ReplyFlags.None, token);
     // Taken by the kernel at once (or the client is gone: the signal tells).
@@ -232,6 +237,7 @@ export class IpcServer extends EventEmitter<IpcServerEvents> {
         const conversation = this.conversations.get(id);
         if (conversation === undefined) return;
         this.conversations.delete(id);
+        if (conversation.trace !== null) serverResponseEnded(conversation.trace, 'client-gone', error);
         conversation.settle(error);
       },
       onClientError: (error, peer) => {
@@ -295,9 +301,10 @@ export class IpcServer extends EventEmitter<IpcServerEvents> {
   }
 
   private runHandler(conversation: Conversation, request: Buffer): void {
+    conversation.trace = serverRequestStarted(this.path, conversation.id, conversation, request.length);
     let result: HandlerResult | Promise<HandlerResult>;
     try {
-      result = this.handler(request, conversation, conversation);
+      result = traceHandler(conversation.trace, () => this.handler(request, conversation, conversation));
     } catch (error) {
       this.fail(conversation, error, request);
       return;
@@ -315,6 +322,7 @@ export class IpcServer extends EventEmitter<IpcServerEvents> {
   private finish(conversation: Conversation, value: HandlerResult, request: Buffer): void {
     if (conversation.done) return;
     if (value === QUIT) {
+      if (conversation.trace !== null) serverResponseEnded(conversation.trace, 'quit');
       this.conversations.delete(conversation.id);
       conversation.settle();
       this.nativeServer.reply(conversation.id, undefined, ReplyFlags.End | ReplyFlags.Quit, 0);
@@ -323,6 +331,10 @@ export class IpcServer extends EventEmitter<IpcServerEvents> {
     if (value !== undefined && value !== null && typeof value !== 'string' && !(value instanceof Uint8Array)) {
       this.fail(conversation, argError('handler result', 'a string, Uint8Array, QUIT or undefined', value), request);
       return;
+    }
+    if (conversation.trace !== null) {
+      countResponse(conversation.trace, value as string | Uint8Array | null | undefined);
+      serverResponseEnded(conversation.trace, 'ok');
     }
     this.conversations.delete(conversation.id);
     conversation.settle();
@@ -333,6 +345,7 @@ export class IpcServer extends EventEmitter<IpcServerEvents> {
 
   private fail(conversation: Conversation, error: unknown, request: Buffer): void {
     if (conversation.done) return;
+    if (conversation.trace !== null) serverResponseEnded(conversation.trace, 'handler-error', error);
     this.conversations.delete(conversation.id);
     conversation.settle(error instanceof Error ? error : new Error(String(error)));
     // No flush: the client must see an incomplete response, never a
@@ -416,6 +429,8 @@ export function createServer(path: string, handler: Handler, options?: ServerOpt
   checkPath(path);
   if (typeof handler !== 'function') throw argError('handler', 'a function', handler);
   // Argument errors throw here, synchronously; start failures reject.
+  const replace = checkReplaceOption(options?.replace, options?.listenFd);
   const server = new IpcServer(nodePath.resolve(path), handler, options);
+  if (replace !== null) return replaceRunningServer(server.path, replace, () => server._start()).then(() => server);
   return server._start().then(() => server);
 }

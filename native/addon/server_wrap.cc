@@ -107,6 +107,9 @@ ServerWrap::ServerWrap(const Napi::CallbackInfo& info) : Napi::ObjectWrap<Server
   options_.idle_timeout_ms = opts.Get("idleTimeoutMs").As<Napi::Number>().Uint32Value();
   options_.socket_mode = opts.Get("socketMode").As<Napi::Number>().Int32Value();
   options_.check_peer = opts.Get("checkPeer").ToBoolean();
+  Napi::Value listen_fd = opts.Get("listenFd");
+  options_.listen_fd = listen_fd.IsNumber() ? listen_fd.As<Napi::Number>().Int32Value() : -1;
+  options_.take_over = opts.Get("takeOver").ToBoolean();
   std::string access = opts.Get("pipeAccess").As<Napi::String>().Utf8Value();
   options_.pipe_access = access == "everyone" ? PipeAccess::kEveryone
                          : access == "sddl"   ? PipeAccess::kSddl

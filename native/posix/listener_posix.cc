@@ -12,6 +12,7 @@
 
 #include "../core/clock.h"
 #include "../core/stale_lock.h"
+#include "inherited_listener.h"
 #include "socket_util.h"
 #include "unix_address.h"
 
@@ -140,9 +141,45 @@ Status BindAndListen(const ServerOptions& options, const UnixAddress& address, L
   return Status::Ok();
 }
 
+// take_over (the `replace` option): a live server may still listen at
+// the path. Ours is bound under a temporary name and renamed over the
+// path once it listens, so that the path never goes missing; clients
+// reach us from the rename on. docs/design.md#replace
+Status BindAndRenameOver(const ServerOptions& options, Listener* out) {
+  const std::string& path = options.path;
+  struct stat sb;
+  if (lstat(path.c_str(), &sb) == 0 && !S_ISSOCK(sb.st_mode)) return Status::Lib(LibCode::kNotSocket, "'" + path + "'");
+  ServerOptions at_temporary = options;
+  at_temporary.path = path + ".new";
+  UnixAddress address;
+  Status st = address.Resolve(at_temporary.path);
+  if (!st.ok()) {
+    st.syscall = "bind";
+    return st;
+  }
+  unlink(at_temporary.path.c_str());  // left by a crash; we hold the lock
+  st = BindAndListen(at_temporary, address, out);
+  if (!st.ok()) return st;
+  if (rename(at_temporary.path.c_str(), path.c_str()) < 0) {
+    int err = errno;
+    close(out->fd);
+    out->fd = -1;
+    unlink(at_temporary.path.c_str());
+    return Status::FromErrno(err, "rename", path);
+  }
+  return Status::Ok();  // the inode (out->dev, out->ino) is the same after the rename
+}
+
 }  // namespace
 
 Status OpenListener(const ServerOptions& options, Listener* out) {
+  if (options.listen_fd >= 0) {
+    Status adopted = AdoptListeningSocket(options.listen_fd);
+    if (!adopted.ok()) return adopted;
+    out->fd = options.listen_fd;
+    out->owns_path = false;
+    return Status::Ok();
+  }
   const std::string& path = options.path;
   UnixAddress address;
   Status st = address.Resolve(path);
@@ -154,7 +191,9 @@ Status OpenListener(const ServerOptions& options, Listener* out) {
   int lock_fd = -1;
   st = TakeLock(lock_path, &lock_fd);
   if (!st.ok()) return st;
-  if (LiveServerAt(address)) {
+  if (options.take_over) {
+    st = BindAndRenameOver(options, out);
+  } else if (LiveServerAt(address)) {
     st = Status::FromErrno(EADDRINUSE, "listen", path);
   } else {
     st = ClearStaleSocket(path);
@@ -166,13 +205,14 @@ Status OpenListener(const ServerOptions& options, Listener* out) {
 }
 
 bool ListenerPathStolen(const std::string& path, const Listener& listener) {
+  if (!listener.owns_path) return false;
   struct stat sb;
   if (lstat(path.c_str(), &sb) < 0) return errno == ENOENT || errno == ENOTDIR;
   return !S_ISSOCK(sb.st_mode) || sb.st_dev != listener.dev || sb.st_ino != listener.ino;
 }
 
 void RemoveListenerPath(const std::string& path, const Listener& listener) {
-  if (!ListenerPathStolen(path, listener)) unlink(path.c_str());
+  if (listener.owns_path && !ListenerPathStolen(path, listener)) unlink(path.c_str());
 }
 
 }  // namespace sipc

@@ -16,12 +16,19 @@ struct Listener {
   int fd = -1;
   dev_t dev = 0;  // the socket file we bound, to tell it from a newer one
   ino_t ino = 0;
+  // False for an inherited listener (ServerOptions::listen_fd): its file
+  // belongs to whoever created it (systemd), so it is never removed and
+  // never reported stolen. docs/design.md#inherited-listeners
+  bool owns_path = true;
 };
 
 // Takes `<path>.lock` (taking over a stale one), refuses a live server's
 // path (EADDRINUSE) and anything that is not a socket, replaces a stale
 // socket, binds, applies the socket mode, listens (non-blocking), and
 // releases the lock. Blocking for up to about 100 ms; not the JS thread.
+// With options.listen_fd: adopts that inherited socket instead (nothing
+// else). With options.take_over: no live-server probe; binds under
+// `<path>.new` and renames it over the path once it listens.
 Status OpenListener(const ServerOptions& options, Listener* out);
 
 // True when the file at `path` is no longer the socket we bound (removed,

@@ -24,7 +24,7 @@ const allowed = [
   /^LICENSE(\.md|\.txt)?$/,
   /^binding\.gyp$/,
   /^CMakeLists\.txt$/,
-  /^dist\/[A-Za-z0-9_-]+\.(js|mjs|d\.ts|d\.mts)$/,
+  /^dist\/(cli\/)?[A-Za-z0-9_-]+\.(js|mjs|d\.ts|d\.mts)$/,
   /^native\/(core|posix|addon|win)\/[A-Za-z0-9_-]+\.(h|cc)$/,
   /^prebuilds\/(linux-x64|win32-x64)\/[A-Za-z0-9_.-]+\.node$/,
 ];
@@ -35,7 +35,12 @@ for (const e of entries) {
 // 2. Everything a user needs is there.
 const required = ['package.json', 'README.md', 'binding.gyp', 'CMakeLists.txt', 'prebuilds/linux-x64/simple-ipc.node'];
 // Every compiled module of lib/ with its types (index.mts gives .mjs/.d.mts).
-for (const f of fs.readdirSync(path.join(root, 'lib'))) {
+// lib/cli/ holds the command line tool's modules.
+const libFiles = [
+  ...fs.readdirSync(path.join(root, 'lib')),
+  ...fs.readdirSync(path.join(root, 'lib', 'cli')).map((f) => `cli/${f}`),
+];
+for (const f of libFiles) {
   const m = /^(.*)\.(ts|mts)$/.exec(f);
   if (!m || f.endsWith('.d.ts')) continue;
   required.push(m[2] === 'mts' ? `dist/${m[1]}.mjs` : `dist/${m[1]}.js`, m[2] === 'mts' ? `dist/${m[1]}.d.mts` : `dist/${m[1]}.d.ts`);

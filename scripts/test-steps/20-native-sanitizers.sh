@@ -47,6 +47,7 @@ export TSAN_OPTIONS=halt_on_error=0:second_deadlock_stack=1
 if build_native asan -DSIPC_SANITIZE=address,undefined; then
   run "asan+ubsan core" native/test/build/asan/sipc_core_test
   run "asan+ubsan server" native/test/build/asan/sipc_server_test
+  run "asan+ubsan inherited listener" native/test/build/asan/sipc_inherited_listener_test
 else
   echo "asan build failed"
   failed=$((failed + 1))

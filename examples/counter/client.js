@@ -1,0 +1,41 @@
+#!/usr/bin/env node
+// The counter daemon's command-line client. Starts the daemon when none
+// runs (autoStart), so that users never start it themselves.
+//
+//   node client.js incr <name> | get <name> | stats | quit
+const os = require('node:os');
+const path = require('node:path');
+const { sendCommand } = require('simple-ipc');
+
+const socketPath = process.env.COUNTER_SOCKET || path.join(os.tmpdir(), `counter-${process.getuid?.() ?? 'user'}.ipc`);
+
+async function main() {
+  const request = process.argv.slice(2).join(' ');
+  if (request === '') {
+    console.error('usage: client.js incr <name> | get <name> | stats | quit');
+    return 2;
+  }
+  const response = await sendCommand(socketPath, request, {
+    // quit should not start a daemon just to stop it.
+    autoStart:
+      request === 'quit'
+        ? undefined
+        : {
+            command: process.execPath,
+            args: [path.join(__dirname, 'daemon.js')],
+            logFile: `${socketPath}.log`,
+            maxWaitMs: 10000,
+          },
+  });
+  if (response.length > 0) console.log(response.toString());
+  return 0;
+}
+
+main().then(
+  (code) => (process.exitCode = code),
+  (error) => {
+    // A daemon that failed to start: its log's last lines are in the message.
+    console.error(`counter: ${error.code}: ${error.message}`);
+    process.exitCode = 1;
+  },
+);

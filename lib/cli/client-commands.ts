@@ -1,0 +1,112 @@
+// The client subcommands: send, sendbytes, multiple.
+import { sendCommand, type ClientOptions } from '../index.js';
+import type { Options } from './options.js';
+import { error, writeErr, writeOut } from './output.js';
+import { shown } from './state.js';
+import { EXIT_FAILED, EXIT_OK } from './usage.js';
+
+/** Git's helper connects with wait-if-busy and without wait-if-not-found. */
+const CLIENT_OPTIONS: ClientOptions = { waitIfBusy: true, waitIfNotFound: false };
+
+/**
+ * Git's client reports an exchange that failed after it connected (a
+ * connect failure is reported by the probe or the caller only).
+ */
+function reportExchangeError(err: unknown): void {
+  const e = err as { state?: string; code?: string; syscall?: string };
+  if (e.state !== undefined) return;
+  if (e.code === 'EPIPE' || e.syscall === 'write') writeErr('error: could not send IPC command\n');
+  else writeErr('error: could not read IPC response\n');
+}
+
+const NEWLINE = Buffer.from('\n');
+
+/** Sends the token; prints the response and a newline. */
+export async function send(options: Options, token: string | null): Promise<number> {
+  const command = token !== null && token !== '' ? token : '(no-command)';
+  let response: Buffer;
+  try {
+    response = await sendCommand(options.name!, command, CLIENT_OPTIONS);
+  } catch (err) {
+    reportExchangeError(err);
+    return error(`failed to send '${command}' to '${shown(options.name)}'`);
+  }
+  if (response.length > 0) {
+    writeOut(response);
+    writeOut(NEWLINE);
+  }
+  return EXIT_OK;
+}
+
+const SENDBYTES = Buffer.from('sendbytes ');
+const TRAILING_SPACE = new Set([0x20, 0x09, 0x0a, 0x0b, 0x0c, 0x0d]);
+
+function sendbytesRequest(byte: number, count: number): Buffer {
+  const request = Buffer.allocUnsafe(SENDBYTES.length + count);
+  SENDBYTES.copy(request, 0);
+  request.fill(byte, SENDBYTES.length);
+  return request;
+}
+
+/** `sent:<byte><count %08d> <response without trailing whitespace>\n` */
+function sendbytesLine(byte: number, count: number, response: Buffer): Buffer {
+  let end = response.length;
+  while (end > 0 && TRAILING_SPACE.has(response[end - 1]!)) end--;
+  const prefix = `sent:${String.fromCharCode(byte)}${String(count).padStart(8, '0')} `;
+  const line = Buffer.allocUnsafe(prefix.length + end + 1);
+  line.write(prefix, 0, 'latin1');
+  response.copy(line, prefix.length, 0, end);
+  line[line.length - 1] = 0x0a;
+  return line;
+}
+
+function sendbytesFailure(byte: number, count: number, name: string | null): number {
+  return error(`client failed to sendbytes(${count}, '${Buffer.from([byte]).toString('latin1')}') to '${shown(name)}'`);
+}
+
+function ballastByte(options: Options): number {
+  // The first byte of --byte (Git takes the first char of the C string).
+  if (options.byte !== null && options.byte !== '') return Buffer.from(options.byte)[0]!;
+  return 'x'.charCodeAt(0);
+}
+
+export async function sendbytes(options: Options): Promise<number> {
+  const byte = ballastByte(options);
+  const count = options.bytecount;
+  let response: Buffer;
+  try {
+    response = await sendCommand(options.name!, sendbytesRequest(byte, count), CLIENT_OPTIONS);
+  } catch (err) {
+    reportExchangeError(err);
+    return sendbytesFailure(byte, count, options.name);
+  }
+  writeOut(sendbytesLine(byte, count, response));
+  return EXIT_OK;
+}
+
+export async function multiple(options: Options): Promise<number> {
+  let good = 0;
+  let errors = 0;
+  const sender = async (k: number) => {
+    const byte = 'A'.charCodeAt(0) + (k % 26);
+    const base = options.bytecount + options.batchsize * Math.floor(k / 26);
+    for (let i = 0; i < options.batchsize; i++) {
+      const count = base + i;
+      try {
+        const response = await sendCommand(options.name!, sendbytesRequest(byte, count), CLIENT_OPTIONS);
+        writeOut(sendbytesLine(byte, count, response));
+        good++;
+      } catch (err) {
+        reportExchangeError(err);
+        sendbytesFailure(byte, count, options.name);
+        errors++;
+      }
+    }
+  };
+  const senders: Promise<void>[] = [];
+  for (let k = 0; k < options.threads; k++) senders.push(sender(k));
+  await Promise.all(senders);
+  // "(join N)" counts threads Git's helper could not join: always 0 here.
+  writeOut(`client (good ${good}) (join 0), (errors ${errors})\n`);
+  return errors > 0 ? EXIT_FAILED : EXIT_OK;
+}
