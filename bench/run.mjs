@@ -4,6 +4,11 @@
 //
 //   node bench/run.mjs [--quick] [--runs N] [--threads N]
 //                      [--scenarios id,id] [--pairings client/server,...]
+//                      [--git auto|skip|only]
+//
+// --git: Git's own test-tool daemon and client against our CLI's, with the
+// commands of Git's t0052 (auto: when $GIT_TEST_TOOL or the default output
+// of bench/git/build-test-tool.sh exists; only: nothing else).
 //
 // Every measurement starts a fresh server in its own process (its resident
 // size is read from /proc/<pid>/status) and runs the client in another.
@@ -20,7 +25,8 @@ import os from 'node:os';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { parseArgs } from 'node:util';
-import { median } from './lib/common.mjs';
+import { benchEnv, compileC, loadNote, median } from './lib/common.mjs';
+import { GIT_PAIRINGS, findGitTestTool, gitCommands, gitFigures, runGitClient, startDaemon, stopDaemon } from './lib/git-ref.mjs';
 
 const HERE = path.dirname(fileURLToPath(import.meta.url));
 const BUILD = path.join(HERE, 'build');
@@ -34,17 +40,21 @@ const { values: opts } = parseArgs({
     threads: { type: 'string', default: '4' },
     scenarios: { type: 'string' },
     pairings: { type: 'string' },
+    git: { type: 'string', default: 'auto' },
     help: { type: 'boolean', short: 'h', default: false },
   },
 });
 if (opts.help) {
-  console.log(fs.readFileSync(fileURLToPath(import.meta.url), 'utf8').split('\n').slice(1, 18).join('\n'));
+  console.log(fs.readFileSync(fileURLToPath(import.meta.url), 'utf8').split('\n').slice(1, 21).join('\n'));
   process.exit(0);
 }
 const QUICK = opts.quick;
 const RUNS = Number(opts.runs ?? (QUICK ? 1 : 5));
 const THREADS = Number(opts.threads);
 const log = (...a) => console.error(...a);
+if (!['auto', 'skip', 'only'].includes(opts.git)) throw new Error(`--git must be auto, skip or only, not ${opts.git}`);
+// Every child runs without NODE_EXTRA_CA_CERTS (see benchEnv).
+const { env: ENV, note: ENV_NOTE } = benchEnv();
 // --quick starts no measurement after this long, and gives each scenario
 // an equal share of it (a smoke test must finish within a minute on a
 // slow day; what is left out is listed).
@@ -99,6 +109,10 @@ const ALL_PAIRINGS = [
   { client: 'baseline', server: 'ours' },
   // The synchronous client, sequential (it blocks its process).
   { client: 'ours-sync', server: 'c', only: ['small-c1'] },
+  // Our server with a subscriber on its diagnostics channels (issue 14:
+  // publishing costs nothing when nobody subscribes; this is the cost when
+  // somebody does). Skipped while the library publishes nothing there.
+  { client: 'ours', server: 'ours+dc', only: ['small-c8'] },
   { client: 'baseline', server: 'c', full: true },
   { client: 'c', server: 'baseline', full: true },
   { client: 'c-fresh', server: 'c-fresh', full: true, only: ['bulk-up', 'bulk-down'] },
@@ -183,9 +197,10 @@ async function startServer(impl, sockPath) {
   if (impl === 'c' || impl === 'c-fresh') {
     const args = ['-p', sockPath, '-t', String(THREADS)];
     if (impl === 'c-fresh') args.push('-F');
-    child = spawn(path.join(BUILD, 'ref_server'), args, { stdio: ['ignore', 'pipe', 'pipe'] });
+    child = spawn(path.join(BUILD, 'ref_server'), args, { env: ENV, stdio: ['ignore', 'pipe', 'pipe'] });
   } else {
     child = spawn(NODE, [path.join(HERE, 'lib/server-proc.mjs'), impl, sockPath, String(THREADS)], {
+      env: ENV,
       stdio: ['ignore', 'pipe', 'pipe'],
     });
   }
@@ -230,10 +245,12 @@ function runClient(impl, sockPath, spec) {
   let child;
   if (impl === 'c' || impl === 'c-fresh') {
     child = spawn(path.join(BUILD, 'ref_client'), cArgs(sockPath, spec, impl === 'c-fresh'), {
+      env: ENV,
       stdio: ['ignore', 'pipe', 'pipe'],
     });
   } else {
     child = spawn(NODE, [path.join(HERE, 'lib/client-proc.mjs'), JSON.stringify({ impl, path: sockPath, ...spec })], {
+      env: ENV,
       stdio: ['ignore', 'pipe', 'pipe'],
     });
   }
@@ -314,6 +331,7 @@ async function measureIdle(scenario, pairing, server) {
   const idle = procStatus(pid).rssKb;
   const slow = track(
     spawn(NODE, [path.join(HERE, 'lib/slow-clients.mjs'), server.sockPath, String(scenario.clients), String(scenario.intervalMs)], {
+      env: ENV,
       stdio: ['pipe', 'pipe', 'pipe'],
     }),
   );
@@ -358,16 +376,6 @@ async function measureIdle(scenario, pairing, server) {
 }
 
 // ------------------------------------------------------------------- setup
-function compileC() {
-  fs.mkdirSync(BUILD, { recursive: true });
-  for (const name of ['ref_server', 'ref_client']) {
-    const args = ['-O2', '-pthread', '-Wall', '-Wextra', '-o', path.join(BUILD, name), path.join(HERE, 'c', `${name}.c`)];
-    const r = spawnSync('cc', args, { encoding: 'utf8' });
-    if (r.status !== 0) throw new Error(`cc ${args.join(' ')} failed:\n${r.stderr || r.error}`);
-    if (r.stderr.trim()) log(r.stderr.trim());
-  }
-}
-
 // Is our library built and loadable? Checked in a child so a broken addon
 // cannot take the harness down.
 function probeOurs() {
@@ -375,9 +383,31 @@ function probeOurs() {
     NODE,
     ['--input-type=module', '-e', `import { loadOurs } from ${JSON.stringify(path.join(HERE, 'lib/common.mjs'))};
        const { reason } = await loadOurs(); if (reason) { console.log(reason); process.exit(1); }`],
-    { encoding: 'utf8', timeout: 30000 },
+    { encoding: 'utf8', timeout: 30000, env: ENV },
   );
   return r.status === 0 ? null : (r.stdout || r.stderr || 'probe failed').trim().split('\n').pop();
+}
+
+// Does the library publish on its diagnostics channels? A server in a
+// child, one request, a subscriber counting what arrives.
+function probeDiagnostics() {
+  const common = JSON.stringify(path.join(HERE, 'lib/common.mjs'));
+  const sock = path.join(tmpDir, 'dc-probe.sock');
+  const script = `import dc from 'node:diagnostics_channel';
+    import { loadOurs, DIAGNOSTICS_CHANNELS } from ${common};
+    const { lib } = await loadOurs();
+    const seen = {};
+    for (const n of DIAGNOSTICS_CHANNELS) dc.subscribe(n, () => (seen[n] = (seen[n] ?? 0) + 1));
+    const server = await lib.createServer(${JSON.stringify(sock)}, () => 'pong');
+    await lib.sendCommand(${JSON.stringify(sock)}, 'ping');
+    await new Promise((r) => setTimeout(r, 100));
+    await server.close();
+    const missing = DIAGNOSTICS_CHANNELS.filter((n) => !seen[n]);
+    console.log(missing.length ? 'nothing published on ' + missing.join(', ') + ' (channels not in this build yet)' : 'ok');`;
+  const r = spawnSync(NODE, ['--input-type=module', '-e', script], { encoding: 'utf8', timeout: 30000, env: ENV });
+  const said = (r.stdout || '').trim().split('\n').pop();
+  if (r.status === 0 && said === 'ok') return null;
+  return said || `probe failed (${r.status ?? r.error}): ${(r.stderr || '').trim().slice(-200)}`;
 }
 
 function cpuModel() {
@@ -413,13 +443,7 @@ function ratio(metric, value, ref) {
 }
 
 // ------------------------------------------------------------------- main
-async function main() {
-  const t0 = Date.now();
-  compileC();
-  log(`compiled bench/c -> ${path.relative(process.cwd(), BUILD) || BUILD}`);
-  const oursReason = probeOurs();
-  if (oursReason) log(`SKIPPING pairings with "ours": our library is not available (${oursReason})`);
-
+function selectPairings(oursReason, skipped) {
   let pairings = ALL_PAIRINGS.filter((p) => !QUICK || !p.full);
   if (opts.pairings) {
     const want = new Set(opts.pairings.split(','));
@@ -427,12 +451,24 @@ async function main() {
     if (unknown.length) throw new Error(`unknown pairing(s) ${unknown.join(', ')}; known: ${ALL_PAIRINGS.map(pairName).join(', ')}`);
     pairings = ALL_PAIRINGS.filter((p) => want.has(pairName(p)));
   }
-  const skipped = [];
+  const usesOurs = (p) => p.client.startsWith('ours') || p.server.startsWith('ours');
   if (oursReason) {
-    const usesOurs = (p) => p.client.startsWith('ours') || p.server === 'ours';
     for (const p of pairings) if (usesOurs(p)) skipped.push({ pairing: pairName(p), reason: oursReason });
-    pairings = pairings.filter((p) => !usesOurs(p));
+    return pairings.filter((p) => !usesOurs(p));
   }
+  if (pairings.some((p) => p.server === 'ours+dc')) {
+    const dcReason = probeDiagnostics();
+    if (dcReason) {
+      log(`SKIPPING ours/ours+dc (diagnostics_channel overhead): ${dcReason}`);
+      skipped.push({ pairing: 'ours/ours+dc', reason: `diagnostics_channel overhead row: ${dcReason}` });
+      return pairings.filter((p) => p.server !== 'ours+dc');
+    }
+  }
+  return pairings;
+}
+
+function selectScenarios() {
+  if (opts.git === 'only') return [];
   let scenarios = SCENARIOS.filter((s) => !QUICK || !s.full);
   if (opts.scenarios) {
     const want = new Set(opts.scenarios.split(','));
@@ -440,23 +476,25 @@ async function main() {
     if (unknown.length) throw new Error(`unknown scenario(s) ${unknown.join(', ')}; known: ${SCENARIOS.map((s) => s.id).join(', ')}`);
     scenarios = SCENARIOS.filter((s) => want.has(s.id));
   }
+  return scenarios;
+}
 
-  tmpDir = fs.mkdtempSync(path.join(os.tmpdir(), 'sipc-bench-'));
+// The scenarios x pairings, alternating within each scenario. --quick:
+// each scenario gets an equal share of what is left of `budgetMs`, so a
+// slow machine trims pairings everywhere instead of dropping the last
+// scenarios; the first pairing always runs.
+async function runScenarios(scenarios, pairings, budgetMs, failures, budgetSkips) {
+  const t0 = Date.now();
   const results = [];
-  const failures = [];
-  const budgetSkips = []; // --quick only: measurements left out to stay under a minute
   for (const [si, s] of scenarios.entries()) {
-    // --quick: each scenario gets an equal share of what is left of the
-    // budget, so a slow machine trims pairings everywhere instead of
-    // dropping the last scenarios; the first pairing always runs.
     const sStart = Date.now();
-    const sBudget = (QUICK_BUDGET_MS - (sStart - t0)) / (scenarios.length - si);
+    const sBudget = (budgetMs - (sStart - t0)) / (scenarios.length - si);
     let sCount = 0;
     const ps = pairings.filter((p) => !p.only || p.only.includes(s.id));
     const rows = ps.map((p) => ({ scenario: s.id, client: p.client, server: p.server, runs: [], errors: [] }));
     for (let run = 0; run < RUNS; run++) {
       for (const row of rows) {
-        if (QUICK && sCount > 0 && (Date.now() - sStart > sBudget || Date.now() - t0 > QUICK_BUDGET_MS)) {
+        if (QUICK && sCount > 0 && (Date.now() - sStart > sBudget || Date.now() - t0 > budgetMs)) {
           budgetSkips.push(`${s.id} ${row.client}/${row.server}`);
           continue;
         }
@@ -483,8 +521,12 @@ async function main() {
       results.push(row);
     }
   }
+  addRatios(results);
+  return results;
+}
 
-  // Ratios against baseline/baseline and c/c of this same invocation.
+// Ratios against baseline/baseline and c/c of this same invocation.
+function addRatios(results) {
   for (const row of results) {
     const ref = (c, sv) => results.find((r) => r.scenario === row.scenario && r.client === c && r.server === sv);
     const base = ref('baseline', 'baseline');
@@ -497,13 +539,82 @@ async function main() {
       row.vs_c[m] = cref ? ratio(m, row.median[m], cref.median[m]) : null;
     }
   }
+}
 
-  // Table.
+// Git's test-tool against our CLI: each t0052 command, the four
+// client/daemon pairings taking turns, a fresh daemon per run. Returns
+// { commands, times } (times: median seconds by command id and
+// 'client/server').
+// --quick: like the scenarios, each command gets an equal share of
+// `budgetMs` (its first pairing always runs).
+async function runGit(tool, failures, budgetMs, budgetSkips) {
+  const commands = gitCommands(QUICK);
+  const times = {};
+  const rows = [];
+  const t0 = Date.now();
+  for (const [ci, cmd] of commands.entries()) {
+    const runs = Object.fromEntries(GIT_PAIRINGS.map((p) => [pairName(p), []]));
+    const cStart = Date.now();
+    const cBudget = (budgetMs - (cStart - t0)) / (commands.length - ci);
+    for (let run = 0; run < RUNS; run++) {
+      for (const [pi, p] of GIT_PAIRINGS.entries()) {
+        if (QUICK && (run > 0 || pi > 0) && Date.now() - cStart > cBudget) {
+          budgetSkips.push(`git ${cmd.id} ${pairName(p)}`);
+          continue;
+        }
+        const label = `git ${cmd.id} ${pairName(p)} run ${run + 1}/${RUNS}`;
+        const { seconds, error } = await measureGit(tool, cmd, p);
+        if (error) failures.push(`${label}: ${error}`);
+        else runs[pairName(p)].push(seconds);
+        log(`${label}: ${error ? `ERROR ${error}` : `${seconds.toFixed(3)} s`}`);
+      }
+    }
+    times[cmd.id] = {};
+    for (const [pair, secs] of Object.entries(runs)) {
+      times[cmd.id][pair] = median(secs);
+      rows.push({ command: cmd.id, title: cmd.title, args: cmd.args.join(' '), pairing: pair, runs_s: secs.map((x) => round(x, 4)), median_s: round(median(secs), 4) });
+    }
+  }
+  return { rows, times };
+}
+
+async function measureGit(tool, cmd, pairing) {
+  const sockPath = nextSockPath();
+  let daemon;
+  try {
+    daemon = await startDaemon(pairing.server, { tool, sockPath, env: ENV, track });
+  } catch (err) {
+    return { seconds: null, error: err.message };
+  }
+  try {
+    const r = await runGitClient(pairing.client, { tool, sockPath, env: ENV, track, cmd, limitMs: QUICK ? 20000 : 300000 });
+    if (!r.error && (daemon.child.exitCode !== null || daemon.child.signalCode !== null)) {
+      r.error = `${pairing.server} daemon died: ${daemon.stderr().trim().slice(-300)}`;
+    }
+    return r;
+  } finally {
+    await stopDaemon(daemon);
+  }
+}
+
+// The issue's figures measured by `npm run bench` itself: ours/ours
+// against baseline/baseline in this same invocation.
+function benchTargets(results) {
+  const vs = (scenario, metric) => results.find((r) => r.scenario === scenario && r.client === 'ours' && r.server === 'ours')?.vs_baseline?.[metric] ?? null;
+  const rps = (server) => results.find((r) => r.scenario === 'small-c8' && r.client === 'ours' && r.server === server)?.median?.rps ?? null;
+  const dc = rps('ours') && rps('ours+dc') ? round(rps('ours+dc') / rps('ours'), 3) : null;
+  return [
+    { figure: 'ours/ours at concurrency 8 vs baseline/baseline (req/s)', value: vs('small-c8', 'rps'), before: '1.41x', target: 2.2 },
+    { figure: '10000-chunk reply, every write() awaited, vs baseline (time to last byte)', value: vs('stream', 'ttlb_ms'), before: '0.11x', target: 1.0 },
+    { figure: 'receiving 50 MB, server side (50 MB request) vs baseline', value: vs('bulk-up', 'mbps'), before: '0.5x', target: 1.5 },
+    { figure: 'receiving 50 MB, client side (50 MB reply) vs baseline', value: vs('bulk-down', 'mbps'), before: '0.5x', target: 1.5 },
+    { figure: 'diagnostics_channel: small req c=8 with a subscriber vs without (req/s)', value: dc, before: '-', target: null },
+  ];
+}
+
+// ------------------------------------------------------------- report
+function scenarioTable(results, skipped) {
   const lines = [];
-  lines.push(`simple-ipc benchmark${QUICK ? ' (--quick: smoke test, not for comparing)' : ''}: ` +
-    `Node ${process.version}, ${cpuModel()}, ${os.cpus().length} cores, ${RUNS} run(s) per figure (median), ` +
-    `server threads ${THREADS}`);
-  lines.push('');
   lines.push('| scenario | client/server | result | p50 ms | p99 ms | vs baseline | vs C | notes |');
   lines.push('| --- | --- | --- | ---: | ---: | ---: | ---: | --- |');
   for (const row of results) {
@@ -518,6 +629,7 @@ async function main() {
       if (m.fast_timeouts) notes.push(`${m.fast_timeouts} timeouts`);
       if (m.fast_errors) notes.push(`${m.fast_errors} errors`);
     }
+    if (row.server === 'ours+dc') notes.push('subscriber on simple-ipc:server:request/response');
     if (row.errors.length) notes.push(`FAILED ${row.errors.length}/${row.runs.length} runs: ${row.errors[0].slice(0, 80)}`);
     const p50 = idle ? m.fast_p50_ms : s.primary === 'ttlb_ms' ? null : m.p50_ms;
     const p99 = idle ? m.fast_p99_ms : m.p99_ms;
@@ -530,7 +642,89 @@ async function main() {
     'requests, "pong" reply. 10000-chunk reply: time to last byte. 1000 slow clients: server RSS while they ' +
     'hold half-sent requests; p50/p99 are a fast client\'s meanwhile.');
   for (const sk of skipped) lines.push(`- skipped ${sk.pairing}: ${sk.reason}`);
-  if (budgetSkips.length) lines.push(`- skipped to keep --quick under a minute: ${budgetSkips.join(', ')}`);
+  return lines;
+}
+
+// --quick figures are a smoke test: never held against a target.
+function fmtTarget(value, target) {
+  if (value == null || target == null) return '';
+  if (QUICK) return '(--quick: not compared)';
+  return value >= target ? 'met' : `missed by ${((1 - value / target) * 100).toFixed(0)}%`;
+}
+
+function gitTables(git, tool) {
+  const lines = [];
+  lines.push(`Git's test-tool (${tool}) against our CLI (dist/cli.js), the commands of Git's t0052, daemons with ` +
+    `--threads=8, a fresh daemon per run, the four pairings taking turns; client process wall time, median of ${RUNS}` +
+    `${QUICK ? ' (--quick: a tenth of the work, not for comparing)' : ''}:`);
+  lines.push('');
+  lines.push('| command | git/git | git/ours | ours/git | ours/ours |');
+  lines.push('| --- | ---: | ---: | ---: | ---: |');
+  for (const cmd of gitCommands(QUICK)) {
+    const t = git.times[cmd.id] ?? {};
+    lines.push(`| ${cmd.args.join(' ')} | ${GIT_PAIRINGS.map((p) => (t[pairName(p)] == null ? '-' : `${t[pairName(p)].toFixed(3)} s`)).join(' | ')} |`);
+  }
+  lines.push('');
+  lines.push('client/daemon. Ratio = Git\'s time / ours (above 1: ours is faster):');
+  lines.push('');
+  lines.push('| figure | Git s | ours s | ratio | issue 10: before | target | |');
+  lines.push('| --- | ---: | ---: | ---: | ---: | ---: | --- |');
+  for (const f of gitFigures(git.times)) {
+    lines.push(`| ${f.figure} | ${f.git_s?.toFixed(3) ?? '-'} | ${f.ours_s?.toFixed(3) ?? '-'} | ${f.ratio?.toFixed(2) ?? '-'} | ` +
+      `${f.before} | >= ${f.target} | ${fmtTarget(f.ratio, f.target)} |`);
+  }
+  return lines;
+}
+
+function targetTable(targets) {
+  const lines = ['npm run bench figures of issue 10 (same run, ours/ours vs baseline/baseline) and issue 14:', ''];
+  lines.push('| figure | ratio | issue: before | target | |');
+  lines.push('| --- | ---: | ---: | ---: | --- |');
+  for (const t of targets) {
+    lines.push(`| ${t.figure} | ${fmtRatio(t.value)} | ${t.before} | ${t.target == null ? '-' : `>= ${t.target}x`} | ${fmtTarget(t.value, t.target)} |`);
+  }
+  return lines;
+}
+
+async function main() {
+  const t0 = Date.now();
+  const loadStart = loadNote();
+  for (const w of compileC(BUILD)) log(w);
+  log(`compiled bench/c -> ${path.relative(process.cwd(), BUILD) || BUILD}`);
+  log(ENV_NOTE);
+  tmpDir = fs.mkdtempSync(path.join(os.tmpdir(), 'sipc-bench-'));
+  const oursReason = probeOurs();
+  if (oursReason) log(`SKIPPING pairings with "ours": our library is not available (${oursReason})`);
+  const skipped = [];
+  const pairings = selectPairings(oursReason, skipped);
+  const scenarios = selectScenarios();
+
+  // Git's test-tool: when it is there (CI does not build it) and our CLI is.
+  const gitTool = opts.git === 'skip' ? { tool: null, reason: '--git=skip' } : findGitTestTool();
+  if (gitTool.tool && oursReason) Object.assign(gitTool, { tool: null, reason: oursReason });
+  if (!gitTool.tool) {
+    if (opts.git === 'only') throw new Error(`--git=only: ${gitTool.reason}`);
+    log(`Git's test-tool comparison skipped: ${gitTool.reason}`);
+  }
+
+  const failures = [];
+  const budgetSkips = []; // --quick only: measurements left out to stay under a minute
+  // --quick: the Git commands (a tenth of the work) get 10 s of the budget.
+  const gitBudgetMs = gitTool.tool ? 10000 : 0;
+  const results = await runScenarios(scenarios, pairings, QUICK_BUDGET_MS - gitBudgetMs, failures, budgetSkips);
+  const git = gitTool.tool ? await runGit(gitTool.tool, failures, gitBudgetMs, budgetSkips) : null;
+  const loadEnd = loadNote();
+
+  const targets = benchTargets(results);
+  const lines = [];
+  lines.push(`simple-ipc benchmark${QUICK ? ' (--quick: smoke test, not for comparing)' : ''}: ` +
+    `Node ${process.version}, ${cpuModel()}, ${os.cpus().length} cores, ${RUNS} run(s) per figure (median), ` +
+    `server threads ${THREADS}. ${ENV_NOTE}. Machine: ${loadStart} at the start, ${loadEnd.replace('load average ', '')} at the end.`);
+  lines.push('');
+  if (results.length) lines.push(...scenarioTable(results, skipped), '', ...targetTable(targets), '');
+  if (git) lines.push(...gitTables(git, gitTool.tool));
+  else lines.push(`- Git's test-tool comparison skipped: ${gitTool.reason}`);
+  if (budgetSkips.length) lines.push('', `- skipped to keep --quick under a minute: ${budgetSkips.join(', ')}`);
   console.log(lines.join('\n'));
 
   const out = {
@@ -543,6 +737,8 @@ async function main() {
     cores: os.cpus().length,
     platform: `${os.platform()} ${os.release()} ${os.arch()}`,
     total_memory_mb: Math.round(os.totalmem() / 2 ** 20),
+    environment: ENV_NOTE,
+    load: { start: loadStart, end: loadEnd },
     ours: { available: !oursReason, reason: oursReason },
     ratio_meaning: 'relative performance vs the reference pairing of this run: value/ref for higher-is-better metrics, ref/value for lower-is-better; > 1 is better',
     metrics: METRICS,
@@ -550,6 +746,8 @@ async function main() {
     skipped,
     quick_budget_skipped: budgetSkips,
     results,
+    targets,
+    git: git ? { tool: gitTool.tool, runs: git.rows, figures: gitFigures(git.times) } : { skipped: gitTool.reason },
     failures,
     elapsed_s: round((Date.now() - t0) / 1000, 1),
   };

@@ -1,7 +1,9 @@
 // Shared pieces of the benchmark processes: the benchmark application
 // (what every server answers), request sizes, statistics, and loading our
 // library from ../../dist when it has been built.
+import { spawnSync } from 'node:child_process';
 import fs from 'node:fs';
+import os from 'node:os';
 import { createRequire } from 'node:module';
 import { fileURLToPath } from 'node:url';
 
@@ -12,6 +14,8 @@ export const PONG = Buffer.from('pong');
 export const BIG50 = Buffer.from('big50');
 export const CHUNKS = Buffer.from('chunks');
 export const CHUNKSQ = Buffer.from('chunksq');
+// The server's diagnostics channels (issue 14's overhead row).
+export const DIAGNOSTICS_CHANNELS = ['simple-ipc:server:request', 'simple-ipc:server:response'];
 
 // Filled with 'a'..'z' like the C reference. Built on first use only, so it
 // does not count in the resident size of a server that never sends it.
@@ -88,4 +92,41 @@ export async function loadOurs() {
     if (typeof lib[name] !== 'function') return { lib: null, reason: `dist does not export ${name}()` };
   }
   return { lib, reason: null };
+}
+
+// Every process the benchmarks start runs without NODE_EXTRA_CA_CERTS:
+// when set (as on some CI machines), each `node` start spends about 60 ms
+// parsing certificates, a cost that is not ours and that users do not
+// pay. `note` says whether it was set and removed.
+export function benchEnv(env = process.env) {
+  const clean = { ...env };
+  const wasSet = clean.NODE_EXTRA_CA_CERTS !== undefined;
+  delete clean.NODE_EXTRA_CA_CERTS;
+  return {
+    env: clean,
+    note: wasSet
+      ? 'NODE_EXTRA_CA_CERTS was set in the environment: removed for every process the bench starts'
+      : 'NODE_EXTRA_CA_CERTS was not set',
+  };
+}
+
+// Builds bench/c (the C reference server and client) into `buildDir`.
+export function compileC(buildDir) {
+  fs.mkdirSync(buildDir, { recursive: true });
+  const cDir = fileURLToPath(new URL('../c/', import.meta.url));
+  const warnings = [];
+  for (const name of ['ref_server', 'ref_client']) {
+    const args = ['-O2', '-pthread', '-Wall', '-Wextra', '-o', `${buildDir}/${name}`, `${cDir}${name}.c`];
+    const r = spawnSync('cc', args, { encoding: 'utf8' });
+    if (r.status !== 0) throw new Error(`cc ${args.join(' ')} failed:\n${r.stderr || r.error}`);
+    if (r.stderr.trim()) warnings.push(r.stderr.trim());
+  }
+  return warnings;
+}
+
+// One line on how busy the machine is (the figures of a loaded machine
+// are noisy; counts per request much less so).
+export function loadNote() {
+  const [a, b, c] = os.loadavg();
+  return `load average ${a.toFixed(2)} ${b.toFixed(2)} ${c.toFixed(2)} on ${os.cpus().length} cores`;
 }

@@ -1,6 +1,9 @@
 // A benchmark server in its own process, so the harness can read its
 // resident size from /proc/<pid>/status.
-//   node bench/lib/server-proc.mjs <ours|baseline> <socket path> [threads]
+//   node bench/lib/server-proc.mjs <ours|ours+dc|baseline> <socket path> [threads]
+// ours+dc: ours with a subscriber on the diagnostics channels
+// simple-ipc:server:request and simple-ipc:server:response (what
+// publishing costs when somebody listens).
 // Prints "ready" on stdout once listening. SIGTERM or SIGINT: close, exit.
 //
 // The application is the same for every server (and bench/c/ref_server.c):
@@ -8,8 +11,9 @@
 //   "chunks" -> 10000 chunks of 81 bytes, a streamed reply
 //   "chunksq" -> the same; our handler does not await each reply.write()
 //   anything else -> "pong"
+import diagnostics from 'node:diagnostics_channel';
 import { createBaselineServer } from '../net-baseline.mjs';
-import { BIG50, CHUNKS, CHUNKSQ, PONG, bigReply, replyChunks, loadOurs } from './common.mjs';
+import { BIG50, CHUNKS, CHUNKSQ, DIAGNOSTICS_CHANNELS, PONG, bigReply, replyChunks, loadOurs } from './common.mjs';
 
 const [impl, path, threadsArg] = process.argv.slice(2);
 const threads = Number(threadsArg) || 4;
@@ -25,7 +29,8 @@ if (impl === 'baseline') {
     if (isChunks(req) || isChunksQ(req)) return replyChunks(); // an array: each element is one chunk
     return PONG;
   });
-} else if (impl === 'ours') {
+} else if (impl === 'ours' || impl === 'ours+dc') {
+  if (impl === 'ours+dc') subscribeDiagnostics();
   const { lib, reason } = await loadOurs();
   if (!lib) {
     console.error(`server-proc: our library is not available: ${reason}`);
@@ -51,6 +56,13 @@ if (impl === 'baseline') {
 } else {
   console.error(`server-proc: unknown implementation ${impl}`);
   process.exit(2);
+}
+
+// The subscriber does what a light tracer does: count, keep nothing.
+function subscribeDiagnostics() {
+  let seen = 0;
+  for (const name of DIAGNOSTICS_CHANNELS) diagnostics.subscribe(name, () => seen++);
+  process.on('exit', () => process.stderr.write(`diagnostics messages: ${seen}\n`));
 }
 
 let closing = false;
