@@ -1,6 +1,6 @@
 // The baseline: what a competent Node.js user would write with `node:net`
 // instead of using simple-ipc. Plain event-loop server, one connection per
-// request, pkt-line framing written by hand (see shared/SPEC.md section 2).
+// request, pkt-line framing written by hand (see docs/protocol.md#pkt-line-framing).
 //
 // It is meant to be honest: no deliberate slowness, and no tricks that a
 // normal application could not use either (e.g. it builds the response for

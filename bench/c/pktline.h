@@ -1,6 +1,6 @@
 /*
  * pkt-line framing for the C reference server and client of the benchmark
- * (shared/SPEC.md section 2). Written for speed, blocking sockets:
+ * (docs/protocol.md#pkt-line-framing). Written for speed, blocking sockets:
  *
  *  - reading: a large receive buffer; when a packet's payload is not yet
  *    in the buffer, one readv() puts the rest of the payload straight into

@@ -1,7 +1,7 @@
 /*
  * ref_server: the C reference server of the simple-ipc benchmark.
  *
- * The shape of the protocol's server (shared/SPEC.md section 3) done
+ * The shape of the protocol's server (docs/protocol.md#the-server) done
  * plainly and fast: an accept thread (main), a FIFO of accepted
  * connections, N worker threads doing blocking I/O. A worker reads the
  * whole request (pkt-line), answers, writes the flush and closes.
