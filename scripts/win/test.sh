@@ -43,6 +43,11 @@ if [ ! -f "$WINEPREFIX/.sipc-ready" ]; then
   "$WINE" winecfg -v win10 >/dev/null 2>&1
   touch "$WINEPREFIX/.sipc-ready"
 fi
+# A second drive letter for the folder that C: is (what `subst S: C:\`
+# makes on Windows): the pipe-name tests spell paths through it, and
+# through Z:, Wine's drive for the Unix root.
+ln -sfn ../drive_c "$WINEPREFIX/dosdevices/s:"
+export SIPC_WINTEST_ALIAS_DRIVE=S:
 
 LOG=$CACHE/test.log
 TAP=$CACHE/test.tap

@@ -8,7 +8,7 @@ import * as path from 'node:path';
 import { describe, it } from 'node:test';
 
 import {
-  expectedPipeName,
+  gitPipeName,
   frame,
   hang,
   ipcPath,
@@ -36,7 +36,7 @@ describe('pipe names', () => {
   it('a path maps to \\\\.\\pipe\\ + its real path, with C: as C_ and / as \\ (Git\'s rule)', async (t) => {
     const p = ipcPath(t, 'fsmonitor--daemon.ipc');
     await serve(t, p);
-    const name = expectedPipeName(p);
+    const name = gitPipeName(p);
     assert.match(name, /^\\\\\.\\pipe\\[A-Za-z]_\\.*\\fsmonitor--daemon\.ipc$/);
     // A client that knows only the rule (Node's net) reaches the server.
     const { data } = await rawExchange(name, frame('ping'));
@@ -106,7 +106,7 @@ describe('instances', () => {
   it('idle connections never make the pipe busy for others (an instance listens in their place)', async (t) => {
     const p = ipcPath(t);
     await serve(t, p, () => 'pong', { threads: 2 });
-    for (let i = 0; i < 30; i++) await rawConnect(t, expectedPipeName(p));
+    for (let i = 0; i < 30; i++) await rawConnect(t, gitPipeName(p));
     // Replacing the last instance taken is asynchronous: wait until one listens.
     await waitFor(async () => (await getActiveState(p)) === 'listening', 3000, 'a listening instance');
     assert.equal((await sendCommand(p, 'x', { waitIfBusy: false })).toString(), 'pong');
@@ -199,7 +199,7 @@ describe('shutdown', () => {
       return hang();
     }, { threads: 4 });
     const idle = [];
-    for (let i = 0; i < 10; i++) idle.push(await rawConnect(t, expectedPipeName(p)));
+    for (let i = 0; i < 10; i++) idle.push(await rawConnect(t, gitPipeName(p)));
     const hung = rejection(sendCommand(p, 'x'));
     await inHandler.fired;
     const started = Date.now();
@@ -298,7 +298,7 @@ describe('interop with Node\'s net pipes', () => {
   it('a net client talks to our server on the derived pipe name', async (t) => {
     const p = ipcPath(t);
     await serve(t, p);
-    const { data } = await rawExchange(expectedPipeName(p), frame(Buffer.concat([Buffer.from('sendbytes '), Buffer.alloc(70000, 'x')])));
+    const { data } = await rawExchange(gitPipeName(p), frame(Buffer.concat([Buffer.from('sendbytes '), Buffer.alloc(70000, 'x')])));
     const { payload, complete } = unframe(data);
     assert.ok(complete);
     assert.equal(payload.toString(), 'rcvd:x00070000\n');
