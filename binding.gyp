@@ -8,6 +8,7 @@
         "native/core/status.cc",
         "native/core/pkt_line.cc",
         "native/core/client_common.cc",
+        "native/core/connect_policy.cc",
         "native/addon/addon.cc",
         "native/addon/errors.cc",
         "native/addon/server_wrap.cc"
