@@ -1,4 +1,4 @@
-// The simple-ipc clients on Windows (docs/protocol.md): the blocking
+// The simple-ipc clients on Windows (docs/protocol.md#windows-client): the blocking
 // client, the asynchronous client and getActiveState, over named pipes.
 //
 // Threads:
@@ -15,6 +15,7 @@
 //    wake the port.
 //  - Both follow Git's connect rules through ConnectPolicy (core, shared
 //    with POSIX): what to do after a failed CreateFileW.
+#include <algorithm>
 #include <atomic>
 #include <cerrno>
 #include <memory>
@@ -22,6 +23,7 @@
 #include <system_error>
 #include <thread>
 #include <unordered_map>
+#include <unordered_set>
 
 #include "../core/client.h"
 #include "../core/clock.h"
@@ -427,7 +429,9 @@ class WinAsyncClient : public AsyncClient {
   DWORD NextWaitMs(int64_t now) const;
   void HandleCommands(std::vector<Command>* batch);
   void Begin(Command& c);
-  void TryConnect(Conversation* c);
+  // `busy`: pipe names known busy right now (skipped, and added to).
+  void TryConnect(Conversation* c, std::unordered_set<std::wstring>* busy = nullptr);
+  void RunTimers();
   void StartWrite(Conversation* c);
   void StartRead(Conversation* c);
   void OnIo(IoOp* op, DWORD bytes, DWORD error);
@@ -474,24 +478,34 @@ void WinAsyncClient::Run() {
       batch.swap(commands_);
     }
     HandleCommands(&batch);
-    // Timers: connect retries and exchange deadlines.
-    int64_t now = NowMs();
-    std::vector<Conversation*> due;
-    for (auto& kv : live_) {
-      int64_t at = kv.second->deadline();
-      if (at >= 0 && at <= now) due.push_back(kv.second);
-    }
-    for (Conversation* c : due) {
-      int64_t expires = c->options.timeout_ms >= 0 ? c->start + c->options.timeout_ms : -1;
-      if (expires >= 0 && expires <= now) {
-        Finish(c, TimeoutStatus(c->options));
-      } else if (c->phase == Conversation::Phase::kConnecting) {
-        TryConnect(c);
-      }
-    }
+    RunTimers();
     Sweep();
   }
   CloseAll();
+}
+
+// Connect retries and exchange deadlines that are due. Retries go oldest
+// first, and once a pipe answered busy in this pass, the others waiting
+// for it count as busy too without asking again: a thousand waiters must
+// not cost a thousand CreateFileW calls (and wineserver or kernel round
+// trips) every 50 ms.
+void WinAsyncClient::RunTimers() {
+  int64_t now = NowMs();
+  std::vector<Conversation*> due;
+  for (auto& kv : live_) {
+    int64_t at = kv.second->deadline();
+    if (at >= 0 && at <= now) due.push_back(kv.second);
+  }
+  std::sort(due.begin(), due.end(), [](const Conversation* a, const Conversation* b) { return a->start < b->start; });
+  std::unordered_set<std::wstring> busy;
+  for (Conversation* c : due) {
+    int64_t expires = c->options.timeout_ms >= 0 ? c->start + c->options.timeout_ms : -1;
+    if (expires >= 0 && expires <= now) {
+      Finish(c, TimeoutStatus(c->options));
+    } else if (c->phase == Conversation::Phase::kConnecting) {
+      TryConnect(c, &busy);
+    }
+  }
 }
 
 DWORD WinAsyncClient::NextWaitMs(int64_t now) const {
@@ -550,10 +564,12 @@ void WinAsyncClient::Begin(Command& command) {
   TryConnect(c);
 }
 
-void WinAsyncClient::TryConnect(Conversation* c) {
-  HANDLE h = OpenPipe(c->name);
+void WinAsyncClient::TryConnect(Conversation* c, std::unordered_set<std::wstring>* busy) {
+  bool known_busy = busy != nullptr && busy->count(c->name) > 0;
+  HANDLE h = known_busy ? INVALID_HANDLE_VALUE : OpenPipe(c->name);
   if (h == INVALID_HANDLE_VALUE) {
-    DWORD err = GetLastError();
+    DWORD err = known_busy ? ERROR_PIPE_BUSY : GetLastError();
+    if (err == ERROR_PIPE_BUSY && busy != nullptr) busy->insert(c->name);
     ConnectDecision d = c->policy.OnFailure(ClassifyConnectError(err), NowMs());
     switch (d.action) {
       case ConnectDecision::Action::kRetry:
@@ -745,7 +761,8 @@ ClientResult SendCommandSync(const std::string& path, const uint8_t* request, si
   return exchange.result();
 }
 
-// As Git does it: WaitNamedPipeW with the server's default wait. It never
+// docs/protocol.md#windows-active-state, as Git does it: WaitNamedPipeW
+// with the server's default wait. It never
 // connects, so the server sees nothing.
 ActiveState GetActiveState(const std::string& path) {
   std::wstring name;

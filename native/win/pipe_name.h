@@ -1,4 +1,4 @@
-// Path -> named-pipe name (docs/protocol.md), the Windows rendezvous rule
+// Path -> named-pipe name (docs/protocol.md#windows-pipe-names), the Windows rendezvous rule
 // shared by the server, the clients and getActiveState.
 #pragma once
 

@@ -1,5 +1,7 @@
-// The simple-ipc server on Windows: named pipes (SPEC section 5, with the
-// section 7 limits), behind the same Server interface as the POSIX one.
+// The simple-ipc server on Windows: named pipes (docs/protocol.md#windows,
+// with the limits of docs/protocol.md#limits; threads:
+// docs/design.md#windows-server), behind the same Server interface as the
+// POSIX one.
 //
 // Instances. Git keeps one pipe instance per worker thread and parks each
 // worker on its instance: in ConnectNamedPipe, then in blocking reads of
@@ -7,7 +9,7 @@
 // every worker. Here every instance is overlapped and the instance set is
 // elastic:
 //  - `listening_target_` instances wait in an overlapped ConnectNamedPipe:
-//    one per worker (Git's rule, docs/protocol.md), and never fewer than
+//    one per worker (docs/protocol.md#windows-pipe-instances), and never fewer than
 //    kMinListeningInstances whatever `threads` says. A client that
 //    connects takes its instance with it, and the replacement is created
 //    only once a worker has seen the connect: with one instance, clients
@@ -20,7 +22,7 @@
 //    away from others. Open connections are capped by max_connections
 //    (beyond it, a connection is closed at once and reported, as on POSIX).
 //  - When a conversation ends, its instance is flushed, disconnected and
-//    reused to listen again (SPEC 5), unless 2 x `listening_target_` instances
+//    reused to listen again (docs/protocol.md#windows-pipe-instances), unless 2 x `listening_target_` instances
 //    already listen, in which case it is closed.
 //
 // Threads:
@@ -67,7 +69,7 @@ namespace sipc {
 
 namespace {
 
-constexpr DWORD kPipeBufferSize = 1024;       // SPEC 5
+constexpr DWORD kPipeBufferSize = 1024;       // docs/protocol.md#windows-pipe-instances
 constexpr size_t kSmallReadSize = 4096;       // first read of a request
 constexpr size_t kLargeReadSize = 64 * 1024;  // once a request fills a small read
 constexpr size_t kMaxCoalesce = 64 * 1024;    // small queued chunks are written together
@@ -668,7 +670,7 @@ void WinServer::OnConnected(Pipe* pipe, DWORD error) {
     }
     pipe->connected = true;
     if (stopping_) {
-      Recycle(pipe);  // came as we stopped: dropped (SPEC 3)
+      Recycle(pipe);  // came as we stopped: dropped (docs/protocol.md#stopping)
       return;
     }
     // This instance now belongs to its client; another one listens.
@@ -820,7 +822,7 @@ void WinServer::OnWritten(Pipe* pipe, DWORD bytes, DWORD error) {
       if (!pipe->out.empty()) {
         KickWrite(pipe);
       } else if (pipe->ended) {
-        // The flush packet is written (SPEC 3, Quit: the server stops
+        // The flush packet is written (docs/protocol.md#quit: the server stops
         // only after that).
         if (pipe->quit) {
           pipe->quit = false;
@@ -868,7 +870,7 @@ void WinServer::ControlLoop() {
       int64_t now = NowMs();
       if (stop_requested_ && !stopping_) {
         // Stop accepting; drop everything that has not reached the
-        // application (SPEC 3); conversations in progress may finish.
+        // application (docs/protocol.md#stopping); conversations in progress may finish.
         stopping_ = true;
         for (Pipe* pipe : AllPipes()) {
           if (pipe->phase == Phase::kListening) {

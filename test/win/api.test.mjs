@@ -1,6 +1,6 @@
 // The API on Windows: the tests of test/*.test.ts that apply to named
-// pipes, ported to node --test (which runs under Wine; see WINDOWS.md).
-// Where Windows rules differ (SPEC 5), the Windows rule is asserted.
+// pipes, ported to node --test (which runs under Wine; see README.md#the-windows-build-and-tests-in-ci-on-linux).
+// Where Windows rules differ (docs/protocol.md#windows), the Windows rule is asserted.
 import assert from 'node:assert/strict';
 import * as fs from 'node:fs';
 import * as path from 'node:path';
@@ -109,7 +109,7 @@ describe('requests and responses', () => {
   });
 });
 
-describe('getActiveState (SPEC 5: WaitNamedPipeW)', () => {
+describe('getActiveState (docs/protocol.md#windows-active-state: WaitNamedPipeW)', () => {
   it('listening', async (t) => {
     const p = ipcPath(t);
     await serve(t, p);
@@ -139,7 +139,7 @@ describe('getActiveState (SPEC 5: WaitNamedPipeW)', () => {
   });
 });
 
-describe('connect rules (SPEC 5)', () => {
+describe('connect rules (docs/protocol.md#windows-client)', () => {
   it('ENOENT at once when no pipe has the name (state path-not-found)', async (t) => {
     const p = ipcPath(t);
     const started = Date.now();

@@ -1,4 +1,4 @@
-// Pipe names as Git makes them (docs/protocol.md): Git's own real path,
+// Pipe names as Git makes them (docs/protocol.md#windows-pipe-names): Git's own real path,
 // which keeps the drive as written (subst, mapped and Wine's extra drives
 // included), resolves `.`/`..` and links component by component, and starts
 // relative paths from the current directory's final path. Each case checks

@@ -1,4 +1,4 @@
-// Named-pipe specifics (SPEC 5): the pipe name, busy pipes, instances,
+// Named-pipe specifics (docs/protocol.md#windows-pipe-instances, #windows-pipe-names): the pipe name, busy pipes, instances,
 // shutdown, peers in other processes, and interop with Node's own `net`
 // pipes on the same names.
 import assert from 'node:assert/strict';
@@ -58,7 +58,7 @@ describe('pipe names', () => {
     }
   });
 
-  it('a directory reached through a junction names the pipe of its real path', async (t) => {
+  it("a directory reached through a junction names the pipe of the junction's target", async (t) => {
     const real = tempDir(t);
     const link = path.join(tempDir(t), 'link');
     try {
@@ -68,6 +68,9 @@ describe('pipe names', () => {
       return;
     }
     await serve(t, path.join(link, 'x.ipc'));
+    // The target as the junction stores it (absolute, its own drive).
+    assert.equal(gitPipeName(path.join(link, 'x.ipc')), gitPipeName(path.join(fs.readlinkSync(link), 'x.ipc')));
+    if (probe) assert.equal(probe.tryOpen(gitPipeName(path.join(link, 'x.ipc'))), 0);
     assert.equal((await sendCommand(path.join(real, 'x.ipc'), 'ping')).toString(), 'pong');
   });
 
@@ -216,12 +219,16 @@ describe('shutdown', () => {
 
   it('clients connecting while the server stops all settle, none hangs', async (t) => {
     const p = ipcPath(t);
+    const inHandler = latch();
     const server = await serve(t, p, async () => {
+      inHandler.fire();
       await sleep(20);
       return 'ok';
     }, { threads: 2 });
     const outcomes = Array.from({ length: 60 }, () => sendCommand(p, 'x').then((b) => b.toString(), (e) => `${e.code}: ${e.message}`));
-    await sleep(30);
+    // Close while the first handler runs (it may finish) and the others
+    // are connecting or queued, however slow the machine is.
+    await inHandler.fired;
     await server.close({ timeoutMs: 1000 });
     const settled = await Promise.all(outcomes);
     const allowed = new Set(['ok', 'ENOENT', 'ERR_IPC_INCOMPLETE_RESPONSE', 'EPIPE', 'ETIMEDOUT']);

@@ -1,4 +1,4 @@
-// Who may open the pipe (SPEC 7, pipeAccess) and who owns the name
+// Who may open the pipe (docs/protocol.md#windows-pipe-instances, pipeAccess) and who owns the name
 // (FILE_FLAG_FIRST_PIPE_INSTANCE).
 //
 // Wine stores a pipe's DACL and returns it from GetSecurityInfo, so the
