@@ -56,7 +56,7 @@ log "running test/win under Wine $("$WINE" --version 2>/dev/null) with node.exe 
 set +e
 # PREBUILDS_ONLY: load prebuilds/win32-x64, never the Linux build/Release.
 UNDER_WINE=1 PREBUILDS_ONLY=1 SIPC_WINTEST_ADDON="$WIN_BUILD/sipc_wintest.node" \
-  timeout 600 "$WINE" "$NODE_EXE" --test --experimental-test-isolation=none --test-timeout=60000 \
+  timeout 900 "$WINE" "$NODE_EXE" --test --experimental-test-isolation=none --test-timeout=60000 \
   --test-reporter=spec --test-reporter-destination=stdout \
   --test-reporter=tap --test-reporter-destination="${TAP#"$ROOT"/}" \
   "$@" "test/win/*.test.mjs" >"$LOG" 2>&1
