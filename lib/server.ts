@@ -429,8 +429,11 @@ export function createServer(path: string, handler: Handler, options?: ServerOpt
   checkPath(path);
   if (typeof handler !== 'function') throw argError('handler', 'a function', handler);
   // Argument errors throw here, synchronously; start failures reject.
+  // Windows: the pipe name comes from the path as given, by Git's rule
+  // (a relative path from the current directory's final path, `..` only
+  // after its directory is checked); resolving it here would change it.
   const replace = checkReplaceOption(options?.replace, options?.listenFd);
-  const server = new IpcServer(nodePath.resolve(path), handler, options);
+  const server = new IpcServer(process.platform === 'win32' ? path : nodePath.resolve(path), handler, options);
   if (replace !== null) return replaceRunningServer(server.path, replace, () => server._start()).then(() => server);
   return server._start().then(() => server);
 }

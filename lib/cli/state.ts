@@ -10,18 +10,20 @@ export function shown(name: string | null): string {
   return name ?? '(null)';
 }
 
+// The library refuses an empty path. Git on POSIX lstat()s it (ENOENT:
+// not-listening); Git on Windows cannot make a pipe name of it, its
+// realpath fails (invalid-path). --no-name has no path at all (invalid).
+const EMPTY_NAME_STATE: ActiveState = process.platform === 'win32' ? 'invalid-path' : 'not-listening';
+
 export async function activeState(name: string | null): Promise<ActiveState> {
-  // The library refuses an empty path; Git's lstat("") fails with ENOENT,
-  // which it reports as not-listening, and has no path at all to stat for
-  // --no-name (invalid).
   if (name === null) return 'invalid-path';
-  if (name === '') return 'not-listening';
+  if (name === '') return EMPTY_NAME_STATE;
   return getActiveState(name);
 }
 
 function activeStateSync(name: string | null): ActiveState {
   if (name === null) return 'invalid-path';
-  if (name === '') return 'not-listening';
+  if (name === '') return EMPTY_NAME_STATE;
   return getActiveStateSync(name);
 }
 

@@ -1,13 +1,20 @@
-// The simple-ipc server on Windows: named pipes (SPEC section 5, with the
-// section 7 limits), behind the same Server interface as the POSIX one.
+// The simple-ipc server on Windows: named pipes (docs/protocol.md#windows,
+// with the limits of docs/protocol.md#limits; threads:
+// docs/design.md#windows-server), behind the same Server interface as the
+// POSIX one.
 //
 // Instances. Git keeps one pipe instance per worker thread and parks each
 // worker on its instance: in ConnectNamedPipe, then in blocking reads of
 // the request. A handful of silent clients then hold every instance and
 // every worker. Here every instance is overlapped and the instance set is
 // elastic:
-//  - `threads` instances wait in an overlapped ConnectNamedPipe (SPEC 5:
-//    one per worker). The first one is created with
+//  - `listening_target_` instances wait in an overlapped ConnectNamedPipe:
+//    one per worker (docs/protocol.md#windows-pipe-instances), and never fewer than
+//    kMinListeningInstances whatever `threads` says. A client that
+//    connects takes its instance with it, and the replacement is created
+//    only once a worker has seen the connect: with one instance, clients
+//    arriving together in that gap found none (ERROR_PIPE_BUSY; Git's
+//    probe waits only 50 ms for one). The first one is created with
 //    FILE_FLAG_FIRST_PIPE_INSTANCE and carries the security descriptor.
 //  - When a client connects, its instance becomes that client's
 //    connection and a new instance is created to listen in its place, so
@@ -15,7 +22,7 @@
 //    away from others. Open connections are capped by max_connections
 //    (beyond it, a connection is closed at once and reported, as on POSIX).
 //  - When a conversation ends, its instance is flushed, disconnected and
-//    reused to listen again (SPEC 5), unless 2 x `threads` instances
+//    reused to listen again (docs/protocol.md#windows-pipe-instances), unless 2 x `listening_target_` instances
 //    already listen, in which case it is closed.
 //
 // Threads:
@@ -62,7 +69,7 @@ namespace sipc {
 
 namespace {
 
-constexpr DWORD kPipeBufferSize = 1024;       // SPEC 5
+constexpr DWORD kPipeBufferSize = 1024;       // docs/protocol.md#windows-pipe-instances
 constexpr size_t kSmallReadSize = 4096;       // first read of a request
 constexpr size_t kLargeReadSize = 64 * 1024;  // once a request fills a small read
 constexpr size_t kMaxCoalesce = 64 * 1024;    // small queued chunks are written together
@@ -73,6 +80,9 @@ constexpr size_t kMaxWriteSize = 64 * 1024;
 constexpr int64_t kTickMs = 1000;             // stalled writes, listener retries
 constexpr int64_t kStoppingTickMs = 50;
 constexpr ULONG_PTR kExitKey = 1;
+// Instances kept listening at least, independent of `threads` (libuv's
+// pipe servers keep 4 as well).
+constexpr int kMinListeningInstances = 4;
 
 enum class OpKind { kConnect, kRead, kWatch, kWrite, kFlush };
 
@@ -164,6 +174,7 @@ class WinServer : public Server {
  public:
   WinServer(const ServerOptions& options, ServerDelegate* delegate) : options_(options), delegate_(delegate) {
     if (options_.threads < 1) options_.threads = 1;
+    listening_target_ = options_.threads > kMinListeningInstances ? options_.threads : kMinListeningInstances;
   }
 
   ~WinServer() override {
@@ -302,6 +313,7 @@ class WinServer : public Server {
   void FinishStop();
 
   ServerOptions options_;
+  int listening_target_ = kMinListeningInstances;  // instances kept listening (set once)
   ServerDelegate* delegate_;
   std::wstring pipe_name_;
   win::PipeSecurity security_;
@@ -373,7 +385,7 @@ Status WinServer::Listen() {
   }
   std::lock_guard<std::mutex> lock(mutex_);
   AddInstance(first);
-  for (int i = 1; i < options_.threads; i++) {
+  for (int i = 1; i < listening_target_; i++) {
     HANDLE h = CreateInstance(false, &error);
     if (h == INVALID_HANDLE_VALUE) {
       // Typically a pipeAccess SDDL that does not grant this account
@@ -437,10 +449,10 @@ void WinServer::Listen(Pipe* pipe) {
   PostOwn(&pipe->connect_op, err);
 }
 
-// Keeps `threads` instances listening. A failed create is retried by the
-// control thread.
+// Keeps `listening_target_` instances listening. A failed create is
+// retried by the control thread.
 void WinServer::ReplenishListeners(int64_t now) {
-  while (!stopping_ && listeners_ < options_.threads && now >= next_replenish_) {
+  while (!stopping_ && listeners_ < listening_target_ && now >= next_replenish_) {
     DWORD error;
     HANDLE h = CreateInstance(false, &error);
     if (h == INVALID_HANDLE_VALUE) {
@@ -559,7 +571,7 @@ void WinServer::Recycle(Pipe* pipe, bool allow_reuse) {
   // A quit conversation that ended early (the client left) still quits.
   if (pipe->quit) RequestStopLocked(StopReason::kQuit, options_.quit_grace_ms);
   pipe->ResetConnection(options_.max_request_bytes);
-  bool reuse = allow_reuse && !pipe->close_after && !stopping_ && listeners_ < 2 * options_.threads;
+  bool reuse = allow_reuse && !pipe->close_after && !stopping_ && listeners_ < 2 * listening_target_;
   pipe->close_after = false;
   if (pipe->connected && reuse && !DisconnectNamedPipe(pipe->handle)) reuse = false;
   pipe->connected = false;
@@ -645,7 +657,7 @@ void WinServer::OnConnected(Pipe* pipe, DWORD error) {
     }
     pipe->connected = true;
     if (stopping_) {
-      Recycle(pipe);  // came as we stopped: dropped (SPEC 3)
+      Recycle(pipe);  // came as we stopped: dropped (docs/protocol.md#stopping)
       return;
     }
     // This instance now belongs to its client; another one listens.
@@ -797,7 +809,7 @@ void WinServer::OnWritten(Pipe* pipe, DWORD bytes, DWORD error) {
       if (!pipe->out.empty()) {
         KickWrite(pipe);
       } else if (pipe->ended) {
-        // The flush packet is written (SPEC 3, Quit: the server stops
+        // The flush packet is written (docs/protocol.md#quit: the server stops
         // only after that).
         if (pipe->quit) {
           pipe->quit = false;
@@ -845,7 +857,7 @@ void WinServer::ControlLoop() {
       int64_t now = NowMs();
       if (stop_requested_ && !stopping_) {
         // Stop accepting; drop everything that has not reached the
-        // application (SPEC 3); conversations in progress may finish.
+        // application (docs/protocol.md#stopping); conversations in progress may finish.
         stopping_ = true;
         for (Pipe* pipe : AllPipes()) {
           if (pipe->phase == Phase::kListening) {
@@ -907,7 +919,7 @@ void WinServer::ControlLoop() {
         exit = pipes_.empty();
       } else {
         ReplenishListeners(now);
-        if (listeners_ < options_.threads && next_replenish_ < next) next = next_replenish_;
+        if (listeners_ < listening_target_ && next_replenish_ < next) next = next_replenish_;
       }
       control_wakes_at_ = next;
       wait_ms = next > now ? static_cast<DWORD>(next - now) : 0;

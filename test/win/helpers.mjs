@@ -58,10 +58,46 @@ export function uniquePipeName(tag = 'pipe') {
   return `\\\\.\\pipe\\sipc-test-${process.pid}-${Date.now()}-${++unique}-${tag}`;
 }
 
-/** SPEC 5, written out independently: real path, `C:` -> `C_`, `/` -> `\`. */
-export function expectedPipeName(p) {
-  const real = path.join(fs.realpathSync.native(path.dirname(p)), path.basename(p));
-  return '\\\\.\\pipe\\' + real.replace(/^([A-Za-z]):/, '$1_').replace(/\//g, '\\');
+/**
+ * Git's real path of `p`, written out independently of native/win: the
+ * root as written (path.win32's root: `C:\`, `\\srv\share\`, ...), or for a
+ * relative path the final path of the current directory; then each
+ * component in turn: `.` dropped, `..` goes up, a symbolic link or junction
+ * (lstat) replaced by its target (readlink); only the last may be missing.
+ */
+export function gitRealPath(p) {
+  const root = path.win32.parse(p).root;
+  let resolved = root !== '' ? root : fs.realpathSync.native(process.cwd());
+  const todo = p.slice(root.length).split(/[\\/]+/).filter((c) => c !== '');
+  let links = 0;
+  while (todo.length > 0) {
+    const component = todo.shift();
+    if (component === '.') continue;
+    if (component === '..') {
+      resolved = path.win32.dirname(resolved);
+      continue;
+    }
+    resolved += (/[\\/]$/.test(resolved) ? '' : '\\') + component;
+    let stat;
+    try {
+      stat = fs.lstatSync(resolved);
+    } catch (error) {
+      if (todo.length > 0) throw error;
+      continue;
+    }
+    if (!stat.isSymbolicLink()) continue;
+    if (++links > 32) throw Object.assign(new Error('too many links'), { code: 'ELOOP' });
+    const target = fs.readlinkSync(resolved);
+    const targetRoot = path.win32.parse(target).root;
+    resolved = targetRoot !== '' ? targetRoot : path.win32.dirname(resolved);
+    todo.unshift(...target.slice(targetRoot.length).split(/[\\/]+/).filter((c) => c !== ''));
+  }
+  return resolved;
+}
+
+/** Git's pipe name for `p`: its real path, `C:` -> `C_`, `/` -> `\`, under `\\.\pipe\`. */
+export function gitPipeName(p) {
+  return '\\\\.\\pipe\\' + gitRealPath(p).replace(/^([A-Za-z]):/, '$1_').replace(/\//g, '\\');
 }
 
 /** Starts a server that the test closes (at once) when it ends. */

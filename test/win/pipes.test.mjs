@@ -1,4 +1,4 @@
-// Named-pipe specifics (SPEC 5): the pipe name, busy pipes, instances,
+// Named-pipe specifics (docs/protocol.md#windows-pipe-instances, #windows-pipe-names): the pipe name, busy pipes, instances,
 // shutdown, peers in other processes, and interop with Node's own `net`
 // pipes on the same names.
 import assert from 'node:assert/strict';
@@ -8,7 +8,7 @@ import * as path from 'node:path';
 import { describe, it } from 'node:test';
 
 import {
-  expectedPipeName,
+  gitPipeName,
   frame,
   hang,
   ipcPath,
@@ -36,7 +36,7 @@ describe('pipe names', () => {
   it('a path maps to \\\\.\\pipe\\ + its real path, with C: as C_ and / as \\ (Git\'s rule)', async (t) => {
     const p = ipcPath(t, 'fsmonitor--daemon.ipc');
     await serve(t, p);
-    const name = expectedPipeName(p);
+    const name = gitPipeName(p);
     assert.match(name, /^\\\\\.\\pipe\\[A-Za-z]_\\.*\\fsmonitor--daemon\.ipc$/);
     // A client that knows only the rule (Node's net) reaches the server.
     const { data } = await rawExchange(name, frame('ping'));
@@ -58,7 +58,7 @@ describe('pipe names', () => {
     }
   });
 
-  it('a directory reached through a junction names the pipe of its real path', async (t) => {
+  it("a directory reached through a junction names the pipe of the junction's target", async (t) => {
     const real = tempDir(t);
     const link = path.join(tempDir(t), 'link');
     try {
@@ -68,6 +68,9 @@ describe('pipe names', () => {
       return;
     }
     await serve(t, path.join(link, 'x.ipc'));
+    // The target as the junction stores it (absolute, its own drive).
+    assert.equal(gitPipeName(path.join(link, 'x.ipc')), gitPipeName(path.join(fs.readlinkSync(link), 'x.ipc')));
+    if (probe) assert.equal(probe.tryOpen(gitPipeName(path.join(link, 'x.ipc'))), 0);
     assert.equal((await sendCommand(path.join(real, 'x.ipc'), 'ping')).toString(), 'pong');
   });
 
@@ -106,7 +109,7 @@ describe('instances', () => {
   it('idle connections never make the pipe busy for others (an instance listens in their place)', async (t) => {
     const p = ipcPath(t);
     await serve(t, p, () => 'pong', { threads: 2 });
-    for (let i = 0; i < 30; i++) await rawConnect(t, expectedPipeName(p));
+    for (let i = 0; i < 30; i++) await rawConnect(t, gitPipeName(p));
     // Replacing the last instance taken is asynchronous: wait until one listens.
     await waitFor(async () => (await getActiveState(p)) === 'listening', 3000, 'a listening instance');
     assert.equal((await sendCommand(p, 'x', { waitIfBusy: false })).toString(), 'pong');
@@ -199,7 +202,7 @@ describe('shutdown', () => {
       return hang();
     }, { threads: 4 });
     const idle = [];
-    for (let i = 0; i < 10; i++) idle.push(await rawConnect(t, expectedPipeName(p)));
+    for (let i = 0; i < 10; i++) idle.push(await rawConnect(t, gitPipeName(p)));
     const hung = rejection(sendCommand(p, 'x'));
     await inHandler.fired;
     const started = Date.now();
@@ -216,12 +219,16 @@ describe('shutdown', () => {
 
   it('clients connecting while the server stops all settle, none hangs', async (t) => {
     const p = ipcPath(t);
+    const inHandler = latch();
     const server = await serve(t, p, async () => {
+      inHandler.fire();
       await sleep(20);
       return 'ok';
     }, { threads: 2 });
     const outcomes = Array.from({ length: 60 }, () => sendCommand(p, 'x').then((b) => b.toString(), (e) => `${e.code}: ${e.message}`));
-    await sleep(30);
+    // Close while the first handler runs (it may finish) and the others
+    // are connecting or queued, however slow the machine is.
+    await inHandler.fired;
     await server.close({ timeoutMs: 1000 });
     const settled = await Promise.all(outcomes);
     const allowed = new Set(['ok', 'ENOENT', 'ERR_IPC_INCOMPLETE_RESPONSE', 'EPIPE', 'ETIMEDOUT']);
@@ -298,7 +305,7 @@ describe('interop with Node\'s net pipes', () => {
   it('a net client talks to our server on the derived pipe name', async (t) => {
     const p = ipcPath(t);
     await serve(t, p);
-    const { data } = await rawExchange(expectedPipeName(p), frame(Buffer.concat([Buffer.from('sendbytes '), Buffer.alloc(70000, 'x')])));
+    const { data } = await rawExchange(gitPipeName(p), frame(Buffer.concat([Buffer.from('sendbytes '), Buffer.alloc(70000, 'x')])));
     const { payload, complete } = unframe(data);
     assert.ok(complete);
     assert.equal(payload.toString(), 'rcvd:x00070000\n');

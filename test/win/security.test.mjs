@@ -1,4 +1,4 @@
-// Who may open the pipe (SPEC 7, pipeAccess) and who owns the name
+// Who may open the pipe (docs/protocol.md#windows-pipe-instances, pipeAccess) and who owns the name
 // (FILE_FLAG_FIRST_PIPE_INSTANCE).
 //
 // Wine stores a pipe's DACL and returns it from GetSecurityInfo, so the
@@ -9,7 +9,7 @@ import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
 
 import {
-  expectedPipeName,
+  gitPipeName,
   ipcPath,
   NEEDS_PROBE,
   NEEDS_WINDOWS_DACL,
@@ -42,14 +42,14 @@ describe('the DACL the pipe is created with (read back with GetSecurityInfo)', {
     const p = ipcPath(t);
     await serve(t, p);
     const sid = probe.currentUserSid();
-    assertSameDacl(daclOf(expectedPipeName(p)), `D:P(A;;GA;;;${sid})(A;;GA;;;SY)(A;;GA;;;BA)`);
+    assertSameDacl(daclOf(gitPipeName(p)), `D:P(A;;GA;;;${sid})(A;;GA;;;SY)(A;;GA;;;BA)`);
     assert.equal((await sendCommand(p, 'ping')).toString(), 'pong');
   });
 
   it("'everyone': Git's DACL, Everyone read and write", async (t) => {
     const p = ipcPath(t);
     await serve(t, p, undefined, { pipeAccess: 'everyone' });
-    assertSameDacl(daclOf(expectedPipeName(p)), 'D:(A;;GRGW;;;WD)');
+    assertSameDacl(daclOf(gitPipeName(p)), 'D:(A;;GRGW;;;WD)');
     assert.equal((await sendCommand(p, 'ping')).toString(), 'pong');
   });
 
@@ -58,7 +58,7 @@ describe('the DACL the pipe is created with (read back with GetSecurityInfo)', {
     const sid = probe.currentUserSid();
     const sddl = `D:P(A;;GA;;;SY)(A;;GRGW;;;${sid})(A;;FR;;;BU)`;
     await serve(t, p, undefined, { pipeAccess: { sddl } });
-    assertSameDacl(daclOf(expectedPipeName(p)), sddl);
+    assertSameDacl(daclOf(gitPipeName(p)), sddl);
     assert.equal((await sendCommand(p, 'ping')).toString(), 'pong');
   });
 
@@ -66,7 +66,7 @@ describe('the DACL the pipe is created with (read back with GetSecurityInfo)', {
     const p = ipcPath(t);
     await serve(t, p, undefined, { pipeAccess: 'everyone', threads: 1 });
     await Promise.all(Array.from({ length: 20 }, () => sendCommand(p, 'ping')));
-    assertSameDacl(daclOf(expectedPipeName(p)), 'D:(A;;GRGW;;;WD)');
+    assertSameDacl(daclOf(gitPipeName(p)), 'D:(A;;GRGW;;;WD)');
   });
 });
 

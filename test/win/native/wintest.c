@@ -18,11 +18,14 @@
  *                                    holdMs, then it serves one pkt-line
  *                                    request with "pong"
  *   busyServerResult(id)          -> null while running, then a status string
+ *   threadCount(pid)              -> threads of process `pid` now (Toolhelp
+ *                                    snapshot), or -1
  */
 #define WIN32_LEAN_AND_MEAN
 #include <windows.h>
 #include <aclapi.h>
 #include <sddl.h>
+#include <tlhelp32.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -321,6 +324,23 @@ static napi_value BusyServerResult(napi_env env, napi_callback_info info) {
   return v;
 }
 
+static napi_value ThreadCount(napi_env env, napi_callback_info info) {
+  DWORD pid = (DWORD)ArgNum(env, info, 0);
+  THREADENTRY32 entry;
+  int count = 0;
+  HANDLE snapshot = CreateToolhelp32Snapshot(TH32CS_SNAPTHREAD, 0);
+  if (snapshot == INVALID_HANDLE_VALUE) return Num(env, -1);
+  entry.dwSize = sizeof entry;
+  if (Thread32First(snapshot, &entry)) {
+    do {
+      if (entry.th32OwnerProcessID == pid) count++;
+      entry.dwSize = sizeof entry;
+    } while (Thread32Next(snapshot, &entry));
+  }
+  CloseHandle(snapshot);
+  return Num(env, count);
+}
+
 NAPI_MODULE_INIT() {
   napi_property_descriptor props[] = {
       {"isWine", NULL, IsWine, NULL, NULL, NULL, napi_default, NULL},
@@ -332,6 +352,7 @@ NAPI_MODULE_INIT() {
       {"closePipe", NULL, JsClosePipe, NULL, NULL, NULL, napi_default, NULL},
       {"busyServerStart", NULL, BusyServerStart, NULL, NULL, NULL, napi_default, NULL},
       {"busyServerResult", NULL, BusyServerResult, NULL, NULL, NULL, napi_default, NULL},
+      {"threadCount", NULL, ThreadCount, NULL, NULL, NULL, napi_default, NULL},
   };
   napi_define_properties(env, exports, sizeof props / sizeof props[0], props);
   return exports;
