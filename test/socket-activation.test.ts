@@ -153,7 +153,12 @@ describe.skipIf(process.platform === 'win32')('socket activation (listenFd)', ()
     await expect(createServer(p, () => 'x', { listenFd: fdOf(tcp) })).rejects.toMatchObject({ code: 'EPROTOTYPE' });
 
     const unixServer = await listeningSocket(path.join(dir, 'u.ipc'));
-    const connected = net.connect(path.join(dir, 'u.ipc'));
+    // A connected socket that stays open: its server keeps the connection
+    // (listeningSocket's would end it, and our descriptor with it).
+    const holder = net.createServer(() => {});
+    await new Promise<void>((resolve) => holder.listen(path.join(dir, 'h.ipc'), resolve));
+    onCleanup(() => closeOurCopy(holder));
+    const connected = net.connect(path.join(dir, 'h.ipc'));
     await new Promise<void>((resolve) => connected.once('connect', () => resolve()));
     onCleanup(() => void connected.destroy());
     await expect(createServer(p, () => 'x', { listenFd: fdOf(connected) })).rejects.toMatchObject({ code: 'EINVAL' });
