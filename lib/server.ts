@@ -109,21 +109,30 @@ class Conversation implements Reply, RequestContext {
   private writes: Map<number, () => void> | null = null;
   private peerInfo: PeerInfo | null = null;
 
+  // The peer's fields from the request batch (not the batch itself: it
+  // holds the other requests' buffers, which must not live as long as
+  // this conversation).
+  private readonly pid: number | null;
+  private readonly uid: number | null;
+  private readonly gid: number | null;
+  private readonly sid: string | undefined;
+
   constructor(
     private readonly server: IpcServer,
     private readonly nativeServer: NativeServer,
     readonly id: number,
-    private readonly batch: unknown[],
-    private readonly at: number,
-  ) {}
+    batch: unknown[],
+    at: number,
+  ) {
+    this.pid = batch[at + 2] as number | null;
+    this.uid = batch[at + 3] as number | null;
+    this.gid = batch[at + 4] as number | null;
+    this.sid = batch[at + 5] as string | undefined;
+  }
 
   // Built on first use: most handlers never look.
   get peer(): PeerInfo {
-    if (this.peerInfo === null) {
-      const b = this.batch;
-      const i = this.at;
-      this.peerInfo = toPeer({ pid: b[i + 2] as number | null, uid: b[i + 3] as number | null, gid: b[i + 4] as number | null, sid: b[i + 5] as string | undefined });
-    }
+    if (this.peerInfo === null) this.peerInfo = toPeer({ pid: this.pid, uid: this.uid, gid: this.gid, sid: this.sid });
     return this.peerInfo;
   }
 
