@@ -337,8 +337,10 @@ class PosixAsyncClient : public AsyncClient {
     }
     if (ex->done()) {
       // The exchange closed its socket, which also ended its registration
-      // (with epoll; the poll() backend is told).
-      if (entry.registered_fd >= 0) poller_->Forget(entry.registered_fd);
+      // (with epoll; the poll() backend is told). Told after the close: a
+      // caller may have registered a new socket with the same number in
+      // between, which Forget() with our id leaves registered.
+      if (entry.registered_fd >= 0) poller_->Forget(entry.registered_fd, id);
       ByteBuffer response(std::move(ex->response()));
       ClientResult result = ex->result();
       entries_.erase(it);
@@ -364,7 +366,8 @@ class PosixAsyncClient : public AsyncClient {
                        ex->fd_generation() == entry->registered_generation;
     if (!same_socket && entry->registered_fd >= 0) {
       // The old socket is closed: epoll dropped its registration by itself.
-      poller_->Forget(entry->registered_fd);
+      // Its number may already be a caller's new socket (see Drive()).
+      poller_->Forget(entry->registered_fd, id);
       entry->registered_fd = -1;
     }
     if (fd < 0 || want == 0) {

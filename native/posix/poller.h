@@ -34,10 +34,16 @@ class Poller {
   virtual bool Add(int fd, uint32_t events, uint64_t key, bool oneshot) = 0;
   virtual bool Modify(int fd, uint32_t events, uint64_t key, bool oneshot) = 0;
   virtual void Remove(int fd) = 0;
-  // Call right before closing a registered descriptor (or when a new one
-  // got its number). epoll drops the registration by itself on close (a
-  // no-op there); the poll() backend must be told.
-  virtual void Forget(int fd) { (void)fd; }
+  // The descriptor registered as `fd` with `key` is closed, or about to
+  // be. epoll drops the registration by itself on close (a no-op there);
+  // the poll() backend must be told. Safe after the close too: once
+  // closed, the number may already belong to a new descriptor that
+  // another thread has added under its own key, and that registration
+  // stays (only the one made with `key` goes).
+  virtual void Forget(int fd, uint64_t key) {
+    (void)fd;
+    (void)key;
+  }
   // Returns the number of events stored, 0 on timeout; -1 + errno.
   virtual int Wait(PollEvent* out, int max, int timeout_ms) = 0;
   // Interrupts a Wait() from any thread; it reports `key` = kWakeKey.

@@ -40,8 +40,10 @@ class PollPoller : public Poller {
     {
       std::lock_guard<std::mutex> lock(mutex_);
       // A registration left for this number belongs to a descriptor that
-      // was closed without Forget(): the number was reused. Replace it, as
-      // epoll would have dropped it at close.
+      // was closed and not forgotten yet (its owner may still call
+      // Forget() with its key, which then leaves this one alone): the
+      // number was reused. Replace it, as epoll would have dropped it at
+      // close.
       Registration* r = Find(fd);
       if (r != nullptr) {
         *r = Registration{fd, events, key, oneshot, true};
@@ -67,7 +69,22 @@ class PollPoller : public Poller {
     return true;
   }
 
-  void Forget(int fd) override { Remove(fd); }
+  // Only the registration made with `key`: a thread that closed `fd`
+  // forgets it after the close, and by then another thread may have added
+  // a new descriptor with the same number (Add replaced the old
+  // registration); dropping by number alone would lose that one for good.
+  void Forget(int fd, uint64_t key) override {
+    std::lock_guard<std::mutex> lock(mutex_);
+    for (size_t i = 0; i < registrations_.size(); i++) {
+      if (registrations_[i].fd == fd) {
+        if (registrations_[i].key == key) {
+          registrations_[i] = registrations_.back();
+          registrations_.pop_back();
+        }
+        return;
+      }
+    }
+  }
 
   void Remove(int fd) override {
     std::lock_guard<std::mutex> lock(mutex_);

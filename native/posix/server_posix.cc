@@ -551,7 +551,7 @@ void PosixServer::FinishStop() {
 // Closes and forgets a connection nobody is in a system call on.
 void ServingThread::CloseLocked(Conn* conn, Notices* notices) {
   if (!conn->out.empty()) conn->out.Clear(&notices->released);
-  if (conn->registered) poller_->Forget(conn->fd);
+  if (conn->registered) poller_->Forget(conn->fd, conn->id);
   close(conn->fd);
   conns_.erase(conn->id);
   server_->Closed();

@@ -3,7 +3,8 @@
 // can be driven exactly: exchanges started from a thread that is not the
 // I/O thread (as the JS thread does: connect and send happen there),
 // completions on the starting thread, the timer heap, cancel, connect-only
-// then Send, pause/resume of a stream, a full listen backlog. Built under
+// then Send, pause/resume of a stream, a full listen backlog, and the
+// poller's registration of a reused descriptor number. Built under
 // ASan+UBSan and TSan by test step 20.
 #include <poll.h>
 #include <sys/socket.h>
@@ -24,6 +25,7 @@
 #include "../core/client.h"
 #include "../core/clock.h"
 #include "../core/pkt_line.h"
+#include "../posix/poller.h"
 #include "test_util.h"
 
 using namespace sipc;
@@ -357,6 +359,51 @@ TEST(shutdown_with_exchanges_in_every_phase_reports_nothing_after) {
   size_t reported = recorder.order().size();
   std::this_thread::sleep_for(std::chrono::milliseconds(50));
   CHECK_EQ(recorder.order().size(), reported);  // nothing after Shutdown
+}
+
+// The async client's I/O thread forgets a socket's registration after the
+// exchange closed it; meanwhile the JS thread may have connected a new
+// socket that got the same number and registered it under its own id.
+// The late Forget() must leave that registration alone (with the poll()
+// backend it used to drop it: the new exchange then waited forever).
+TEST(a_late_forget_of_a_closed_descriptor_keeps_the_new_registration) {
+  std::unique_ptr<Poller> poller = Poller::Create();
+  REQUIRE(poller != nullptr);
+  int old_pair[2];
+  REQUIRE(socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, old_pair) == 0);
+  int number = old_pair[0];
+  REQUIRE(poller->Add(number, kPollIn, 1, false));
+  close(old_pair[0]);  // the exchange ends: its socket closes first
+  close(old_pair[1]);
+  int new_pair[2];
+  REQUIRE(socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, new_pair) == 0);
+  if (new_pair[0] != number) {  // give the new socket the old number
+    REQUIRE(dup2(new_pair[0], number) == number);
+    close(new_pair[0]);
+    new_pair[0] = number;
+  }
+  // Another thread registers the new socket, then the owner of the old
+  // one forgets it.
+  std::thread other([&] { poller->Add(number, kPollIn, 2, false); });
+  other.join();
+  poller->Forget(number, 1);
+  REQUIRE(write(new_pair[1], "x", 1) == 1);
+  bool seen = false;
+  int64_t give_up = NowMs() + 5000;
+  while (!seen && NowMs() < give_up) {
+    PollEvent events[8];
+    int n = poller->Wait(events, 8, 100);
+    for (int i = 0; i < n; i++) {
+      if (events[i].key == Poller::kWakeKey) continue;
+      CHECK_EQ(events[i].key, uint64_t{2});
+      CHECK((events[i].events & kPollIn) != 0);
+      seen = true;
+    }
+  }
+  CHECK(seen);
+  poller->Forget(number, 2);
+  close(new_pair[0]);
+  close(new_pair[1]);
 }
 
 TEST_MAIN()
