@@ -107,7 +107,9 @@ export function check(root = ROOT) {
     [...cmakeCommon, ...all('SIPC_WIN_SOURCES')]);
   // The Windows Makefile takes its list from build.sh, which takes it from
   // here: it must not carry a list of its own that could drift.
-  const makefile = fs.readFileSync(path.join(root, 'scripts', 'win', 'Makefile'), 'utf8');
+  // (An installed package has no scripts/: its CMakeLists.txt is checked alone.)
+  const makefilePath = path.join(root, 'scripts', 'win', 'Makefile');
+  const makefile = fs.existsSync(makefilePath) ? fs.readFileSync(makefilePath, 'utf8') : '';
   if (/native\/(core|addon|win|posix)\/[a-z_]+\.cc/.test(makefile.replace(/native\/win\/mingw_delay_load_hook\.cc/g, ''))) {
     problems.push('scripts/win/Makefile names addon sources itself: it must take SOURCES from build.sh');
   }

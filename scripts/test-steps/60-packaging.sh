@@ -38,7 +38,8 @@
 #                      runtime refuses external buffers, as Electron does)
 #  context-aware       Node-API registration only; the addon in the main
 #                      thread and 3 workers at once, under --force-context-aware
-#  electron-selection  node-gyp-build, acting for Electron, picks the prebuild
+#  electron-selection  node-gyp-build, acting for Electron, picks the prebuild;
+#                      and for each of the five platforms, its own directory
 #  load-error          no addon: the error names platform, paths, source build
 #  cmake-js            cmake-js builds the addon from the packed CMakeLists.txt
 #                      (same sources as binding.gyp), smoke test on that build
@@ -249,8 +250,8 @@ claim_install_smoke() {
     local line
     line=$(echo "$out" | grep '"smoke":"ok"') || fail "smoke.$mode printed no result" || return 1
     local addon sum
-    addon=$(echo "$line" | node -pe 'JSON.parse(require("fs").readFileSync(0, "utf8")).addon')
-    sum=$(echo "$line" | node -pe 'JSON.parse(require("fs").readFileSync(0, "utf8")).sha256')
+    addon=$(echo "$line" | node "$PK/json-field.cjs" addon)
+    sum=$(echo "$line" | node "$PK/json-field.cjs" sha256)
     [ "$addon" = "$expected" ] || fail "smoke.$mode loaded $addon, not the installed prebuild" || return 1
     say "$([ $mode = cjs ] && echo require || echo 'import ') : server + getActiveState + sendCommand + streamCommand + sendCommandSync ok; loaded $addon"
     SMOKE_SHA[$v]=$sum
@@ -339,11 +340,7 @@ run_vitest() {
     "${files[@]}"
   local rc=$?
   sed -n 's/.*\(probe: .*\)/\1/p' "$WORK/log-$CURRENT" | sed 's/\x1b\[[0-9;]*m//g' | head -1 >&3
-  node -e '
-    const r = JSON.parse(require("fs").readFileSync(process.argv[1], "utf8"));
-    const files = r.testResults.map((t) => require("path").relative(process.argv[2], t.name)).join(", ");
-    console.log(`vitest: ${r.numPassedTests} passed, ${r.numFailedTests} failed, ${r.numPendingTests + r.numTodoTests} skipped in ${r.testResults.length} files (${files})`);
-  ' "$json" "$ROOT" >&3 2>/dev/null || say "vitest wrote no results"
+  node "$PK/vitest-summary.cjs" "$json" "$ROOT" >&3 2>/dev/null || say "vitest wrote no results"
   return $rc
 }
 
@@ -444,19 +441,22 @@ claim_electron_selection() {
   # node-gyp-build takes the process for Electron's when ELECTRON_RUN_AS_NODE
   # is set (as in Electron's own Node mode): it then looks for a prebuild
   # for runtime=electron, which the napi prebuild must satisfy.
+  cp "$PK/select-prebuild.cjs" "$app/"
   local out
-  out=$(cd "$app" && ELECTRON_RUN_AS_NODE=1 in_nocc "$WORK/nocc-20" node -e '
-    const ngb = require("node-gyp-build");
-    const dir = require("path").dirname(require.resolve("simple-ipc/package.json"));
-    const tags = ngb.parseTags("simple-ipc.node");
-    for (const abi of ["119", "125", "130", "136", "140"]) {
-      if (!ngb.matchTags("electron", abi)(tags)) throw new Error(`no match for electron abi ${abi}`);
-    }
-    console.log(ngb.path(dir));
-  ') || { echo "$out"; fail "node-gyp-build found no prebuild for Electron"; return 1; }
+  out=$(cd "$app" && ELECTRON_RUN_AS_NODE=1 in_nocc "$WORK/nocc-20" node select-prebuild.cjs) ||
+    { echo "$out"; fail "node-gyp-build found no prebuild for Electron"; return 1; }
   [ "$out" = "$app/node_modules/simple-ipc/prebuilds/linux-x64/simple-ipc.node" ] ||
     fail "node-gyp-build picked $out for Electron" || return 1
   say "node-gyp-build, runtime=electron (ELECTRON_RUN_AS_NODE=1): picks prebuilds/linux-x64/simple-ipc.node; its name carries no runtime or ABI tag, so it matches Electron ABIs 119, 125, 130, 136, 140 alike"
+  # Each platform's file, as node-gyp-build would pick it there.
+  local tuple
+  for tuple in linux-x64 linux-arm64 darwin-x64 darwin-arm64 win32-x64; do
+    out=$(cd "$app" && npm_config_platform=${tuple%-*} npm_config_arch=${tuple#*-} in_nocc "$WORK/nocc-20" node select-prebuild.cjs) ||
+      { echo "$out"; fail "node-gyp-build found no prebuild for $tuple"; return 1; }
+    [ "$out" = "$app/node_modules/simple-ipc/prebuilds/$tuple/simple-ipc.node" ] ||
+      fail "node-gyp-build picked $out for $tuple" || return 1
+  done
+  say "node-gyp-build picks prebuilds/<platform>-<arch>/simple-ipc.node for each of linux-x64 linux-arm64 darwin-x64 darwin-arm64 win32-x64 (npm_config_platform/arch)"
   out=$(cd "$app" && ELECTRON_RUN_AS_NODE=1 in_nocc "$WORK/nocc-20" node smoke.cjs) || { echo "$out"; fail "smoke.cjs as Electron failed"; return 1; }
   say "smoke.cjs with runtime=electron: ok"
 }
@@ -493,55 +493,8 @@ claim_cmake_js() {
     fail "cmake-js build failed" || return 1
   local built=$pkg/build/Release/simple_ipc.node
   [ -f "$built" ] || fail "no $built" || return 1
-  # The same sources as binding.gyp's Linux build.
-  local gyp cm
-  gyp=$(node -e '
-    const g = eval("(" + require("fs").readFileSync(process.argv[1], "utf8") + ")").targets[0];
-    const s = [...g.sources];
-    for (const [cond, add] of g.conditions) if (/OS!=.win.|OS==.linux./.test(cond)) s.push(...(add.sources || []));
-    console.log(s.sort().join("\n"));
-  ' "$pkg/binding.gyp")
-  cm=$(node -e '
-    const cc = JSON.parse(require("fs").readFileSync(process.argv[1], "utf8"));
-    const path = require("path");
-    const files = cc.filter((c) => c.output ? /simple_ipc/.test(c.output) : /simple_ipc/.test(c.command)).map((c) => path.relative(process.argv[2], c.file));
-    console.log([...new Set(files)].sort().join("\n"));
-  ' "$pkg/build/compile_commands.json" "$pkg")
-  if [ "$gyp" != "$cm" ]; then
-    diff <(echo "$gyp") <(echo "$cm")
-    fail "the cmake-js addon does not compile binding.gyp's Linux sources"
-    return 1
-  fi
-  say "cmake-js compiled the $(echo "$cm" | wc -l) sources binding.gyp lists for Linux"
-  # ... with every define binding.gyp gives them (node_addon_api_except
-  # stands for NAPI_CPP_EXCEPTIONS).
-  local missing
-  missing=$(node -e '
-    const fs = require("fs");
-    const g = eval("(" + fs.readFileSync(process.argv[1], "utf8") + ")").targets[0];
-    const want = [...(g.defines || [])];
-    for (const [cond, add] of g.conditions) if (/OS!=.win.|OS==.linux./.test(cond)) want.push(...(add.defines || []));
-    if (g.dependencies.some((d) => /node_addon_api_except$/.test(d))) want.push("NAPI_CPP_EXCEPTIONS");
-    const cc = JSON.parse(fs.readFileSync(process.argv[2], "utf8")).filter((c) => /simple_ipc/.test(c.output || c.command));
-    const missing = new Set();
-    for (const c of cc) for (const d of want) if (!c.command.includes(` -D${d} `)) missing.add(d);
-    console.log([...missing].join(" "));
-  ' "$pkg/binding.gyp" "$pkg/build/compile_commands.json")
-  [ -z "$missing" ] || fail "the cmake-js build lacks binding.gyp defines: $missing" || return 1
-  say "with binding.gyp's defines on every compile command"
-  # Windows cannot be built here: compare the lists instead.
-  local gyp_win cm_win
-  gyp_win=$(node -e '
-    const g = eval("(" + require("fs").readFileSync(process.argv[1], "utf8") + ")").targets[0];
-    for (const [cond, add] of g.conditions) if (/^OS==.win.$/.test(cond)) console.log((add.sources || []).sort().join("\n"));
-  ' "$pkg/binding.gyp")
-  cm_win=$(sed -n '/^set(SIPC_WIN_SOURCES/,/)/p' "$pkg/CMakeLists.txt" | grep -o 'win/[A-Za-z0-9_]*\.cc' | sed 's|^|native/|' | sort)
-  if [ "$gyp_win" != "$cm_win" ]; then
-    diff <(echo "$gyp_win") <(echo "$cm_win")
-    fail "CMakeLists.txt's SIPC_WIN_SOURCES differ from binding.gyp's Windows sources"
-    return 1
-  fi
-  say "SIPC_WIN_SOURCES in CMakeLists.txt = binding.gyp's Windows sources ($(echo "$cm_win" | wc -l) files)"
+  # The same sources and defines as binding.gyp's Linux build.
+  node "$PK/cmake-js-check.mjs" "$pkg" >&3 || return 1
   cp "$PK/smoke-lib.cjs" "$PK/smoke.cjs" "$PK/smoke.mjs" "$proj/"
   local mode out
   for mode in cjs mjs; do
