@@ -19,7 +19,7 @@ import * as path from 'node:path';
 import { ROOT, compileDefines, gypList } from '../build/sources.mjs';
 import { CACHE, uvIncludeDir } from './deps.mjs';
 import { recordTarget } from './manifest.mjs';
-import { ADDON_FILE, ZIG_TARGETS } from './targets.mjs';
+import { ADDON_FILE, EXPORTS, ZIG_TARGETS } from './targets.mjs';
 
 export const ZIG = path.join(ROOT, 'node_modules', '@ryoppippi', 'zig-linux-x64', 'zig');
 
@@ -49,7 +49,7 @@ export function linkFlags(name) {
   if (t.os === 'linux') {
     return [...common, ...gypList('ldflags', 'linux'), `-Wl,--version-script=${path.join('scripts', 'prebuild', 'linux-exports.map')}`];
   }
-  return [...common, '-Wl,-undefined,dynamic_lookup', '-Wl,-exported_symbol,_napi_register_module_v1'];
+  return [...common, '-Wl,-undefined,dynamic_lookup', ...EXPORTS.map((e) => `-Wl,-exported_symbol,_${e}`)];
 }
 
 // Zig's global cache (~/.cache/zig unless ZIG_GLOBAL_CACHE_DIR says
@@ -97,16 +97,22 @@ function objectPath(name, variant, source) {
   return path.join(CACHE, 'obj', `${name}${variant}`, source.replace(/\.cc$/, '.o'));
 }
 
-// Builds the given targets; returns { target: outputFile }.
+// Builds the given targets, one after the other: a target's sources
+// compile `jobs` at a time, then its link (which may first build libc++
+// for a new target) runs while the next target compiles.
+// Returns { outputs: { target: file }, warnings }.
 export async function build(targets, { outDir = path.join(ROOT, 'prebuilds'), defines = [], jobs = 2 } = {}) {
   const variant = defines.length ? `-${defines.join('-').toLowerCase()}` : '';
-  const compiles = [];
   let warnings = 0;
+  const outputs = {};
+  const links = [];
   for (const name of targets) {
     const flags = compileFlags(name, defines);
-    for (const source of gypList('sources', ZIG_TARGETS[name].os)) {
-      const obj = objectPath(name, variant, source);
-      compiles.push(async () => {
+    const sources = gypList('sources', ZIG_TARGETS[name].os);
+    const started = Date.now();
+    await pool(
+      sources.map((source) => async () => {
+        const obj = objectPath(name, variant, source);
         fs.mkdirSync(path.dirname(obj), { recursive: true });
         fs.rmSync(obj, { force: true });
         const out = await run([...flags, '-c', source, '-o', obj], `${name}: ${source}`);
@@ -114,25 +120,25 @@ export async function build(targets, { outDir = path.join(ROOT, 'prebuilds'), de
           warnings += (out.match(/warning:/g) || []).length;
           process.stdout.write(`[prebuild] ${name}: ${source}:\n${out}`);
         }
-      });
-    }
+      }),
+      jobs,
+    );
+    console.log(`[prebuild] ${name}: compiled ${sources.length} sources in ${((Date.now() - started) / 1000).toFixed(0)} s`);
+    const file = path.join(outDir, name, ADDON_FILE);
+    fs.mkdirSync(path.dirname(file), { recursive: true });
+    const objects = sources.map((s) => objectPath(name, variant, s));
+    const linkStarted = Date.now();
+    links.push(
+      run([...linkFlags(name), '-o', file, ...objects], `${name}: link`).then(() => {
+        outputs[name] = file;
+        console.log(`[prebuild] ${path.relative(ROOT, file)}: ${fs.statSync(file).size} bytes, linked in ${((Date.now() - linkStarted) / 1000).toFixed(0)} s`);
+      }),
+    );
   }
-  const started = Date.now();
-  await pool(compiles, jobs);
-  console.log(`[prebuild] compiled ${compiles.length} sources for ${targets.join(', ')} in ${((Date.now() - started) / 1000).toFixed(0)} s, ${warnings} warnings`);
-  const outputs = {};
-  await pool(
-    targets.map((name) => async () => {
-      const t0 = Date.now();
-      const objects = gypList('sources', ZIG_TARGETS[name].os).map((s) => objectPath(name, variant, s));
-      const file = path.join(outDir, name, ADDON_FILE);
-      fs.mkdirSync(path.dirname(file), { recursive: true });
-      await run([...linkFlags(name), '-o', file, ...objects], `${name}: link`);
-      outputs[name] = file;
-      console.log(`[prebuild] ${path.relative(ROOT, file)}: ${fs.statSync(file).size} bytes, linked in ${((Date.now() - t0) / 1000).toFixed(0)} s`);
-    }),
-    jobs,
-  );
+  const results = await Promise.allSettled(links);
+  const failed = results.find((r) => r.status === 'rejected');
+  if (failed) throw failed.reason;
+  console.log(`[prebuild] ${warnings} compiler warnings`);
   return { outputs, warnings };
 }
 

@@ -5,8 +5,8 @@
 //   node scripts/prebuild/check-binaries.mjs [--dir=DIR] [target ...]
 //
 //  - every one: the file format and CPU its directory promises (ELF
-//    x86-64/AArch64, Mach-O x86_64/arm64, PE32+ x86-64), and the only
-//    export is napi_register_module_v1 (Node-API registration).
+//    x86-64/AArch64, Mach-O x86_64/arm64, PE32+ x86-64), and it exports
+//    only Node-API registration (targets.mjs EXPORTS).
 //  - Linux: no glibc symbol version newer than 2.28, no GLIBCXX_/CXXABI_
 //    newer than GCC 8's, no libstdc++/libc++ dependency (linked in), only
 //    napi_* left for Node to provide.
@@ -14,15 +14,16 @@
 //    (and libc++ if any), and the only symbols left to the loading process
 //    (dynamic lookup) are napi_*; the macOS code paths are the ones
 //    compiled in: poll() poller, getpeereid, LOCAL_PEERPID, SO_NOSIGPIPE,
-//    104-byte sun_path (from the imports, the macros the socket code saw,
-//    and a compile against the same target's headers).
+//    104-byte sun_path (from the imports, and a probe compiled for the
+//    target that includes the socket code and tests the macros it saw).
+//    The same probe checks the Linux branches of the Linux prebuilds.
 // Prints one line per fact; exits 1 if any check fails.
 import { execFileSync } from 'node:child_process';
 import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { ROOT } from '../build/sources.mjs';
 import { ZIG, compileFlags } from './build.mjs';
-import { ADDON_FILE, ALL_TARGETS, LINUX_FLOORS, WIN_TARGET, ZIG_TARGETS } from './targets.mjs';
+import { ADDON_FILE, ALL_TARGETS, EXPORTS, LINUX_FLOORS, WIN_TARGET, ZIG_TARGETS } from './targets.mjs';
 
 const sh = (cmd, args, input) => execFileSync(cmd, args, { encoding: 'utf8', input, maxBuffer: 64 << 20, cwd: ROOT });
 const versionLE = (a, b) => {
@@ -72,9 +73,9 @@ function checkElf(target, file, t, ok, bad) {
 }
 
 function checkExports(exported, ok, bad) {
-  const names = exported.map((s) => s.replace(/^_/, '')).filter((s) => s);
-  if (names.length === 1 && names[0] === 'napi_register_module_v1') ok('exports only napi_register_module_v1');
-  else bad(`exports ${names.join(' ') || 'nothing'}, not only napi_register_module_v1`);
+  const names = exported.map((s) => s.replace(/^_/, '')).filter((s) => s).sort();
+  if (names.join(' ') === [...EXPORTS].sort().join(' ')) ok(`exports only ${names.join(' ')}`);
+  else bad(`exports ${names.join(' ') || 'nothing'}, not only ${EXPORTS.join(' ')}`);
 }
 
 function checkMacho(target, file, t, ok, bad) {
@@ -106,28 +107,38 @@ function checkMacho(target, file, t, ok, bad) {
   else bad(`imports: missing ${missing.join(' ') || '-'}, Linux-only ${epoll.join(' ') || '-'}`);
 }
 
-// The socket code's #if branches, as the target's headers decide them.
+// The socket code's #if branches, as the target's headers decide them: a
+// probe that includes socket_util.cc itself and then tests the macros it
+// saw, and the size of sun_path, compiled for the target (-c: `zig c++`
+// builds libc++ first for -E or -fsyntax-only, minutes per target).
 function checkPlatformMacros(target, t, ok, bad) {
-  const flags = compileFlags(target);
-  const env = { ...process.env, ZIG_LOCAL_CACHE_DIR: path.join(ROOT, '.cache', 'prebuild', 'zig-local') };
-  const run = (args, input) => execFileSync(ZIG, args, { encoding: 'utf8', input, cwd: ROOT, env, maxBuffer: 64 << 20 });
-  const macros = new Set(
-    run(['c++', ...flags, '-E', '-dM', 'native/posix/socket_util.cc']).split('\n').map((l) => l.split(/\s+/)[1]),
-  );
   const mac = t.os === 'mac';
   const want = mac
     ? { SO_NOSIGPIPE: true, LOCAL_PEERPID: true, MSG_NOSIGNAL: false, SO_PEERCRED: false, __APPLE__: true, __linux__: false }
     : { SO_NOSIGPIPE: false, LOCAL_PEERPID: false, MSG_NOSIGNAL: true, SO_PEERCRED: true, __APPLE__: false, __linux__: true };
-  const wrong = Object.entries(want).filter(([m, on]) => macros.has(m) !== on).map(([m, on]) => `${m} ${on ? 'undefined' : 'defined'}`);
-  if (wrong.length) bad(`socket_util.cc sees ${wrong.join(', ')}`);
-  else ok(`socket_util.cc compiles its ${mac ? 'SO_NOSIGPIPE + getpeereid + LOCAL_PEERPID' : 'MSG_NOSIGNAL + SO_PEERCRED'} branches (macros as the target's headers define them)`);
   const sunPath = mac ? 104 : 108;
-  const probe = `#include <sys/un.h>\nstatic_assert(sizeof(sockaddr_un{}.sun_path) == ${sunPath}, "sun_path");\n`;
+  const probe = [
+    `#include "${path.join(ROOT, 'native', 'posix', 'socket_util.cc')}"`,
+    '#include <sys/un.h>',
+    ...Object.entries(want).map(([m, on]) => `#if ${on ? '!' : ''}defined(${m})\n#error "${m} is ${on ? 'not ' : ''}defined"\n#endif`),
+    `static_assert(sizeof(sockaddr_un{}.sun_path) == ${sunPath}, "sun_path is not ${sunPath} bytes");`,
+    '',
+  ].join('\n');
+  const dir = path.join(ROOT, '.cache', 'prebuild', 'probe');
+  fs.mkdirSync(dir, { recursive: true });
+  const src = path.join(dir, `${target}.cc`);
+  fs.writeFileSync(src, probe);
+  const env = { ...process.env, ZIG_LOCAL_CACHE_DIR: path.join(ROOT, '.cache', 'prebuild', 'zig-local') };
   try {
-    run(['c++', ...flags, '-fsyntax-only', '-x', 'c++', '-'], probe);
+    execFileSync(ZIG, ['c++', ...compileFlags(target), '-c', src, '-o', path.join(dir, `${target}.o`)], {
+      cwd: ROOT, env, encoding: 'utf8', stdio: ['ignore', 'pipe', 'pipe'],
+    });
+    const on = Object.keys(want).filter((m) => want[m]);
+    ok(`socket_util.cc, compiled for ${t.zig}, sees ${on.join(' ')} defined and ${Object.keys(want).filter((m) => !want[m]).join(' ')} not: its ${mac ? 'SO_NOSIGPIPE, getpeereid + LOCAL_PEERPID' : 'MSG_NOSIGNAL, SO_PEERCRED'} branches are the ones built`);
     ok(`sun_path is ${sunPath} bytes for this target`);
   } catch (e) {
-    bad(`sun_path is not ${sunPath} bytes for this target: ${e.stderr || e.message}`);
+    const errors = String(e.stderr || e.message).split('\n').filter((l) => /error:/.test(l));
+    bad(`platform probe for ${t.zig}: ${errors.join('; ') || e.message}`);
   }
 }
 
