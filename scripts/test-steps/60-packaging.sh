@@ -9,11 +9,15 @@
 #  prebuilds-current   prebuilds/manifest.json: each committed prebuild was
 #                      built from the current sources, scripts and pinned
 #                      toolchain (scripts/prebuild/manifest.mjs check)
+#  stale-detected      that check, on a copy with one source changed (every
+#                      prebuild reported stale) and one binary changed
 #  prebuild-binaries   each prebuild's format and CPU (ELF x86-64/AArch64,
 #                      Mach-O x86_64/arm64, PE32+), the Linux glibc 2.28 /
 #                      GCC 8 symbol-version floors, the macOS minimum and
 #                      imports, the macOS code paths compiled in
 #                      (scripts/prebuild/check-binaries.mjs)
+#  noext-build         the Electron-headers variant compiles (see
+#                      no-external-buffers), in a staging copy
 #  pack                `npm pack` ships exactly dist JS + types, binding.gyp,
 #                      CMakeLists.txt, native sources and the five committed
 #                      prebuilds, byte for byte
@@ -162,6 +166,29 @@ claim_prebuilds_current() {
   node scripts/prebuild/manifest.mjs check >&3
 }
 claim prebuilds-current claim_prebuilds_current
+
+# The staleness check fails when it should: in a copy of what it reads,
+# one changed source marks every prebuild stale, one changed binary is
+# named, and the unchanged copy passes.
+claim_stale_detected() {
+  local copy=$WORK/stale-copy
+  mkdir -p "$copy/scripts"
+  cp -r "$ROOT/binding.gyp" "$ROOT/package-lock.json" "$ROOT/native" "$ROOT/prebuilds" "$copy/"
+  cp -r "$ROOT/scripts/build" "$ROOT/scripts/prebuild" "$ROOT/scripts/win" "$copy/scripts/"
+  local out
+  out=$(node "$copy/scripts/prebuild/manifest.mjs" check) || { echo "$out"; fail "the unchanged copy does not pass"; return 1; }
+  echo "// changed" >>"$copy/native/core/status.cc"
+  printf 'x' >>"$copy/prebuilds/linux-arm64/simple-ipc.node"
+  out=$(node "$copy/scripts/prebuild/manifest.mjs" check) && { echo "$out"; fail "a changed source and binary passed"; return 1; }
+  echo "$out"
+  local t
+  for t in linux-x64 darwin-x64 darwin-arm64 win32-x64; do
+    grep -q "^$t: built from other inputs than the current ones (stale)" <<<"$out" || fail "$t not reported stale" || return 1
+  done
+  grep -q '^linux-arm64: the binary is not the one the manifest records' <<<"$out" || fail "the changed binary was not reported" || return 1
+  say "in a copy: appending to native/core/status.cc makes all four other prebuilds stale, one changed byte in linux-arm64's binary is reported"
+}
+claim stale-detected claim_stale_detected
 
 # The shipped Linux x64 binary: what every install and test claim below
 # loads, after `npm pack` put it in the tarball.
