@@ -19,7 +19,7 @@ import * as path from 'node:path';
 import { ROOT, compileDefines, gypList } from '../build/sources.mjs';
 import { CACHE, uvIncludeDir } from './deps.mjs';
 import { recordTarget } from './manifest.mjs';
-import { ADDON_FILE, EXPORTS, ZIG_TARGETS } from './targets.mjs';
+import { ADDON_FILE, ZIG_TARGETS } from './targets.mjs';
 
 export const ZIG = path.join(ROOT, 'node_modules', '@ryoppippi', 'zig-linux-x64', 'zig');
 
@@ -49,7 +49,10 @@ export function linkFlags(name) {
   if (t.os === 'linux') {
     return [...common, ...gypList('ldflags', 'linux'), `-Wl,--version-script=${path.join('scripts', 'prebuild', 'linux-exports.map')}`];
   }
-  return [...common, '-Wl,-undefined,dynamic_lookup', ...EXPORTS.map((e) => `-Wl,-exported_symbol,_${e}`)];
+  // Zig 0.11's Mach-O linker takes no export list (and exports hidden
+  // symbols too; check-binaries.mjs reports it). The install name is
+  // fixed so that no checkout path ends up in the binary.
+  return [...common, '-Wl,-undefined,dynamic_lookup', `-Wl,-install_name,@rpath/${ADDON_FILE}`];
 }
 
 // Zig's global cache (~/.cache/zig unless ZIG_GLOBAL_CACHE_DIR says
@@ -128,16 +131,21 @@ export async function build(targets, { outDir = path.join(ROOT, 'prebuilds'), de
     fs.mkdirSync(path.dirname(file), { recursive: true });
     const objects = sources.map((s) => objectPath(name, variant, s));
     const linkStarted = Date.now();
+    // Settled at once: a failed link is reported after the other targets,
+    // never as an unhandled rejection while they compile.
     links.push(
-      run([...linkFlags(name), '-o', file, ...objects], `${name}: link`).then(() => {
-        outputs[name] = file;
-        console.log(`[prebuild] ${path.relative(ROOT, file)}: ${fs.statSync(file).size} bytes, linked in ${((Date.now() - linkStarted) / 1000).toFixed(0)} s`);
-      }),
+      run([...linkFlags(name), '-o', file, ...objects], `${name}: link`).then(
+        () => {
+          outputs[name] = file;
+          console.log(`[prebuild] ${path.relative(ROOT, file)}: ${fs.statSync(file).size} bytes, linked in ${((Date.now() - linkStarted) / 1000).toFixed(0)} s`);
+          return null;
+        },
+        (error) => error,
+      ),
     );
   }
-  const results = await Promise.allSettled(links);
-  const failed = results.find((r) => r.status === 'rejected');
-  if (failed) throw failed.reason;
+  const failures = (await Promise.all(links)).filter((e) => e !== null);
+  if (failures.length) throw new Error(failures.map((e) => e.message).join('\n'));
   console.log(`[prebuild] ${warnings} compiler warnings`);
   return { outputs, warnings };
 }
