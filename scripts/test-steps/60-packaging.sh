@@ -33,8 +33,7 @@
 #  api-tests@22/24/26  framing, client and server test files, vitest launched
 #                      by that Node, PREBUILDS_ONLY=1, on the installed prebuild
 #  suite-prebuilds-only  the whole vitest suite, PREBUILDS_ONLY=1, on it
-#  no-external-buffers a separate build (node-gyp via prebuildify, in a
-#                      staging copy) with NODE_API_NO_EXTERNAL_BUFFERS_ALLOWED
+#  no-external-buffers a separate build (node-gyp, in a staging copy) with NODE_API_NO_EXTERNAL_BUFFERS_ALLOWED
 #                      on every compile command (the define removes the
 #                      external-buffer APIs, as a canary shows) compiles, and
 #                      the API tests pass on it; the shipped prebuilds are
@@ -209,17 +208,23 @@ claim_prebuild_binaries() {
 }
 claim prebuild-binaries claim_prebuild_binaries
 
-# The Electron variant: node-gyp (through prebuildify) in a staging copy of
-# the sources, with NODE_API_NO_EXTERNAL_BUFFERS_ALLOWED; not shipped.
+# The Electron variant: node-gyp in a staging copy of the sources, with
+# NODE_API_NO_EXTERNAL_BUFFERS_ALLOWED, copied to where node-gyp-build
+# looks for a prebuild (SIMPLE_IPC_PREBUILD=$NOEXT_STAGE); not shipped.
 NOEXT_STAGE=$WORK/stage-noext
 claim_noext_build() {
   stage_sources "$NOEXT_STAGE"
-  say "staging copy of the sources: $NOEXT_STAGE; there: CXXFLAGS=-DNODE_API_NO_EXTERNAL_BUFFERS_ALLOWED prebuildify --napi --strip"
-  (cd "$NOEXT_STAGE" && JOBS=2 V=1 CXXFLAGS=-DNODE_API_NO_EXTERNAL_BUFFERS_ALLOWED "$ROOT/node_modules/.bin/prebuildify" --napi --strip) ||
+  local nodedir
+  nodedir=$(npm config get nodedir 2>/dev/null)
+  say "staging copy of the sources: $NOEXT_STAGE; there: CXXFLAGS=-DNODE_API_NO_EXTERNAL_BUFFERS_ALLOWED node-gyp rebuild --nodedir=${nodedir:-/usr}"
+  (cd "$NOEXT_STAGE" && V=1 CXXFLAGS=-DNODE_API_NO_EXTERNAL_BUFFERS_ALLOWED \
+    "$ROOT/node_modules/.bin/node-gyp" rebuild -j 2 --nodedir="${nodedir:-/usr}") ||
     fail "the build with NODE_API_NO_EXTERNAL_BUFFERS_ALLOWED failed" || return 1
-  local f=$NOEXT_STAGE/prebuilds/linux-x64/simple-ipc.node
-  [ -f "$f" ] || fail "no $f" || return 1
-  say "built $(basename "$f") ($(stat -c %s "$f") bytes)"
+  local built=$NOEXT_STAGE/build/Release/simple_ipc.node f=$NOEXT_STAGE/prebuilds/linux-x64/simple-ipc.node
+  [ -f "$built" ] || fail "no $built" || return 1
+  mkdir -p "$(dirname "$f")"
+  cp "$built" "$f"
+  say "built $(basename "$built") ($(stat -c %s "$built") bytes), copied to prebuilds/linux-x64/ in the staging copy"
 }
 claim noext-build claim_noext_build
 
