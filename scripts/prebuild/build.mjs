@@ -21,6 +21,9 @@ import { CACHE, uvIncludeDir } from './deps.mjs';
 import { recordTarget } from './manifest.mjs';
 import { ADDON_FILE, ZIG_TARGETS } from './targets.mjs';
 
+// lstat() for glibc < 2.33 targets (see the file).
+const GLIBC_COMPAT = 'scripts/prebuild/glibc_compat.cc';
+
 export const ZIG = path.join(ROOT, 'node_modules', '@ryoppippi', 'zig-linux-x64', 'zig');
 
 // Compile flags of one target: binding.gyp's cflags_cc and defines, plus
@@ -111,7 +114,7 @@ export async function build(targets, { outDir = path.join(ROOT, 'prebuilds'), de
   const links = [];
   for (const name of targets) {
     const flags = compileFlags(name, defines);
-    const sources = gypList('sources', ZIG_TARGETS[name].os);
+    const sources = [...gypList('sources', ZIG_TARGETS[name].os), ...(ZIG_TARGETS[name].os === 'linux' ? [GLIBC_COMPAT] : [])];
     const started = Date.now();
     await pool(
       sources.map((source) => async () => {

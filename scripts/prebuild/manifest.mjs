@@ -33,7 +33,7 @@ export function inputFiles(target) {
   const scripts =
     target === WIN_TARGET
       ? ['scripts/win/Makefile', 'scripts/win/build.sh', 'scripts/win/common.sh']
-      : ['scripts/prebuild/build.mjs', 'scripts/prebuild/targets.mjs', 'scripts/prebuild/deps.mjs', 'scripts/prebuild/linux-exports.map'];
+      : ['scripts/prebuild/build.mjs', 'scripts/prebuild/targets.mjs', 'scripts/prebuild/deps.mjs', 'scripts/prebuild/linux-exports.map', 'scripts/prebuild/glibc_compat.cc'];
   return [
     'binding.gyp',
     'scripts/build/sources.mjs',

@@ -103,16 +103,17 @@ test('sendCommandSync from a worker thread', async () => {
   });
 });
 
-test('active state: listening, then not after close (async and sync agree)', async () => {
+test('active state: listening, then not-listening after close (async and sync)', async () => {
   const p = socketPath();
   const server = await ipc.createServer(p, () => 'x');
   assert.equal(await ipc.getActiveState(p), 'listening');
   assert.equal(ipc.getActiveStateSync(p), 'listening');
   await server.close();
   assert.equal(fs.existsSync(p), false);
-  const state = await ipc.getActiveState(p);
-  assert.notEqual(state, 'listening');
-  assert.equal(ipc.getActiveStateSync(p), state);
+  // not-listening, as Git says for a missing path (lstat's errno decides:
+  // the glibc 2.28 prebuilds need scripts/prebuild/glibc_compat.cc for it).
+  assert.equal(await ipc.getActiveState(p), 'not-listening');
+  assert.equal(ipc.getActiveStateSync(p), 'not-listening');
 });
 
 test('errors: ENOENT for no socket; a request over maxRequestBytes is refused and reported', async () => {
