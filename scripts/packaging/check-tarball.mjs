@@ -1,13 +1,16 @@
 #!/usr/bin/env node
 // Checks what `npm pack` put in the tarball: exactly the compiled JS and
 // types, binding.gyp and CMakeLists.txt with the native sources they build
-// (native/test excluded), and the prebuilds; nothing else (no tests,
+// (native/test excluded), and the five committed prebuilds, byte for byte
+// the files in prebuilds/ (scripts/prebuild/targets.mjs); nothing else (no tests,
 // benchmarks, scripts, TypeScript sources, source maps, build output).
 // Usage: node check-tarball.mjs <package.tgz> <repo root>
 // Prints what it found; exits 1 with the reasons if anything is off.
 import { execFileSync } from 'node:child_process';
+import * as crypto from 'node:crypto';
 import * as fs from 'node:fs';
 import * as path from 'node:path';
+import { ADDON_FILE, ALL_TARGETS } from '../prebuild/targets.mjs';
 
 const [tgz, root] = process.argv.slice(2);
 const entries = execFileSync('tar', ['-tzf', tgz], { encoding: 'utf8' })
@@ -26,14 +29,15 @@ const allowed = [
   /^CMakeLists\.txt$/,
   /^dist\/(cli\/)?[A-Za-z0-9_-]+\.(js|mjs|d\.ts|d\.mts)$/,
   /^native\/(core|posix|addon|win)\/[A-Za-z0-9_-]+\.(h|cc)$/,
-  /^prebuilds\/(linux-x64|win32-x64)\/[A-Za-z0-9_.-]+\.node$/,
+  new RegExp(`^prebuilds/(${ALL_TARGETS.join('|')})/${ADDON_FILE.replace('.', '\\.')}$`),
 ];
 for (const e of entries) {
   if (!allowed.some((re) => re.test(e))) problems.push(`not allowed in the package: ${e}`);
 }
 
 // 2. Everything a user needs is there.
-const required = ['package.json', 'README.md', 'binding.gyp', 'CMakeLists.txt', 'prebuilds/linux-x64/simple-ipc.node'];
+const prebuilds = ALL_TARGETS.map((t) => `prebuilds/${t}/${ADDON_FILE}`);
+const required = ['package.json', 'README.md', 'binding.gyp', 'CMakeLists.txt', ...prebuilds];
 // Every compiled module of lib/ with its types (index.mts gives .mjs/.d.mts).
 // lib/cli/ holds the command line tool's modules.
 const libFiles = [
@@ -48,11 +52,14 @@ for (const f of libFiles) {
 // Every tracked native source of the addon (native/test is not shipped).
 const tracked = execFileSync('git', ['ls-files', 'native'], { cwd: root, encoding: 'utf8' }).split('\n').filter(Boolean);
 for (const f of tracked) if (/^native\/(core|posix|addon|win)\//.test(f)) required.push(f);
-// The Windows prebuild, when `npm run build:win` has produced one.
-const winDir = path.join(root, 'prebuilds', 'win32-x64');
-const winBuilds = fs.existsSync(winDir) ? fs.readdirSync(winDir).filter((f) => f.endsWith('.node')) : [];
-for (const f of winBuilds) required.push(`prebuilds/win32-x64/${f}`);
 for (const f of required) if (!have.has(f)) problems.push(`missing from the package: ${f}`);
+// Each packed prebuild is the committed file (the one check-binaries.mjs checked).
+const sha256 = (b) => crypto.createHash('sha256').update(b).digest('hex');
+for (const f of prebuilds) {
+  if (!have.has(f) || !fs.existsSync(path.join(root, f))) continue;
+  const packed = execFileSync('tar', ['-xzOf', tgz, `package/${f}`], { maxBuffer: 64 << 20 });
+  if (sha256(packed) !== sha256(fs.readFileSync(path.join(root, f)))) problems.push(`packed ${f} differs from the one in prebuilds/`);
+}
 
 // 3. package.json's entry points all exist in the tarball.
 const pkg = JSON.parse(execFileSync('tar', ['-xzOf', tgz, 'package/package.json'], { encoding: 'utf8' }));
@@ -76,8 +83,8 @@ for (const cond of ['import', 'require']) {
 const count = (re) => entries.filter((e) => re.test(e)).length;
 console.log(
   `tarball ${path.basename(tgz)}: ${entries.length} files: ${count(/^dist\//)} in dist/, ` +
-    `${count(/^native\//)} native sources, prebuilds: ${entries.filter((e) => e.startsWith('prebuilds/')).join(', ')}` +
-    `${winBuilds.length ? '' : ' (no prebuilds/win32-x64 in the tree: `npm run build:win` output not present)'}`,
+    `${count(/^native\//)} native sources, prebuilds (each the committed file): ` +
+    entries.filter((e) => e.startsWith('prebuilds/')).join(', '),
 );
 if (problems.length) {
   for (const p of problems) console.log(`  ${p}`);

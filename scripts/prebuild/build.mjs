@@ -1,0 +1,184 @@
+#!/usr/bin/env node
+// Cross-builds the POSIX prebuilds with `zig c++` from binding.gyp's
+// sources and defines (scripts/build/sources.mjs):
+//
+//   node scripts/prebuild/build.mjs [options] [target ...]
+//     target           linux-x64 linux-arm64 darwin-x64 darwin-arm64 (default: all four)
+//     --out=DIR        write DIR/<target>/simple-ipc.node instead of prebuilds/
+//                      (and leave prebuilds/manifest.json alone)
+//     --define=NAME    one more preprocessor define (repeatable), e.g.
+//                      NODE_API_NO_EXTERNAL_BUFFERS_ALLOWED for the Electron
+//                      headers check; only with --out
+//
+// Objects live under .cache/prebuild; every run compiles every source
+// again, so the binary never depends on what was there. JOBS (default 2)
+// compiles run at once.
+import { spawn } from 'node:child_process';
+import * as fs from 'node:fs';
+import * as path from 'node:path';
+import { ROOT, compileDefines, gypList } from '../build/sources.mjs';
+import { CACHE, uvIncludeDir } from './deps.mjs';
+import { recordTarget } from './manifest.mjs';
+import { ADDON_FILE, ZIG_TARGETS } from './targets.mjs';
+
+// lstat() for glibc < 2.33 targets (see the file).
+const GLIBC_COMPAT = 'scripts/prebuild/glibc_compat.cc';
+
+export const ZIG = path.join(ROOT, 'node_modules', '@ryoppippi', 'zig-linux-x64', 'zig');
+
+// Compile flags of one target: binding.gyp's cflags_cc and defines, plus
+// what node-gyp adds for an addon (-fPIC, -O2, BUILDING_NODE_EXTENSION).
+export function compileFlags(name, extraDefines = []) {
+  const t = ZIG_TARGETS[name];
+  const defines = [...compileDefines(t.os), 'BUILDING_NODE_EXTENSION', 'NDEBUG', ...extraDefines];
+  return [
+    '-target', t.zig,
+    ...gypList('cflags_cc', t.os),
+    '-O2', '-fPIC', '-fvisibility-inlines-hidden',
+    // No checkout path in the binary: the same sources give the same bytes.
+    `-ffile-prefix-map=${ROOT}=.`,
+    ...defines.map((d) => `-D${d}`),
+    '-isystem', path.relative(ROOT, path.join(ROOT, 'node_modules', 'node-api-headers', 'include')),
+    '-isystem', path.relative(ROOT, path.join(ROOT, 'node_modules', 'node-addon-api')),
+    '-isystem', path.relative(ROOT, uvIncludeDir()),
+  ];
+}
+
+// Link flags: Node-API stays undefined, to be bound to the loading
+// process's napi_* at load time; libc++ is linked in statically by Zig.
+export function linkFlags(name) {
+  const t = ZIG_TARGETS[name];
+  const common = ['-target', t.zig, '-shared', '-s'];
+  if (t.os === 'linux') {
+    return [...common, ...gypList('ldflags', 'linux'), `-Wl,--version-script=${path.join('scripts', 'prebuild', 'linux-exports.map')}`];
+  }
+  // Zig 0.11's Mach-O linker takes no export list (and exports hidden
+  // symbols too; check-binaries.mjs reports it). The install name is
+  // fixed so that no checkout path ends up in the binary.
+  return [...common, '-Wl,-undefined,dynamic_lookup', `-Wl,-install_name,@rpath/${ADDON_FILE}`];
+}
+
+// Zig's global cache (~/.cache/zig unless ZIG_GLOBAL_CACHE_DIR says
+// otherwise) keeps the libc++ it builds once per target, minutes of work
+// on two cores; it is keyed by target and flags, so it never changes what
+// is linked.
+function zigEnv() {
+  return { ...process.env, ZIG_LOCAL_CACHE_DIR: path.join(CACHE, 'zig-local') };
+}
+
+// Runs one `zig c++` command; resolves with its output, rejects with it on failure.
+function run(args, label) {
+  return new Promise((resolve, reject) => {
+    const child = spawn(ZIG, ['c++', ...args], { cwd: ROOT, env: zigEnv(), stdio: ['ignore', 'pipe', 'pipe'] });
+    let out = '';
+    child.stdout.on('data', (d) => (out += d));
+    child.stderr.on('data', (d) => (out += d));
+    child.on('error', reject);
+    child.on('close', (code) => (code === 0 ? resolve(out) : reject(new Error(`${label} failed (exit ${code}):\n${out}`))));
+  });
+}
+
+// At most `jobs` of the thunks run at once; rejects on the first failure
+// after the running ones have finished.
+async function pool(thunks, jobs) {
+  const results = [];
+  let next = 0;
+  let failure = null;
+  async function worker() {
+    while (next < thunks.length && !failure) {
+      const i = next++;
+      try {
+        results[i] = await thunks[i]();
+      } catch (e) {
+        failure ??= e;
+      }
+    }
+  }
+  await Promise.all(Array.from({ length: Math.min(jobs, thunks.length) }, worker));
+  if (failure) throw failure;
+  return results;
+}
+
+function objectPath(name, variant, source) {
+  return path.join(CACHE, 'obj', `${name}${variant}`, source.replace(/\.cc$/, '.o'));
+}
+
+// Builds the given targets, one after the other: a target's sources
+// compile `jobs` at a time, then its link (which may first build libc++
+// for a new target) runs while the next target compiles.
+// Returns { outputs: { target: file }, warnings }.
+export async function build(targets, { outDir = path.join(ROOT, 'prebuilds'), defines = [], jobs = 2 } = {}) {
+  const variant = defines.length ? `-${defines.join('-').toLowerCase()}` : '';
+  let warnings = 0;
+  const outputs = {};
+  const links = [];
+  for (const name of targets) {
+    const flags = compileFlags(name, defines);
+    const sources = [...gypList('sources', ZIG_TARGETS[name].os), ...(ZIG_TARGETS[name].os === 'linux' ? [GLIBC_COMPAT] : [])];
+    const started = Date.now();
+    await pool(
+      sources.map((source) => async () => {
+        const obj = objectPath(name, variant, source);
+        fs.mkdirSync(path.dirname(obj), { recursive: true });
+        fs.rmSync(obj, { force: true });
+        const out = await run([...flags, '-c', source, '-o', obj], `${name}: ${source}`);
+        if (/warning:/.test(out)) {
+          warnings += (out.match(/warning:/g) || []).length;
+          process.stdout.write(`[prebuild] ${name}: ${source}:\n${out}`);
+        }
+      }),
+      jobs,
+    );
+    console.log(`[prebuild] ${name}: compiled ${sources.length} sources in ${((Date.now() - started) / 1000).toFixed(0)} s`);
+    const file = path.join(outDir, name, ADDON_FILE);
+    fs.mkdirSync(path.dirname(file), { recursive: true });
+    const objects = sources.map((s) => objectPath(name, variant, s));
+    const linkStarted = Date.now();
+    // Settled at once: a failed link is reported after the other targets,
+    // never as an unhandled rejection while they compile.
+    links.push(
+      run([...linkFlags(name), '-o', file, ...objects], `${name}: link`).then(
+        () => {
+          outputs[name] = file;
+          console.log(`[prebuild] ${path.relative(ROOT, file)}: ${fs.statSync(file).size} bytes, linked in ${((Date.now() - linkStarted) / 1000).toFixed(0)} s`);
+          return null;
+        },
+        (error) => error,
+      ),
+    );
+  }
+  const failures = (await Promise.all(links)).filter((e) => e !== null);
+  if (failures.length) throw new Error(failures.map((e) => e.message).join('\n'));
+  console.log(`[prebuild] ${warnings} compiler warnings`);
+  return { outputs, warnings };
+}
+
+async function main() {
+  const args = process.argv.slice(2);
+  const outArg = args.find((a) => a.startsWith('--out='));
+  const defines = args.filter((a) => a.startsWith('--define=')).map((a) => a.slice(9));
+  const unknown = args.filter((a) => a.startsWith('--') && !a.startsWith('--out=') && !a.startsWith('--define='));
+  let targets = args.filter((a) => !a.startsWith('--'));
+  if (targets.length === 0) targets = Object.keys(ZIG_TARGETS);
+  const bad = targets.filter((t) => !ZIG_TARGETS[t]);
+  if (unknown.length || bad.length || (defines.length && !outArg)) {
+    console.error(`usage: build.mjs [--out=DIR [--define=NAME]...] [${Object.keys(ZIG_TARGETS).join('|')}]...`);
+    process.exit(2);
+  }
+  if (!fs.existsSync(ZIG)) {
+    console.error(`no ${path.relative(ROOT, ZIG)}: run npm ci first (it is a devDependency)`);
+    process.exit(1);
+  }
+  const started = Date.now();
+  const outDir = outArg ? path.resolve(outArg.slice(6)) : undefined;
+  const { outputs } = await build(targets, { outDir, defines, jobs: Number(process.env.JOBS) || 2 });
+  if (!outDir) for (const name of targets) recordTarget(name, outputs[name]);
+  console.log(`[prebuild] ${targets.length} targets in ${((Date.now() - started) / 1000).toFixed(0)} s`);
+}
+
+if (process.argv[1] && path.resolve(process.argv[1]) === path.resolve(new URL(import.meta.url).pathname)) {
+  main().catch((e) => {
+    console.error(e.message);
+    process.exit(1);
+  });
+}

