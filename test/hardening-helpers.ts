@@ -5,6 +5,7 @@ import * as net from 'node:net';
 import * as path from 'node:path';
 
 import { fixtures, onCleanup, spawnNode } from './helpers';
+import { connectLikeBlocking } from './raw-peers';
 
 export interface ServerEvent {
   event: string;
@@ -89,30 +90,10 @@ export interface RawResult {
   end: string;
 }
 
-// node:net fails a Unix-socket connect with EAGAIN when the server's
-// listen backlog is full (Linux); a blocking connect would wait, so retry.
-function connectRetrying(socketPath: string, onConnect: (socket: net.Socket) => void, onError: (e: Error) => void): void {
-  const deadline = Date.now() + 30000;
-  const attempt = () => {
-    const socket = net.createConnection(socketPath);
-    onCleanup(() => socket.destroy());
-    const early = (e: NodeJS.ErrnoException) => {
-      if (e.code === 'EAGAIN' && Date.now() < deadline) setTimeout(attempt, 5 + Math.random() * 20);
-      else onError(e);
-    };
-    socket.once('error', early);
-    socket.once('connect', () => {
-      socket.off('error', early);
-      onConnect(socket);
-    });
-  };
-  attempt();
-}
-
 /** Connects, sends `bytes` (optionally half-closes), reads until the server closes. */
 export function rawExchange(socketPath: string, bytes: Buffer | string, options: { end?: boolean } = {}): Promise<RawResult> {
   return new Promise((resolve, reject) => {
-    connectRetrying(
+    connectLikeBlocking(
       socketPath,
       (socket) => {
         const chunks: Buffer[] = [];
@@ -134,7 +115,7 @@ export function rawExchange(socketPath: string, bytes: Buffer | string, options:
 /** Opens a connection that sends nothing; destroyed after the test. */
 export function rawConnect(socketPath: string): Promise<net.Socket> {
   return new Promise((resolve, reject) => {
-    connectRetrying(
+    connectLikeBlocking(
       socketPath,
       (socket) => {
         socket.on('error', () => {});

@@ -8,7 +8,7 @@ import { onCleanup } from './helpers';
 // such as Git's waits instead, and so do these raw peers: on a busy
 // machine a server can be slow to accept while a test opens 50 and more
 // connections at once.
-function connectLikeBlocking(path: string, onConnect: (socket: net.Socket) => void, onError: (e: Error) => void): void {
+export function connectLikeBlocking(path: string, onConnect: (socket: net.Socket) => void, onError: (e: Error) => void): void {
   const deadline = Date.now() + 30000;
   const attempt = () => {
     const socket = net.createConnection(path);
