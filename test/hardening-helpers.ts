@@ -4,7 +4,7 @@ import type { ChildProcess } from 'node:child_process';
 import * as net from 'node:net';
 import * as path from 'node:path';
 
-import { fixtures, onCleanup, spawnNode } from './helpers';
+import { fixtures, spawnNode } from './helpers';
 import { connectLikeBlocking } from './raw-peers';
 
 export interface ServerEvent {
