@@ -1,5 +1,5 @@
 // The client subcommands: send, sendbytes, multiple.
-import { sendCommand, type ClientOptions } from '../index.js';
+import { sendCommand, sendCommandSync, type ClientOptions } from '../index.js';
 import type { Options } from './options.js';
 import { error, writeErr, writeOut } from './output.js';
 import { shown } from './state.js';
@@ -87,13 +87,20 @@ export async function sendbytes(options: Options): Promise<number> {
 export async function multiple(options: Options): Promise<number> {
   let good = 0;
   let errors = 0;
+  // One sender is a plain sequential loop, as Git's single thread is: the
+  // blocking client then costs no thread hand-off per request (nothing
+  // else runs on this thread meanwhile). More senders run concurrently.
+  const exchange =
+    options.threads === 1
+      ? (request: Uint8Array) => Promise.resolve(sendCommandSync(options.name!, request, CLIENT_OPTIONS))
+      : (request: Uint8Array) => sendCommand(options.name!, request, CLIENT_OPTIONS);
   const sender = async (k: number) => {
     const byte = 'A'.charCodeAt(0) + (k % 26);
     const base = options.bytecount + options.batchsize * Math.floor(k / 26);
     for (let i = 0; i < options.batchsize; i++) {
       const count = base + i;
       try {
-        const response = await sendCommand(options.name!, sendbytesRequest(byte, count), CLIENT_OPTIONS);
+        const response = await exchange(sendbytesRequest(byte, count));
         writeOut(sendbytesLine(byte, count, response));
         good++;
       } catch (err) {
