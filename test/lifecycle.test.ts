@@ -157,7 +157,13 @@ describe('worker threads', () => {
     `;
     for (let round = 0; round < 12; round++) {
       const worker = new Worker(script, { eval: true, workerData: { dir, round } });
-      await new Promise((resolve) => worker.once('message', resolve));
+      // A worker that fails to start says why, instead of leaving the test
+      // waiting for its 'ready'.
+      await new Promise((resolve, reject) => {
+        worker.once('message', resolve);
+        worker.once('error', reject);
+        worker.once('exit', (code) => reject(new Error(`worker of round ${round} exited (${code}) before it was ready`)));
+      });
       await sleep(round * 7);
       await worker.terminate();
     }
