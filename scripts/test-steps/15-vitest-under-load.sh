@@ -27,9 +27,6 @@ out=$(mktemp)
 timeout 900 npx vitest run --reporter=default --reporter=json --outputFile.json="$out"
 rc=$?
 stop_burners
-node -e '
-const r = JSON.parse(require("fs").readFileSync(process.argv[1], "utf8"));
-console.log(`STEP-RESULT: ${r.numPassedTests} passed, ${r.numFailedTests} failed, ${r.numPendingTests + r.numTodoTests} skipped`);
-' "$out" 2>/dev/null || echo "STEP-RESULT: 0 passed, 1 failed"
+node scripts/test-steps/vitest-step-result.cjs "$out" 2>/dev/null || echo "STEP-RESULT: 0 passed, 1 failed"
 rm -f "$out"
 exit $rc
