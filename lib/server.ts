@@ -153,8 +153,13 @@ class Conversation implements Reply, RequestContext {
     if (this.trace !== null) countResponse(this.trace, chunk);
     const token = this.server._nextToken();
     const outcome = this.nativeServer.reply(this.id, chunk, ReplyFlags.None, token);
-    // Taken by the kernel at once (or the client is gone: the signal tells).
-    if (outcome === ReplyOutcome.Sent || outcome === ReplyOutcome.Gone) return writtenPromise;
+    // Taken by the kernel at once.
+    if (outcome === ReplyOutcome.Sent) return writtenPromise;
+    // The client is gone: the addon has queued the event that aborts
+    // ctx.signal. Resolve on a later turn of the event loop, so that a
+    // `while (!ctx.signal.aborted) await reply.write(...)` loop lets that
+    // event in instead of spinning on resolved promises.
+    if (outcome === ReplyOutcome.Gone) return new Promise<void>((resolve) => setImmediate(resolve));
     if (outcome === ReplyOutcome.Borrowed) this.server._pin(token, chunk as Uint8Array);
     return new Promise<void>((resolve) => {
       if (this.writes === null) this.writes = new Map();
