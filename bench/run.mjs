@@ -25,7 +25,7 @@ import os from 'node:os';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { parseArgs } from 'node:util';
-import { benchEnv, compileC, loadNote, median } from './lib/common.mjs';
+import { benchEnv, compileC, loadNote, median, stopProcess } from './lib/common.mjs';
 import { GIT_PAIRINGS, findGitTestTool, gitCommands, gitFigures, runGitClient, startDaemon, stopDaemon } from './lib/git-ref.mjs';
 
 const HERE = path.dirname(fileURLToPath(import.meta.url));
@@ -216,14 +216,7 @@ async function startServer(impl, sockPath) {
 async function stopServer(server) {
   const { child } = server;
   const status = procStatus(child.pid);
-  if (child.exitCode === null && child.signalCode === null) {
-    const exited = new Promise((r) => child.once('exit', r));
-    child.kill('SIGTERM');
-    const t = setTimeout(() => child.kill('SIGKILL'), 4000);
-    await exited;
-    clearTimeout(t);
-  }
-  fs.rmSync(server.sockPath, { force: true });
+  await stopProcess(child, server.sockPath);
   return status;
 }
 

@@ -130,3 +130,16 @@ export function loadNote() {
   const [a, b, c] = os.loadavg();
   return `load average ${a.toFixed(2)} ${b.toFixed(2)} ${c.toFixed(2)} on ${os.cpus().length} cores`;
 }
+
+// Stops a benchmark server process (SIGTERM, SIGKILL after 4 s), waits for
+// it to exit and removes its socket file.
+export async function stopProcess(child, sockPath) {
+  if (child.exitCode === null && child.signalCode === null) {
+    const exited = new Promise((r) => child.once('exit', r));
+    child.kill('SIGTERM');
+    const t = setTimeout(() => child.kill('SIGKILL'), 4000);
+    await exited;
+    clearTimeout(t);
+  }
+  fs.rmSync(sockPath, { force: true });
+}

@@ -16,6 +16,8 @@ import os from 'node:os';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 
+import { stopProcess } from './common.mjs';
+
 const REPO = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '../..');
 export const OUR_CLI = path.join(REPO, 'dist/cli.js');
 /** Where bench/git/build-test-tool.sh puts test-tool when given no directory. */
@@ -132,15 +134,7 @@ export async function startDaemon(impl, { tool, sockPath, env, track, timeoutMs 
 }
 
 export async function stopDaemon(daemon) {
-  const { child } = daemon;
-  if (child.exitCode === null && child.signalCode === null) {
-    const exited = new Promise((r) => child.once('exit', r));
-    child.kill('SIGTERM');
-    const t = setTimeout(() => child.kill('SIGKILL'), 4000);
-    await exited;
-    clearTimeout(t);
-  }
-  fs.rmSync(daemon.sockPath, { force: true });
+  await stopProcess(daemon.child, daemon.sockPath);
 }
 
 /**
