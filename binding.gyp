@@ -10,6 +10,7 @@
         "native/core/client_common.cc",
         "native/core/stale_lock.cc",
         "native/core/connect_policy.cc",
+        "native/core/conversation.cc",
         "native/addon/addon.cc",
         "native/addon/client_wrap.cc",
         "native/addon/errors.cc",

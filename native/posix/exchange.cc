@@ -216,7 +216,7 @@ void Exchange::FailTimeout() {
 
 void Exchange::DoSend(int64_t now) {
   (void)now;
-  constexpr size_t kMaxSpans = 64;
+  constexpr size_t kMaxSpans = kMaxSendSpans;
   for (;;) {
     // The framed request from `sent_` on: a borrowed payload is framed on
     // the fly, an owned request is already framed.
@@ -230,20 +230,11 @@ void Exchange::DoSend(int64_t now) {
       spans[0] = pkt::Span{request_.data() + sent_, request_.size() - sent_};
     }
     if (count == 0) break;
-    iovec iov[kMaxSpans];
-    for (size_t i = 0; i < count; i++) {
-      iov[i].iov_base = const_cast<uint8_t*>(spans[i].data);
-      iov[i].iov_len = spans[i].size;
-    }
-    msghdr msg{};
-    msg.msg_iov = iov;
-    msg.msg_iovlen = count;
-    ssize_t n = sendmsg(fd_, &msg, kSendFlags);
+    ssize_t n = SendSpans(fd_, spans, count, 0);
     if (n > 0) {
       sent_ += static_cast<size_t>(n);
       continue;
     }
-    if (n < 0 && errno == EINTR) continue;
     if (n < 0 && errno == EAGAIN) return;
     Finish(Status::FromErrno(n < 0 ? errno : EPIPE, "write", path_));
     return;

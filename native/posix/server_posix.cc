@@ -25,7 +25,6 @@
 // delegate while holding one. `stop_mutex_` only guards the stop request
 // and is never held while taking a `mu`.
 #include <sys/socket.h>
-#include <sys/uio.h>
 #include <unistd.h>
 
 #include <atomic>
@@ -38,6 +37,7 @@
 #include <vector>
 
 #include "../core/clock.h"
+#include "../core/conversation.h"
 #include "../core/output_queue.h"
 #include "../core/pkt_line.h"
 #include "../core/server.h"
@@ -55,48 +55,28 @@ constexpr size_t kReadBufferSize = 256 * 1024;
 constexpr int kMaxReadsPerEvent = 16;     // fairness between uploads
 constexpr int kMaxAcceptsPerEvent = 64;   // fairness between accepting and reading
 constexpr int kMaxWritesPerEvent = 16;    // fairness between large responses
-constexpr size_t kMaxIovPerWrite = 64;
 constexpr uint64_t kListenKey = ~uint64_t{0} - 1;  // Poller::kWakeKey is ~0
 constexpr int kThreadBits = 10;                    // up to 1024 serving threads
 
-enum class Phase {
-  kAwaitFirstByte,  // allowPeer set: nothing read, waiting to see a byte
-  kPeerCheck,       // the application decides (AllowPeer); nothing read
-  kReading,         // receiving the request (serving thread)
-  kHandling,        // request handed to the application
-};
+using Phase = ConversationPhase;
 
+// A connection: the conversation (docs/design.md#the-conversation-core)
+// and the socket it runs on.
 struct Conn {
-  ConnId id = 0;
   int fd = -1;
-  PeerInfo peer;
-  // Serving thread only, while kAwaitFirstByte/kReading:
-  pkt::Reader reader;
-  ByteBuffer request;
+  // conv.id and conv.peer never change after Adopt. conv.reader and
+  // conv.request: the serving thread's alone, while kAwaitFirstByte or
+  // kReading. Every other conv field: (mu).
+  Conversation conv;
   // (mu):
-  Phase phase = Phase::kReading;
-  int64_t deadline = 0;     // the request must be complete by then (0: none)
   bool registered = false;  // known to the owner's poller
-  OutputQueue out;
-  bool ended = false;          // the last chunk is queued: close once drained
-  bool quit = false;           // ...and then stop the server
-  bool aborted = false;        // close without writing what is queued
-  bool busy = false;           // a thread is in a system call on fd
-  bool want_writable = false;  // queued bytes wait for POLLOUT
-  int64_t writable_since = 0;
+  bool busy = false;        // a thread is in a system call on fd
 
-  explicit Conn(size_t max_request) : reader(max_request) {}
+  explicit Conn(size_t max_request) : conv(max_request) {}
 };
 
 // Delegate calls collected under a lock, made after it is released.
-struct Notices {
-  ConnId id = 0;
-  std::vector<uint64_t> written;
-  std::vector<uint64_t> released;
-  bool lost = false;
-  Status lost_why;
-  bool quit = false;
-};
+using Notices = ConversationNotices;
 
 class PosixServer;
 
@@ -119,11 +99,11 @@ class ServingThread {
   }
   Conn* FindHandling(ConnId id) {
     Conn* c = Find(id);
-    return c != nullptr && c->phase == Phase::kHandling ? c : nullptr;
+    return c != nullptr && c->conv.phase == Phase::kHandling ? c : nullptr;
   }
   void CloseLocked(Conn* conn, Notices* notices);
   bool AbortLocked(Conn* conn, Notices* notices);
-  void QueueLocked(Conn* conn, const ReplyChunk& chunk, size_t already_sent);
+  ReplyOutcome QueueLocked(Conn* conn, const ReplyChunk& chunk, size_t already_sent);
   void FinishLocked(Conn* conn, Notices* notices);
   void WatchLocked(Conn* conn);
   size_t CountLocked() const { return conns_.size(); }
@@ -140,6 +120,7 @@ class ServingThread {
   void AcceptAll();
   void Adopt(int fd);
   void AwaitFirstByte(Conn* conn);
+  void StartRequestClock(Conn* conn);
   void ReadRequest(Conn* conn);
   void RequestComplete(Conn* conn);
   void DropUnstarted(Conn* conn, const Status& why, bool report);
@@ -200,6 +181,7 @@ class PosixServer : public Server {
   bool drop_unstarted_on_stop() const { return stop_reason_seen_ != StopReason::kIdle; }
   void RequestStop(StopReason reason, uint32_t grace_ms);
   bool TryOpen();  // counts a new connection; false over maxConnections
+  void CountDrop(ReadVerdict::Counter counter);
   void Closed();
   void ThreadLeftListener() { threads_off_listener_.fetch_add(1, std::memory_order_acq_rel); }
   void Coordinate(int64_t now);
@@ -238,9 +220,7 @@ class PosixServer : public Server {
   std::atomic<int64_t> idle_since_{0};
 
   mutable std::mutex stop_mutex_;
-  bool stop_requested_ = false;                   // (stop_mutex_)
-  StopReason stop_reason_ = StopReason::kClosed;  // (stop_mutex_)
-  int64_t grace_deadline_ = 0;                    // (stop_mutex_)
+  StopRequest stop_;  // (stop_mutex_)
 
   // Serving thread 0 only.
   StopReason stop_reason_seen_ = StopReason::kClosed;
@@ -284,22 +264,10 @@ Status PosixServer::StartThreads() {
 ssize_t PosixServer::SendNow(int fd, const ReplyChunk& chunk, size_t* framed_size) {
   *framed_size = pkt::EncodedSize(chunk.len) + (chunk.end ? pkt::kHeaderSize : 0);
   if (*framed_size == 0) return 0;
-  pkt::Span spans[kMaxIovPerWrite];
-  char headers[kMaxIovPerWrite / 2 + 1][pkt::kHeaderSize];
-  size_t count = pkt::FramedSpans(chunk.data, chunk.len, 0, spans, kMaxIovPerWrite, headers, chunk.end);
-  iovec iov[kMaxIovPerWrite];
-  for (size_t i = 0; i < count; i++) {
-    iov[i].iov_base = const_cast<uint8_t*>(spans[i].data);
-    iov[i].iov_len = spans[i].size;
-  }
-  msghdr msg{};
-  msg.msg_iov = iov;
-  msg.msg_iovlen = count;
-  ssize_t n;
-  do {
-    n = sendmsg(fd, &msg, kSendFlags | MSG_DONTWAIT);
-  } while (n < 0 && errno == EINTR);
-  return n;
+  pkt::Span spans[kMaxSendSpans];
+  char headers[kMaxSendSpans / 2 + 1][pkt::kHeaderSize];
+  size_t count = pkt::FramedSpans(chunk.data, chunk.len, 0, spans, kMaxSendSpans, headers, chunk.end);
+  return SendSpans(fd, spans, count, MSG_DONTWAIT);
 }
 
 ReplyOutcome PosixServer::Reply(ConnId id, const ReplyChunk& chunk) {
@@ -310,12 +278,11 @@ ReplyOutcome PosixServer::Reply(ConnId id, const ReplyChunk& chunk) {
   ReplyOutcome outcome;
   {
     std::unique_lock<std::mutex> lock(t->mu);
-    Conn* c = t->FindHandling(id);
-    if (c == nullptr || c->ended) return ReplyOutcome::kGone;
-    if (c->busy || !c->out.empty()) {
+    Conn* c = t->Find(id);
+    if (c == nullptr || !c->conv.TakesReplies()) return ReplyOutcome::kGone;
+    if (c->busy || !c->conv.out.empty()) {
       // Bytes before these are still on their way: keep the order.
-      t->QueueLocked(c, chunk, 0);
-      outcome = chunk.may_borrow && chunk.len >= kBorrowThreshold ? ReplyOutcome::kBorrowed : ReplyOutcome::kQueued;
+      outcome = t->QueueLocked(c, chunk, 0);
     } else {
       c->busy = true;
       int fd = c->fd;
@@ -334,36 +301,31 @@ ReplyOutcome PosixServer::Reply(ConnId id, const ReplyChunk& chunk) {
 
 ReplyOutcome PosixServer::AfterSendLocked(ServingThread* t, Conn* c, const ReplyChunk& chunk, ssize_t sent, int err,
                                           size_t framed_size, Notices* notices) {
-  if (c->aborted) {
+  if (c->conv.aborted) {
     // The client left (or the stop grace ran out) during our send.
     t->CloseLocked(c, notices);
     return ReplyOutcome::kGone;
   }
   if (sent < 0 && err != EAGAIN) {
-    notices->lost = t->AbortLocked(c, notices);
-    notices->lost_why = Status::FromErrno(err, "write", "client went away");
+    notices->Lose(t->AbortLocked(c, notices), Status::FromErrno(err, "write", "client went away"));
     return ReplyOutcome::kGone;
   }
   size_t taken = sent > 0 ? static_cast<size_t>(sent) : 0;
   bytes_out.fetch_add(taken, std::memory_order_relaxed);
-  if (taken == framed_size) {
-    if (chunk.end) {
-      c->ended = true;
-      c->quit = chunk.quit;
-      t->FinishLocked(c, notices);
-    }
-    return ReplyOutcome::kSent;
+  if (taken < framed_size) return t->QueueLocked(c, chunk, taken);
+  if (chunk.end) {
+    c->conv.MarkLast(chunk);
+    t->FinishLocked(c, notices);
   }
-  t->QueueLocked(c, chunk, taken);
-  return chunk.may_borrow && chunk.len >= kBorrowThreshold ? ReplyOutcome::kBorrowed : ReplyOutcome::kQueued;
+  return ReplyOutcome::kSent;
 }
 
 void PosixServer::Watch(ConnId id) {
   ServingThread* t = ThreadOf(id);
   if (t == nullptr) return;
   std::lock_guard<std::mutex> lock(t->mu);
-  Conn* c = t->FindHandling(id);
-  if (c != nullptr && !c->ended) t->WatchLocked(c);
+  Conn* c = t->Find(id);
+  if (c != nullptr && c->conv.TakesReplies()) t->WatchLocked(c);
 }
 
 void PosixServer::Abort(ConnId id) {
@@ -373,8 +335,8 @@ void PosixServer::Abort(ConnId id) {
   notices.id = id;
   {
     std::lock_guard<std::mutex> lock(t->mu);
-    Conn* c = t->FindHandling(id);
-    if (c == nullptr || c->ended) return;
+    Conn* c = t->Find(id);
+    if (c == nullptr || !c->conv.TakesReplies()) return;
     t->AbortLocked(c, &notices);
   }
   t->Deliver(notices);  // released tokens only: the application asked
@@ -387,16 +349,16 @@ void PosixServer::AllowPeer(ConnId id, bool allowed) {
   {
     std::lock_guard<std::mutex> lock(t->mu);
     Conn* c = t->Find(id);
-    if (c == nullptr || c->phase != Phase::kPeerCheck) return;
+    if (c == nullptr || c->conv.phase != Phase::kPeerCheck) return;
     if (!allowed || stopping()) {
       t->CloseLocked(c, &notices);
       return;
     }
-    // The request deadline starts now (docs/protocol.md#limits): the time
-    // the application took to decide is not the client's.
-    c->phase = Phase::kReading;
-    c->deadline = 0;
-    t->poller()->Modify(c->fd, kPollIn, c->id, false);
+    // The request deadline starts when the serving thread reads next
+    // (docs/protocol.md#limits): the time the application took to decide
+    // is not the client's.
+    c->conv.AllowRead();
+    t->poller()->Modify(c->fd, kPollIn, c->conv.id, false);
   }
 }
 
@@ -419,15 +381,7 @@ ServerStats PosixServer::Stats() {
 void PosixServer::RequestStop(StopReason reason, uint32_t grace_ms) {
   {
     std::lock_guard<std::mutex> lock(stop_mutex_);
-    int64_t deadline = NowMs() + grace_ms;
-    if (stop_requested_) {
-      // A later, shorter grace wins (e.g. close() after quit).
-      if (deadline < grace_deadline_) grace_deadline_ = deadline;
-    } else {
-      stop_requested_ = true;
-      stop_reason_ = reason;
-      grace_deadline_ = deadline;
-    }
+    stop_.Request(reason, NowMs(), grace_ms);
   }
   threads_[0]->poller()->Wake();
 }
@@ -437,6 +391,11 @@ bool PosixServer::TryOpen() {
   if (open < static_cast<int64_t>(options_.max_connections)) return true;
   open_connections_.fetch_sub(1, std::memory_order_acq_rel);
   return false;
+}
+
+void PosixServer::CountDrop(ReadVerdict::Counter counter) {
+  if (counter == ReadVerdict::Counter::kProtocol) dropped_protocol.fetch_add(1, std::memory_order_relaxed);
+  if (counter == ReadVerdict::Counter::kTooLarge) dropped_too_large.fetch_add(1, std::memory_order_relaxed);
 }
 
 void PosixServer::Closed() {
@@ -456,7 +415,7 @@ int PosixServer::CoordinatorTimeout(int64_t now) const {
   }
   if (stop_begun_) {
     std::lock_guard<std::mutex> lock(stop_mutex_);
-    if (!aborted_all_) wake = std::min(wake, grace_deadline_);
+    if (!aborted_all_) wake = std::min(wake, stop_.grace_deadline);
     if (!listener_closed_) wake = std::min(wake, now + 1);  // waiting for the others to leave it
   }
   return wake <= now ? 0 : static_cast<int>(std::min<int64_t>(wake - now, 1 << 30));
@@ -475,8 +434,8 @@ void PosixServer::Coordinate(int64_t now) {
     bool requested;
     {
       std::lock_guard<std::mutex> lock(stop_mutex_);
-      requested = stop_requested_;
-      stop_reason_seen_ = stop_reason_;
+      requested = stop_.requested;
+      stop_reason_seen_ = stop_.reason;
     }
     if (!requested) return;
     BeginStop();
@@ -490,7 +449,7 @@ void PosixServer::Coordinate(int64_t now) {
   int64_t grace_deadline;
   {
     std::lock_guard<std::mutex> lock(stop_mutex_);
-    grace_deadline = grace_deadline_;
+    grace_deadline = stop_.grace_deadline;
   }
   if (now >= grace_deadline && !aborted_all_) AbortAllConversations();
   if (listener_closed_ && AllConnectionsClosed()) exit_.store(true, std::memory_order_release);
@@ -550,19 +509,16 @@ void PosixServer::FinishStop() {
 
 // Closes and forgets a connection nobody is in a system call on.
 void ServingThread::CloseLocked(Conn* conn, Notices* notices) {
-  if (!conn->out.empty()) conn->out.Clear(&notices->released);
-  if (conn->registered) poller_->Forget(conn->fd, conn->id);
+  conn->conv.DropQueued(&notices->released);
+  if (conn->registered) poller_->Forget(conn->fd, conn->conv.id);
   close(conn->fd);
-  conns_.erase(conn->id);
+  conns_.erase(conn->conv.id);
   server_->Closed();
 }
 
 // Ends a conversation without the flush. Returns true the first time.
 bool ServingThread::AbortLocked(Conn* conn, Notices* notices) {
-  bool first = !conn->aborted;
-  conn->aborted = true;
-  conn->ended = true;
-  conn->want_writable = false;
+  bool first = conn->conv.Abort();
   // A thread in sendmsg() reads the queued buffers without the lock: it
   // closes the connection itself when it sees `aborted`.
   if (!conn->busy) CloseLocked(conn, notices);
@@ -571,40 +527,22 @@ bool ServingThread::AbortLocked(Conn* conn, Notices* notices) {
 
 // Queues what a Reply could not write at once (`already_sent` framed bytes
 // of it went out), and makes sure the serving thread writes it.
-void ServingThread::QueueLocked(Conn* conn, const ReplyChunk& chunk, size_t already_sent) {
-  if (chunk.may_borrow && chunk.len >= kBorrowThreshold) {
-    conn->out.PushBorrowed(chunk.data, chunk.len, chunk.end, chunk.token);
-  } else {
-    std::vector<uint8_t> framed;
-    if (chunk.end) {
-      pkt::AppendMessage(chunk.data, chunk.len, &framed);
-    } else {
-      pkt::AppendPackets(chunk.data, chunk.len, &framed);
-    }
-    conn->out.Push(std::move(framed), chunk.token);
-  }
-  if (already_sent > 0) {
-    std::vector<uint64_t> none;
-    conn->out.Consume(already_sent, &none);  // the entry is not complete: no token
-  }
-  if (chunk.end) {
-    conn->ended = true;
-    conn->quit = chunk.quit;
-  }
-  if (conn->busy || conn->want_writable) return;  // its writer carries on
-  conn->want_writable = true;
-  conn->writable_since = NowMs();
+ReplyOutcome ServingThread::QueueLocked(Conn* conn, const ReplyChunk& chunk, size_t already_sent) {
+  ReplyOutcome outcome = conn->conv.Queue(chunk, Conversation::FrameCopy(chunk), already_sent);
+  if (conn->busy || conn->conv.write_waiting) return outcome;  // its writer carries on
+  conn->conv.WaitForPeer(NowMs());
   if (conn->registered) {
-    poller_->Modify(conn->fd, kPollOut, conn->id, true);
+    poller_->Modify(conn->fd, kPollOut, conn->conv.id, true);
   } else {
     conn->registered = true;
-    poller_->Add(conn->fd, kPollOut, conn->id, true);
+    poller_->Add(conn->fd, kPollOut, conn->conv.id, true);
   }
+  return outcome;
 }
 
 // The flush went out: the conversation is complete.
 void ServingThread::FinishLocked(Conn* conn, Notices* notices) {
-  notices->quit = conn->quit;
+  notices->quit = conn->conv.quit;
   server_->requests_served.fetch_add(1, std::memory_order_relaxed);
   CloseLocked(conn, notices);
 }
@@ -612,23 +550,12 @@ void ServingThread::FinishLocked(Conn* conn, Notices* notices) {
 void ServingThread::WatchLocked(Conn* conn) {
   if (conn->registered) return;  // already watched (or writing)
   conn->registered = true;
-  poller_->Add(conn->fd, 0, conn->id, true);
+  poller_->Add(conn->fd, 0, conn->conv.id, true);
 }
 
 void ServingThread::CountPhasesLocked(ServerStats* stats) const {
   for (auto& kv : conns_) {
-    switch (kv.second->phase) {
-      case Phase::kAwaitFirstByte:
-      case Phase::kReading:
-        stats->connections_reading++;
-        break;
-      case Phase::kPeerCheck:
-        stats->connections_peer_check++;
-        break;
-      case Phase::kHandling:
-        stats->connections_handling++;
-        break;
-    }
+    CountConnection(kv.second->conv.phase, stats);
   }
 }
 
@@ -637,11 +564,11 @@ void ServingThread::CountPhasesLocked(ServerStats* stats) const {
 std::vector<ConnId> ServingThread::AbortAllLocked(Notices* notices) {
   std::vector<Conn*> handling;
   for (auto& kv : conns_) {
-    if (kv.second->phase == Phase::kHandling) handling.push_back(kv.second.get());
+    if (kv.second->conv.phase == Phase::kHandling) handling.push_back(kv.second.get());
   }
   std::vector<ConnId> lost;
   for (Conn* c : handling) {
-    ConnId id = c->id;
+    ConnId id = c->conv.id;
     if (AbortLocked(c, notices)) lost.push_back(id);
   }
   return lost;
@@ -649,10 +576,7 @@ std::vector<ConnId> ServingThread::AbortAllLocked(Notices* notices) {
 
 // Makes the delegate calls collected under the lock. Any thread.
 void ServingThread::Deliver(Notices& notices) {
-  ServerDelegate* delegate = server_->delegate();
-  if (!notices.released.empty()) delegate->OnReleased(notices.id, notices.released);
-  if (!notices.written.empty()) delegate->OnWritten(notices.id, notices.written);
-  if (notices.lost) delegate->OnConversationLost(notices.id, notices.lost_why);
+  notices.DeliverTo(server_->delegate());
   if (notices.quit) server_->RequestStop(StopReason::kQuit, server_->options().quit_grace_ms);
   notices = Notices{};
 }
@@ -702,7 +626,7 @@ void ServingThread::Dispatch(const PollEvent& event) {
     std::lock_guard<std::mutex> lock(mu);
     c = Find(event.key);
     if (c == nullptr) return;  // closed since the event was fetched
-    phase = c->phase;
+    phase = c->conv.phase;
   }
   switch (phase) {
     case Phase::kAwaitFirstByte:
@@ -715,6 +639,9 @@ void ServingThread::Dispatch(const PollEvent& event) {
       break;                 // noticed when the request is read
     case Phase::kHandling:
       OnHandlingEvent(event.key, event.events);
+      break;
+    case Phase::kIdle:     // Windows phases: a POSIX connection
+    case Phase::kClosing:  // is never in them
       break;
   }
 }
@@ -736,7 +663,7 @@ void ServingThread::DropUnstartedAll() {
   std::lock_guard<std::mutex> lock(mu);
   std::vector<Conn*> unstarted;
   for (auto& kv : conns_) {
-    if (kv.second->phase != Phase::kHandling) unstarted.push_back(kv.second.get());
+    if (kv.second->conv.phase != Phase::kHandling) unstarted.push_back(kv.second.get());
   }
   for (Conn* c : unstarted) CloseLocked(c, &notices);
 }
@@ -783,22 +710,19 @@ void ServingThread::Adopt(int fd) {
   }
   std::unique_ptr<Conn> owned(new Conn(options.max_request_bytes));
   Conn* conn = owned.get();
-  conn->id = (next_seq_++ << kThreadBits) | static_cast<ConnId>(index_);
+  conn->conv.id = (next_seq_++ << kThreadBits) | static_cast<ConnId>(index_);
   conn->fd = fd;
-  conn->peer = peer;
-  conn->phase = options.check_peer ? Phase::kAwaitFirstByte : Phase::kReading;
-  if (options.request_timeout_ms > 0) {
-    conn->deadline = NowMs() + options.request_timeout_ms;
-    deadlines_.emplace(conn->deadline, conn->id);
-  }
+  conn->conv.peer = peer;
+  conn->conv.phase = options.check_peer ? Phase::kAwaitFirstByte : Phase::kReading;
+  StartRequestClock(conn);
   {
     std::lock_guard<std::mutex> lock(mu);
-    conns_.emplace(conn->id, std::move(owned));
-    if (conn->phase == Phase::kAwaitFirstByte) {
+    conns_.emplace(conn->conv.id, std::move(owned));
+    if (conn->conv.phase == Phase::kAwaitFirstByte) {
       // allowPeer is asked only once a byte is there: a liveness probe
       // (connect, then hang up) never reaches the application.
       conn->registered = true;
-      poller_->Add(fd, kPollIn, conn->id, true);
+      poller_->Add(fd, kPollIn, conn->conv.id, true);
       return;
     }
   }
@@ -813,92 +737,72 @@ void ServingThread::AwaitFirstByte(Conn* conn) {
     n = recv(conn->fd, &byte, 1, MSG_PEEK | MSG_DONTWAIT);
   } while (n < 0 && errno == EINTR);
   if (n < 0 && errno == EAGAIN) {
-    poller_->Modify(conn->fd, kPollIn, conn->id, true);
+    poller_->Modify(conn->fd, kPollIn, conn->conv.id, true);
     return;
   }
   if (n <= 0) {
     DropUnstarted(conn, Status::Ok(), false);  // a probe: close silently
     return;
   }
-  ConnId id = conn->id;
-  PeerInfo peer = conn->peer;
+  ConnId id = conn->conv.id;
+  PeerInfo peer = conn->conv.peer;
   {
     std::lock_guard<std::mutex> lock(mu);
     // The deadline pauses while the application decides. The one-shot
     // registration stays disarmed until AllowPeer re-arms it.
-    conn->phase = Phase::kPeerCheck;
-    conn->deadline = 0;
+    conn->conv.BeginPeerCheck();
   }
   server_->delegate()->OnPeerCheck(id, peer);
 }
 
+// Serving thread (owns `conn`'s deadline heap entry). A new connection,
+// or one the application just allowed: the request's time starts.
+void ServingThread::StartRequestClock(Conn* conn) {
+  uint32_t timeout_ms = server_->options().request_timeout_ms;
+  if (conn->conv.StartRequestClock(NowMs(), timeout_ms)) deadlines_.emplace(conn->conv.deadline, conn->conv.id);
+}
+
 // Serving thread; `conn` is in kReading.
 void ServingThread::ReadRequest(Conn* conn) {
-  const ServerOptions& options = server_->options();
-  if (conn->deadline == 0 && options.request_timeout_ms > 0) {
-    // Allowed by the application just now: the request's time starts.
+  if (conn->conv.RequestClockStopped(server_->options().request_timeout_ms)) {
     std::lock_guard<std::mutex> lock(mu);
-    conn->deadline = NowMs() + options.request_timeout_ms;
-    deadlines_.emplace(conn->deadline, conn->id);
+    StartRequestClock(conn);
   }
   for (int i = 0; i < kMaxReadsPerEvent; i++) {
     ssize_t n = recv(conn->fd, read_buffer_.data(), read_buffer_.size(), 0);
+    if (n < 0 && errno == EINTR) continue;
+    if (n < 0 && errno == EAGAIN) break;
+    ReadVerdict verdict;
     if (n > 0) {
       server_->bytes_in.fetch_add(static_cast<uint64_t>(n), std::memory_order_relaxed);
-      conn->reader.Feed(read_buffer_.data(), static_cast<size_t>(n), &conn->request);
-      switch (conn->reader.state()) {
-        case pkt::Reader::State::kNeedMore:
-          continue;
-        case pkt::Reader::State::kProtocolError:
-          server_->dropped_protocol.fetch_add(1, std::memory_order_relaxed);
-          DropUnstarted(conn, Status::Lib(LibCode::kProtocol, std::string(conn->reader.error_text()) + " in request"),
-                        true);
-          return;
-        case pkt::Reader::State::kTooLarge:
-          server_->dropped_too_large.fetch_add(1, std::memory_order_relaxed);
-          DropUnstarted(conn,
-                        Status::Lib(LibCode::kRequestTooLarge,
-                                    "limit " + std::to_string(options.max_request_bytes) + " bytes"),
-                        true);
-          return;
-        case pkt::Reader::State::kDone:
-          RequestComplete(conn);
-          return;
-      }
+      verdict = conn->conv.Feed(read_buffer_.data(), static_cast<size_t>(n), server_->options().max_request_bytes);
+    } else {
+      verdict = n == 0 ? conn->conv.EndOfInput() : conn->conv.ReadFailed(Status::FromErrno(errno, "read"));
     }
-    if (n == 0) {
-      // A client that hangs up without sending anything is a liveness
-      // probe: close silently, as Git does.
-      if (!conn->reader.started()) {
-        DropUnstarted(conn, Status::Ok(), false);
-      } else {
-        server_->dropped_protocol.fetch_add(1, std::memory_order_relaxed);
-        DropUnstarted(conn, Status::Lib(LibCode::kIncompleteRequest), true);
-      }
-      return;
+    if (verdict.kind == ReadVerdict::Kind::kNeedMore) continue;
+    if (verdict.kind == ReadVerdict::Kind::kComplete) {
+      RequestComplete(conn);
+    } else {
+      server_->CountDrop(verdict.counter);
+      DropUnstarted(conn, verdict.why, verdict.report);
     }
-    if (errno == EINTR) continue;
-    if (errno == EAGAIN) break;
-    if (conn->reader.started()) server_->dropped_protocol.fetch_add(1, std::memory_order_relaxed);
-    DropUnstarted(conn, Status::FromErrno(errno, "read"), conn->reader.started());
     return;
   }
   // Not all there yet (or out of turns): come back on readiness.
   std::lock_guard<std::mutex> lock(mu);
   if (!conn->registered) {
     conn->registered = true;
-    poller_->Add(conn->fd, kPollIn, conn->id, false);
+    poller_->Add(conn->fd, kPollIn, conn->conv.id, false);
   }
 }
 
 void ServingThread::RequestComplete(Conn* conn) {
-  ByteBuffer request(std::move(conn->request));
-  ConnId id = conn->id;
-  PeerInfo peer = conn->peer;
+  ConnId id = conn->conv.id;
+  PeerInfo peer = conn->conv.peer;
+  ByteBuffer request;
   {
     std::lock_guard<std::mutex> lock(mu);
-    conn->phase = Phase::kHandling;
-    conn->reader = pkt::Reader();
+    request = conn->conv.TakeRequest();
     // Only a hang-up matters from now on, and only if the application
     // keeps the conversation past its first turn (Watch): a reply written
     // at once needs no registration at all. A connection registered for
@@ -911,7 +815,7 @@ void ServingThread::RequestComplete(Conn* conn) {
 
 // Closes a connection that has not reached the application.
 void ServingThread::DropUnstarted(Conn* conn, const Status& why, bool report) {
-  PeerInfo peer = conn->peer;
+  PeerInfo peer = conn->conv.peer;
   Notices notices;
   {
     std::lock_guard<std::mutex> lock(mu);
@@ -930,11 +834,10 @@ void ServingThread::OnHandlingEvent(ConnId id, uint32_t events) {
     Conn* c = FindHandling(id);
     // A busy writer sees the hang-up itself, as a failed send.
     if (c == nullptr || c->busy) return;
-    if ((events & kPollOut) && c->want_writable) {
+    if ((events & kPollOut) && c->conv.write_waiting) {
       WriteQueuedLocked(c, lock, &notices);
     } else if (events & (kPollHangup | kPollError)) {
-      notices.lost = AbortLocked(c, &notices);
-      notices.lost_why = Status::FromErrno(ECONNRESET, "read", "client went away");
+      notices.Lose(AbortLocked(c, &notices), Status::FromErrno(ECONNRESET, "read", "client went away"));
     }
   }
   Deliver(notices);
@@ -944,58 +847,49 @@ void ServingThread::OnHandlingEvent(ConnId id, uint32_t events) {
 // connection has had its turns. Called with `lock` held; drops it around
 // each sendmsg().
 void ServingThread::WriteQueuedLocked(Conn* c, std::unique_lock<std::mutex>& lock, Notices* notices) {
-  iovec iov[kMaxIovPerWrite];
-  pkt::Span spans[kMaxIovPerWrite];
-  OutputQueue::HeaderScratch<kMaxIovPerWrite> headers;
-  c->want_writable = false;
+  pkt::Span spans[kMaxSendSpans];
+  OutputQueue::HeaderScratch<kMaxSendSpans> headers;
+  c->conv.write_waiting = false;
   for (int turn = 0; turn < kMaxWritesPerEvent; turn++) {
-    size_t count = c->out.Fill(spans, &headers);
+    size_t count = c->conv.out.Fill(spans, &headers);
     if (count == 0) {
-      c->out.Consume(0, &notices->written);  // only empty entries left
+      c->conv.out.Consume(0, &notices->written);  // only empty entries left
       break;
     }
-    for (size_t i = 0; i < count; i++) iov[i] = iovec{const_cast<uint8_t*>(spans[i].data), spans[i].size};
-    msghdr msg{};
-    msg.msg_iov = iov;
-    msg.msg_iovlen = count;
     c->busy = true;
     int fd = c->fd;
     lock.unlock();
-    ssize_t n;
-    do {
-      n = sendmsg(fd, &msg, kSendFlags | MSG_DONTWAIT);
-    } while (n < 0 && errno == EINTR);
+    ssize_t n = SendSpans(fd, spans, count, MSG_DONTWAIT);
     int err = n < 0 ? errno : 0;
     lock.lock();
     c->busy = false;
-    if (c->aborted) {
+    if (c->conv.aborted) {
       CloseLocked(c, notices);
       return;
     }
     if (n < 0 && err == EAGAIN) {
-      c->want_writable = true;
-      c->writable_since = NowMs();
-      poller_->Modify(fd, kPollOut, c->id, true);
+      c->conv.WaitForPeer(NowMs());
+      poller_->Modify(fd, kPollOut, c->conv.id, true);
       return;
     }
     if (n < 0) {
-      notices->lost = AbortLocked(c, notices);
-      notices->lost_why = Status::FromErrno(err, "write", "client went away");
+      notices->Lose(AbortLocked(c, notices), Status::FromErrno(err, "write", "client went away"));
       return;
     }
     server_->bytes_out.fetch_add(static_cast<uint64_t>(n), std::memory_order_relaxed);
-    c->out.Consume(static_cast<size_t>(n), &notices->written);
-    if (c->out.empty()) break;
+    c->conv.Wrote(static_cast<size_t>(n), &notices->written);
+    if (c->conv.out.empty()) break;
   }
-  if (!c->out.empty()) {
-    // Out of turns: the next Wait() comes back to it at once (level).
-    c->want_writable = true;
-    poller_->Modify(c->fd, kPollOut, c->id, true);
-  } else if (c->ended) {
+  if (!c->conv.out.empty()) {
+    // Out of turns: the next Wait() comes back to it at once (level). The
+    // stall clock keeps running from when the peer last fell behind.
+    c->conv.write_waiting = true;
+    poller_->Modify(c->fd, kPollOut, c->conv.id, true);
+  } else if (c->conv.ended) {
     FinishLocked(c, notices);
   } else {
     // Idle until the application writes again: watch for a hang-up.
-    poller_->Modify(c->fd, 0, c->id, true);
+    poller_->Modify(c->fd, 0, c->conv.id, true);
   }
 }
 
@@ -1016,16 +910,12 @@ void ServingThread::RunTimers(int64_t now) {
       // restarted it) or that no longer applies is stale.
       std::lock_guard<std::mutex> lock(mu);
       Conn* c = Find(due.second);
-      if (c == nullptr || c->deadline != due.first || c->phase == Phase::kHandling ||
-          c->phase == Phase::kPeerCheck) {
-        continue;
-      }
-      peer = c->peer;
+      if (c == nullptr || c->conv.deadline != due.first || !c->conv.RequestExpired(now)) continue;
+      peer = c->conv.peer;
       CloseLocked(c, &notices);
     }
     server_->dropped_timeout.fetch_add(1, std::memory_order_relaxed);
-    server_->delegate()->OnClientError(
-        Status::Lib(LibCode::kRequestTimeout, std::to_string(options.request_timeout_ms) + " ms"), peer);
+    server_->delegate()->OnClientError(Conversation::TimeoutStatus(options.request_timeout_ms), peer);
   }
   if (now >= next_stall_check_) {
     next_stall_check_ = now + kStolenCheckMs;
@@ -1043,13 +933,12 @@ void ServingThread::DropStalledWriters(int64_t now) {
     std::vector<Conn*> candidates;
     for (auto& kv : conns_) {
       Conn* c = kv.second.get();
-      if (c->want_writable && !c->busy && now - c->writable_since > limit) candidates.push_back(c);
+      if (!c->busy && c->conv.WriteStalled(now, limit)) candidates.push_back(c);
     }
     for (Conn* c : candidates) {
       Notices notices;
-      notices.id = c->id;
-      notices.lost = AbortLocked(c, &notices);
-      notices.lost_why = Status::Lib(LibCode::kWriteStalled);
+      notices.id = c->conv.id;
+      notices.Lose(AbortLocked(c, &notices), Status::Lib(LibCode::kWriteStalled));
       stalled.push_back(std::move(notices));
     }
   }

@@ -4,6 +4,7 @@
 #include <poll.h>
 #include <sys/socket.h>
 #include <sys/types.h>
+#include <sys/uio.h>
 #include <sys/un.h>
 #include <unistd.h>
 
@@ -16,6 +17,23 @@ const int kSendFlags = MSG_NOSIGNAL;
 #else
 const int kSendFlags = 0;
 #endif
+
+ssize_t SendSpans(int fd, const pkt::Span* spans, size_t count, int flags) {
+  if (count > kMaxSendSpans) count = kMaxSendSpans;
+  iovec iov[kMaxSendSpans];
+  for (size_t i = 0; i < count; i++) {
+    iov[i].iov_base = const_cast<uint8_t*>(spans[i].data);
+    iov[i].iov_len = spans[i].size;
+  }
+  msghdr msg{};
+  msg.msg_iov = iov;
+  msg.msg_iovlen = count;
+  ssize_t n;
+  do {
+    n = sendmsg(fd, &msg, kSendFlags | flags);
+  } while (n < 0 && errno == EINTR);
+  return n;
+}
 
 bool SetNonBlockingCloexec(int fd) {
   int fl = fcntl(fd, F_GETFL);

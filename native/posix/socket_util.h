@@ -1,8 +1,12 @@
 // Small POSIX socket helpers shared by the client and the server.
 #pragma once
 
+#include <sys/types.h>
+
+#include <cstddef>
 #include <cstdint>
 
+#include "../core/pkt_line.h"
 #include "../core/server.h"
 #include "unix_address.h"
 
@@ -27,5 +31,12 @@ PeerInfo GetPeerInfo(int fd);
 // Flags for send(): MSG_NOSIGNAL where it exists (on macOS the socket
 // gets SO_NOSIGPIPE instead, see NewUnixSocket).
 extern const int kSendFlags;
+
+// The most spans one SendSpans call takes (the rest waits for the next).
+constexpr size_t kMaxSendSpans = 64;
+
+// One sendmsg() of up to kMaxSendSpans `spans`, with kSendFlags | `flags`,
+// retried on EINTR. Returns what sendmsg returned (errno set on -1).
+ssize_t SendSpans(int fd, const pkt::Span* spans, size_t count, int flags);
 
 }  // namespace sipc
