@@ -58,6 +58,7 @@
 #include <unordered_map>
 
 #include "../core/clock.h"
+#include "../core/conversation.h"
 #include "../core/output_queue.h"
 #include "../core/pkt_line.h"
 #include "../core/server.h"
@@ -95,44 +96,29 @@ struct Op {
   DWORD posted_error;  // for packets we post ourselves (the call failed at once)
 };
 
-enum class Phase {
-  kListening,  // ConnectNamedPipe outstanding
-  kPeerCheck,  // connected, waiting for AllowPeer; nothing read yet
-  kReading,    // receiving the request
-  kHandling,   // request handed to the application
-  kClosing,    // over: waiting for outstanding operations, then recycled
-};
+using Phase = ConversationPhase;  // kIdle: ConnectNamedPipe outstanding
 
 struct Pipe {
   HANDLE handle = INVALID_HANDLE_VALUE;
   HANDLE port = nullptr;  // for the flush work item
-  Phase phase = Phase::kListening;
   int pending = 0;         // operations whose completion has not been handled
   bool connected = false;  // needs DisconnectNamedPipe before reuse
   Op connect_op, read_op, watch_op, write_op, flush_op;
 
-  // The connection (phase != kListening).
-  ConnId id = 0;
-  PeerInfo peer;
-  int64_t deadline = 0;  // request complete by then (0: no limit)
-  pkt::Reader reader;
-  ByteBuffer request;
+  // The conversation (docs/design.md#the-conversation-core); conv.phase is
+  // the instance's too: kIdle while it listens, kClosing once it is over.
+  Conversation conv;
   std::vector<uint8_t> read_buffer;
   bool watching = false;
   uint8_t watch_byte = 0;
-  OutputQueue out;
   OutputQueue::HeaderScratch<64> headers;  // pkt headers of borrowed entries, for Fill
   std::vector<uint8_t> scratch;            // coalesced bytes of the write in flight
-  bool writing = false;
-  int64_t write_started = 0;
-  bool ended = false;    // End() queued the flush packet
-  bool quit = false;     // End(quit)
-  bool aborted = false;  // no flush: close as soon as possible
+  bool writing = false;                    // a WriteFile is in flight
   bool flushing = false;
   int64_t flush_started = 0;
   bool close_after = false;  // close the instance instead of reusing it
 
-  Pipe() : reader(SIZE_MAX) {
+  Pipe() : conv(SIZE_MAX) {
     InitOp(&connect_op, OpKind::kConnect);
     InitOp(&read_op, OpKind::kRead);
     InitOp(&watch_op, OpKind::kWatch);
@@ -147,15 +133,13 @@ struct Pipe {
     op->posted_error = 0;
   }
 
+  // Keeps conv.phase (the caller sets the next one).
   void ResetConnection(size_t max_request) {
-    id = 0;
-    peer = PeerInfo();
-    deadline = 0;
-    reader = pkt::Reader(max_request);
-    request.Reset();
+    Phase phase = conv.phase;
+    conv.Reset(max_request);
+    conv.phase = phase;
     std::vector<uint8_t>().swap(read_buffer);
-    watching = writing = ended = quit = aborted = flushing = false;
-    out.Clear();
+    watching = writing = flushing = false;
     std::vector<uint8_t>().swap(scratch);
   }
 };
@@ -168,6 +152,12 @@ struct ClientErrorReport {
 struct LostReport {
   ConnId id;
   Status why;
+};
+
+// Delegate calls the control thread collected under the lock.
+struct ControlReports {
+  std::vector<ClientErrorReport> client_errors;
+  std::vector<LostReport> lost;
 };
 
 class WinServer : public Server {
@@ -197,39 +187,21 @@ class WinServer : public Server {
   // framed as a whole; their tokens come back through OnWritten, or
   // OnReleased from Recycle(), which runs only when no write is in flight.
   ReplyOutcome Reply(ConnId id, const ReplyChunk& chunk) override {
-    bool borrow = chunk.may_borrow && chunk.token != 0 && chunk.len >= kBorrowThreshold;
-    std::vector<uint8_t> framed;
-    if (!borrow) {
-      if (chunk.end) {
-        pkt::AppendMessage(chunk.data, chunk.len, &framed);
-      } else {
-        pkt::AppendPackets(chunk.data, chunk.len, &framed);
-      }
-    }
+    std::vector<uint8_t> framed = Conversation::FrameCopy(chunk);  // before the lock
     std::lock_guard<std::mutex> lock(mutex_);
-    Pipe* pipe = FindHandling(id);
-    if (pipe == nullptr || pipe->ended) return ReplyOutcome::kGone;
-    if (borrow) {
-      pipe->out.PushBorrowed(chunk.data, chunk.len, chunk.end, chunk.token);
-    } else {
-      pipe->out.Push(std::move(framed), chunk.token);
-    }
-    if (chunk.end) {
-      pipe->ended = true;
-      pipe->quit = chunk.quit;
-    }
+    Pipe* pipe = FindConnected(id);
+    if (pipe == nullptr || !pipe->conv.TakesReplies()) return ReplyOutcome::kGone;
+    ReplyOutcome outcome = pipe->conv.Queue(chunk, std::move(framed), 0);
     KickWrite(pipe);
-    return borrow ? ReplyOutcome::kBorrowed : ReplyOutcome::kQueued;
+    return outcome;
   }
 
   void Abort(ConnId id) override {
     {
       std::lock_guard<std::mutex> lock(mutex_);
-      Pipe* pipe = FindHandling(id);
-      if (pipe == nullptr || pipe->ended) return;
-      pipe->ended = true;
-      pipe->aborted = true;
-      Retire(pipe);
+      Pipe* pipe = FindConnected(id);
+      if (pipe == nullptr || !pipe->conv.TakesReplies()) return;
+      EndWithoutFlush(pipe);
     }
     ReportReleased();
   }
@@ -237,13 +209,15 @@ class WinServer : public Server {
   void AllowPeer(ConnId id, bool allowed) override {
     {
       std::lock_guard<std::mutex> lock(mutex_);
-      auto it = conns_.find(id);
-      if (it == conns_.end() || it->second->phase != Phase::kPeerCheck) return;
-      Pipe* pipe = it->second;
+      Pipe* pipe = FindConnected(id);
+      if (pipe == nullptr || pipe->conv.phase != Phase::kPeerCheck) return;
       if (!allowed || stopping_) {
         Retire(pipe);
       } else {
-        pipe->phase = Phase::kReading;
+        // The request deadline starts now (docs/protocol.md#limits): the
+        // time the application took to decide is not the client's.
+        pipe->conv.AllowRead();
+        StartRequestClock(pipe);
         StartRead(pipe);
       }
     }
@@ -258,10 +232,28 @@ class WinServer : public Server {
 
  private:
   // ---- (mu) helpers ----
-  Pipe* FindHandling(ConnId id) {
+  Pipe* FindConnected(ConnId id) {
     auto it = conns_.find(id);
-    if (it == conns_.end() || it->second->phase != Phase::kHandling) return nullptr;
-    return it->second;
+    return it == conns_.end() ? nullptr : it->second;
+  }
+  Pipe* FindHandling(ConnId id) {
+    Pipe* pipe = FindConnected(id);
+    return pipe != nullptr && pipe->conv.phase == Phase::kHandling ? pipe : nullptr;
+  }
+  // Ends the conversation without the flush; true if the application
+  // still expected to finish it (then it is lost).
+  bool EndWithoutFlush(Pipe* pipe) {
+    bool lost = !pipe->conv.ended;
+    pipe->conv.Abort();
+    Retire(pipe);
+    return lost;
+  }
+  // The request deadline runs from now; wakes the control thread if it
+  // would look too late.
+  void StartRequestClock(Pipe* pipe) {
+    if (pipe->conv.StartRequestClock(NowMs(), options_.request_timeout_ms) && pipe->conv.deadline < control_wakes_at_) {
+      SetEvent(wake_);
+    }
   }
 
   HANDLE CreateInstance(bool first, DWORD* error);
@@ -282,15 +274,7 @@ class WinServer : public Server {
   void ReportReleased();
 
   void RequestStopLocked(StopReason reason, uint32_t grace_ms) {
-    int64_t deadline = NowMs() + grace_ms;
-    if (stop_requested_) {
-      // A later, shorter grace wins (e.g. close() after quit).
-      if (deadline < grace_deadline_) grace_deadline_ = deadline;
-    } else {
-      stop_requested_ = true;
-      stop_reason_ = reason;
-      grace_deadline_ = deadline;
-    }
+    stop_.Request(reason, NowMs(), grace_ms);
     SetEvent(wake_);
   }
 
@@ -302,6 +286,9 @@ class WinServer : public Server {
   // ---- worker threads ----
   void WorkerLoop();
   void OnConnected(Pipe* pipe, DWORD error);
+  bool TakeConnectedLocked(Pipe* pipe, DWORD error);
+  void Admit(Pipe* pipe, const PeerInfo& peer);
+  ReadVerdict JudgeReadLocked(Pipe* pipe, DWORD bytes, DWORD error);
   void OnRead(Pipe* pipe, DWORD bytes, DWORD error);
   void OnWatch(Pipe* pipe, DWORD bytes, DWORD error);
   void OnWritten(Pipe* pipe, DWORD bytes, DWORD error);
@@ -310,6 +297,9 @@ class WinServer : public Server {
 
   // ---- control thread ----
   void ControlLoop();
+  void BeginStopLocked();
+  void EnforceLimitsLocked(int64_t now, int64_t* next, ControlReports* reports);
+  bool RunGraceLocked(int64_t now, int64_t* next, ControlReports* reports);
   void FinishStop();
 
   ServerOptions options_;
@@ -325,15 +315,13 @@ class WinServer : public Server {
   std::mutex mutex_;
   std::unordered_map<Pipe*, std::unique_ptr<Pipe>> pipes_;  // (mu) every instance
   std::unordered_map<ConnId, Pipe*> conns_;                 // (mu) connected instances
-  int listeners_ = 0;                                       // (mu) instances in kListening
+  int listeners_ = 0;                                       // (mu) instances in kIdle (listening)
   ConnId next_id_ = 1;                                      // (mu)
   int64_t next_replenish_ = 0;                              // (mu) retry time after a failed create
   int64_t control_wakes_at_ = 0;                            // (mu) when the control thread looks next
-  bool stop_requested_ = false;                             // (mu)
+  StopRequest stop_;                                        // (mu)
   bool stopping_ = false;                                   // (mu) stop sequence begun
-  StopReason stop_reason_ = StopReason::kClosed;            // (mu)
-  int64_t grace_deadline_ = 0;                              // (mu)
-  std::vector<std::pair<ConnId, std::vector<uint64_t>>> released_;  // (mu) to report
+  std::vector<ConversationNotices> released_;  // (mu) borrowed tokens to report
   std::atomic<bool> has_released_{false};
 };
 
@@ -405,8 +393,8 @@ Pipe* WinServer::AddInstance(HANDLE handle) {
   std::unique_ptr<Pipe> owned(new Pipe());
   owned->handle = handle;
   owned->port = port_;
-  owned->phase = Phase::kClosing;  // Listen() sets kListening
-  owned->reader = pkt::Reader(options_.max_request_bytes);
+  owned->conv.phase = Phase::kClosing;  // Listen() sets kIdle
+  owned->conv.reader = pkt::Reader(options_.max_request_bytes);
   Pipe* pipe = owned.get();
   pipes_.emplace(pipe, std::move(owned));
   return pipe;
@@ -435,7 +423,7 @@ void WinServer::PostOwn(Op* op, DWORD error) {
 }
 
 void WinServer::Listen(Pipe* pipe) {
-  pipe->phase = Phase::kListening;
+  pipe->conv.phase = Phase::kIdle;
   listeners_++;
   pipe->pending++;
   ZeroMemory(&pipe->connect_op.ov, sizeof(OVERLAPPED));
@@ -489,12 +477,13 @@ void WinServer::StartWatch(Pipe* pipe) {
 // Starts the next write if none is in flight. One WriteFile at a time per
 // connection; small queued chunks go out together.
 void WinServer::KickWrite(Pipe* pipe) {
-  if (pipe->writing || pipe->phase != Phase::kHandling || pipe->out.empty()) return;
+  if (pipe->writing || pipe->conv.phase != Phase::kHandling || pipe->conv.out.empty()) return;
   pkt::Span spans[64];
-  size_t count = pipe->out.Fill(spans, &pipe->headers);
+  size_t count = pipe->conv.out.Fill(spans, &pipe->headers);
   if (count == 0) {
     // Only token-carrying empty entries: they are "written" now.
     pipe->writing = true;
+    pipe->conv.WaitForPeer(NowMs());
     pipe->pending++;
     PostOwn(&pipe->write_op, ERROR_SUCCESS);
     return;
@@ -511,8 +500,10 @@ void WinServer::KickWrite(Pipe* pipe) {
       len = pipe->scratch.size();
     }
   }
+  // A write completes only once the client has read all but the pipe
+  // buffer: until then the write-stall clock runs.
   pipe->writing = true;
-  pipe->write_started = NowMs();
+  pipe->conv.WaitForPeer(NowMs());
   pipe->pending++;
   ZeroMemory(&pipe->write_op.ov, sizeof(OVERLAPPED));
   if (!WriteFile(pipe->handle, data, static_cast<DWORD>(len), nullptr, &pipe->write_op.ov)) {
@@ -524,7 +515,7 @@ void WinServer::KickWrite(Pipe* pipe) {
 // The response is written: make sure the client got it before the
 // instance is disconnected (DisconnectNamedPipe discards unread data).
 void WinServer::StartFlush(Pipe* pipe) {
-  pipe->phase = Phase::kClosing;
+  pipe->conv.phase = Phase::kClosing;
   if (pipe->watching) CancelIoEx(pipe->handle, &pipe->watch_op.ov);
   pipe->flushing = true;
   pipe->flush_started = NowMs();
@@ -550,26 +541,27 @@ VOID CALLBACK WinServer::FlushWork(PTP_CALLBACK_INSTANCE instance, PVOID context
 // The conversation (or attempt) is over without a flush: cancel what is
 // outstanding and recycle the instance once it all completed.
 void WinServer::Retire(Pipe* pipe) {
-  pipe->phase = Phase::kClosing;
+  pipe->conv.phase = Phase::kClosing;
   if (pipe->pending > 0) CancelIoEx(pipe->handle, nullptr);
   MaybeRecycle(pipe);
 }
 
 void WinServer::MaybeRecycle(Pipe* pipe) {
-  if (pipe->phase == Phase::kClosing && pipe->pending == 0) Recycle(pipe);
+  if (pipe->conv.phase == Phase::kClosing && pipe->pending == 0) Recycle(pipe);
 }
 
 // No operation is outstanding: disconnect, then listen again or close.
 void WinServer::Recycle(Pipe* pipe, bool allow_reuse) {
-  if (pipe->id != 0) conns_.erase(pipe->id);
-  std::vector<uint64_t> released;
-  pipe->out.Clear(&released);
-  if (!released.empty()) {
-    released_.emplace_back(pipe->id, std::move(released));
+  if (pipe->conv.id != 0) conns_.erase(pipe->conv.id);
+  ConversationNotices released;
+  released.id = pipe->conv.id;
+  pipe->conv.DropQueued(&released.released);
+  if (!released.released.empty()) {
+    released_.push_back(std::move(released));
     has_released_ = true;
   }
   // A quit conversation that ended early (the client left) still quits.
-  if (pipe->quit) RequestStopLocked(StopReason::kQuit, options_.quit_grace_ms);
+  if (pipe->conv.quit) RequestStopLocked(StopReason::kQuit, options_.quit_grace_ms);
   pipe->ResetConnection(options_.max_request_bytes);
   bool reuse = allow_reuse && !pipe->close_after && !stopping_ && listeners_ < 2 * listening_target_;
   pipe->close_after = false;
@@ -629,134 +621,138 @@ void WinServer::WorkerLoop() {
 
 void WinServer::ReportReleased() {
   if (!has_released_) return;
-  std::vector<std::pair<ConnId, std::vector<uint64_t>>> batch;
+  std::vector<ConversationNotices> batch;
   {
     std::lock_guard<std::mutex> lock(mutex_);
     batch.swap(released_);
     has_released_ = false;
   }
-  for (auto& r : batch) delegate_->OnReleased(r.first, r.second);
+  for (const ConversationNotices& r : batch) r.DeliverTo(delegate_);
 }
 
 
 void WinServer::OnConnected(Pipe* pipe, DWORD error) {
   {
     std::lock_guard<std::mutex> lock(mutex_);
-    pipe->pending--;
-    listeners_--;
-    pipe->phase = Phase::kClosing;
-    if (error == ERROR_OPERATION_ABORTED) {
-      Recycle(pipe);  // cancelled by the stop: closes
-      return;
-    }
-    if (error != ERROR_SUCCESS) {
-      // A broken instance: close it; the control thread creates another.
-      Recycle(pipe, false);
-      next_replenish_ = NowMs() + kTickMs;
-      return;
-    }
-    pipe->connected = true;
-    if (stopping_) {
-      Recycle(pipe);  // came as we stopped: dropped (docs/protocol.md#stopping)
-      return;
-    }
-    // This instance now belongs to its client; another one listens.
-    ReplenishListeners(NowMs());
+    if (!TakeConnectedLocked(pipe, error)) return;
   }
-
   // No id, no operation outstanding and phase kClosing: nothing else
   // touches this pipe, so the peer lookup runs without the lock.
   PeerInfo peer = win::GetPipePeer(pipe->handle);
+  Admit(pipe, peer);
+}
 
-  bool too_many = false;
-  bool peer_check = false;
+// (mu) A connect completed on a listening instance. Returns true when it
+// brought a client to admit; otherwise the instance is recycled.
+bool WinServer::TakeConnectedLocked(Pipe* pipe, DWORD error) {
+  pipe->pending--;
+  listeners_--;
+  pipe->conv.phase = Phase::kClosing;
+  if (error == ERROR_OPERATION_ABORTED) {
+    Recycle(pipe);  // cancelled by the stop: closes
+    return false;
+  }
+  if (error != ERROR_SUCCESS) {
+    // A broken instance: close it; the control thread creates another.
+    Recycle(pipe, false);
+    next_replenish_ = NowMs() + kTickMs;
+    return false;
+  }
+  pipe->connected = true;
+  if (stopping_) {
+    Recycle(pipe);  // came as we stopped: dropped (docs/protocol.md#stopping)
+    return false;
+  }
+  // This instance now belongs to its client; another one listens.
+  ReplenishListeners(NowMs());
+  return true;
+}
+
+// A new client: count it against max_connections, then the peer check or
+// the request.
+void WinServer::Admit(Pipe* pipe, const PeerInfo& peer) {
   ConnId id = 0;
+  bool too_many = false;
   {
     std::lock_guard<std::mutex> lock(mutex_);
     if (stopping_) {
       Recycle(pipe);
       return;
     }
-    if (conns_.size() >= options_.max_connections) {
-      too_many = true;
+    too_many = conns_.size() >= options_.max_connections;
+    if (too_many) {
       Recycle(pipe);
     } else {
       id = next_id_++;
-      pipe->id = id;
-      pipe->peer = peer;
+      pipe->conv.id = id;
+      pipe->conv.peer = peer;
       conns_.emplace(id, pipe);
-      if (options_.request_timeout_ms > 0) {
-        pipe->deadline = NowMs() + options_.request_timeout_ms;
-        if (pipe->deadline < control_wakes_at_) SetEvent(wake_);
+      pipe->conv.phase = Phase::kReading;
+      if (options_.check_peer) {
+        pipe->conv.BeginPeerCheck();  // the request deadline waits for the answer
+      } else {
+        StartRequestClock(pipe);
+        StartRead(pipe);
       }
-      peer_check = options_.check_peer;
-      pipe->phase = peer_check ? Phase::kPeerCheck : Phase::kReading;
-      if (!peer_check) StartRead(pipe);
     }
   }
   if (too_many) {
     delegate_->OnClientError(
         Status::Lib(LibCode::kTooManyConnections, std::to_string(options_.max_connections) + " open"), peer);
-  } else if (peer_check) {
+  } else if (options_.check_peer) {
     delegate_->OnPeerCheck(id, peer);
   }
 }
 
+// (mu) What a completed request read means. kNeedMore: the next read is
+// started.
+ReadVerdict WinServer::JudgeReadLocked(Pipe* pipe, DWORD bytes, DWORD error) {
+  if (error == ERROR_MORE_DATA) error = ERROR_SUCCESS;  // a message boundary; the bytes are valid
+  if (error == ERROR_SUCCESS) {
+    size_t size = pipe->read_buffer.size();
+    ReadVerdict verdict = pipe->conv.Feed(pipe->read_buffer.data(), bytes, options_.max_request_bytes);
+    if (verdict.kind == ReadVerdict::Kind::kNeedMore) {
+      // A request that fills small reads gets larger ones.
+      if (bytes == size && size < kLargeReadSize) pipe->read_buffer.resize(kLargeReadSize);
+      StartRead(pipe);
+    }
+    return verdict;
+  }
+  if (error == ERROR_BROKEN_PIPE || error == ERROR_PIPE_NOT_CONNECTED || error == ERROR_NO_DATA) {
+    return pipe->conv.EndOfInput();
+  }
+  ReadVerdict verdict = pipe->conv.ReadFailed(win::StatusFromWin32(error, "read"));
+  if (error == ERROR_OPERATION_ABORTED) verdict.report = false;  // cancelled by us: whoever did reported it
+  return verdict;
+}
+
 void WinServer::OnRead(Pipe* pipe, DWORD bytes, DWORD error) {
-  Status why;
-  bool report = false;
+  ReadVerdict verdict;
   PeerInfo peer;
   ConnId id = 0;
   ByteBuffer request;
   {
     std::lock_guard<std::mutex> lock(mutex_);
     pipe->pending--;
-    if (pipe->phase != Phase::kReading) {
+    if (pipe->conv.phase != Phase::kReading) {
       // Timed out, or stopped, while the read was outstanding; whoever
       // ended it reported it.
       MaybeRecycle(pipe);
       return;
     }
-    if (error == ERROR_MORE_DATA) error = ERROR_SUCCESS;  // a message boundary; the bytes are valid
-    if (error == ERROR_SUCCESS) {
-      size_t size = pipe->read_buffer.size();
-      pipe->reader.Feed(pipe->read_buffer.data(), bytes, &pipe->request);
-      switch (pipe->reader.state()) {
-        case pkt::Reader::State::kNeedMore:
-          // A request that fills small reads gets larger ones.
-          if (bytes == size && size < kLargeReadSize) pipe->read_buffer.resize(kLargeReadSize);
-          StartRead(pipe);
-          return;
-        case pkt::Reader::State::kProtocolError:
-          why = Status::Lib(LibCode::kProtocol, std::string(pipe->reader.error_text()) + " in request");
-          report = true;
-          break;
-        case pkt::Reader::State::kTooLarge:
-          why = Status::Lib(LibCode::kRequestTooLarge, "limit " + std::to_string(options_.max_request_bytes) + " bytes");
-          report = true;
-          break;
-        case pkt::Reader::State::kDone:
-          id = pipe->id;
-          pipe->phase = Phase::kHandling;
-          pipe->deadline = 0;
-          request.Swap(pipe->request);
-          std::vector<uint8_t>().swap(pipe->read_buffer);
-          break;
-      }
-    } else if (error == ERROR_BROKEN_PIPE || error == ERROR_PIPE_NOT_CONNECTED || error == ERROR_NO_DATA) {
-      // A client that hangs up without sending anything is a liveness
-      // probe: close silently, as Git does.
-      report = pipe->reader.started();
-      why = Status::Lib(LibCode::kIncompleteRequest);
-    } else if (error != ERROR_OPERATION_ABORTED) {
-      report = pipe->reader.started();
-      why = win::StatusFromWin32(error, "read");
+    verdict = JudgeReadLocked(pipe, bytes, error);
+    if (verdict.kind == ReadVerdict::Kind::kNeedMore) return;
+    peer = pipe->conv.peer;
+    if (verdict.kind == ReadVerdict::Kind::kDrop) {
+      Retire(pipe);
+    } else {
+      id = pipe->conv.id;
+      request = pipe->conv.TakeRequest();
+      std::vector<uint8_t>().swap(pipe->read_buffer);
     }
-    peer = pipe->peer;
-    if (id == 0) Retire(pipe);
   }
   if (id == 0) {
-    if (report) delegate_->OnClientError(why, peer);
+    if (verdict.report) delegate_->OnClientError(verdict.why, peer);
     return;
   }
   // `pipe` may be gone as soon as the application answers: look it up by
@@ -764,7 +760,7 @@ void WinServer::OnRead(Pipe* pipe, DWORD bytes, DWORD error) {
   delegate_->OnRequest(id, std::move(request), peer);
   std::lock_guard<std::mutex> lock(mutex_);
   Pipe* handling = FindHandling(id);
-  if (handling != nullptr && !handling->ended && !handling->watching) StartWatch(handling);
+  if (handling != nullptr && !handling->conv.ended && !handling->watching) StartWatch(handling);
 }
 
 void WinServer::OnWatch(Pipe* pipe, DWORD bytes, DWORD error) {
@@ -774,7 +770,7 @@ void WinServer::OnWatch(Pipe* pipe, DWORD bytes, DWORD error) {
     std::lock_guard<std::mutex> lock(mutex_);
     pipe->pending--;
     pipe->watching = false;
-    if (pipe->phase != Phase::kHandling) {
+    if (pipe->conv.phase != Phase::kHandling) {
       MaybeRecycle(pipe);
       return;
     }
@@ -782,51 +778,42 @@ void WinServer::OnWatch(Pipe* pipe, DWORD bytes, DWORD error) {
     // a write failure will tell if the client leaves.
     if (error == ERROR_SUCCESS || error == ERROR_MORE_DATA || error == ERROR_OPERATION_ABORTED) return;
     // The client went away: the conversation is over.
-    if (!pipe->ended) id = pipe->id;
-    pipe->ended = true;
-    pipe->aborted = true;
-    Retire(pipe);
+    id = pipe->conv.id;
+    if (!EndWithoutFlush(pipe)) id = 0;
   }
   if (id != 0) delegate_->OnConversationLost(id, Status::FromErrno(ECONNRESET, "read", "client went away"));
 }
 
 void WinServer::OnWritten(Pipe* pipe, DWORD bytes, DWORD error) {
-  std::vector<uint64_t> tokens;
-  ConnId id;
-  bool lost = false;
-  Status why;
+  ConversationNotices notices;
   {
     std::lock_guard<std::mutex> lock(mutex_);
     pipe->pending--;
     pipe->writing = false;
-    if (pipe->phase != Phase::kHandling) {
+    pipe->conv.write_waiting = false;
+    if (pipe->conv.phase != Phase::kHandling) {
       MaybeRecycle(pipe);
       return;
     }
-    id = pipe->id;
-    if (error == ERROR_SUCCESS) {
-      pipe->out.Consume(bytes, &tokens);
-      if (!pipe->out.empty()) {
+    notices.id = pipe->conv.id;
+    if (error != ERROR_SUCCESS) {
+      notices.Lose(EndWithoutFlush(pipe), win::StatusFromWin32(error, "write", "client went away"));
+    } else {
+      pipe->conv.Wrote(bytes, &notices.written);
+      if (!pipe->conv.out.empty()) {
         KickWrite(pipe);
-      } else if (pipe->ended) {
-        // The flush packet is written (docs/protocol.md#quit: the server stops
-        // only after that).
-        if (pipe->quit) {
-          pipe->quit = false;
+      } else if (pipe->conv.ended) {
+        // The flush packet is written (docs/protocol.md#quit: the server
+        // stops only after that).
+        if (pipe->conv.quit) {
+          pipe->conv.quit = false;
           RequestStopLocked(StopReason::kQuit, options_.quit_grace_ms);
         }
         StartFlush(pipe);
       }
-    } else {
-      lost = !pipe->ended;
-      why = win::StatusFromWin32(error, "write", "client went away");
-      pipe->ended = true;
-      pipe->aborted = true;
-      Retire(pipe);
     }
   }
-  if (!tokens.empty()) delegate_->OnWritten(id, tokens);
-  if (lost) delegate_->OnConversationLost(id, why);
+  notices.DeliverTo(delegate_);
 }
 
 void WinServer::OnFlushed(Pipe* pipe) {
@@ -848,75 +835,17 @@ std::vector<Pipe*> WinServer::AllPipes() {
 
 void WinServer::ControlLoop() {
   for (;;) {
-    std::vector<ClientErrorReport> client_errors;
-    std::vector<LostReport> lost;
+    ControlReports reports;
     bool exit = false;
     DWORD wait_ms = 0;
     {
       std::lock_guard<std::mutex> lock(mutex_);
       int64_t now = NowMs();
-      if (stop_requested_ && !stopping_) {
-        // Stop accepting; drop everything that has not reached the
-        // application (docs/protocol.md#stopping); conversations in progress may finish.
-        stopping_ = true;
-        for (Pipe* pipe : AllPipes()) {
-          if (pipe->phase == Phase::kListening) {
-            CancelIoEx(pipe->handle, &pipe->connect_op.ov);
-          } else if (pipe->phase == Phase::kPeerCheck || pipe->phase == Phase::kReading) {
-            Retire(pipe);
-          }
-        }
-      }
+      if (stop_.requested && !stopping_) BeginStopLocked();
       int64_t next = now + (stopping_ ? kStoppingTickMs : kTickMs);
-      // Retire() frees only the pipe it is given, so the others in `all`
-      // stay valid through the loop.
-      for (Pipe* pipe : AllPipes()) {
-        if ((pipe->phase == Phase::kPeerCheck || pipe->phase == Phase::kReading) && pipe->deadline != 0) {
-          if (now >= pipe->deadline) {
-            client_errors.push_back(ClientErrorReport{
-                Status::Lib(LibCode::kRequestTimeout, std::to_string(options_.request_timeout_ms) + " ms"), pipe->peer});
-            Retire(pipe);
-            continue;
-          }
-          if (pipe->deadline < next) next = pipe->deadline;
-        }
-        if (options_.request_timeout_ms == 0) continue;
-        // Clients that stopped reading their response get as long a limit
-        // as the request.
-        if (pipe->phase == Phase::kHandling && pipe->writing &&
-            now - pipe->write_started > static_cast<int64_t>(options_.request_timeout_ms)) {
-          if (!pipe->ended) lost.push_back(LostReport{pipe->id, Status::Lib(LibCode::kWriteStalled)});
-          pipe->ended = true;
-          pipe->aborted = true;
-          Retire(pipe);
-          continue;
-        }
-        if (pipe->flushing && now - pipe->flush_started > static_cast<int64_t>(options_.request_timeout_ms)) {
-          CancelIoEx(pipe->handle, nullptr);
-        }
-      }
+      EnforceLimitsLocked(now, &next, &reports);
       if (stopping_) {
-        if (now >= grace_deadline_) {
-          // Out of patience: drop the conversations still running, cancel
-          // what is outstanding (again on every tick: a flush work item
-          // may have started after the previous cancel).
-          for (Pipe* pipe : AllPipes()) {
-            if (pipe->phase == Phase::kHandling) {
-              if (!pipe->ended) {
-                lost.push_back(
-                    LostReport{pipe->id, Status::Lib(LibCode::kServerClosed, "closed before the handler finished")});
-              }
-              pipe->ended = true;
-              pipe->aborted = true;
-              Retire(pipe);
-            } else if (pipe->pending > 0) {
-              CancelIoEx(pipe->handle, nullptr);
-            }
-          }
-        } else if (grace_deadline_ < next) {
-          next = grace_deadline_;
-        }
-        exit = pipes_.empty();
+        exit = RunGraceLocked(now, &next, &reports);
       } else {
         ReplenishListeners(now);
         if (listeners_ < listening_target_ && next_replenish_ < next) next = next_replenish_;
@@ -924,13 +853,73 @@ void WinServer::ControlLoop() {
       control_wakes_at_ = next;
       wait_ms = next > now ? static_cast<DWORD>(next - now) : 0;
     }
-    for (ClientErrorReport& r : client_errors) delegate_->OnClientError(r.why, r.peer);
-    for (LostReport& r : lost) delegate_->OnConversationLost(r.id, r.why);
+    for (ClientErrorReport& r : reports.client_errors) delegate_->OnClientError(r.why, r.peer);
+    for (LostReport& r : reports.lost) delegate_->OnConversationLost(r.id, r.why);
     ReportReleased();
     if (exit) break;
     WaitForSingleObject(wake_, wait_ms);
   }
   FinishStop();
+}
+
+// (mu) Stop accepting; drop everything that has not reached the
+// application (docs/protocol.md#stopping); conversations in progress may
+// finish.
+void WinServer::BeginStopLocked() {
+  stopping_ = true;
+  for (Pipe* pipe : AllPipes()) {
+    if (pipe->conv.phase == Phase::kIdle) {
+      CancelIoEx(pipe->handle, &pipe->connect_op.ov);
+    } else if (pipe->conv.phase == Phase::kPeerCheck || pipe->conv.phase == Phase::kReading) {
+      Retire(pipe);
+    }
+  }
+}
+
+// (mu) Request deadlines, stalled writes and stalled flushes; lowers
+// `next` to the earliest running request deadline. Retire() frees only
+// the pipe it is given, so the others in the list stay valid.
+void WinServer::EnforceLimitsLocked(int64_t now, int64_t* next, ControlReports* reports) {
+  uint32_t timeout_ms = options_.request_timeout_ms;
+  for (Pipe* pipe : AllPipes()) {
+    Conversation& conv = pipe->conv;
+    if (conv.RequestExpired(now)) {
+      reports->client_errors.push_back(ClientErrorReport{Conversation::TimeoutStatus(timeout_ms), conv.peer});
+      Retire(pipe);
+      continue;
+    }
+    if (conv.phase == Phase::kReading && conv.deadline != 0 && conv.deadline < *next) *next = conv.deadline;
+    if (conv.phase == Phase::kHandling && conv.WriteStalled(now, timeout_ms)) {
+      ConnId id = conv.id;
+      if (EndWithoutFlush(pipe)) reports->lost.push_back(LostReport{id, Status::Lib(LibCode::kWriteStalled)});
+      continue;
+    }
+    if (timeout_ms > 0 && pipe->flushing && now - pipe->flush_started > static_cast<int64_t>(timeout_ms)) {
+      CancelIoEx(pipe->handle, nullptr);
+    }
+  }
+}
+
+// (mu) The stop grace: once it has run out, drop the conversations still
+// running and cancel what is outstanding (again on every tick: a flush
+// work item may have started after the previous cancel). Returns true
+// when every instance is gone.
+bool WinServer::RunGraceLocked(int64_t now, int64_t* next, ControlReports* reports) {
+  if (now < stop_.grace_deadline) {
+    if (stop_.grace_deadline < *next) *next = stop_.grace_deadline;
+    return pipes_.empty();
+  }
+  for (Pipe* pipe : AllPipes()) {
+    if (pipe->conv.phase == Phase::kHandling) {
+      ConnId id = pipe->conv.id;
+      if (EndWithoutFlush(pipe)) {
+        reports->lost.push_back(LostReport{id, Status::Lib(LibCode::kServerClosed, "closed before the handler finished")});
+      }
+    } else if (pipe->pending > 0) {
+      CancelIoEx(pipe->handle, nullptr);
+    }
+  }
+  return pipes_.empty();
 }
 
 void WinServer::FinishStop() {
@@ -942,7 +931,7 @@ void WinServer::FinishStop() {
   StopReason reason;
   {
     std::lock_guard<std::mutex> lock(mutex_);
-    reason = stop_reason_;
+    reason = stop_.reason;
   }
   delegate_->OnStopped(reason);
 }
