@@ -46,6 +46,7 @@ export TSAN_OPTIONS=halt_on_error=0:second_deadlock_stack=1
 
 if build_native asan -DSIPC_SANITIZE=address,undefined; then
   run "asan+ubsan core" native/test/build/asan/sipc_core_test
+  run "asan+ubsan conversation" native/test/build/asan/sipc_conversation_test
   run "asan+ubsan connect policy" native/test/build/asan/sipc_connect_policy_test
   run "asan+ubsan client" native/test/build/asan/sipc_client_test
   run "asan+ubsan server" native/test/build/asan/sipc_server_test
