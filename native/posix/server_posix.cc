@@ -193,6 +193,9 @@ class PosixServer : public Server {
   const ServerOptions& options() const { return options_; }
   ServerDelegate* delegate() { return delegate_; }
   int listen_fd() const { return listener_.fd; }
+  // How every serving thread's poller watches the listener: with several
+  // threads, one is woken per connection, not all.
+  uint32_t listener_events() const { return kPollIn | (options_.threads > 1 ? kPollExclusive : 0); }
   bool stopping() const { return stopping_.load(std::memory_order_acquire); }
   bool exiting() const { return exit_.load(std::memory_order_acquire); }
   // Connections not yet handed to the application are dropped on a stop,
@@ -258,8 +261,7 @@ Status PosixServer::Listen() { return OpenListener(options_, &listener_); }
 Status PosixServer::StartThreads() {
   for (int i = 0; i < options_.threads; i++) {
     std::unique_ptr<Poller> poller = Poller::Create();
-    uint32_t events = kPollIn | (options_.threads > 1 ? kPollExclusive : 0);
-    if (!poller || !poller->Add(listener_.fd, events, kListenKey, false)) {
+    if (!poller || !poller->Add(listener_.fd, listener_events(), kListenKey, false)) {
       Status st = Status::FromErrno(errno, "epoll_ctl");
       threads_.clear();
       close(listener_.fd);
@@ -761,7 +763,9 @@ void ServingThread::AcceptAll() {
     if (errno == EMFILE || errno == ENFILE || errno == ENOBUFS || errno == ENOMEM) {
       // Out of descriptors or memory: the rest waits in the backlog. Stop
       // watching the listener for a moment, or this thread would spin.
-      poller_->Modify(listen_fd, 0, kListenKey, false);
+      // Removed, not disarmed: epoll refuses EPOLL_CTL_MOD on the shared
+      // listener's EPOLLEXCLUSIVE registration (EINVAL).
+      poller_->Remove(listen_fd);
       accept_resume_at_ = NowMs() + kAcceptPauseMs;
     }
     return;  // EAGAIN: drained
@@ -1002,7 +1006,7 @@ void ServingThread::WriteQueuedLocked(Conn* c, std::unique_lock<std::mutex>& loc
 void ServingThread::RunTimers(int64_t now) {
   if (accept_resume_at_ > 0 && now >= accept_resume_at_) {
     accept_resume_at_ = 0;
-    if (on_listener_ && !server_->stopping()) poller_->Modify(server_->listen_fd(), kPollIn, kListenKey, false);
+    if (on_listener_ && !server_->stopping()) poller_->Add(server_->listen_fd(), server_->listener_events(), kListenKey, false);
   }
   const ServerOptions& options = server_->options();
   while (!deadlines_.empty() && deadlines_.top().first <= now) {

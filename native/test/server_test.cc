@@ -600,10 +600,14 @@ TEST(empty_write_with_token_while_idle_does_not_spin) {
   CHECK(used < 0.3);
 }
 
-TEST(out_of_descriptors_does_not_spin_and_recovers) {
-  // accept() failing with EMFILE leaves the connection in the backlog and
-  // the listening socket readable: the I/O thread must not busy-loop on it.
-  Harness h;
+// accept() failing with EMFILE leaves the connection in the backlog and
+// the listening socket readable: no serving thread may busy-loop on it.
+// With several threads the listener is an exclusive (shared) registration,
+// which the pause must handle too.
+void OutOfDescriptorsDoesNotSpinAndRecovers(int threads) {
+  ServerOptions options;
+  options.threads = threads;
+  Harness h(options);
   REQUIRE(h.start_status.ok());
   rlimit old;
   REQUIRE(getrlimit(RLIMIT_NOFILE, &old) == 0);
@@ -661,6 +665,10 @@ TEST(out_of_descriptors_does_not_spin_and_recovers) {
   }
   CHECK(ok);
 }
+
+TEST(out_of_descriptors_does_not_spin_and_recovers) { OutOfDescriptorsDoesNotSpinAndRecovers(1); }
+
+TEST(out_of_descriptors_does_not_spin_and_recovers_with_two_threads) { OutOfDescriptorsDoesNotSpinAndRecovers(2); }
 
 TEST(socket_mode_is_applied_and_umask_untouched) {
   mode_t old = umask(022);
