@@ -201,6 +201,14 @@ class PosixServer : public Server {
   // Connections not yet handed to the application are dropped on a stop,
   // except on an idle stop, which finishes everything it accepted.
   bool drop_unstarted_on_stop() const { return stop_reason_seen_ != StopReason::kIdle; }
+  bool grace_over() const { return grace_over_.load(std::memory_order_acquire); }
+  // Whether a request completing now must be dropped rather than handed to
+  // the application: once a stop has begun, unless an idle stop is still
+  // within its grace time (docs/protocol.md#stopping). Serving threads
+  // call it under their mu, which orders it with AbortAllConversations.
+  bool refuses_new_requests() const {
+    return stopping() && (drop_unstarted_on_stop() || grace_over());
+  }
   void RequestStop(StopReason reason, uint32_t grace_ms);
   bool TryOpen();  // counts a new connection; false over maxConnections
   void Closed();
@@ -249,7 +257,10 @@ class PosixServer : public Server {
   StopReason stop_reason_seen_ = StopReason::kClosed;
   bool stop_begun_ = false;
   bool listener_closed_ = false;
-  bool aborted_all_ = false;
+  // Set by thread 0 when the grace time ends, before it takes any thread's
+  // mu to abort what runs: a request completing later sees it (under that
+  // mu) and is dropped instead of reaching the application.
+  std::atomic<bool> grace_over_{false};
   int64_t next_stolen_check_ = 0;
 };
 
@@ -458,7 +469,7 @@ int PosixServer::CoordinatorTimeout(int64_t now) const {
   }
   if (stop_begun_) {
     std::lock_guard<std::mutex> lock(stop_mutex_);
-    if (!aborted_all_) wake = std::min(wake, grace_deadline_);
+    if (!grace_over()) wake = std::min(wake, grace_deadline_);
     if (!listener_closed_) wake = std::min(wake, now + 1);  // waiting for the others to leave it
   }
   return wake <= now ? 0 : static_cast<int>(std::min<int64_t>(wake - now, 1 << 30));
@@ -494,7 +505,7 @@ void PosixServer::Coordinate(int64_t now) {
     std::lock_guard<std::mutex> lock(stop_mutex_);
     grace_deadline = grace_deadline_;
   }
-  if (now >= grace_deadline && !aborted_all_) AbortAllConversations();
+  if (now >= grace_deadline && !grace_over()) AbortAllConversations();
   if (listener_closed_ && AllConnectionsClosed()) exit_.store(true, std::memory_order_release);
 }
 
@@ -524,7 +535,7 @@ bool PosixServer::AllConnectionsClosed() {
 
 // Out of patience: drop the conversations still running.
 void PosixServer::AbortAllConversations() {
-  aborted_all_ = true;
+  grace_over_.store(true, std::memory_order_release);
   for (auto& t : threads_) {
     Notices notices;
     std::vector<ConnId> lost;
@@ -901,6 +912,14 @@ void ServingThread::RequestComplete(Conn* conn) {
   PeerInfo peer = conn->peer;
   {
     std::lock_guard<std::mutex> lock(mu);
+    if (server_->refuses_new_requests()) {
+      // The stop began after this thread last looked (or, in an idle stop,
+      // its grace is over): this conversation never reaches the handler,
+      // or it would escape the grace time that ends the stop.
+      Notices unused;
+      CloseLocked(conn, &unused);
+      return;
+    }
     conn->phase = Phase::kHandling;
     conn->reader = pkt::Reader();
     // Only a hang-up matters from now on, and only if the application
