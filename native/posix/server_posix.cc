@@ -174,11 +174,22 @@ class PosixServer : public Server {
   const ServerOptions& options() const { return options_; }
   ServerDelegate* delegate() { return delegate_; }
   int listen_fd() const { return listener_.fd; }
+  // How every serving thread's poller watches the listener: with several
+  // threads, one is woken per connection, not all.
+  uint32_t listener_events() const { return kPollIn | (options_.threads > 1 ? kPollExclusive : 0); }
   bool stopping() const { return stopping_.load(std::memory_order_acquire); }
   bool exiting() const { return exit_.load(std::memory_order_acquire); }
   // Connections not yet handed to the application are dropped on a stop,
   // except on an idle stop, which finishes everything it accepted.
   bool drop_unstarted_on_stop() const { return stop_reason_seen_ != StopReason::kIdle; }
+  bool grace_over() const { return grace_over_.load(std::memory_order_acquire); }
+  // Whether a request completing now must be dropped rather than handed to
+  // the application: once a stop has begun, unless an idle stop is still
+  // within its grace time (docs/protocol.md#stopping). Serving threads
+  // call it under their mu, which orders it with AbortAllConversations.
+  bool refuses_new_requests() const {
+    return stopping() && (drop_unstarted_on_stop() || grace_over());
+  }
   void RequestStop(StopReason reason, uint32_t grace_ms);
   bool TryOpen();  // counts a new connection; false over maxConnections
   void CountDrop(ReadVerdict::Counter counter);
@@ -226,7 +237,10 @@ class PosixServer : public Server {
   StopReason stop_reason_seen_ = StopReason::kClosed;
   bool stop_begun_ = false;
   bool listener_closed_ = false;
-  bool aborted_all_ = false;
+  // Set by thread 0 when the grace time ends, before it takes any thread's
+  // mu to abort what runs: a request completing later sees it (under that
+  // mu) and is dropped instead of reaching the application.
+  std::atomic<bool> grace_over_{false};
   int64_t next_stolen_check_ = 0;
 };
 
@@ -238,8 +252,7 @@ Status PosixServer::Listen() { return OpenListener(options_, &listener_); }
 Status PosixServer::StartThreads() {
   for (int i = 0; i < options_.threads; i++) {
     std::unique_ptr<Poller> poller = Poller::Create();
-    uint32_t events = kPollIn | (options_.threads > 1 ? kPollExclusive : 0);
-    if (!poller || !poller->Add(listener_.fd, events, kListenKey, false)) {
+    if (!poller || !poller->Add(listener_.fd, listener_events(), kListenKey, false)) {
       Status st = Status::FromErrno(errno, "epoll_ctl");
       threads_.clear();
       close(listener_.fd);
@@ -415,7 +428,7 @@ int PosixServer::CoordinatorTimeout(int64_t now) const {
   }
   if (stop_begun_) {
     std::lock_guard<std::mutex> lock(stop_mutex_);
-    if (!aborted_all_) wake = std::min(wake, stop_.grace_deadline);
+    if (!grace_over()) wake = std::min(wake, stop_.grace_deadline);
     if (!listener_closed_) wake = std::min(wake, now + 1);  // waiting for the others to leave it
   }
   return wake <= now ? 0 : static_cast<int>(std::min<int64_t>(wake - now, 1 << 30));
@@ -451,7 +464,7 @@ void PosixServer::Coordinate(int64_t now) {
     std::lock_guard<std::mutex> lock(stop_mutex_);
     grace_deadline = stop_.grace_deadline;
   }
-  if (now >= grace_deadline && !aborted_all_) AbortAllConversations();
+  if (now >= grace_deadline && !grace_over()) AbortAllConversations();
   if (listener_closed_ && AllConnectionsClosed()) exit_.store(true, std::memory_order_release);
 }
 
@@ -481,7 +494,7 @@ bool PosixServer::AllConnectionsClosed() {
 
 // Out of patience: drop the conversations still running.
 void PosixServer::AbortAllConversations() {
-  aborted_all_ = true;
+  grace_over_.store(true, std::memory_order_release);
   for (auto& t : threads_) {
     Notices notices;
     std::vector<ConnId> lost;
@@ -688,7 +701,9 @@ void ServingThread::AcceptAll() {
     if (errno == EMFILE || errno == ENFILE || errno == ENOBUFS || errno == ENOMEM) {
       // Out of descriptors or memory: the rest waits in the backlog. Stop
       // watching the listener for a moment, or this thread would spin.
-      poller_->Modify(listen_fd, 0, kListenKey, false);
+      // Removed, not disarmed: epoll refuses EPOLL_CTL_MOD on the shared
+      // listener's EPOLLEXCLUSIVE registration (EINVAL).
+      poller_->Remove(listen_fd);
       accept_resume_at_ = NowMs() + kAcceptPauseMs;
     }
     return;  // EAGAIN: drained
@@ -802,6 +817,14 @@ void ServingThread::RequestComplete(Conn* conn) {
   ByteBuffer request;
   {
     std::lock_guard<std::mutex> lock(mu);
+    if (server_->refuses_new_requests()) {
+      // The stop began after this thread last looked (or, in an idle stop,
+      // its grace is over): this conversation never reaches the handler,
+      // or it would escape the grace time that ends the stop.
+      Notices unused;
+      CloseLocked(conn, &unused);
+      return;
+    }
     request = conn->conv.TakeRequest();
     // Only a hang-up matters from now on, and only if the application
     // keeps the conversation past its first turn (Watch): a reply written
@@ -896,7 +919,7 @@ void ServingThread::WriteQueuedLocked(Conn* c, std::unique_lock<std::mutex>& loc
 void ServingThread::RunTimers(int64_t now) {
   if (accept_resume_at_ > 0 && now >= accept_resume_at_) {
     accept_resume_at_ = 0;
-    if (on_listener_ && !server_->stopping()) poller_->Modify(server_->listen_fd(), kPollIn, kListenKey, false);
+    if (on_listener_ && !server_->stopping()) poller_->Add(server_->listen_fd(), server_->listener_events(), kListenKey, false);
   }
   const ServerOptions& options = server_->options();
   while (!deadlines_.empty() && deadlines_.top().first <= now) {

@@ -600,10 +600,14 @@ TEST(empty_write_with_token_while_idle_does_not_spin) {
   CHECK(used < 0.3);
 }
 
-TEST(out_of_descriptors_does_not_spin_and_recovers) {
-  // accept() failing with EMFILE leaves the connection in the backlog and
-  // the listening socket readable: the I/O thread must not busy-loop on it.
-  Harness h;
+// accept() failing with EMFILE leaves the connection in the backlog and
+// the listening socket readable: no serving thread may busy-loop on it.
+// With several threads the listener is an exclusive (shared) registration,
+// which the pause must handle too.
+void OutOfDescriptorsDoesNotSpinAndRecovers(int threads) {
+  ServerOptions options;
+  options.threads = threads;
+  Harness h(options);
   REQUIRE(h.start_status.ok());
   rlimit old;
   REQUIRE(getrlimit(RLIMIT_NOFILE, &old) == 0);
@@ -661,6 +665,10 @@ TEST(out_of_descriptors_does_not_spin_and_recovers) {
   }
   CHECK(ok);
 }
+
+TEST(out_of_descriptors_does_not_spin_and_recovers) { OutOfDescriptorsDoesNotSpinAndRecovers(1); }
+
+TEST(out_of_descriptors_does_not_spin_and_recovers_with_two_threads) { OutOfDescriptorsDoesNotSpinAndRecovers(2); }
 
 TEST(socket_mode_is_applied_and_umask_untouched) {
   mode_t old = umask(022);
@@ -1080,6 +1088,53 @@ TEST(stop_drops_hanging_handlers_after_the_grace_time) {
   h.server->Join();
   struct stat sb;
   CHECK(lstat(h.path.c_str(), &sb) < 0);
+}
+
+// Requests that complete while a stop begins: one that reaches the
+// application after the grace time was enforced must not escape it (it
+// would never be answered when nothing is left to answer it, as when a
+// worker thread's environment is torn down, and the stop would never end).
+// The window is a few instructions wide, so this makes many stops with
+// requests arriving all the time on two serving threads.
+TEST(stop_ends_while_requests_keep_arriving) {
+  for (int round = 0; round < 40; round++) {
+    ServerOptions options;
+    options.threads = 2;
+    Harness h(options);
+    REQUIRE(h.start_status.ok());
+    std::atomic<bool> done{false};
+    std::vector<std::thread> clients;
+    for (int c = 0; c < 4; c++) {
+      clients.emplace_back([&] {
+        std::vector<int> open;
+        while (!done.load()) {
+          int fd = ConnectRaw(h.path);
+          if (fd < 0) {
+            SleepMs(1);
+            continue;
+          }
+          SendAll(fd, Frame("hang"));
+          open.push_back(fd);
+          if (open.size() > 16) {
+            close(open.front());
+            open.erase(open.begin());
+          }
+        }
+        for (int fd : open) close(fd);
+      });
+    }
+    REQUIRE(h.delegate.WaitHanging(1));
+    SleepMs(round % 7);
+    h.server->Stop(0);
+    bool stopped = h.delegate.WaitStopped(10000);
+    done.store(true);
+    for (std::thread& t : clients) t.join();
+    CHECK(stopped);
+    if (!stopped) {
+      std::fprintf(stderr, "    round %d: the stop did not end\n", round);
+      std::abort();  // the harness's destructor would wait forever
+    }
+  }
 }
 
 TEST(stop_with_every_kind_of_client_connected) {
