@@ -1,0 +1,188 @@
+// Server tests: maxRequestBytes, requestTimeoutMs, maxConnections, slow and idle clients beside normal ones, and the stats counters.
+// Helpers: server_test_util.h.
+#include "server_test_util.h"
+
+namespace {
+
+// ---- limits ----
+
+TEST(max_request_bytes_exact_and_one_over) {
+  ServerOptions options;
+  options.max_request_bytes = 100000;
+  Harness h(options);
+  REQUIRE(h.start_status.ok());
+  std::string exact = BigPayload(100000);
+  std::string response;
+  CHECK(Send(h.path, exact, &response).status.ok());
+  CHECK(response == exact);
+  ClientResult r = Send(h.path, BigPayload(100001), &response);
+  CHECK(!r.status.ok());
+  std::vector<int> errors = h.delegate.WaitClientErrors(1);
+  REQUIRE(errors.size() == 1);
+  CHECK_EQ(errors[0], static_cast<int>(LibCode::kRequestTooLarge));
+  CHECK_EQ(h.delegate.requests(), size_t{1});
+}
+
+TEST(oversized_request_stream_is_cut_off) {
+  // A client that keeps sending after the limit is disconnected: its
+  // writes fail, the server does not buffer them.
+  ServerOptions options;
+  options.max_request_bytes = 1 << 20;
+  Harness h(options);
+  REQUIRE(h.start_status.ok());
+  int fd = ConnectRaw(h.path);
+  REQUIRE(fd >= 0);
+  std::string packet = "fff0" + std::string(pkt::kMaxPayload, 'x');
+  size_t sent = 0;
+  bool failed = false;
+  int64_t give_up = NowMs() + kWaitMs;
+  while (NowMs() < give_up && sent < (size_t{256} << 20)) {
+    if (!SendAll(fd, packet)) {
+      failed = true;
+      break;
+    }
+    sent += packet.size();
+  }
+  close(fd);
+  CHECK(failed);
+  CHECK(sent < (size_t{16} << 20));
+  CHECK_EQ(h.delegate.WaitClientErrors(1).size(), size_t{1});
+  CHECK_EQ(h.delegate.CountClientErrors(LibCode::kRequestTooLarge), size_t{1});
+}
+
+TEST(request_timeout_drops_silent_and_slow_clients) {
+  ServerOptions options;
+  options.request_timeout_ms = 300;
+  Harness h(options);
+  REQUIRE(h.start_status.ok());
+  int silent = ConnectRaw(h.path);
+  int slow = ConnectRaw(h.path);
+  REQUIRE(silent >= 0 && slow >= 0);
+  SendAll(slow, "00");
+  RawRead a = ReadUntilClosed(silent);
+  RawRead b = ReadUntilClosed(slow);
+  close(silent);
+  close(slow);
+  CHECK(a.eof && a.bytes.empty());
+  CHECK(b.eof && b.bytes.empty());
+  h.delegate.WaitClientErrors(2);
+  CHECK_EQ(h.delegate.CountClientErrors(LibCode::kRequestTimeout), size_t{2});
+  // A request that completes in time is not affected.
+  std::string response;
+  CHECK(Send(h.path, "ping", &response).status.ok());
+}
+
+TEST(max_connections_closes_extra_connections_at_once) {
+  ServerOptions options;
+  options.max_connections = 10;
+  Harness h(options);
+  REQUIRE(h.start_status.ok());
+  Fds idle;
+  for (int i = 0; i < 10; i++) {
+    int fd = ConnectRaw(h.path);
+    REQUIRE(fd >= 0);
+    idle.add(fd);
+  }
+  int extra = ConnectRaw(h.path);
+  REQUIRE(extra >= 0);
+  RawRead r = ReadUntilClosed(extra);
+  close(extra);
+  CHECK(r.eof);
+  std::vector<int> errors = h.delegate.WaitClientErrors(1);
+  REQUIRE(!errors.empty());
+  CHECK_EQ(errors[0], static_cast<int>(LibCode::kTooManyConnections));
+  // Free the slots: the server serves again.
+  for (int fd : idle.fds) close(fd);
+  idle.fds.clear();
+  std::string response;
+  bool ok = false;
+  int64_t give_up = NowMs() + kWaitMs;
+  while (!ok && NowMs() < give_up) {
+    ok = Send(h.path, "ping", &response).status.ok();
+    if (!ok) SleepMs(20);
+  }
+  CHECK(ok);
+}
+
+TEST(idle_and_dribbling_clients_do_not_delay_others) {
+  ServerOptions options;
+  options.threads = 2;
+  Harness h(options);
+  REQUIRE(h.start_status.ok());
+  Fds fds;
+  std::vector<int> dribblers;
+  for (int i = 0; i < 200; i++) {
+    int fd = ConnectRaw(h.path);
+    REQUIRE(fd >= 0);
+    fds.add(fd);
+    if (i % 2 == 0) dribblers.push_back(fd);
+  }
+  // Half of them start a request they will never finish.
+  for (int fd : dribblers) SendAll(fd, "0");
+  std::atomic<bool> stop_dribbling{false};
+  std::thread dribble([&] {
+    const char* rest = "00100123456789abcdefghijklmnopqrstuvwxyz";  // never a whole message
+    size_t i = 1;
+    while (!stop_dribbling) {
+      for (int fd : dribblers) {
+        char c = rest[i % 30];
+        send(fd, &c, 1, MSG_NOSIGNAL | MSG_DONTWAIT);
+      }
+      i++;
+      SleepMs(50);
+    }
+  });
+  int64_t worst = 0;
+  bool all_ok = true;
+  for (int i = 0; i < 50; i++) {
+    int64_t start = NowMs();
+    std::string response;
+    ClientResult r = Send(h.path, "ping", &response, 10000);
+    all_ok = all_ok && r.status.ok() && response == "pong";
+    worst = std::max(worst, NowMs() - start);
+  }
+  stop_dribbling = true;
+  dribble.join();
+  CHECK(all_ok);
+  std::fprintf(stderr, "    slowest of 50 pings beside 200 idle/slow clients: %lld ms\n",
+               static_cast<long long>(worst));
+  // Stopping does not wait for any of them.
+  int64_t start = NowMs();
+  h.server->Stop(60000);
+  CHECK(h.delegate.WaitStopped());
+  CHECK(NowMs() - start < 10000);
+}
+
+TEST(stats_count_requests_bytes_and_drops) {
+  ServerOptions options;
+  options.max_request_bytes = 100;
+  options.threads = 2;
+  Harness h(options);
+  REQUIRE(h.start_status.ok());
+  std::string response;
+  for (int i = 0; i < 10; i++) CHECK(Send(h.path, "ping", &response).status.ok());
+  int fd = ConnectRaw(h.path);
+  SendAll(fd, "0003");
+  CHECK(ReadUntilClosed(fd, 5000).eof);
+  close(fd);
+  fd = ConnectRaw(h.path);
+  SendAll(fd, Frame(std::string(200, 'x')));
+  CHECK(ReadUntilClosed(fd, 5000).eof);
+  close(fd);
+  h.delegate.WaitClientErrors(2);
+  // A client can read its reply before the writing thread has counted it
+  // (the counters are updated after sendmsg returns): wait for the count.
+  ServerStats st = h.server->Stats();
+  for (int64_t give_up = NowMs() + kWaitMs; NowMs() < give_up; SleepMs(10)) {
+    st = h.server->Stats();
+    if (st.requests == 10 && st.connections_handling + st.connections_reading + st.connections_peer_check == 0) break;
+  }
+  CHECK_EQ(st.requests, uint64_t{10});
+  CHECK_EQ(st.dropped_protocol, uint64_t{1});
+  CHECK_EQ(st.dropped_too_large, uint64_t{1});
+  CHECK_EQ(st.bytes_out, uint64_t{10 * (8 + 4)});  // "0008pong0000"
+  CHECK(st.bytes_in >= uint64_t{10 * 12 + 4});
+  CHECK_EQ(st.connections_handling + st.connections_reading + st.connections_peer_check, uint64_t{0});
+}
+
+}  // namespace
