@@ -1,6 +1,12 @@
 // The simple-ipc server on POSIX (docs/protocol.md#the-server, with the
 // limits of docs/protocol.md#limits).
 //
+// The rules of the conversation (what a read means, the request deadline
+// and the peer check, stalled writers, what a Reply queues, the stop
+// grace) are native/core/conversation.h's
+// (docs/design.md#the-conversation-core); this file does the I/O and asks
+// it.
+//
 // Threads and ownership (docs/design.md#the-posix-server):
 //  - `threads` serving threads. Each has its own Poller and owns the
 //    connections it accepted, from accept to close: it accepts on the

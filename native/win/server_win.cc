@@ -3,6 +3,12 @@
 // docs/design.md#windows-server), behind the same Server interface as the
 // POSIX one.
 //
+// The rules of the conversation (what a read means, the request deadline
+// and the peer check, stalled writes, what a Reply queues, the stop
+// grace) are native/core/conversation.h's
+// (docs/design.md#the-conversation-core); this file does the overlapped
+// I/O and asks it.
+//
 // Instances. Git keeps one pipe instance per worker thread and parks each
 // worker on its instance: in ConnectNamedPipe, then in blocking reads of
 // the request. A handful of silent clients then hold every instance and
