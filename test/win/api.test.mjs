@@ -543,6 +543,23 @@ describe('limits', () => {
     assert.match(seen[0].sid, /^S-1-5-/);
   });
 
+  it('requestTimeoutMs pauses while allowPeer decides and starts anew once it allows', async (t) => {
+    const p = ipcPath(t);
+    const errors = [];
+    const server = await serve(t, p, testAppHandlerOr('ping'), {
+      requestTimeoutMs: 300,
+      // Three times the request's limit: a deadline still running from the
+      // connect would drop the client before the answer.
+      allowPeer: async () => {
+        await sleep(900);
+        return true;
+      },
+    });
+    server.on('clientError', (e) => errors.push(e.code));
+    assert.equal((await sendCommand(p, 'ping')).toString(), 'pong');
+    assert.deepEqual(errors, []);
+  });
+
   it('reply.write() resolves once the bytes are written (backpressure), in order', async (t) => {
     const p = ipcPath(t);
     const written = [];
