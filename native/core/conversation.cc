@@ -2,6 +2,7 @@
 // (docs/design.md#the-conversation-core).
 #include "conversation.h"
 
+#include <cerrno>
 #include <string>
 #include <utility>
 
@@ -86,6 +87,18 @@ bool Conversation::RequestExpired(int64_t now) const {
 
 Status Conversation::TimeoutStatus(uint32_t timeout_ms) {
   return Status::Lib(LibCode::kRequestTimeout, std::to_string(timeout_ms) + " ms");
+}
+
+Status Conversation::TooManyConnectionsStatus(uint32_t max_connections) {
+  return Status::Lib(LibCode::kTooManyConnections, std::to_string(max_connections) + " open");
+}
+
+Status Conversation::ClientLeftStatus() { return Status::FromErrno(ECONNRESET, "read", "client went away"); }
+
+Status Conversation::WriteStalledStatus() { return Status::Lib(LibCode::kWriteStalled); }
+
+Status Conversation::GraceOverStatus() {
+  return Status::Lib(LibCode::kServerClosed, "closed before the handler finished");
 }
 
 ReadVerdict Conversation::Feed(const uint8_t* data, size_t len, size_t max_request_bytes) {

@@ -118,6 +118,18 @@ class Conversation {
   bool RequestExpired(int64_t now) const;
   static Status TimeoutStatus(uint32_t timeout_ms);
 
+  // ---- Why a client or a conversation was dropped (the same codes on
+  // every transport) ----
+
+  // Over maxConnections: closed at once (OnClientError).
+  static Status TooManyConnectionsStatus(uint32_t max_connections);
+  // The client hung up while the application had the conversation.
+  static Status ClientLeftStatus();
+  // The client stopped reading its response (WriteStalled).
+  static Status WriteStalledStatus();
+  // The stop grace ran out before the handler finished.
+  static Status GraceOverStatus();
+
   // ---- Reading the request ----
 
   // `len` bytes arrived.

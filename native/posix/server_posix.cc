@@ -510,7 +510,7 @@ void PosixServer::AbortAllConversations() {
     }
     t->Deliver(notices);
     for (ConnId id : lost) {
-      delegate_->OnConversationLost(id, Status::Lib(LibCode::kServerClosed, "closed before the handler finished"));
+      delegate_->OnConversationLost(id, Conversation::GraceOverStatus());
     }
   }
 }
@@ -726,7 +726,7 @@ void ServingThread::Adopt(int fd) {
     close(fd);
     server_->dropped_too_many.fetch_add(1, std::memory_order_relaxed);
     server_->delegate()->OnClientError(
-        Status::Lib(LibCode::kTooManyConnections, std::to_string(options.max_connections) + " open"), peer);
+        Conversation::TooManyConnectionsStatus(options.max_connections), peer);
     return;
   }
   std::unique_ptr<Conn> owned(new Conn(options.max_request_bytes));
@@ -866,7 +866,7 @@ void ServingThread::OnHandlingEvent(ConnId id, uint32_t events) {
     if ((events & kPollOut) && c->conv.write_waiting) {
       WriteQueuedLocked(c, lock, &notices);
     } else if (events & (kPollHangup | kPollError)) {
-      notices.Lose(AbortLocked(c, &notices), Status::FromErrno(ECONNRESET, "read", "client went away"));
+      notices.Lose(AbortLocked(c, &notices), Conversation::ClientLeftStatus());
     }
   }
   Deliver(notices);
@@ -967,7 +967,7 @@ void ServingThread::DropStalledWriters(int64_t now) {
     for (Conn* c : candidates) {
       Notices notices;
       notices.id = c->conv.id;
-      notices.Lose(AbortLocked(c, &notices), Status::Lib(LibCode::kWriteStalled));
+      notices.Lose(AbortLocked(c, &notices), Conversation::WriteStalledStatus());
       stalled.push_back(std::move(notices));
     }
   }

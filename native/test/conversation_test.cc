@@ -314,6 +314,18 @@ TEST(notices_are_delivered_released_then_written_then_lost) {
   CHECK_EQ(delegate.calls.size(), size_t{0});
 }
 
+TEST(drop_reasons_carry_the_codes_every_transport_reports) {
+  Status too_many = Conversation::TooManyConnectionsStatus(2);
+  CHECK_EQ(std::string(sipc::StatusCodeName(too_many)), std::string("ERR_IPC_TOO_MANY_CONNECTIONS"));
+  CHECK_EQ(too_many.detail, std::string("2 open"));
+  Status left = Conversation::ClientLeftStatus();
+  CHECK_EQ(left.code, ECONNRESET);
+  CHECK_EQ(std::string(left.syscall), std::string("read"));
+  CHECK_EQ(std::string(sipc::StatusCodeName(Conversation::WriteStalledStatus())),
+           std::string("ERR_IPC_WRITE_STALLED"));
+  CHECK_EQ(std::string(sipc::StatusCodeName(Conversation::GraceOverStatus())), std::string("ERR_IPC_SERVER_CLOSED"));
+}
+
 TEST(stats_count_each_phase_once) {
   ServerStats stats;
   for (ConversationPhase phase :

@@ -704,7 +704,7 @@ void WinServer::Admit(Pipe* pipe, const PeerInfo& peer) {
   }
   if (too_many) {
     delegate_->OnClientError(
-        Status::Lib(LibCode::kTooManyConnections, std::to_string(options_.max_connections) + " open"), peer);
+        Conversation::TooManyConnectionsStatus(options_.max_connections), peer);
   } else if (options_.check_peer) {
     delegate_->OnPeerCheck(id, peer);
   }
@@ -787,7 +787,7 @@ void WinServer::OnWatch(Pipe* pipe, DWORD bytes, DWORD error) {
     id = pipe->conv.id;
     if (!EndWithoutFlush(pipe)) id = 0;
   }
-  if (id != 0) delegate_->OnConversationLost(id, Status::FromErrno(ECONNRESET, "read", "client went away"));
+  if (id != 0) delegate_->OnConversationLost(id, Conversation::ClientLeftStatus());
 }
 
 void WinServer::OnWritten(Pipe* pipe, DWORD bytes, DWORD error) {
@@ -897,7 +897,7 @@ void WinServer::EnforceLimitsLocked(int64_t now, int64_t* next, ControlReports* 
     if (conv.phase == Phase::kReading && conv.deadline != 0 && conv.deadline < *next) *next = conv.deadline;
     if (conv.phase == Phase::kHandling && conv.WriteStalled(now, timeout_ms)) {
       ConnId id = conv.id;
-      if (EndWithoutFlush(pipe)) reports->lost.push_back(LostReport{id, Status::Lib(LibCode::kWriteStalled)});
+      if (EndWithoutFlush(pipe)) reports->lost.push_back(LostReport{id, Conversation::WriteStalledStatus()});
       continue;
     }
     if (timeout_ms > 0 && pipe->flushing && now - pipe->flush_started > static_cast<int64_t>(timeout_ms)) {
@@ -919,7 +919,7 @@ bool WinServer::RunGraceLocked(int64_t now, int64_t* next, ControlReports* repor
     if (pipe->conv.phase == Phase::kHandling) {
       ConnId id = pipe->conv.id;
       if (EndWithoutFlush(pipe)) {
-        reports->lost.push_back(LostReport{id, Status::Lib(LibCode::kServerClosed, "closed before the handler finished")});
+        reports->lost.push_back(LostReport{id, Conversation::GraceOverStatus()});
       }
     } else if (pipe->pending > 0) {
       CancelIoEx(pipe->handle, nullptr);
