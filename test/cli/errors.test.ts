@@ -6,9 +6,10 @@ import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { describe, expect, it } from 'vitest';
 
-import { QUIT } from '../dist/index.js';
-import { cli, inProcessServer, stopAfterTest } from './cli-helpers.js';
-import { tempDir, waitFor } from './helpers.js';
+import { QUIT } from '../../dist/index.js';
+import { tempDir, waitFor } from '../helpers.js';
+import { inProcessServer } from '../servers.js';
+import { cli, stopAfterTest } from './helpers.js';
 
 describe('simple-ipc: every error message', () => {
   it('is-active and the client subcommands report the active state of the path', async () => {

@@ -5,9 +5,10 @@ import { spawn } from 'node:child_process';
 import * as path from 'node:path';
 import { describe, expect, it } from 'vitest';
 
-import { sendbytesVerdict } from '../dist/test-app.js';
-import { CLI, inProcessServer } from './cli-helpers.js';
-import { tempDir } from './helpers.js';
+import { sendbytesVerdict } from '../../dist/test-app.js';
+import { tempDir } from '../helpers.js';
+import { inProcessServer } from '../servers.js';
+import { CLI } from './helpers.js';
 
 /** Runs the tool with stdout and stderr on the same pipe; resolves with what came through it, in order. */
 function cliMerged(args: string[], cwd: string): Promise<{ code: number | null; output: string }> {

@@ -4,9 +4,9 @@ import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { describe, expect, it } from 'vitest';
 
-import { bigResponseText, bigRow } from '../dist/test-app.js';
-import { cli, stopAfterTest } from './cli-helpers.js';
-import { tempDir } from './helpers.js';
+import { bigResponseText, bigRow } from '../../dist/test-app.js';
+import { tempDir } from '../helpers.js';
+import { cli, stopAfterTest } from './helpers.js';
 
 const BIG = bigResponseText();
 

@@ -1,13 +1,14 @@
-// Lifecycle: nothing left behind after close or exit, ref/unref, worker
-// threads (the addon is context-aware).
+// Nothing left behind after close or exit, ref/unref, `await using`
+// (IpcServer is an async disposable, as Node's own handles are, and its
+// types say so), worker threads (the addon is context-aware).
 import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { Worker } from 'node:worker_threads';
-import { describe, expect, it } from 'vitest';
+import { describe, expect, expectTypeOf, it } from 'vitest';
 
-import { createServer, getActiveState, sendCommand, streamCommand } from '../dist/index.js';
-import { exited, fdCount, fixtures, socketPath, spawnNode, tempDir, threadCount, waitFor, waitForLine } from './helpers';
+import { createServer, getActiveState, sendCommand, streamCommand, type IpcServer } from '../../dist/index.js';
+import { exited, fdCount, fixtures, socketPath, spawnNode, tempDir, threadCount, waitFor, waitForLine } from '../helpers';
 
 const child = path.join(fixtures, 'lifecycle-child.js');
 
@@ -89,6 +90,23 @@ describe('process exit', () => {
     const server = await createServer(p, () => 'new');
     expect((await sendCommand(p, 'x')).toString()).toBe('new');
     await server.close();
+  });
+});
+
+describe('Symbol.asyncDispose', () => {
+  it('IpcServer is typed as AsyncDisposable', () => {
+    expectTypeOf<IpcServer>().toMatchTypeOf<AsyncDisposable>();
+  });
+
+  it('`await using` closes the server at the end of the block, removing its socket file', async () => {
+    const p = socketPath();
+    {
+      await using server = await createServer(p, () => 'in scope');
+      expect(server.path).toBe(p);
+      expect(await getActiveState(p)).toBe('listening');
+    }
+    expect(await getActiveState(p)).toBe('not-listening');
+    expect(fs.existsSync(p)).toBe(false);
   });
 });
 

@@ -1,11 +1,10 @@
 // Shared helpers of the command line tool tests: run `simple-ipc` as its
-// own process, stop what a test started, servers inside the test process.
+// own process, stop what a test started.
 import { spawn } from 'node:child_process';
 import * as fs from 'node:fs';
 import * as path from 'node:path';
 
-import { createServer, type IpcServer } from '../dist/index.js';
-import { onCleanup, repoRoot } from './helpers.js';
+import { onCleanup, repoRoot } from '../helpers.js';
 
 export const CLI = path.join(repoRoot, 'dist', 'cli.js');
 
@@ -35,10 +34,3 @@ export function stopAfterTest(cwd: string, name = 'ipc-test'): void {
   });
 }
 
-/** A server in this process (the tool is the client), closed after the test. */
-export async function inProcessServer(p: string, handler: Parameters<typeof createServer>[1]): Promise<IpcServer> {
-  const server = await createServer(p, handler, { threads: 2 });
-  server.on('handlerError', () => {});
-  onCleanup(() => server.close({ timeoutMs: 0 }));
-  return server;
-}

@@ -6,7 +6,7 @@ import * as path from 'node:path';
 import { describe, expect, it } from 'vitest';
 
 import { createServer, ensureDaemon, sendCommand, streamCommand, type DaemonStartError } from '../dist/index.js';
-import { exited, fixtures, onCleanup, repoRoot, tempDir, waitFor } from './helpers.js';
+import { alive, exited, fixtures, onCleanup, repoRoot, tempDir, waitFor } from './helpers.js';
 
 const DAEMON = path.join(fixtures, 'race-daemon.js');
 const CLIENT = path.join(fixtures, 'race-client.js');
@@ -36,15 +36,6 @@ function daemonPids(records: string): number[] {
 
 function recordOf(records: string, pid: number): string {
   return fs.readFileSync(path.join(records, String(pid)), 'utf8');
-}
-
-function alive(pid: number): boolean {
-  try {
-    process.kill(pid, 0);
-    return true;
-  } catch {
-    return false;
-  }
 }
 
 /** The session id of a process (Linux), field 6 of /proc/<pid>/stat. */

@@ -4,8 +4,8 @@ import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { describe, expect, it } from 'vitest';
 
-import { createServer, QUIT, sendCommand } from '../dist/index.js';
-import { exited, fixtures, onCleanup, socketPath, spawnNode, waitForLine } from './helpers.js';
+import { createServer, QUIT, sendCommand } from '../../dist/index.js';
+import { exited, fixtures, onCleanup, socketPath, spawnNode, waitForLine } from '../helpers.js';
 
 const DAEMON = path.join(fixtures, 'versioned-daemon.js');
 

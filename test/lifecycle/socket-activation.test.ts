@@ -7,8 +7,8 @@ import * as net from 'node:net';
 import * as path from 'node:path';
 import { describe, expect, it } from 'vitest';
 
-import { createServer, sendCommand } from '../dist/index.js';
-import { exited, fixtures, onCleanup, repoRoot, tempDir, waitForLine } from './helpers.js';
+import { createServer, sendCommand } from '../../dist/index.js';
+import { exited, fixtures, onCleanup, repoRoot, tempDir, waitForLine } from '../helpers.js';
 
 const DAEMON = path.join(fixtures, 'activated-daemon.js');
 

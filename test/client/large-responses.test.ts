@@ -1,12 +1,18 @@
-// Responses of 64 KiB and more reach JS without a second pass over the
-// bytes: an external Buffer over the memory the client read into, which
-// V8 counts as external memory while it lives and forgets once collected.
+// Large responses. Those of 64 KiB and more reach JS without a second pass
+// over the bytes: an external Buffer over the memory the client read into,
+// which V8 counts as external memory while it lives and forgets once
+// collected. And streamCommand() reads no faster than its consumer: past a
+// high-water mark the native side stops reading and the server waits (its
+// reply.write() promises stay pending), so memory stays bounded however
+// large the response; there server and client run in child processes of
+// their own, so that the RSS measured is the client's alone.
+import * as path from 'node:path';
 import * as v8 from 'node:v8';
 import * as vm from 'node:vm';
 import { describe, expect, it } from 'vitest';
 
-import { createServer, sendCommand, streamCommand } from '../dist/index.js';
-import { onCleanup, socketPath } from './helpers';
+import { createServer, sendCommand, streamCommand } from '../../dist/index.js';
+import { exited, fixtures, onCleanup, socketPath, spawnNode, waitForLine } from '../helpers';
 
 v8.setFlagsFromString('--expose-gc');
 const collect = vm.runInNewContext('gc') as () => void;
@@ -58,4 +64,18 @@ describe('large responses', () => {
     }
     expect(process.memoryUsage().external - before).toBeLessThan(20 * MB);
   });
+});
+
+describe('stream backpressure', () => {
+  it('a 300 MiB response read at 5 ms per chunk grows the client by less than 32 MB', async () => {
+    const p = socketPath();
+    const server = spawnNode(path.join(fixtures, 'stream-server.js'), [p]);
+    await waitForLine(server, /listening/);
+    const client = spawnNode(path.join(fixtures, 'slow-stream-client.js'), [p, '300', '5']);
+    const line = await waitForLine(client, /^\{/, 120_000);
+    expect(await exited(client)).toBe(0);
+    const result = JSON.parse(line) as { bytes: number; growthBytes: number };
+    expect(result.bytes).toBe(300 * 1024 * 1024);
+    expect(result.growthBytes).toBeLessThan(32 * 1000 * 1000);
+  }, 180_000);
 });

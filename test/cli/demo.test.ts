@@ -5,7 +5,7 @@ import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { describe, expect, it } from 'vitest';
 
-import { exited, onCleanup, repoRoot, tempDir, waitFor } from './helpers.js';
+import { exited, onCleanup, repoRoot, tempDir, waitFor } from '../helpers.js';
 
 const DEMO = path.join(repoRoot, 'dist', 'demo.js');
 

@@ -1,11 +1,13 @@
 // The server's limits (maxRequestBytes, requestTimeoutMs, maxConnections),
 // each against a server in its own process.
 import * as net from 'node:net';
+import { setTimeout as sleep } from 'node:timers/promises';
 import { describe, expect, test } from 'vitest';
 
 import { createServer, sendCommand } from '../dist/index.js';
 import { onCleanup, socketPath, waitFor } from './helpers';
-import { closedByPeer, frame, rawConnect, sleep, startServerChild } from './hardening-helpers';
+import { closedByPeer, encode, rawConnect } from './raw-peers';
+import { startServerChild } from './server-child';
 
 const sendbytes = (n: number) => Buffer.concat([Buffer.from('sendbytes '), Buffer.alloc(n - 10, 0x78)]);
 
@@ -48,7 +50,7 @@ describe('maxRequestBytes', () => {
     const path = socketPath();
     const server = await startServerChild(path, { maxRequestBytes: 1024 * 1024 });
     const before = await serverStats(path);
-    const packet = frame(Buffer.alloc(65516, 0x62)).subarray(0, 65520); // one full data packet, no flush
+    const packet = encode(Buffer.alloc(65516, 0x62)).subarray(0, 65520); // one full data packet, no flush
     let sent = 0;
     const socket = net.createConnection(path);
     const outcome = await new Promise<string>((resolve) => {
@@ -105,7 +107,7 @@ describe('requestTimeoutMs', () => {
       partial.on('close', () => resolve(Buffer.concat(chunks)));
     });
     partial.write('defghijkl0000');
-    expect((await answer).toString()).toBe(frame('unhandled command: abcdefghijkl').toString());
+    expect((await answer).toString()).toBe(encode('unhandled command: abcdefghijkl').toString());
     expect(server.count('clientError')).toBe(0);
   });
 });
@@ -148,7 +150,7 @@ describe('clients that stop reading their response', () => {
     onCleanup(() => server.close({ timeoutMs: 0 }));
     const reader = await rawConnect(path);
     reader.pause(); // never reads
-    reader.write(frame('give me a lot'));
+    reader.write(encode('give me a lot'));
     await waitFor(() => reason !== undefined, 15000, 'ctx.signal to abort');
     expect(reason!.code).toBe('ERR_IPC_WRITE_STALLED');
     await closedByPeer(reader);
@@ -160,7 +162,7 @@ describe('clients that stop reading their response', () => {
     const server = await createServer(path, () => big, { requestTimeoutMs: 0, closeTimeoutMs: 300 });
     const reader = await rawConnect(path);
     reader.pause();
-    reader.write(frame('give me a lot'));
+    reader.write(encode('give me a lot'));
     await sleep(300);
     const started = Date.now();
     await server.close();
