@@ -6,7 +6,6 @@
 // instance flag: those checks run on real Windows only and are reported as
 // skipped under Wine.
 import assert from 'node:assert/strict';
-import { describe, it } from 'node:test';
 
 import {
   gitPipeName,
@@ -20,6 +19,7 @@ import {
   sipc,
   uniquePipeName,
 } from './helpers.mjs';
+import { describe, it } from './runner.mjs';
 
 const { createServer, sendCommand } = sipc;
 const ERROR_ACCESS_DENIED = 5;
@@ -114,7 +114,7 @@ describe('enforcement (real Windows)', () => {
     const name = uniquePipeName('taken');
     const { error, id } = probe.createPipe(name, 1, 0);
     assert.equal(error, 0);
-    t.after(() => probe.closePipe(id));
+    t.onTestFinished(() => probe.closePipe(id));
     assert.equal((await rejection(createServer(name, () => 'x'))).code, 'EADDRINUSE');
   });
 });
