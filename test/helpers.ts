@@ -63,6 +63,11 @@ export function spawnNode(script: string, args: string[] = [], options: { env?: 
     env: { ...process.env, ...options.env },
     cwd: options.cwd ?? repoRoot,
   });
+  return track(child);
+}
+
+/** Collects what `child` prints (stdout and stderr) and kills it after the test if still running. */
+export function track(child: ChildProcess): ChildProcess & { output: () => string } {
   let out = '';
   child.stdout!.on('data', (d) => (out += d));
   child.stderr!.on('data', (d) => (out += d));

@@ -5,19 +5,12 @@ import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { describe, expect, it } from 'vitest';
 
-import { exited, onCleanup, repoRoot, tempDir, waitFor } from '../helpers.js';
+import { exited, repoRoot, tempDir, track, waitFor } from '../helpers.js';
 
 const DEMO = path.join(repoRoot, 'dist', 'demo.js');
 
 function startDemo(tmp: string) {
-  const child = spawn(process.execPath, [DEMO], { env: { ...process.env, TMPDIR: tmp }, stdio: ['ignore', 'pipe', 'pipe'] });
-  let out = '';
-  child.stdout.on('data', (d) => (out += d));
-  child.stderr.on('data', (d) => (out += d));
-  onCleanup(() => {
-    if (child.exitCode === null && child.signalCode === null) child.kill('SIGKILL');
-  });
-  return Object.assign(child, { output: () => out });
+  return track(spawn(process.execPath, [DEMO], { env: { ...process.env, TMPDIR: tmp }, stdio: ['ignore', 'pipe', 'pipe'] }));
 }
 
 /** True while `pid` runs (a zombie waiting for its reaper does not count). */

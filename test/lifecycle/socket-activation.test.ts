@@ -8,7 +8,7 @@ import * as path from 'node:path';
 import { describe, expect, it } from 'vitest';
 
 import { createServer, sendCommand } from '../../dist/index.js';
-import { exited, fixtures, onCleanup, repoRoot, tempDir, waitForLine } from '../helpers.js';
+import { exited, fixtures, onCleanup, repoRoot, tempDir, track, waitForLine } from '../helpers.js';
 
 const DAEMON = path.join(fixtures, 'activated-daemon.js');
 
@@ -35,16 +35,6 @@ async function listeningSocket(p: string): Promise<net.Server> {
 
 function closeOurCopy(server: net.Server): Promise<void> {
   return new Promise<void>((resolve) => (server.listening ? server.close(() => resolve()) : resolve()));
-}
-
-function track(child: ChildProcess): ChildProcess & { output: () => string } {
-  let out = '';
-  child.stdout!.on('data', (d) => (out += d));
-  child.stderr!.on('data', (d) => (out += d));
-  onCleanup(() => {
-    if (child.exitCode === null && child.signalCode === null) child.kill('SIGKILL');
-  });
-  return Object.assign(child, { output: () => out });
 }
 
 /**
