@@ -6,9 +6,8 @@
 // test files imported by Node (no Vite module runner, no loader hooks:
 // the suite uses neither vi.mock nor in-source tests): under Wine, Vite's
 // bundler runs as WebAssembly (see test.sh), which cannot see the Windows
-// drives. All files run one after another in one process (as node --test
-// --experimental-test-isolation=none did): under Wine every process start
-// costs seconds. The timeouts only catch hangs.
+// drives. All files run one after another in one process: under Wine
+// every process start costs seconds. The timeouts only catch hangs.
 import { fileURLToPath } from 'node:url';
 
 import { defineConfig } from 'vitest/config';
