@@ -1,12 +1,14 @@
-// node:diagnostics_channel events of the server and the client, seen by
-// real subscribers while real requests go over real sockets.
+// What a server reports about itself: node:diagnostics_channel events of
+// the server and the client, seen by real subscribers while real requests
+// go over real sockets, and the counters of server.stats().
 import { AsyncLocalStorage } from 'node:async_hooks';
 import * as dc from 'node:diagnostics_channel';
 import * as path from 'node:path';
 import { describe, expect, it } from 'vitest';
 
-import { createServer, QUIT, sendCommand, sendCommandSync, streamCommand } from '../dist/index.js';
-import { fixtures, onCleanup, socketPath, spawnNode, waitFor, waitForLine } from './helpers.js';
+import { QUIT, sendCommand, sendCommandSync, streamCommand } from '../dist/index.js';
+import { fixtures, onCleanup, posix, socketPath, spawnNode, waitFor, waitForLine } from './helpers.js';
+import { hangingServer, inProcessServer as serve } from './servers.js';
 
 type Message = Record<string, unknown>;
 
@@ -17,13 +19,6 @@ function subscribe(name: string): Message[] {
   dc.subscribe(name, listener);
   onCleanup(() => dc.unsubscribe(name, listener));
   return seen;
-}
-
-async function serve(p: string, handler: Parameters<typeof createServer>[1]) {
-  const server = await createServer(p, handler, { threads: 2 });
-  server.on('handlerError', () => {});
-  onCleanup(() => server.close({ timeoutMs: 0 }));
-  return server;
 }
 
 describe('diagnostics_channel', () => {
@@ -138,4 +133,28 @@ describe('diagnostics_channel', () => {
     await waitFor(() => events.length === 4, 5000, 'asyncEnd');
     expect(events).toEqual(['start', 'end', 'asyncStart', 'asyncEnd']);
   });
+});
+
+describe.runIf(posix)('stats()', () => {
+  it('counts requests, bytes, drops and open connections', async () => {
+    const p = socketPath();
+    const server = await hangingServer(p, { maxRequestBytes: 100 });
+    for (let i = 0; i < 10; i++) await sendCommand(p, 'ping');
+    await expect(sendCommand(p, 'x'.repeat(200))).rejects.toMatchObject({ code: 'ERR_IPC_INCOMPLETE_RESPONSE' });
+    const hanging = sendCommand(p, 'hang').catch(() => undefined);
+    await new Promise((r) => setTimeout(r, 100));
+    const stats = server.stats();
+    expect(stats.requests).toBe(10);
+    expect(stats.dropped).toEqual({ protocol: 0, tooLarge: 1, timeout: 0, tooManyConnections: 0 });
+    expect(stats.bytesOut).toBe(10 * 12); // "0008pong0000"
+    expect(stats.bytesIn).toBeGreaterThanOrEqual(10 * 12);
+    expect(stats.connections).toEqual({ open: 1, sending: 0, awaitingAllowPeer: 0, beingAnswered: 1 });
+    expect(stats.handlerErrors).toBe(0);
+    expect(stats.uptimeMs).toBeGreaterThan(0);
+    await server.close({ timeoutMs: 0 });
+    await hanging;
+    const final = server.stats();
+    expect(final.requests).toBe(10);
+    expect(final.connections.open).toBe(0);
+  }, 20000);
 });

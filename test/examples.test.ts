@@ -4,7 +4,7 @@ import { execFile } from 'node:child_process';
 import * as path from 'node:path';
 import { describe, expect, it } from 'vitest';
 
-import { repoRoot, tempDir, waitFor } from './helpers.js';
+import { alive, repoRoot, tempDir, waitFor } from './helpers.js';
 
 const CLIENT = path.join(repoRoot, 'examples', 'counter', 'client.js');
 
@@ -14,15 +14,6 @@ function client(socket: string, args: string[], env: NodeJS.ProcessEnv = {}): Pr
       resolve({ code: error ? Number(error.code ?? 1) : 0, stdout, stderr }),
     );
   });
-}
-
-function alive(pid: number): boolean {
-  try {
-    process.kill(pid, 0);
-    return true;
-  } catch {
-    return false;
-  }
 }
 
 describe('examples/counter', () => {

@@ -1,7 +1,9 @@
 // Shared test helpers: a fresh temporary directory per test, cleanup of
-// everything a test opened, descriptor and thread counts, child processes.
+// everything a test opened, descriptor and thread counts, child processes,
+// socket files with nobody (or the wrong kind of socket) behind them.
 import { spawn, type ChildProcess } from 'node:child_process';
 import * as fs from 'node:fs';
+import * as net from 'node:net';
 import * as os from 'node:os';
 import * as path from 'node:path';
 import { afterEach } from 'vitest';
@@ -51,6 +53,7 @@ export async function waitFor(fn: () => boolean | Promise<boolean>, timeoutMs = 
 }
 
 export const repoRoot = path.resolve(__dirname, '..');
+export const posix = process.platform !== 'win32';
 export const fixtures = path.join(repoRoot, 'test', 'fixtures');
 
 /** Starts `node <script> ...args` and kills it after the test if still running. */
@@ -60,6 +63,11 @@ export function spawnNode(script: string, args: string[] = [], options: { env?: 
     env: { ...process.env, ...options.env },
     cwd: options.cwd ?? repoRoot,
   });
+  return track(child);
+}
+
+/** Collects what `child` prints (stdout and stderr) and kills it after the test if still running. */
+export function track(child: ChildProcess): ChildProcess & { output: () => string } {
   let out = '';
   child.stdout!.on('data', (d) => (out += d));
   child.stderr!.on('data', (d) => (out += d));
@@ -96,4 +104,32 @@ export function waitForLine(child: ChildProcess, pattern: RegExp, timeoutMs = 60
     };
     child.stdout!.on('data', onData);
   });
+}
+
+/** True while `pid` is a process this user may signal (a zombie counts). */
+export function alive(pid: number): boolean {
+  try {
+    process.kill(pid, 0);
+    return true;
+  } catch {
+    return false;
+  }
+}
+
+/** A socket file with nobody listening behind it. */
+export async function staleSocket(p: string): Promise<void> {
+  const stale = net.createServer();
+  await new Promise<void>((r) => stale.listen(p, r));
+  fs.linkSync(p, `${p}.keep`);
+  await new Promise<void>((r) => stale.close(() => r()));
+  fs.renameSync(`${p}.keep`, p);
+}
+
+/** A bound datagram socket at `p` (a socket file a stream connect rejects with EPROTOTYPE). */
+export async function datagramSocket(p: string): Promise<void> {
+  const child = spawn('python3', ['-c', `import socket,sys,time\ns=socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)\ns.bind(sys.argv[1])\nprint('bound', flush=True)\ntime.sleep(60)`, p], {
+    stdio: ['ignore', 'pipe', 'inherit'],
+  });
+  onCleanup(() => child.kill('SIGKILL'));
+  await waitForLine(child, /bound/);
 }

@@ -26,20 +26,30 @@ export function connectLikeBlocking(path: string, onConnect: (socket: net.Socket
   attempt();
 }
 
-/** Sends `bytes` on a new connection, then reads until the server closes. */
-export function rawExchange(path: string, bytes: Buffer | string, options: { end?: boolean } = {}): Promise<Buffer> {
+export interface RawResult {
+  data: Buffer;
+  /** 'close' (orderly), or the error code (ECONNRESET, EPIPE). */
+  end: string;
+}
+
+/**
+ * Sends `bytes` on a new connection (optionally half-closes), then reads
+ * until the server closes; says how the connection ended.
+ */
+export function rawExchangeResult(path: string, bytes: Buffer | string, options: { end?: boolean } = {}): Promise<RawResult> {
   return new Promise((resolve, reject) => {
     connectLikeBlocking(
       path,
       (socket) => {
         const chunks: Buffer[] = [];
+        let end = 'close';
         socket.on('data', (d) => chunks.push(d));
         socket.on('error', (e: NodeJS.ErrnoException) => {
           // A reset after the server closed is just the end here.
-          if (e.code === 'ECONNRESET' || e.code === 'EPIPE') resolve(Buffer.concat(chunks));
+          if (e.code === 'ECONNRESET' || e.code === 'EPIPE') end = e.code;
           else reject(e);
         });
-        socket.on('close', () => resolve(Buffer.concat(chunks)));
+        socket.on('close', () => resolve({ data: Buffer.concat(chunks), end }));
         socket.write(bytes);
         if (options.end) socket.end();
       },
@@ -48,18 +58,33 @@ export function rawExchange(path: string, bytes: Buffer | string, options: { end
   });
 }
 
-/** Opens a connection and keeps it; destroyed after the test. */
-export function rawConnection(path: string): Promise<net.Socket> {
+/** Sends `bytes` on a new connection, then reads until the server closes. */
+export async function rawExchange(path: string, bytes: Buffer | string, options: { end?: boolean } = {}): Promise<Buffer> {
+  return (await rawExchangeResult(path, bytes, options)).data;
+}
+
+/** Opens a connection that sends nothing until the test writes; destroyed after the test. */
+export function rawConnect(path: string): Promise<net.Socket> {
   return new Promise((resolve, reject) =>
     connectLikeBlocking(
       path,
       (socket) => {
-        socket.on('error', reject); // later errors (a reset by the server): nothing to report
+        socket.on('error', () => {}); // later errors (a reset by the server): nothing to report
         resolve(socket);
       },
       reject,
     ),
   );
+}
+
+/** Resolves when `socket` is closed by the other end (or errors). */
+export function closedByPeer(socket: net.Socket): Promise<void> {
+  return new Promise((resolve) => {
+    if (socket.destroyed) return resolve();
+    socket.on('error', () => {});
+    socket.once('close', () => resolve());
+    socket.resume();
+  });
 }
 
 /**

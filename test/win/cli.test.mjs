@@ -3,9 +3,9 @@
 import assert from 'node:assert/strict';
 import { spawn } from 'node:child_process';
 import * as path from 'node:path';
-import { describe, it } from 'node:test';
 
 import { ipcPath, repoRoot, sipc } from './helpers.mjs';
+import { describe, it } from './runner.mjs';
 
 const cli = path.join(repoRoot, 'dist', 'cli.js');
 
@@ -24,7 +24,7 @@ describe('the CLI over named pipes', () => {
   it('start-daemon, is-active, send, sendbytes, multiple, stop-daemon', async (t) => {
     const p = ipcPath(t);
     const name = `--name=${p}`;
-    t.after(() => sipc.sendCommand(p, 'quit').catch(() => {}));
+    t.onTestFinished(() => sipc.sendCommand(p, 'quit').catch(() => {}));
 
     assert.equal((await run(['is-active', name])).code, 1);
     const started = await run(['start-daemon', name, '--max-wait=30']);

@@ -1,5 +1,7 @@
-// Helpers of the Windows suite (node --test, run under Wine by
-// `npm run test:win`, or on Windows with `node --test test/win/`).
+// Helpers of the Windows suite (vitest, run under Wine by `npm run
+// test:win`, or on Windows with
+// `npx vitest run --config test/win/vitest.config.mjs`). `t` is the test's
+// context: what a helper opens is closed when the test ends.
 import { spawn } from 'node:child_process';
 import * as fs from 'node:fs';
 import { createRequire } from 'node:module';
@@ -14,6 +16,7 @@ const require = createRequire(import.meta.url);
 /** The package as users get it (compiled lib/). */
 export const sipc = require(path.join(repoRoot, 'dist', 'index.js'));
 export const { testAppHandler, bigRow } = require(path.join(repoRoot, 'dist', 'test-app.js'));
+export const fixtures = path.join(repoRoot, 'test', 'fixtures');
 
 function loadProbe() {
   const file = process.env.SIPC_WINTEST_ADDON || path.join(repoRoot, '.wine-ci', 'build', 'sipc_wintest.node');
@@ -43,7 +46,7 @@ export const sleep = (ms) => new Promise((resolve) => setTimeout(resolve, ms));
 /** A new empty directory, removed after the test. */
 export function tempDir(t) {
   const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'sipc-'));
-  t.after(() => fs.rmSync(dir, { recursive: true, force: true }));
+  t.onTestFinished(() => fs.rmSync(dir, { recursive: true, force: true }));
   return dir;
 }
 
@@ -103,7 +106,7 @@ export function gitPipeName(p) {
 /** Starts a server that the test closes (at once) when it ends. */
 export async function serve(t, p, handler = testAppHandler, options = {}) {
   const server = await sipc.createServer(p, handler, options);
-  t.after(() => server.close({ timeoutMs: 0 }));
+  t.onTestFinished(() => server.close({ timeoutMs: 0 }));
   return server;
 }
 
@@ -137,7 +140,7 @@ export function unframe(bytes) {
 export async function rawConnect(t, pipeName) {
   const socket = net.connect(pipeName);
   socket.on('error', () => {});
-  t.after(() => socket.destroy());
+  t.onTestFinished(() => socket.destroy());
   await new Promise((resolve, reject) => {
     socket.once('connect', resolve);
     socket.once('error', reject);
@@ -167,7 +170,7 @@ export function spawnNode(t, args, options = {}) {
   let out = '';
   child.stdout.on('data', (d) => (out += d));
   child.stderr.on('data', (d) => (out += d));
-  t.after(() => {
+  t.onTestFinished(() => {
     if (child.exitCode === null && child.signalCode === null) child.kill();
   });
   return Object.assign(child, { output: () => out });
@@ -217,6 +220,11 @@ export async function rejection(promise) {
 }
 
 export const hang = () => new Promise(() => {});
+
+/** A handler that answers `command` with 'pong' and anything else with 'other'. */
+export function testAppHandlerOr(command) {
+  return (request) => (request.toString() === command ? 'pong' : 'other');
+}
 
 /** A one-shot signal: `fire()` resolves `fired`. */
 export function latch() {

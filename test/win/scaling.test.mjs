@@ -6,10 +6,10 @@
 //    clients arriving together never meet a pipe with none.
 import assert from 'node:assert/strict';
 import * as path from 'node:path';
-import { describe, it } from 'node:test';
 import { Worker } from 'node:worker_threads';
 
 import { ipcPath, NEEDS_PROBE, probe, repoRoot, serve, spawnNode, waitFor, waitForLine } from './helpers.mjs';
+import { describe, it } from './runner.mjs';
 
 const lib = path.join(repoRoot, 'dist', 'index.js');
 
@@ -61,7 +61,7 @@ describe('scaling', { skip: NEEDS_PROBE, timeout: 600000 }, () => {
     assert.equal(ok, 1000);
     assert.ok(counts.length >= 5, `only ${counts.length} thread-count samples`);
     const most = Math.max(...counts);
-    t.diagnostic(`client process threads: ${counts[0]} before, at most ${most} during (${counts.length} samples)`);
+    console.log(`client process threads: ${counts[0]} before, at most ${most} during (${counts.length} samples)`);
     assert.ok(most < 10, `the client process had ${most} threads`);
   });
 
@@ -106,7 +106,7 @@ describe('scaling', { skip: NEEDS_PROBE, timeout: 600000 }, () => {
     }
     const outcomes = (await Promise.all(results)).flat();
     const refused = outcomes.filter((o) => o !== 'pong');
-    t.diagnostic(`${outcomes.length} connects, ${refused.length} refused`);
+    console.log(`${outcomes.length} connects, ${refused.length} refused`);
     assert.equal(outcomes.length, clients * rounds);
     assert.deepEqual(refused, []);
   });

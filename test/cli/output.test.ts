@@ -1,0 +1,59 @@
+// The tool's stdout is buffered when it is not a terminal: the bytes, and
+// their order relative to stderr, must be exactly what unbuffered output
+// gives. Both streams go to one pipe here, so the order is visible.
+import { spawn } from 'node:child_process';
+import * as path from 'node:path';
+import { describe, expect, it } from 'vitest';
+
+import { sendbytesVerdict } from '../../dist/test-app.js';
+import { tempDir } from '../helpers.js';
+import { inProcessServer } from '../servers.js';
+import { CLI } from './helpers.js';
+
+/** Runs the tool with stdout and stderr on the same pipe; resolves with what came through it, in order. */
+function cliMerged(args: string[], cwd: string): Promise<{ code: number | null; output: string }> {
+  return new Promise((resolve, reject) => {
+    const child = spawn('/bin/sh', ['-c', '"$0" "$@" 2>&1', process.execPath, CLI, ...args], { cwd, stdio: ['ignore', 'pipe', 'inherit'] });
+    const out: Buffer[] = [];
+    child.stdout.on('data', (d: Buffer) => out.push(d));
+    child.on('error', reject);
+    child.on('close', (code) => resolve({ code, output: Buffer.concat(out).toString('latin1') }));
+  });
+}
+
+describe.skipIf(process.platform === 'win32')('simple-ipc output path', () => {
+  it('keeps stdout lines and stderr messages in order when stdout is a pipe', async () => {
+    const dir = tempDir('sipc-cli-');
+    // The second request of the single sender fails (no flush: an incomplete response).
+    let requests = 0;
+    await inProcessServer(path.join(dir, 'x.ipc'), (request) => {
+      requests++;
+      if (requests === 2) throw new Error('second request fails');
+      return sendbytesVerdict(request.subarray('sendbytes '.length));
+    });
+    const r = await cliMerged(['multiple', '--name=x.ipc', '--threads=1', '--batchsize=3', '--bytecount=5'], dir);
+    expect(r).toEqual({
+      code: 1,
+      output:
+        'sent:A00000005 rcvd:A00000005\n' +
+        'error: could not read IPC response\n' +
+        "error: client failed to sendbytes(6, 'A') to 'x.ipc'\n" +
+        'sent:A00000007 rcvd:A00000007\n' +
+        'client (good 2) (join 0), (errors 1)\n',
+    });
+  });
+
+  it('writes large output whole, in blocks, ending with the summary line', async () => {
+    const dir = tempDir('sipc-cli-');
+    await inProcessServer(path.join(dir, 'x.ipc'), (request) => sendbytesVerdict(request.subarray('sendbytes '.length)));
+    const r = await cliMerged(['multiple', '--name=x.ipc', '--threads=4', '--batchsize=500', '--bytecount=3'], dir);
+    expect(r.code).toBe(0);
+    const lines = r.output.split('\n');
+    expect(lines.pop()).toBe('');
+    expect(lines.pop()).toBe('client (good 2000) (join 0), (errors 0)');
+    expect(lines.length).toBe(2000);
+    for (const line of lines) expect(line).toMatch(/^sent:([A-D])(\d{8}) rcvd:\1\2$/);
+    // Every request printed once (the order between senders may vary).
+    expect(new Set(lines).size).toBe(2000);
+  });
+});

@@ -1,0 +1,72 @@
+// A server killed (SIGKILL) mid-response: the client gets an error, never a
+// partial success; the stale path it leaves is taken by the next server; a
+// live server's path is refused. Servers run in child processes.
+import * as fs from 'node:fs';
+import { describe, expect, test } from 'vitest';
+
+import { getActiveState, sendCommand, streamCommand } from '../../dist/index.js';
+import { exited, socketPath } from '../helpers';
+import { startServerChild } from '../server-child';
+
+describe('server killed mid-response', () => {
+  test('SIGKILL during a streamed response: the client gets an error, never a partial success', async () => {
+    const path = socketPath();
+    const server = await startServerChild(path);
+    // 'slow' streams 1000 rows over about 10 s.
+    const chunks: Buffer[] = [];
+    let failure: (Error & { code?: string }) | undefined;
+    const reading = (async () => {
+      try {
+        for await (const chunk of streamCommand(path, 'slow')) {
+          chunks.push(chunk);
+          if (chunks.length === 3) server.child.kill('SIGKILL');
+        }
+      } catch (error) {
+        failure = error as Error & { code?: string };
+      }
+    })();
+    await reading;
+    expect(await exited(server.child)).toBe('SIGKILL');
+    expect(failure).toBeDefined();
+    expect(failure!.code).toBe('ERR_IPC_INCOMPLETE_RESPONSE');
+    expect(chunks.length).toBeGreaterThan(0);
+
+    // The whole-response client too.
+    const path2 = socketPath('second.ipc');
+    const server2 = await startServerChild(path2);
+    const pending = sendCommand(path2, 'slow');
+    setTimeout(() => server2.child.kill('SIGKILL'), 300);
+    await expect(pending).rejects.toMatchObject({ code: 'ERR_IPC_INCOMPLETE_RESPONSE' });
+  });
+
+  test('a server restarts on the stale path left by a killed one', async () => {
+    const path = socketPath();
+    const first = await startServerChild(path);
+    expect((await sendCommand(path, 'ping')).toString()).toBe('pong');
+    first.child.kill('SIGKILL');
+    await exited(first.child);
+    // The socket file is left behind, with nobody listening.
+    expect(fs.lstatSync(path).isSocket()).toBe(true);
+    expect(await getActiveState(path)).toBe('not-listening');
+    await expect(sendCommand(path, 'ping', { waitIfBusy: false })).rejects.toMatchObject({ code: 'ECONNREFUSED' });
+
+    const second = await startServerChild(path);
+    expect(second.pid).not.toBe(first.pid);
+    expect((await sendCommand(path, 'ping')).toString()).toBe('pong');
+    const stats = JSON.parse((await sendCommand(path, 'stats')).toString());
+    expect(stats.fds).toBeGreaterThan(0);
+    second.child.kill('SIGTERM');
+    await second.waitEvent((e) => e.event === 'close');
+    expect(fs.existsSync(path)).toBe(false);
+  });
+
+  test('a server refuses the path of a live one and leaves it working', async () => {
+    const path = socketPath();
+    const first = await startServerChild(path);
+    const second = startServerChild(path);
+    await expect(second).rejects.toThrow(/EADDRINUSE/);
+    expect((await sendCommand(path, 'ping')).toString()).toBe('pong');
+    first.child.kill('SIGTERM');
+    await first.waitEvent((e) => e.event === 'close');
+  });
+});

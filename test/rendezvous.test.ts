@@ -1,0 +1,353 @@
+// The rendezvous at the socket path (docs/protocol.md#the-server,
+// docs/protocol.md#the-lock-file, docs/protocol.md#stolen-path): start rules,
+// live, stale and foreign files at the path, lock files left over, a path
+// deleted or replaced under a running server (in this process and in its
+// own), the active state a client reads there, and paths longer than
+// sun_path.
+import { spawnSync } from 'node:child_process';
+import * as fs from 'node:fs';
+import * as net from 'node:net';
+import * as path from 'node:path';
+import { setTimeout as sleep } from 'node:timers/promises';
+import { describe, expect, it, test } from 'vitest';
+
+import { connect, createServer, getActiveState, getActiveStateSync, sendCommand, sendCommandSync, type IpcError } from '../dist/index.js';
+import { datagramSocket, exited, fixtures, onCleanup, posix, socketPath, spawnNode, staleSocket, tempDir, waitForLine } from './helpers';
+import { startServerChild } from './server-child';
+import { serve } from './servers';
+
+// The pid of a process that has exited (and been reaped).
+function deadPid(): number {
+  const child = spawnSync(process.execPath, ['-e', 'process.stdout.write(String(process.pid))'], { encoding: 'utf8' });
+  return Number(child.stdout);
+}
+
+function writeLock(p: string, content: string, ageSeconds = 0): string {
+  const lock = `${p}.lock`;
+  fs.writeFileSync(lock, content);
+  if (ageSeconds > 0) {
+    const then = new Date(Date.now() - ageSeconds * 1000);
+    fs.utimesSync(lock, then, then);
+  }
+  return lock;
+}
+
+async function start(p: string) {
+  const server = await createServer(p, () => 'pong');
+  onCleanup(() => server.close());
+  return server;
+}
+
+/** A path of exactly `length` bytes, in new nested directories. */
+function longPath(length: number): string {
+  let dir = tempDir();
+  // Leave 20 to 80 bytes for the file name.
+  while (length - dir.length - 1 > 80) {
+    dir = path.join(dir, 'd'.repeat(Math.min(60, length - dir.length - 1 - 20 - 1)));
+    fs.mkdirSync(dir);
+  }
+  const room = length - dir.length - 1;
+  const result = path.join(dir, 'x'.repeat(room - '.ipc'.length) + '.ipc');
+  expect(result.length).toBe(length);
+  return result;
+}
+
+describe('starting', () => {
+  it('a second server on a live path fails with EADDRINUSE and the first keeps serving', async () => {
+    const p = socketPath();
+    const first = await serve(p);
+    await expect(createServer(p, () => 'second')).rejects.toMatchObject({ code: 'EADDRINUSE', address: p });
+    expect((await sendCommand(p, 'ping')).toString()).toBe('pong');
+    expect(fs.existsSync(`${p}.lock`)).toBe(false);
+    await first.close();
+  });
+
+  it('replaces a stale socket file (nobody listening)', async () => {
+    const p = socketPath();
+    // A socket file whose server is gone.
+    const stale = net.createServer();
+    await new Promise<void>((r) => stale.listen(p, r));
+    const fd = (stale as unknown as { _handle: { fd: number } })._handle.fd;
+    expect(fd).toBeGreaterThan(0);
+    // Close the listener without removing the file: net removes it on
+    // close, so copy the situation by hard-linking first.
+    const keep = `${p}.keep`;
+    fs.linkSync(p, keep);
+    await new Promise<void>((r) => stale.close(() => r()));
+    fs.renameSync(keep, p);
+    expect(fs.lstatSync(p).isSocket()).toBe(true);
+    expect(await getActiveState(p)).toBe('not-listening');
+    await serve(p);
+    expect((await sendCommand(p, 'ping')).toString()).toBe('pong');
+  });
+
+  it.each([
+    ['a regular file', (p: string) => fs.writeFileSync(p, 'precious')],
+    ['a directory', (p: string) => fs.mkdirSync(p)],
+  ])('refuses %s at the path and leaves it alone', async (_name, make) => {
+    const p = socketPath();
+    make(p);
+    await expect(createServer(p, () => 'x')).rejects.toMatchObject({ code: 'ERR_IPC_NOT_A_SOCKET' });
+    expect(fs.existsSync(p)).toBe(true);
+    if (fs.statSync(p).isFile()) expect(fs.readFileSync(p, 'utf8')).toBe('precious');
+    expect(fs.existsSync(`${p}.lock`)).toBe(false);
+  });
+
+  it('fails with ENOENT when the directory does not exist', async () => {
+    const p = path.join(tempDir(), 'missing', 'x.ipc');
+    await expect(createServer(p, () => 'x')).rejects.toMatchObject({ code: 'ENOENT' });
+  });
+
+  it('waits for a held lock file for about 100 ms, then fails', async () => {
+    const p = socketPath();
+    fs.writeFileSync(`${p}.lock`, '');
+    const started = Date.now();
+    await expect(createServer(p, () => 'x')).rejects.toMatchObject({ code: 'EEXIST' });
+    expect(Date.now() - started).toBeGreaterThanOrEqual(90);
+    // Released meanwhile: starts. The lock goes 30 ms into the 100 ms
+    // window; on a loaded machine this timer (or the server's retries) can
+    // be late for the whole window, so up to five tries. A server that did
+    // not retry would fail every one.
+    fs.unlinkSync(`${p}.lock`);
+    let lastError: unknown;
+    for (let attempt = 0; attempt < 5; attempt++) {
+      fs.writeFileSync(`${p}.lock`, '');
+      const release = setTimeout(() => fs.rmSync(`${p}.lock`, { force: true }), 30);
+      try {
+        await serve(p);
+        lastError = undefined;
+        break;
+      } catch (error) {
+        lastError = error;
+        clearTimeout(release);
+        fs.rmSync(`${p}.lock`, { force: true });
+        if ((error as IpcError).code !== 'EEXIST') break;
+      }
+    }
+    expect(lastError).toBeUndefined();
+    expect((await sendCommand(p, 'ping')).toString()).toBe('pong');
+  });
+
+  it('throws argument errors synchronously', () => {
+    expect(() => createServer('', () => 'x')).toThrow(expect.objectContaining({ code: 'ERR_INVALID_ARG_VALUE' }));
+    expect(() => createServer(42 as unknown as string, () => 'x')).toThrow(expect.objectContaining({ code: 'ERR_INVALID_ARG_TYPE' }));
+    expect(() => createServer('/tmp/x', 'nope' as unknown as () => string)).toThrow(TypeError);
+    expect(() => createServer('/tmp/x', () => 'x', { threads: 0 })).toThrow(expect.objectContaining({ code: 'ERR_OUT_OF_RANGE' }));
+    expect(() => createServer('/tmp/x', () => 'x', { maxRequestBytes: -1 })).toThrow(TypeError);
+  });
+});
+
+describe.runIf(posix)('a left-over lock file', () => {
+  it('naming a dead process (ours, killed while starting) is taken over', async () => {
+    const p = socketPath();
+    const lock = writeLock(p, `${deadPid()}\n`);
+    await start(p);
+    expect(fs.existsSync(lock)).toBe(false);
+  });
+
+  it("without a pid (Git's) is taken over once it is older than a few seconds", async () => {
+    const p = socketPath();
+    writeLock(p, '', 10);
+    await start(p);
+  });
+
+  it('without a pid but fresh (someone is starting right now) is respected: EEXIST', async () => {
+    const p = socketPath();
+    const lock = writeLock(p, '');
+    await expect(createServer(p, () => 'pong')).rejects.toMatchObject({ code: 'EEXIST' });
+    expect(fs.existsSync(lock)).toBe(true);
+  });
+
+  it('naming a live process is never taken, however old', async () => {
+    const p = socketPath();
+    const lock = writeLock(p, `${process.pid}\n`, 60);
+    await expect(createServer(p, () => 'pong')).rejects.toMatchObject({ code: 'EEXIST' });
+    expect(fs.readFileSync(lock, 'utf8')).toBe(`${process.pid}\n`);
+  });
+});
+
+describe('the socket path', () => {
+  it('stops by itself within about a second when its socket file is removed', async () => {
+    const p = socketPath();
+    const server = await serve(p);
+    fs.unlinkSync(p);
+    const started = Date.now();
+    expect(await server.closed).toBe('stolen');
+    expect(Date.now() - started).toBeLessThan(3000);
+  });
+
+  it('stops when its socket is replaced by another server, and leaves the new one alone', async () => {
+    const p = socketPath();
+    const first = await serve(p, () => 'first');
+    // Another server takes over the path (as after a stale-path restart).
+    fs.unlinkSync(p);
+    const second = await serve(p, () => 'second');
+    expect(await first.closed).toBe('stolen');
+    expect(fs.lstatSync(p).isSocket()).toBe(true);
+    expect((await sendCommand(p, 'x')).toString()).toBe('second');
+    await second.close();
+    expect(fs.existsSync(p)).toBe(false);
+  });
+
+  it('stops when a regular file replaces the socket, and does not delete that file', async () => {
+    const p = socketPath();
+    const server = await serve(p);
+    fs.unlinkSync(p);
+    fs.writeFileSync(p, 'not yours');
+    expect(await server.closed).toBe('stolen');
+    expect(fs.readFileSync(p, 'utf8')).toBe('not yours');
+  });
+
+  it('close() removes the socket file and resolves closed with "closed"', async () => {
+    const p = socketPath();
+    const server = await createServer(p, () => 'x');
+    expect(fs.lstatSync(p).isSocket()).toBe(true);
+    await server.close();
+    expect(await server.closed).toBe('closed');
+    expect(fs.existsSync(p)).toBe(false);
+    await server.close(); // idempotent
+  });
+});
+
+describe('socket file stolen under a running server', () => {
+  test('deleted: the server stops by itself within about a second', async () => {
+    const path = socketPath();
+    const server = await startServerChild(path);
+    const started = Date.now();
+    fs.unlinkSync(path);
+    const close = await server.waitEvent((e) => e.event === 'close', 10000, 'close');
+    const took = Date.now() - started;
+    expect(close.reason).toBe('stolen');
+    // docs/protocol.md#stolen-path: checked at least once a second. Generous bound for busy machines.
+    expect(took).toBeLessThan(5000);
+    expect(await exited(server.child)).toBe(0);
+  });
+
+  test('replaced by another socket: the server stops and does not remove the new file', async () => {
+    const path = socketPath();
+    const server = await startServerChild(path);
+    fs.unlinkSync(path);
+    const replacement = net.createServer((s) => s.end('mine'));
+    await new Promise<void>((resolve) => replacement.listen(path, resolve));
+    onCleanup(() => new Promise<void>((resolve) => replacement.close(() => resolve())));
+    const started = Date.now();
+    const close = await server.waitEvent((e) => e.event === 'close', 10000, 'close');
+    expect(close.reason).toBe('stolen');
+    expect(Date.now() - started).toBeLessThan(5000);
+    expect(await exited(server.child)).toBe(0);
+    // The new socket is still there and still answers.
+    expect(fs.lstatSync(path).isSocket()).toBe(true);
+    const answer = await new Promise<string>((resolve, reject) => {
+      let data = '';
+      const c = net.createConnection(path);
+      c.on('data', (d) => (data += d));
+      c.on('end', () => resolve(data));
+      c.on('error', reject);
+    });
+    expect(answer).toBe('mine');
+  });
+
+  test('replaced by a regular file: the server stops and leaves the file alone', async () => {
+    const path = socketPath();
+    const server = await startServerChild(path);
+    fs.unlinkSync(path);
+    fs.writeFileSync(path, 'not a socket');
+    const close = await server.waitEvent((e) => e.event === 'close', 10000, 'close');
+    expect(close.reason).toBe('stolen');
+    await exited(server.child);
+    expect(fs.readFileSync(path, 'utf8')).toBe('not a socket');
+  });
+});
+
+describe('getActiveState', () => {
+  it('listening', async () => {
+    const p = socketPath();
+    await serve(p);
+    expect(await getActiveState(p)).toBe('listening');
+    expect(getActiveStateSync(p)).toBe('listening');
+  });
+
+  it('not-listening when nothing is at the path (as Git says, not path-not-found)', async () => {
+    const p = socketPath();
+    expect(await getActiveState(p)).toBe('not-listening');
+    expect(getActiveStateSync(p)).toBe('not-listening');
+  });
+
+  it('not-listening when a directory in the path is a file (ENOTDIR)', async () => {
+    const file = path.join(tempDir(), 'file');
+    fs.writeFileSync(file, '');
+    expect(await getActiveState(path.join(file, 'x.ipc'))).toBe('not-listening');
+  });
+
+  it('not-listening for a stale socket file', async () => {
+    const p = socketPath();
+    await staleSocket(p);
+    expect(await getActiveState(p)).toBe('not-listening');
+  });
+
+  it('invalid-path for a regular file or a directory', async () => {
+    const p = socketPath();
+    fs.writeFileSync(p, '');
+    expect(await getActiveState(p)).toBe('invalid-path');
+    const d = socketPath('dir');
+    fs.mkdirSync(d);
+    expect(getActiveStateSync(d)).toBe('invalid-path');
+  });
+
+  it('other-error for a socket that refuses stream connections (EPROTOTYPE)', async () => {
+    const p = socketPath();
+    await datagramSocket(p);
+    expect(await getActiveState(p)).toBe('other-error');
+  });
+
+  it('leaves the server undisturbed (the probe sends nothing)', async () => {
+    const p = socketPath();
+    const server = await serve(p);
+    const errors: unknown[] = [];
+    server.on('clientError', (e) => errors.push(e));
+    await Promise.all(Array.from({ length: 30 }, () => getActiveState(p)));
+    await sleep(50);
+    expect(errors).toEqual([]);
+  });
+});
+
+describe('long socket paths (beyond sun_path, without chdir)', () => {
+  it.each([150, 300])('serves and connects at a %d-byte path', async (length) => {
+    const p = longPath(length);
+    const cwd = process.cwd();
+    const server = await serve(p);
+    expect(process.cwd()).toBe(cwd);
+    // The socket file is at the full path, not at a truncated one.
+    expect(fs.lstatSync(p).isSocket()).toBe(true);
+    expect(fs.readdirSync(path.dirname(p))).toEqual([path.basename(p)]);
+    expect(await getActiveState(p)).toBe('listening');
+    expect((await sendCommand(p, 'ping')).toString()).toBe('pong');
+    const connection = await connect(p);
+    expect((await connection.send('ping')).toString()).toBe('pong');
+    await expect(createServer(p, () => 'x')).rejects.toMatchObject({ code: 'EADDRINUSE' });
+    await server.close();
+    expect(fs.existsSync(p)).toBe(false);
+  });
+
+  it('the sync client reaches a 300-byte path', async () => {
+    const p = longPath(300);
+    const child = spawnNode(path.join(fixtures, 'app-server.js'), [p]);
+    await waitForLine(child, /listening/);
+    expect(sendCommandSync(p, 'ping').toString()).toBe('pong');
+    expect(getActiveStateSync(p)).toBe('listening');
+  });
+
+  it('fails with ENAMETOOLONG naming the path when even the short form cannot fit', async () => {
+    const dir = tempDir();
+    const p = path.join(dir, 'n'.repeat(120) + '.ipc');
+    const error = await createServer(p, () => 'x').then(
+      () => null,
+      (e: Error & { code: string }) => e,
+    );
+    expect(error).toMatchObject({ code: 'ENAMETOOLONG' });
+    expect(error!.message).toContain(p);
+    expect(error!.message).toContain(String(p.length));
+    await expect(sendCommand(p, 'x')).rejects.toMatchObject({ code: 'ENAMETOOLONG' });
+    expect(fs.readdirSync(dir)).toEqual([]);
+  });
+});

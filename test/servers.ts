@@ -1,0 +1,35 @@
+// Servers in the test process, closed (at once) after the test.
+import { createServer, QUIT, type IpcServer } from '../dist/index.js';
+import { testAppHandler } from '../dist/test-app.js';
+import { onCleanup } from './helpers';
+
+/** A server running `handler` (by default the test application). */
+export async function serve(p: string, handler = testAppHandler, options: Parameters<typeof createServer>[2] = {}): Promise<IpcServer> {
+  const server = await createServer(p, handler, options);
+  onCleanup(() => server.close({ timeoutMs: 0 }));
+  return server;
+}
+
+/** A two-thread server whose handler errors are expected (not reported). */
+export async function inProcessServer(p: string, handler: Parameters<typeof createServer>[1]): Promise<IpcServer> {
+  const server = await createServer(p, handler, { threads: 2 });
+  server.on('handlerError', () => {});
+  onCleanup(() => server.close({ timeoutMs: 0 }));
+  return server;
+}
+
+/** A server whose 'hang' requests are never answered; 'quit' stops it, anything else gets 'pong'. */
+export async function hangingServer(p: string, options: Parameters<typeof createServer>[2] = {}): Promise<IpcServer> {
+  const server = await createServer(
+    p,
+    (request) => {
+      const command = request.toString();
+      if (command === 'hang') return new Promise<never>(() => {});
+      if (command === 'quit') return QUIT;
+      return 'pong';
+    },
+    options,
+  );
+  onCleanup(() => server.close({ timeoutMs: 0 }));
+  return server;
+}

@@ -1,0 +1,120 @@
+// Who may open the pipe (docs/protocol.md#windows-pipe-instances, pipeAccess) and who owns the name
+// (FILE_FLAG_FIRST_PIPE_INSTANCE).
+//
+// Wine stores a pipe's DACL and returns it from GetSecurityInfo, so the
+// read-back checks run there. It enforces neither the DACL nor the first
+// instance flag: those checks run on real Windows only and are reported as
+// skipped under Wine.
+import assert from 'node:assert/strict';
+
+import {
+  gitPipeName,
+  ipcPath,
+  NEEDS_PROBE,
+  NEEDS_WINDOWS_DACL,
+  NEEDS_WINDOWS_FIRST_INSTANCE,
+  probe,
+  rejection,
+  serve,
+  sipc,
+  uniquePipeName,
+} from './helpers.mjs';
+import { describe, it } from './runner.mjs';
+
+const { createServer, sendCommand } = sipc;
+const ERROR_ACCESS_DENIED = 5;
+const SYSTEM = 'S-1-5-18';
+
+function daclOf(name) {
+  const { error, sddl } = probe.pipeDacl(name);
+  assert.equal(error, 0, `reading the DACL of ${name}: Win32 error ${error}`);
+  return sddl;
+}
+
+// Generic rights mapped as for files, so that e.g. GA and FA compare equal
+// (Windows may map them when it stores the descriptor).
+function assertSameDacl(actual, expected) {
+  assert.equal(probe.normalizeDacl(actual), probe.normalizeDacl(expected), `read back ${actual}, asked for ${expected}`);
+}
+
+describe('the DACL the pipe is created with (read back with GetSecurityInfo)', { skip: NEEDS_PROBE }, () => {
+  it("default 'user': the current user, SYSTEM and Administrators only", async (t) => {
+    const p = ipcPath(t);
+    await serve(t, p);
+    const sid = probe.currentUserSid();
+    assertSameDacl(daclOf(gitPipeName(p)), `D:P(A;;GA;;;${sid})(A;;GA;;;SY)(A;;GA;;;BA)`);
+    assert.equal((await sendCommand(p, 'ping')).toString(), 'pong');
+  });
+
+  it("'everyone': Git's DACL, Everyone read and write", async (t) => {
+    const p = ipcPath(t);
+    await serve(t, p, undefined, { pipeAccess: 'everyone' });
+    assertSameDacl(daclOf(gitPipeName(p)), 'D:(A;;GRGW;;;WD)');
+    assert.equal((await sendCommand(p, 'ping')).toString(), 'pong');
+  });
+
+  it('{ sddl }: exactly the DACL asked for', async (t) => {
+    const p = ipcPath(t);
+    const sid = probe.currentUserSid();
+    const sddl = `D:P(A;;GA;;;SY)(A;;GRGW;;;${sid})(A;;FR;;;BU)`;
+    await serve(t, p, undefined, { pipeAccess: { sddl } });
+    assertSameDacl(daclOf(gitPipeName(p)), sddl);
+    assert.equal((await sendCommand(p, 'ping')).toString(), 'pong');
+  });
+
+  it('the first instance carries it: instances made later (for more clients) change nothing', async (t) => {
+    const p = ipcPath(t);
+    await serve(t, p, undefined, { pipeAccess: 'everyone', threads: 1 });
+    await Promise.all(Array.from({ length: 20 }, () => sendCommand(p, 'ping')));
+    assertSameDacl(daclOf(gitPipeName(p)), 'D:(A;;GRGW;;;WD)');
+  });
+});
+
+describe('pipeAccess errors', () => {
+  it('an SDDL Windows cannot parse: EINVAL, nothing created', async (t) => {
+    const p = ipcPath(t);
+    const error = await rejection(createServer(p, () => 'x', { pipeAccess: { sddl: 'D:(nonsense' } }));
+    assert.equal(error.code, 'EINVAL');
+    assert.match(error.message, /SDDL/);
+    assert.equal(await sipc.getActiveState(p), 'path-not-found');
+  });
+});
+
+describe('enforcement (real Windows)', () => {
+  it('a principal the DACL leaves out cannot connect (EACCES, other-error)', { skip: NEEDS_WINDOWS_DACL || NEEDS_PROBE }, async (t) => {
+    if (probe.currentUserSid() === SYSTEM) {
+      t.skip('running as SYSTEM, the only principal of this DACL');
+      return;
+    }
+    const name = uniquePipeName('denied');
+    // One instance: a DACL without this user also denies it further instances.
+    await serve(t, name, () => 'x', { pipeAccess: { sddl: 'D:P(A;;GA;;;SY)' }, threads: 1 });
+    assert.equal(probe.tryOpen(name), ERROR_ACCESS_DENIED);
+    const error = await rejection(sendCommand(name, 'x'));
+    assert.equal(error.code, 'EACCES');
+    assert.equal(error.state, 'other-error');
+  });
+
+  it('a second server on the name fails with EADDRINUSE; the first keeps serving', { skip: NEEDS_WINDOWS_FIRST_INSTANCE }, async (t) => {
+    const name = uniquePipeName('first');
+    await serve(t, name, () => 'first');
+    assert.equal((await rejection(createServer(name, () => 'second'))).code, 'EADDRINUSE');
+    assert.equal((await sendCommand(name, 'x')).toString(), 'first');
+  });
+
+  it('CreateNamedPipeW with FILE_FLAG_FIRST_PIPE_INSTANCE on our name: ERROR_ACCESS_DENIED', { skip: NEEDS_WINDOWS_FIRST_INSTANCE || NEEDS_PROBE }, async (t) => {
+    const name = uniquePipeName('first');
+    await serve(t, name, () => 'first');
+    const { error, id } = probe.createPipe(name, 1, 0);
+    if (id !== undefined) probe.closePipe(id);
+    assert.equal(error, ERROR_ACCESS_DENIED);
+  });
+
+  it('our server on a name another process created first: EADDRINUSE', { skip: NEEDS_WINDOWS_FIRST_INSTANCE || NEEDS_PROBE }, async (t) => {
+    const name = uniquePipeName('taken');
+    const { error, id } = probe.createPipe(name, 1, 0);
+    assert.equal(error, 0);
+    t.onTestFinished(() => probe.closePipe(id));
+    assert.equal((await rejection(createServer(name, () => 'x'))).code, 'EADDRINUSE');
+  });
+});

@@ -1,0 +1,97 @@
+// Lifecycle on Windows: worker threads, unref(), and shutdown with
+// listening instances, idle clients, hung handlers and clients arriving
+// while the server stops.
+import assert from 'node:assert/strict';
+import * as path from 'node:path';
+import { Worker } from 'node:worker_threads';
+
+import { gitPipeName, hang, ipcPath, latch, rawConnect, rejection, repoRoot, serve, sipc, sleep, spawnNode, waitFor } from './helpers.mjs';
+import { describe, it } from './runner.mjs';
+
+const { createServer, getActiveState, sendCommand } = sipc;
+
+describe('lifecycle', () => {
+  it('a server and clients in a worker thread; the worker exits with its server running', async (t) => {
+    const p = ipcPath(t);
+    const code = `
+      const { parentPort, workerData } = require('node:worker_threads');
+      const { createServer, sendCommand } = require(workerData.lib);
+      (async () => {
+        await createServer(workerData.path, () => 'from worker');
+        const answer = await sendCommand(workerData.path, 'x');
+        parentPort.postMessage(answer.toString());
+      })();`;
+    const worker = new Worker(code, { eval: true, workerData: { lib: path.join(repoRoot, 'dist', 'index.js'), path: p } });
+    const message = await new Promise((resolve, reject) => {
+      worker.once('message', resolve);
+      worker.once('error', reject);
+    });
+    assert.equal(message, 'from worker');
+    assert.equal(await getActiveState(p), 'listening');
+    await worker.terminate();
+    await waitFor(async () => (await getActiveState(p)) === 'path-not-found', 5000, 'the pipe to go');
+  });
+
+  it('an unref()d server lets the process exit', async (t) => {
+    const p = ipcPath(t);
+    const script = `require(${JSON.stringify(path.join(repoRoot, 'dist', 'index.js'))}).createServer(${JSON.stringify(p)}, () => 'x').then((s) => { s.unref(); console.log('up'); });`;
+    const child = spawnNode(t, ['-e', script]);
+    const code = await new Promise((resolve) => child.once('exit', resolve));
+    assert.equal(code, 0);
+    assert.match(child.output(), /up/);
+  });
+});
+
+describe('shutdown', () => {
+  it('with listening instances, idle clients and a hung handler: close() is prompt and complete', async (t) => {
+    const p = ipcPath(t);
+    const inHandler = latch();
+    const server = await serve(t, p, () => {
+      inHandler.fire();
+      return hang();
+    }, { threads: 4 });
+    const idle = [];
+    for (let i = 0; i < 10; i++) idle.push(await rawConnect(t, gitPipeName(p)));
+    const hung = rejection(sendCommand(p, 'x'));
+    await inHandler.fired;
+    const started = Date.now();
+    await server.close({ timeoutMs: 0 });
+    const took = Date.now() - started;
+    assert.ok(took < 1000, `close took ${took} ms`);
+    assert.equal((await hung).code, 'ERR_IPC_INCOMPLETE_RESPONSE');
+    await waitFor(() => idle.every((s) => s.destroyed || s.closed), 3000, 'idle clients to be dropped');
+    assert.equal(await getActiveState(p), 'path-not-found');
+    // The name is free at once.
+    await serve(t, p);
+    assert.equal((await sendCommand(p, 'ping')).toString(), 'pong');
+  });
+
+  it('clients connecting while the server stops all settle, none hangs', async (t) => {
+    const p = ipcPath(t);
+    const inHandler = latch();
+    const server = await serve(t, p, async () => {
+      inHandler.fire();
+      await sleep(20);
+      return 'ok';
+    }, { threads: 2 });
+    const outcomes = Array.from({ length: 60 }, () => sendCommand(p, 'x').then((b) => b.toString(), (e) => `${e.code}: ${e.message}`));
+    // Close while the first handler runs (it may finish) and the others
+    // are connecting or queued, however slow the machine is.
+    await inHandler.fired;
+    await server.close({ timeoutMs: 1000 });
+    const settled = await Promise.all(outcomes);
+    const allowed = new Set(['ok', 'ENOENT', 'ERR_IPC_INCOMPLETE_RESPONSE', 'EPIPE', 'ETIMEDOUT']);
+    for (const s of settled) assert.ok(allowed.has(s.split(':')[0]), `unexpected outcome ${s}`);
+    assert.ok(settled.includes('ok'));
+  });
+
+  it('a client waiting for the name (waitIfNotFound) reaches the next server', async (t) => {
+    const p = ipcPath(t);
+    const first = await serve(t, p);
+    await first.close();
+    const waiting = sendCommand(p, 'ping', { waitIfNotFound: true, connectTimeoutMs: 3000 });
+    await sleep(200);
+    await serve(t, p);
+    assert.equal((await waiting).toString(), 'pong');
+  });
+});
