@@ -17,14 +17,12 @@ import { spawn } from 'node:child_process';
 import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { ROOT, compileDefines, gypList } from '../build/sources.mjs';
-import { CACHE, uvIncludeDir } from './deps.mjs';
+import { CACHE, uvIncludeDir, zigBinary } from './deps.mjs';
 import { recordTarget } from './manifest.mjs';
 import { ADDON_FILE, ZIG_TARGETS } from './targets.mjs';
 
 // lstat() for glibc < 2.33 targets (see the file).
 const GLIBC_COMPAT = 'scripts/prebuild/glibc_compat.cc';
-
-export const ZIG = path.join(ROOT, 'node_modules', '@ryoppippi', 'zig-linux-x64', 'zig');
 
 // Compile flags of one target: binding.gyp's cflags_cc and defines, plus
 // what node-gyp adds for an addon (-fPIC, -O2, BUILDING_NODE_EXTENSION).
@@ -62,14 +60,14 @@ export function linkFlags(name) {
 // otherwise) keeps the libc++ it builds once per target, minutes of work
 // on two cores; it is keyed by target and flags, so it never changes what
 // is linked.
-function zigEnv() {
+export function zigEnv() {
   return { ...process.env, ZIG_LOCAL_CACHE_DIR: path.join(CACHE, 'zig-local') };
 }
 
 // Runs one `zig c++` command; resolves with its output, rejects with it on failure.
 function run(args, label) {
   return new Promise((resolve, reject) => {
-    const child = spawn(ZIG, ['c++', ...args], { cwd: ROOT, env: zigEnv(), stdio: ['ignore', 'pipe', 'pipe'] });
+    const child = spawn(zigBinary(), ['c++', ...args], { cwd: ROOT, env: zigEnv(), stdio: ['ignore', 'pipe', 'pipe'] });
     let out = '';
     child.stdout.on('data', (d) => (out += d));
     child.stderr.on('data', (d) => (out += d));
@@ -165,8 +163,10 @@ async function main() {
     console.error(`usage: build.mjs [--out=DIR [--define=NAME]...] [${Object.keys(ZIG_TARGETS).join('|')}]...`);
     process.exit(2);
   }
-  if (!fs.existsSync(ZIG)) {
-    console.error(`no ${path.relative(ROOT, ZIG)}: run npm ci first (it is a devDependency)`);
+  try {
+    zigBinary();
+  } catch (e) {
+    console.error(e.message);
     process.exit(1);
   }
   const started = Date.now();

@@ -22,7 +22,8 @@ import { execFileSync } from 'node:child_process';
 import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { ROOT } from '../build/sources.mjs';
-import { ZIG, compileFlags } from './build.mjs';
+import { compileFlags, zigEnv } from './build.mjs';
+import { zigBinary } from './deps.mjs';
 import { ADDON_FILE, ALL_TARGETS, EXPORTS, LINUX_FLOORS, WIN_TARGET, ZIG_TARGETS } from './targets.mjs';
 
 const sh = (cmd, args, input) => execFileSync(cmd, args, { encoding: 'utf8', input, maxBuffer: 64 << 20, cwd: ROOT });
@@ -139,10 +140,9 @@ function checkPlatformMacros(target, t, ok, bad) {
   fs.mkdirSync(dir, { recursive: true });
   const src = path.join(dir, `${target}.cc`);
   fs.writeFileSync(src, probe);
-  const env = { ...process.env, ZIG_LOCAL_CACHE_DIR: path.join(ROOT, '.cache', 'prebuild', 'zig-local') };
   try {
-    execFileSync(ZIG, ['c++', ...compileFlags(target), '-c', src, '-o', path.join(dir, `${target}.o`)], {
-      cwd: ROOT, env, encoding: 'utf8', stdio: ['ignore', 'pipe', 'pipe'],
+    execFileSync(zigBinary(), ['c++', ...compileFlags(target), '-c', src, '-o', path.join(dir, `${target}.o`)], {
+      cwd: ROOT, env: zigEnv(), encoding: 'utf8', stdio: ['ignore', 'pipe', 'pipe'],
     });
     const on = Object.keys(want).filter((m) => want[m]);
     ok(`socket_util.cc, compiled for ${t.zig}, sees ${on.join(' ')} defined and ${Object.keys(want).filter((m) => !want[m]).join(' ')} not: its ${mac ? 'SO_NOSIGPIPE, getpeereid + LOCAL_PEERPID' : 'MSG_NOSIGNAL, SO_PEERCRED'} branches are the ones built`);

