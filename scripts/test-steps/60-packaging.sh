@@ -543,7 +543,7 @@ claim_readme() {
   [ -n "$section" ] || fail "README has no install section" || return 1
   local want
   for want in '## Install' 'linux-x64' 'linux-arm64' 'darwin-x64' 'darwin-arm64' 'win32-x64' 'glibc 2.28' \
-    'macOS 11' 'only built' 'npm run prebuild:all' 'check-binaries.mjs' 'scripts/test-steps/65-arm64.sh' \
+    'macOS 11' 'macOS 10.15' 'macos-10.15-libsystem.txt' 'only built' 'npm run prebuild:all' 'check-binaries.mjs' 'scripts/test-steps/65-arm64.sh' \
     'Node.js 20, 22, 24 and 26' '--build-from-source' 'PREBUILDS_ONLY' \
     '## Electron' 'main process' 'utility process' 'sendCommandSync' 'renderer' 'cmake-js' 'context-aware' \
     'NODE_API_NO_EXTERNAL_BUFFERS_ALLOWED'; do
