@@ -88,7 +88,8 @@ function sdkIncludePath(t) {
 // otherwise) keeps the libc++ it builds once per target, minutes of work
 // on two cores; it is keyed by target and flags, so it never changes what
 // is linked. (The include path of an sdkFrom target is not in that key,
-// but such a target cannot build at all without it.)
+// but such a target cannot build at all without it.) The caller's own
+// include path variables are dropped: they would reach every compile.
 export function zigEnv(name) {
   const t = ZIG_TARGETS[name];
   const env = { ...process.env, ZIG_LOCAL_CACHE_DIR: path.join(CACHE, 'zig-local') };
