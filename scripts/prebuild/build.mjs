@@ -17,14 +17,12 @@ import { spawn } from 'node:child_process';
 import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { ROOT, compileDefines, gypList } from '../build/sources.mjs';
-import { CACHE, uvIncludeDir } from './deps.mjs';
+import { CACHE, uvIncludeDir, zigBinary } from './deps.mjs';
 import { recordTarget } from './manifest.mjs';
 import { ADDON_FILE, ZIG_TARGETS } from './targets.mjs';
 
 // lstat() for glibc < 2.33 targets (see the file).
 const GLIBC_COMPAT = 'scripts/prebuild/glibc_compat.cc';
-
-export const ZIG = path.join(ROOT, 'node_modules', '@ryoppippi', 'zig-linux-x64', 'zig');
 
 // Compile flags of one target: binding.gyp's cflags_cc and defines, plus
 // what node-gyp adds for an addon (-fPIC, -O2, BUILDING_NODE_EXTENSION).
@@ -38,6 +36,10 @@ export function compileFlags(name, extraDefines = []) {
     // No checkout path in the binary: the same sources give the same bytes.
     `-ffile-prefix-map=${ROOT}=.`,
     ...defines.map((d) => `-D${d}`),
+    // Anything newer than the deployment target, used without an
+    // availability check, fails the build instead of the load on an older
+    // macOS (the SDK headers mark each function's first version).
+    ...(t.os === 'mac' ? ['-Werror=unguarded-availability'] : []),
     '-isystem', path.relative(ROOT, path.join(ROOT, 'node_modules', 'node-api-headers', 'include')),
     '-isystem', path.relative(ROOT, path.join(ROOT, 'node_modules', 'node-addon-api')),
     '-isystem', path.relative(ROOT, uvIncludeDir()),
@@ -55,21 +57,54 @@ export function linkFlags(name) {
   // Zig 0.11's Mach-O linker takes no export list (and exports hidden
   // symbols too; check-binaries.mjs reports it). The install name is
   // fixed so that no checkout path ends up in the binary.
-  return [...common, '-Wl,-undefined,dynamic_lookup', `-Wl,-install_name,@rpath/${ADDON_FILE}`];
+  const sdk = t.sdkFrom ? ['-L', path.relative(ROOT, libSystemStubDir(t.sdkFrom)), '-lSystem'] : [];
+  return [...common, '-Wl,-undefined,dynamic_lookup', `-Wl,-install_name,@rpath/${ADDON_FILE}`, ...sdk];
+}
+
+// Zig picks its libSystem stub by the target's macOS major version and has
+// none for 10.x; a target with sdkFrom links against that macOS's stub,
+// given as libSystem.tbd. (Which of its symbols the binary may import is
+// checked by check-binaries.mjs against what the older macOS exports.)
+function libSystemStubDir(version) {
+  const dir = path.join(CACHE, `libsystem-${version}`);
+  fs.mkdirSync(dir, { recursive: true });
+  fs.copyFileSync(path.join(zigLibDir(), 'libc', 'darwin', `libSystem.${version}.tbd`), path.join(dir, 'libSystem.tbd'));
+  return dir;
+}
+
+const zigLibDir = () => path.join(path.dirname(zigBinary()), 'lib');
+
+// The SDK headers of an sdkFrom target, in the order Zig gives them for
+// that macOS: as C_INCLUDE_PATH/CPLUS_INCLUDE_PATH they reach every
+// compile `zig c++` runs, ours and the libc++ it builds, after libc++'s
+// own headers (Zig has none of its own for a 10.x target).
+function sdkIncludePath(t) {
+  const include = path.join(zigLibDir(), 'libc', 'include');
+  const arch = t.zig.split('-')[0];
+  return [`${arch}-macos.${t.sdkFrom}-none`, `any-macos.${t.sdkFrom}-any`, 'any-macos-any'].map((d) => path.join(include, d)).join(path.delimiter);
 }
 
 // Zig's global cache (~/.cache/zig unless ZIG_GLOBAL_CACHE_DIR says
 // otherwise) keeps the libc++ it builds once per target, minutes of work
 // on two cores; it is keyed by target and flags, so it never changes what
-// is linked.
-function zigEnv() {
-  return { ...process.env, ZIG_LOCAL_CACHE_DIR: path.join(CACHE, 'zig-local') };
+// is linked. (The include path of an sdkFrom target is not in that key,
+// but such a target cannot build at all without it.) The caller's own
+// include path variables are dropped: they would reach every compile.
+export function zigEnv(name) {
+  const t = ZIG_TARGETS[name];
+  const env = { ...process.env, ZIG_LOCAL_CACHE_DIR: path.join(CACHE, 'zig-local') };
+  delete env.C_INCLUDE_PATH;
+  delete env.CPLUS_INCLUDE_PATH;
+  delete env.CPATH;
+  if (t.sdkFrom) env.C_INCLUDE_PATH = env.CPLUS_INCLUDE_PATH = sdkIncludePath(t);
+  return env;
 }
 
-// Runs one `zig c++` command; resolves with its output, rejects with it on failure.
-function run(args, label) {
+// Runs one `zig c++` command for a target; resolves with its output,
+// rejects with it on failure.
+function run(name, args, label) {
   return new Promise((resolve, reject) => {
-    const child = spawn(ZIG, ['c++', ...args], { cwd: ROOT, env: zigEnv(), stdio: ['ignore', 'pipe', 'pipe'] });
+    const child = spawn(zigBinary(), ['c++', ...args], { cwd: ROOT, env: zigEnv(name), stdio: ['ignore', 'pipe', 'pipe'] });
     let out = '';
     child.stdout.on('data', (d) => (out += d));
     child.stderr.on('data', (d) => (out += d));
@@ -121,7 +156,7 @@ export async function build(targets, { outDir = path.join(ROOT, 'prebuilds'), de
         const obj = objectPath(name, variant, source);
         fs.mkdirSync(path.dirname(obj), { recursive: true });
         fs.rmSync(obj, { force: true });
-        const out = await run([...flags, '-c', source, '-o', obj], `${name}: ${source}`);
+        const out = await run(name, [...flags, '-c', source, '-o', obj], `${name}: ${source}`);
         if (/warning:/.test(out)) {
           warnings += (out.match(/warning:/g) || []).length;
           process.stdout.write(`[prebuild] ${name}: ${source}:\n${out}`);
@@ -137,7 +172,7 @@ export async function build(targets, { outDir = path.join(ROOT, 'prebuilds'), de
     // Settled at once: a failed link is reported after the other targets,
     // never as an unhandled rejection while they compile.
     links.push(
-      run([...linkFlags(name), '-o', file, ...objects], `${name}: link`).then(
+      run(name, [...linkFlags(name), '-o', file, ...objects], `${name}: link`).then(
         () => {
           outputs[name] = file;
           console.log(`[prebuild] ${path.relative(ROOT, file)}: ${fs.statSync(file).size} bytes, linked in ${((Date.now() - linkStarted) / 1000).toFixed(0)} s`);
@@ -165,8 +200,10 @@ async function main() {
     console.error(`usage: build.mjs [--out=DIR [--define=NAME]...] [${Object.keys(ZIG_TARGETS).join('|')}]...`);
     process.exit(2);
   }
-  if (!fs.existsSync(ZIG)) {
-    console.error(`no ${path.relative(ROOT, ZIG)}: run npm ci first (it is a devDependency)`);
+  try {
+    zigBinary();
+  } catch (e) {
+    console.error(e.message);
     process.exit(1);
   }
   const started = Date.now();

