@@ -8,7 +8,7 @@ import { describe, expect, it } from 'vitest';
 
 import { QUIT, sendCommand, sendCommandSync, streamCommand } from '../dist/index.js';
 import { fixtures, onCleanup, posix, socketPath, spawnNode, waitFor, waitForLine } from './helpers.js';
-import { hangingServer, inProcessServer as serve } from './servers.js';
+import { handlersRunning, hangingServer, inProcessServer as serve } from './servers.js';
 
 type Message = Record<string, unknown>;
 
@@ -142,7 +142,7 @@ describe.runIf(posix)('stats()', () => {
     for (let i = 0; i < 10; i++) await sendCommand(p, 'ping');
     await expect(sendCommand(p, 'x'.repeat(200))).rejects.toMatchObject({ code: 'ERR_IPC_INCOMPLETE_RESPONSE' });
     const hanging = sendCommand(p, 'hang').catch(() => undefined);
-    await new Promise((r) => setTimeout(r, 100));
+    await handlersRunning(server);
     const stats = server.stats();
     expect(stats.requests).toBe(10);
     expect(stats.dropped).toEqual({ protocol: 0, tooLarge: 1, timeout: 0, tooManyConnections: 0 });

@@ -1,7 +1,7 @@
 // Servers in the test process, closed (at once) after the test.
 import { createServer, QUIT, type IpcServer } from '../dist/index.js';
 import { testAppHandler } from '../dist/test-app.js';
-import { onCleanup } from './helpers';
+import { onCleanup, waitFor } from './helpers';
 
 /** A server running `handler` (by default the test application). */
 export async function serve(p: string, handler = testAppHandler, options: Parameters<typeof createServer>[2] = {}): Promise<IpcServer> {
@@ -19,6 +19,16 @@ export async function inProcessServer(p: string, handler: Parameters<typeof crea
 }
 
 /** A server whose 'hang' requests are never answered; 'quit' stops it, anything else gets 'pong'. */
+/**
+ * Waits until `count` requests have reached the server's handler (stats:
+ * beingAnswered). A fixed sleep is not enough on a loaded machine: the
+ * request may still be on its way, and a close() would then drop it before
+ * the handler, which is a different path from the one under test.
+ */
+export async function handlersRunning(server: IpcServer, count = 1, timeoutMs = 10000): Promise<void> {
+  await waitFor(() => server.stats().connections.beingAnswered >= count, timeoutMs, `${count} running handler(s)`);
+}
+
 export async function hangingServer(p: string, options: Parameters<typeof createServer>[2] = {}): Promise<IpcServer> {
   const server = await createServer(
     p,

@@ -137,9 +137,13 @@ describe('failing handlers', () => {
   });
 
   test('closeTimeoutMs is the default grace of close()', async () => {
-    const s = await serveAndRecord(() => new Promise(() => {}), { closeTimeoutMs: 300 });
+    let handled = false;
+    const s = await serveAndRecord(() => {
+      handled = true;
+      return new Promise(() => {});
+    }, { closeTimeoutMs: 300 });
     const outcome = sendCommand(s.path, 'hang').catch((error: unknown) => error);
-    await new Promise((r) => setTimeout(r, 100));
+    await waitFor(() => handled, 10000, 'the handler to run');
     const started = Date.now();
     await s.server.close();
     expect(Date.now() - started).toBeLessThan(10000);

@@ -12,7 +12,7 @@ import { createServer, getActiveState, QUIT, sendCommand, streamCommand } from '
 import { bigRow } from '../../dist/test-app.js';
 import { exited, fixtures, posix, repoRoot, socketPath, spawnNode, waitFor } from '../helpers';
 import { encode, rawExchange } from '../raw-peers';
-import { hangingServer } from '../servers';
+import { handlersRunning, hangingServer } from '../servers';
 
 describe('QUIT', () => {
   it('answers with the bare flush, finishes running conversations, stops and removes the socket', async () => {
@@ -58,7 +58,7 @@ describe.runIf(posix)('a stopping server', () => {
     const p = socketPath();
     const server = await hangingServer(p, { closeTimeoutMs: 800 });
     const hanging = sendCommand(p, 'hang').catch((e: { code: string }) => e.code);
-    await new Promise((r) => setTimeout(r, 100));
+    await handlersRunning(server);
     const quitAt = Date.now();
     expect((await sendCommand(p, 'quit')).length).toBe(0);
     // The listener is shut as soon as the serving thread sees the quit.
@@ -75,7 +75,7 @@ describe.runIf(posix)('a stopping server', () => {
     const p = socketPath();
     const server = await hangingServer(p, { closeTimeoutMs: 30000 });
     const hanging = sendCommand(p, 'hang').catch(() => undefined);
-    await new Promise((r) => setTimeout(r, 100));
+    await handlersRunning(server);
     const started = Date.now();
     const env = { ...process.env };
     delete env.NODE_EXTRA_CA_CERTS;
@@ -100,7 +100,7 @@ describe.runIf(posix)('a stopping server', () => {
       const p = socketPath();
       const server = await hangingServer(p);
       const hanging = sendCommand(p, 'hang').catch(() => undefined);
-      await new Promise((r) => setTimeout(r, 50));
+      await handlersRunning(server);
       const started = process.hrtime.bigint();
       await server.close({ timeoutMs: 5 });
       best = Math.min(best, Number(process.hrtime.bigint() - started) / 1e6);
