@@ -2,12 +2,21 @@
 // for each failed test, its file, name and the first lines of its error, so
 // that a failure in CI can be read from the step's summary alone.
 // Usage: node vitest-summary.cjs <report.json> <repo root>
+//        node vitest-summary.cjs --failed-files <report.json> <repo root>
+//          (only the failed test files, one per line, relative to the root)
 'use strict';
 const fs = require('node:fs');
 const path = require('node:path');
 
-const r = JSON.parse(fs.readFileSync(process.argv[2], 'utf8'));
-const root = process.argv[3];
+const args = process.argv.slice(2);
+const failedFilesOnly = args[0] === '--failed-files';
+if (failedFilesOnly) args.shift();
+const r = JSON.parse(fs.readFileSync(args[0], 'utf8'));
+const root = args[1];
+if (failedFilesOnly) {
+  for (const file of r.testResults) if (file.status === 'failed') console.log(path.relative(root, file.name));
+  process.exit(0);
+}
 const files = r.testResults.map((t) => path.relative(root, t.name)).join(', ');
 console.log(
   `vitest: ${r.numPassedTests} passed, ${r.numFailedTests} failed, ${r.numPendingTests + r.numTodoTests} skipped ` +
@@ -22,6 +31,7 @@ for (const file of r.testResults) {
   for (const a of failed) {
     console.log(`FAILED ${path.relative(root, file.name)} > ${a.fullName}`);
     const message = stripColours((a.failureMessages || []).join('\n'));
-    for (const line of message.split('\n').slice(0, 12)) console.log(`    ${line}`);
+    const lines = message.split('\n').filter((line) => !line.includes('/node_modules/'));
+    for (const line of lines.slice(0, 12)) console.log(`    ${line}`);
   }
 }
