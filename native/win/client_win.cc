@@ -12,7 +12,9 @@
 //    retried by a timer on that thread (Git's 50 ms), never by a blocking
 //    WaitNamedPipeW, so a thousand exchanges at once take one thread, not a
 //    thousand. The JS thread only queues commands and posts one packet to
-//    wake the port.
+//    wake the port. Flow control too: a paused stream posts no next
+//    ReadFile (the pipe fills and the server waits) until Resume(), a
+//    command like the others, posts it on that thread.
 //  - Both follow Git's connect rules through ConnectPolicy (core, shared
 //    with POSIX): what to do after a failed CreateFileW.
 #include <algorithm>

@@ -108,6 +108,22 @@ describe('stream backpressure (Pause/Resume on the completion-port thread)', () 
     assert.ok(Date.now() - started >= 2900);
   });
 
+  it('a pause before the response starts holds back its first read; resume posts it', async (t) => {
+    const p = ipcPath(t);
+    const server = await blockServer(t, p, 64);
+    const stream = streamCommand(p, 'x');
+    // Queued behind the start: the exchange is still connecting or
+    // writing its request when the pause arrives. (`id` is the stream's
+    // native exchange id, private in TypeScript.)
+    native.clientPause(stream.id);
+    const written = await settled(server.written);
+    assert.ok(written < 32, `the server wrote ${written} MiB to a stream paused from the start`);
+    native.clientResume(stream.id);
+    let bytes = 0;
+    for await (const chunk of stream) bytes += chunk.length;
+    assert.equal(bytes, 64 * MiB);
+  });
+
   it('pause and resume of exchanges that are over (completed, aborted, timed out, never started) are ignored', async (t) => {
     const p = ipcPath(t);
     await serve(t, p, async (request, reply) => {
@@ -127,7 +143,6 @@ describe('stream backpressure (Pause/Resume on the completion-port thread)', () 
     assert.equal((await rejection(drain(aborted))).name, 'AbortError');
     const timedOut = streamCommand(p, 'hang', { timeoutMs: 100 });
     assert.equal((await rejection(drain(timedOut))).code, 'ERR_IPC_TIMEOUT');
-    // `id` is the stream's native exchange id (private in TypeScript).
     const gone = [completed.id, aborted.id, timedOut.id, 0, 2 ** 40];
     assert.ok(gone.slice(0, 3).every((id) => typeof id === 'number' && id > 0));
     for (const id of gone) {
