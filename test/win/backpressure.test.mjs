@@ -81,6 +81,7 @@ describe('stream backpressure (Pause/Resume on the completion-port thread)', () 
     const stream = streamCommand(p, 'x', { signal: controller.signal });
     await stream.next(); // then nothing is taken any more
     const written = await settled(server.written);
+    console.log(`consumer stopped after one chunk: the server wrote ${written} of 256 MiB`);
     // The high-water mark (1 MiB) plus what was in flight and in the pipe.
     assert.ok(written < 32, `the server wrote ${written} MiB to a consumer that stopped`);
     controller.abort();
@@ -117,6 +118,7 @@ describe('stream backpressure (Pause/Resume on the completion-port thread)', () 
     // native exchange id, private in TypeScript.)
     native.clientPause(stream.id);
     const written = await settled(server.written);
+    console.log(`stream paused from the start: the server wrote ${written} of 64 MiB`);
     assert.ok(written < 32, `the server wrote ${written} MiB to a stream paused from the start`);
     native.clientResume(stream.id);
     let bytes = 0;
