@@ -12,7 +12,6 @@ class StreamFlow {
  public:
   void Pause() { paused_ = true; }
   void Resume() { paused_ = false; }
-  bool paused() const { return paused_; }
 
   // Whether the transport may read more now. Only reading the response
   // is held back: connecting and sending the request go on, and the

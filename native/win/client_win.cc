@@ -686,9 +686,10 @@ void WinAsyncClient::StartRead(Conversation* c) {
   c->read_in_flight = true;
   if (!ReadFile(c->pipe, c->read_buffer.data(), static_cast<DWORD>(c->read_buffer.size()), nullptr, &c->read_op.ov) &&
       GetLastError() != ERROR_IO_PENDING) {
-    c->pending--;
+    DWORD error = GetLastError();
+    c->pending--;  // failed at once: no packet comes
     c->read_in_flight = false;
-    OnRead(c, 0, GetLastError());
+    OnRead(c, 0, error);
   }
 }
 
