@@ -85,9 +85,10 @@ class AsyncClient {
   virtual void Shutdown() = 0;
   // Streaming exchanges: stop reading the response until Resume(), so that
   // a slow consumer holds the server back instead of piling chunks up in
-  // memory (the server sees ordinary socket backpressure). Both may be
-  // called in any phase; no-ops for unknown ids. The defaults do nothing
-  // (a transport without flow control reads on).
+  // memory (the server sees ordinary socket or pipe backpressure). Both
+  // may be called in any phase; no-ops for unknown ids. Both clients keep
+  // the state in a StreamFlow (stream_flow.h). The defaults do nothing (a
+  // transport without flow control reads on).
   virtual void Pause(uint64_t id) { (void)id; }
   virtual void Resume(uint64_t id) { (void)id; }
 };

@@ -33,6 +33,7 @@
 #include <unordered_map>
 
 #include "../core/clock.h"
+#include "../core/stream_flow.h"
 #include "exchange.h"
 #include "poller.h"
 
@@ -118,7 +119,7 @@ class PosixAsyncClient : public AsyncClient {
     std::unique_ptr<Exchange> exchange;
     bool connect_only = false;
     bool reported_connected = false;
-    bool paused = false;
+    StreamFlow flow;  // Pause()/Resume()
     int registered_fd = -1;
     uint32_t registered_generation = 0;
     uint32_t registered_events = 0;
@@ -264,8 +265,11 @@ class PosixAsyncClient : public AsyncClient {
         Drive(it, 0, now);
         break;
       case Command::kPause:
+        entry.flow.Pause();
+        UpdateRegistration(c.id, &entry);
+        break;
       case Command::kResume:
-        entry.paused = c.kind == Command::kPause;
+        entry.flow.Resume();
         UpdateRegistration(c.id, &entry);
         break;
     }
@@ -361,7 +365,7 @@ class PosixAsyncClient : public AsyncClient {
     uint32_t want = ToPollerEvents(ex->wanted_events());
     // A paused stream reads nothing: its socket fills up and the server
     // sees ordinary backpressure.
-    if (entry->paused && ex->phase() == Exchange::Phase::kReceive) want = 0;
+    if (!entry->flow.MayRead(ex->phase() == Exchange::Phase::kReceive)) want = 0;
     bool same_socket = fd >= 0 && fd == entry->registered_fd &&
                        ex->fd_generation() == entry->registered_generation;
     if (!same_socket && entry->registered_fd >= 0) {

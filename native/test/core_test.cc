@@ -1,6 +1,6 @@
 // Unit tests of native/core: the pkt-line writer and reader (every rule of
-// docs/protocol.md#pkt-line-framing, with every way of splitting the input), OutputQueue and
-// the status names.
+// docs/protocol.md#pkt-line-framing, with every way of splitting the input), OutputQueue,
+// the status names and StreamFlow.
 #include <algorithm>
 #include <cerrno>
 #include <cstring>
@@ -10,6 +10,7 @@
 #include "../core/output_queue.h"
 #include "../core/pkt_line.h"
 #include "../core/status.h"
+#include "../core/stream_flow.h"
 #include "test_util.h"
 
 using sipc::OutputQueue;
@@ -507,6 +508,22 @@ TEST(status_code_names) {
   }
   std::string msg = sipc::StatusMessage(Status::Lib(LibCode::kRequestTooLarge, "limit 10 bytes"));
   CHECK(msg.find("limit 10 bytes") != std::string::npos);
+}
+
+// ---- StreamFlow ----
+
+TEST(stream_flow_holds_back_only_the_response_while_paused) {
+  sipc::StreamFlow flow;
+  CHECK(flow.MayRead(true));
+  CHECK(flow.MayRead(false));
+  flow.Pause();
+  flow.Pause();  // twice: still one pause, undone by one Resume
+  CHECK(!flow.MayRead(true));
+  CHECK(flow.MayRead(false));  // connecting and sending go on
+  flow.Resume();
+  CHECK(flow.MayRead(true));
+  flow.Resume();  // without a pause: nothing to undo
+  CHECK(flow.MayRead(true));
 }
 
 TEST_MAIN()

@@ -12,7 +12,9 @@
 //    retried by a timer on that thread (Git's 50 ms), never by a blocking
 //    WaitNamedPipeW, so a thousand exchanges at once take one thread, not a
 //    thousand. The JS thread only queues commands and posts one packet to
-//    wake the port.
+//    wake the port. Flow control too: a paused stream posts no next
+//    ReadFile (the pipe fills and the server waits) until Resume(), a
+//    command like the others, posts it on that thread.
 //  - Both follow Git's connect rules through ConnectPolicy (core, shared
 //    with POSIX): what to do after a failed CreateFileW.
 #include <algorithm>
@@ -29,6 +31,7 @@
 #include "../core/clock.h"
 #include "../core/connect_policy.h"
 #include "../core/pkt_line.h"
+#include "../core/stream_flow.h"
 #include "pipe_name.h"
 #include "win_util.h"
 
@@ -301,6 +304,10 @@ struct Conversation {
   int pending = 0;  // operations started whose packet has not come yet
   IoOp write_op{};
   IoOp read_op{};
+  // A ReadFile whose packet has not come yet. A paused stream (`flow`)
+  // posts no next read; Resume() posts it unless one is still out.
+  bool read_in_flight = false;
+  StreamFlow flow;
 
   std::vector<uint8_t> framed;        // owned request, framed
   const uint8_t* borrowed = nullptr;  // or the caller's payload, unframed,
@@ -388,6 +395,12 @@ class WinAsyncClient : public AsyncClient {
     Push(std::move(c));
   }
 
+  // Flow control reaches the loop thread as commands, like the rest:
+  // there, an id that is over (completed, cancelled, timed out) is gone
+  // from `live_`, and the command is dropped.
+  void Pause(uint64_t id) override { Push(Command(Command::kPause, id)); }
+  void Resume(uint64_t id) override { Push(Command(Command::kResume, id)); }
+
   // Any thread but the loop's. Idempotent.
   void Shutdown() override {
     {
@@ -400,7 +413,7 @@ class WinAsyncClient : public AsyncClient {
 
  private:
   struct Command {
-    enum Kind { kStart, kConnect, kSend, kCancel } kind;
+    enum Kind { kStart, kConnect, kSend, kCancel, kPause, kResume } kind;
     uint64_t id;
     std::string path;
     std::vector<uint8_t> data;
@@ -429,6 +442,7 @@ class WinAsyncClient : public AsyncClient {
   void Run();
   DWORD NextWaitMs(int64_t now) const;
   void HandleCommands(std::vector<Command>* batch);
+  void HandleCommand(Conversation* conversation, Command& c);
   void Begin(Command& c);
   // `busy`: pipe names known busy right now (skipped, and added to).
   void TryConnect(Conversation* c, std::unordered_set<std::wstring>* busy = nullptr);
@@ -527,17 +541,37 @@ void WinAsyncClient::HandleCommands(std::vector<Command>* batch) {
     }
     auto it = live_.find(c.id);
     if (it == live_.end()) continue;  // already over
-    Conversation* conversation = it->second;
-    if (c.kind == Command::kCancel) {
+    HandleCommand(it->second, c);
+  }
+  batch->clear();
+}
+
+// A command for a conversation that is not over yet.
+void WinAsyncClient::HandleCommand(Conversation* conversation, Command& c) {
+  switch (c.kind) {
+    case Command::kStart:
+    case Command::kConnect:
+      return;  // Begin()
+    case Command::kCancel:
       Finish(conversation, c.why);
-    } else if (conversation->phase == Conversation::Phase::kIdle) {
+      return;
+    case Command::kSend:
+      if (conversation->phase != Conversation::Phase::kIdle) return;
       conversation->framed = std::move(c.data);
       conversation->stream = c.stream;
       conversation->connect_only = false;
       StartWrite(conversation);
-    }
+      return;
+    case Command::kPause:
+      conversation->flow.Pause();
+      return;
+    case Command::kResume:
+      conversation->flow.Resume();
+      // The read a pause held back; if one is still out, its completion
+      // posts the next.
+      if (conversation->phase == Conversation::Phase::kReading && !conversation->read_in_flight) StartRead(conversation);
+      return;
   }
-  batch->clear();
 }
 
 void WinAsyncClient::Begin(Command& command) {
@@ -641,15 +675,21 @@ void WinAsyncClient::OnWritten(Conversation* c, DWORD bytes, DWORD error) {
   StartWrite(c);
 }
 
+// Posts the next read of the response, unless the stream is paused: then
+// the pipe fills up and the server waits, until Resume() calls again.
 void WinAsyncClient::StartRead(Conversation* c) {
   c->phase = Conversation::Phase::kReading;
+  if (!c->flow.MayRead(true)) return;
   if (c->read_buffer.empty()) c->read_buffer.resize(kFirstReadSize);
   ZeroMemory(&c->read_op.ov, sizeof(OVERLAPPED));
   c->pending++;
+  c->read_in_flight = true;
   if (!ReadFile(c->pipe, c->read_buffer.data(), static_cast<DWORD>(c->read_buffer.size()), nullptr, &c->read_op.ov) &&
       GetLastError() != ERROR_IO_PENDING) {
-    c->pending--;
-    OnRead(c, 0, GetLastError());
+    DWORD error = GetLastError();
+    c->pending--;  // failed at once: no packet comes
+    c->read_in_flight = false;
+    OnRead(c, 0, error);
   }
 }
 
@@ -689,6 +729,7 @@ void WinAsyncClient::OnIo(IoOp* op, DWORD bytes, DWORD error) {
   if (op->write) {
     OnWritten(c, bytes, error);
   } else {
+    c->read_in_flight = false;
     OnRead(c, bytes, error);
   }
 }

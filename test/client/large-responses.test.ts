@@ -74,8 +74,9 @@ describe('stream backpressure', () => {
     const client = spawnNode(path.join(fixtures, 'slow-stream-client.js'), [p, '300', '5']);
     const line = await waitForLine(client, /^\{/, 120_000);
     expect(await exited(client)).toBe(0);
-    const result = JSON.parse(line) as { bytes: number; growthBytes: number };
+    const result = JSON.parse(line) as { bytes: number; inOrder: boolean; growthBytes: number };
     expect(result.bytes).toBe(300 * 1024 * 1024);
+    expect(result.inOrder).toBe(true);
     expect(result.growthBytes).toBeLessThan(32 * 1000 * 1000);
   }, 180_000);
 });
