@@ -5,7 +5,7 @@ import * as fs from 'node:fs';
 import { describe, expect, test } from 'vitest';
 
 import { getActiveState, sendCommand, streamCommand } from '../../dist/index.js';
-import { exited, socketPath } from '../helpers';
+import { exited, socketPath, waitFor } from '../helpers';
 import { startServerChild } from '../server-child';
 
 describe('server killed mid-response', () => {
@@ -35,7 +35,10 @@ describe('server killed mid-response', () => {
     const path2 = socketPath('second.ipc');
     const server2 = await startServerChild(path2);
     const pending = sendCommand(path2, 'slow');
-    setTimeout(() => server2.child.kill('SIGKILL'), 300);
+    pending.catch(() => {}); // awaited below; if the wait fails first, no unhandled rejection
+    // Killed once 'slow' is being answered (the stats request is the other one).
+    await waitFor(async () => JSON.parse((await sendCommand(path2, 'serverstats')).toString()).connections.beingAnswered >= 2, 20000, "'slow' to be answered");
+    server2.child.kill('SIGKILL');
     await expect(pending).rejects.toMatchObject({ code: 'ERR_IPC_INCOMPLETE_RESPONSE' });
   });
 
