@@ -52,14 +52,46 @@ function longPath(length: number): string {
   return result;
 }
 
+/** A running server, and a second one that tries its path. */
+interface LiveServer {
+  refusesSecond(): Promise<void>;
+  stop(): Promise<void>;
+}
+
+const liveServers: Array<[string, (p: string) => Promise<LiveServer>]> = [
+  [
+    'in this process',
+    async (p) => {
+      const first = await serve(p);
+      return {
+        refusesSecond: () => expect(createServer(p, () => 'second')).rejects.toMatchObject({ code: 'EADDRINUSE', address: p }),
+        stop: () => first.close(),
+      };
+    },
+  ],
+  [
+    'in another process',
+    async (p) => {
+      const first = await startServerChild(p);
+      return {
+        refusesSecond: () => expect(startServerChild(p)).rejects.toThrow(/EADDRINUSE/),
+        stop: async () => {
+          first.child.kill('SIGTERM');
+          await first.waitEvent((e) => e.event === 'close');
+        },
+      };
+    },
+  ],
+];
+
 describe('starting', () => {
-  it('a second server on a live path fails with EADDRINUSE and the first keeps serving', async () => {
+  it.each(liveServers)('a second server %s on a live path fails with EADDRINUSE and the first keeps serving', async (_where, start) => {
     const p = socketPath();
-    const first = await serve(p);
-    await expect(createServer(p, () => 'second')).rejects.toMatchObject({ code: 'EADDRINUSE', address: p });
+    const first = await start(p);
+    await first.refusesSecond();
     expect((await sendCommand(p, 'ping')).toString()).toBe('pong');
     expect(fs.existsSync(`${p}.lock`)).toBe(false);
-    await first.close();
+    await first.stop();
   });
 
   it('replaces a stale socket file (nobody listening)', async () => {
