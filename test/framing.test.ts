@@ -216,6 +216,8 @@ describe.each(servers)('what a server %s accepts', (_where, start) => {
       await expect.poll(() => server.clientErrors(code), { timeout: 10000, message: name }).toBe(before + 1);
       expect(server.clientErrors(), name).toBe(all + 1);
     }
+    // One each, none late.
+    expect(server.clientErrors()).toBe(malformed.length);
     expect(await server.handled()).toBe(0);
     expect((await sendCommand(path, 'ping')).toString()).toBe('pong');
   });

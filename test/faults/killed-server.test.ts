@@ -4,9 +4,10 @@
 import * as fs from 'node:fs';
 import { describe, expect, test } from 'vitest';
 
-import { createServer, getActiveState, sendCommand, streamCommand } from '../../dist/index.js';
+import { getActiveState, sendCommand, streamCommand } from '../../dist/index.js';
 import { exited, socketPath, waitFor } from '../helpers';
 import { startServerChild } from '../server-child';
+import { serve } from '../servers';
 
 describe('server killed mid-response', () => {
   test('SIGKILL during a streamed response: the client gets an error, never a partial success', async () => {
@@ -61,7 +62,7 @@ describe('server killed mid-response', () => {
     [
       'in this process',
       async (path) => {
-        const next = await createServer(path, () => 'new');
+        const next = await serve(path, () => 'new');
         expect((await sendCommand(path, 'x')).toString()).toBe('new');
         return () => next.close();
       },
