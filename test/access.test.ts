@@ -67,7 +67,9 @@ describe('peer identity', () => {
     const socket = path.join(tempDir(), 's.ipc');
     const s = await serve(socket);
     const peer = JSON.parse((await sendCommand(socket, 'peer')).toString());
-    expect(peer).toEqual({ pid: process.pid, uid: process.getuid!(), gid: process.getgid!() });
+    const ours = { pid: process.pid, uid: process.getuid!(), gid: process.getgid!() };
+    expect(peer).toEqual(ours);
+    expect(s.peers).toEqual([ours]);
   });
 
   test('ctx.peer carries the pid of a client in another process', async () => {

@@ -2,15 +2,17 @@
 // client and server write, byte for byte, and every reader rule, checked
 // against raw node:net peers that send crafted bytes; then malformed
 // requests of every kind docs/protocol.md#pkt-line-reader-rules names, sent
-// raw to a server in its own process: no response, a clientError with a
-// code, and the server goes on serving.
+// raw to a server in this process and to one in its own: no response, a
+// clientError with a code, never the handler, and the server goes on serving.
 import { setTimeout as sleep } from 'node:timers/promises';
 import { describe, expect, it, test } from 'vitest';
 
-import { createServer, sendCommand, streamCommand, type IpcError } from '../dist/index.js';
-import { socketPath, waitFor } from './helpers';
-import { encode, rawExchange, rawExchangeResult, rawServer } from './raw-peers';
-import { startServerChild, type ServerChild } from './server-child';
+import { createServer, getActiveState, sendCommand, streamCommand } from '../dist/index.js';
+import { testAppHandler } from '../dist/test-app.js';
+import { socketPath } from './helpers';
+import { encode, rawConnect, rawExchange, rawExchangeResult, rawServer } from './raw-peers';
+import { startServerChild } from './server-child';
+import { serve } from './servers';
 
 const MAX = 65516;
 
@@ -120,118 +122,145 @@ describe('what the server writes and accepts', () => {
     expect((await rawExchange(path, encode('x'))).toString()).toBe('0006ab0007cde0005f0000');
     await server.close();
   });
-
-  const ends: Array<[string, string]> = [
-    ['0000', '0008ping0000'],
-    ['0001', '0008ping0001'],
-    ['0002', '0008ping0002'],
-    ['0004', '0008ping0004'],
-    ['upper-case hex', '000APING!!0000'],
-  ];
-  it.each(ends)('a request ended by %s is complete', async (_name, wire) => {
-    const path = socketPath();
-    const seen: string[] = [];
-    const server = await createServer(path, (request) => {
-      seen.push(request.toString());
-      return 'ok';
-    });
-    expect((await rawExchange(path, wire)).toString()).toBe('0006ok0000');
-    expect(seen[0]!.toLowerCase().startsWith('ping')).toBe(true);
-    await server.close();
-  });
-
-  const bad: Array<[string, string, string]> = [
-    ['0003', '0008ping0003', 'ERR_IPC_PROTOCOL'],
-    ['a non-hex header', 'zzzz', 'ERR_IPC_PROTOCOL'],
-    ['a length above 65520', 'fff1', 'ERR_IPC_PROTOCOL'],
-    ['a client that hangs up mid-request', '0008pi', 'ERR_IPC_INCOMPLETE_REQUEST'],
-  ];
-  it.each(bad)('rejects %s without a response and keeps serving', async (_name, wire, code) => {
-    const path = socketPath();
-    let handled = 0;
-    const server = await createServer(path, () => {
-      handled++;
-      return 'pong';
-    });
-    const errors: IpcError[] = [];
-    server.on('clientError', (e) => errors.push(e));
-    expect((await rawExchange(path, wire, { end: true })).length).toBe(0);
-    await waitFor(() => errors.length === 1, 5000, 'clientError');
-    expect(errors[0]!.code).toBe(code);
-    expect(handled).toBe(0);
-    expect((await sendCommand(path, 'ping')).toString()).toBe('pong');
-    await server.close();
-  });
 });
 
-const bad: Array<[string, Buffer]> = [
-  ['0003 (reserved length)', Buffer.from('00030000')],
-  ['non-hex in position 1', Buffer.from('g008ping0000')],
-  ['non-hex in position 2', Buffer.from('0x08ping0000')],
-  ['non-hex in position 3', Buffer.from('00-8ping0000')],
-  ['non-hex in position 4', Buffer.from('000Gping0000')],
-  ['space in the header', Buffer.from(' 008ping0000')],
-  ['NUL in the header', Buffer.from('00\u00008ping0000', 'latin1')],
-  ['high byte in the header', Buffer.from([0x30, 0x30, 0xb0, 0x38, 0x70, 0x69, 0x6e, 0x67])],
-  ['length 65521', Buffer.concat([Buffer.from('fff1'), Buffer.alloc(65517, 0x61), Buffer.from('0000')])],
-  ['length ffff', Buffer.from('ffff')],
-  ['bad header after a good packet', Buffer.concat([Buffer.from('0008ping'), Buffer.from('zzzz0000')])],
-];
-
-async function expectDropped(server: ServerChild, path: string, input: Buffer, code: string, half = false): Promise<void> {
-  const before = server.count('clientError', 'code', code);
-  const result = await rawExchangeResult(path, input, { end: half });
-  expect(result.data.length).toBe(0);
-  await expect.poll(() => server.count('clientError', 'code', code), { timeout: 10000 }).toBe(before + 1);
+/** A server running the test application, and what it did with the requests. */
+interface FramingServer {
+  /** clientError events so far: of `code`, or of any code. */
+  clientErrors(code?: string): number;
+  /** Requests that reached the handler so far. */
+  handled(): Promise<number>;
 }
 
-describe('malformed requests', () => {
-  test.each(bad)('%s: dropped without a response, ERR_IPC_PROTOCOL', async (_name, input) => {
-    const path = socketPath();
-    const server = await startServerChild(path);
-    await expectDropped(server, path, input, 'ERR_IPC_PROTOCOL');
-    expect((await sendCommand(path, 'ping')).toString()).toBe('pong');
-  });
+// The reader rules are the serving threads', the same whether the server
+// shares the test's process or runs in its own.
+const servers: Array<[string, (path: string) => Promise<FramingServer>]> = [
+  [
+    'in this process',
+    async (path) => {
+      let handled = 0;
+      const codes: string[] = [];
+      // One serving thread: a probe or a bad request that held it would stall the rest.
+      const server = await serve(
+        path,
+        (request, reply, ctx) => {
+          handled++;
+          return testAppHandler(request, reply, ctx);
+        },
+        { threads: 1 },
+      );
+      server.on('clientError', (e) => codes.push(e.code));
+      return { clientErrors: (code) => codes.filter((c) => code === undefined || c === code).length, handled: async () => handled };
+    },
+  ],
+  [
+    'in a child process',
+    async (path) => {
+      const server = await startServerChild(path);
+      return {
+        clientErrors: (code) => (code === undefined ? server.count('clientError') : server.count('clientError', 'code', code)),
+        // Responses completed and handlers failed, before this request's own.
+        handled: async () => {
+          const stats = JSON.parse((await sendCommand(path, 'serverstats')).toString()) as { requests: number; handlerErrors: number };
+          return stats.requests + stats.handlerErrors;
+        },
+      };
+    },
+  ],
+];
 
-  test('truncated requests: ERR_IPC_INCOMPLETE_REQUEST, never handled', async () => {
-    const path = socketPath();
-    const server = await startServerChild(path);
-    for (const input of ['0', '000', '0008', '0008pi', '0008ping', '0008ping00']) {
-      await expectDropped(server, path, Buffer.from(input), 'ERR_IPC_INCOMPLETE_REQUEST', true);
-    }
-  });
+// [name, bytes, the clientError code, whether the client half-closes after sending]
+const malformed: Array<[string, Buffer | string, string, boolean]> = [
+  ['0003 (reserved length)', '00030000', 'ERR_IPC_PROTOCOL', false],
+  ['0003 after a data packet', '0008ping0003', 'ERR_IPC_PROTOCOL', true],
+  ['non-hex in position 1', 'g008ping0000', 'ERR_IPC_PROTOCOL', false],
+  ['non-hex in position 2', '0x08ping0000', 'ERR_IPC_PROTOCOL', false],
+  ['non-hex in position 3', '00-8ping0000', 'ERR_IPC_PROTOCOL', false],
+  ['non-hex in position 4', '000Gping0000', 'ERR_IPC_PROTOCOL', false],
+  ['a non-hex header alone', 'zzzz', 'ERR_IPC_PROTOCOL', true],
+  ['space in the header', ' 008ping0000', 'ERR_IPC_PROTOCOL', false],
+  ['NUL in the header', Buffer.from('00\u00008ping0000', 'latin1'), 'ERR_IPC_PROTOCOL', false],
+  ['high byte in the header', Buffer.from([0x30, 0x30, 0xb0, 0x38, 0x70, 0x69, 0x6e, 0x67]), 'ERR_IPC_PROTOCOL', false],
+  ['length 65521', Buffer.concat([Buffer.from('fff1'), Buffer.alloc(65517, 0x61), Buffer.from('0000')]), 'ERR_IPC_PROTOCOL', false],
+  ['length 65521, the header alone', 'fff1', 'ERR_IPC_PROTOCOL', true],
+  ['length ffff', 'ffff', 'ERR_IPC_PROTOCOL', false],
+  ['bad header after a good packet', '0008pingzzzz0000', 'ERR_IPC_PROTOCOL', false],
+  ...['0', '000', '0008', '0008pi', '0008ping', '0008ping00'].map(
+    (input): [string, string, string, boolean] => [`truncated: ${input}`, input, 'ERR_IPC_INCOMPLETE_REQUEST', true],
+  ),
+];
 
-  test('a connection that sends nothing and hangs up is a silent liveness probe', async () => {
+describe.each(servers)('what a server %s accepts', (_where, start) => {
+  test('0000, 0001, 0002 and 0004 end a request without error; upper-case hex is read', async () => {
     const path = socketPath();
-    const server = await startServerChild(path);
-    for (let i = 0; i < 10; i++) {
-      const r = await rawExchangeResult(path, Buffer.alloc(0), { end: true });
-      expect(r.data.length).toBe(0);
-    }
-    await sleep(200);
-    expect(server.count('clientError')).toBe(0);
-  });
-
-  test('delim, response-end and the empty packet end a request without error; upper-case hex is read', async () => {
-    const path = socketPath();
-    const server = await startServerChild(path);
+    const server = await start(path);
     for (const end of ['0000', '0001', '0002', '0004']) {
-      const r = await rawExchangeResult(path, Buffer.from(`0008ping${end}`));
-      expect(r.data.toString()).toBe(encode('pong').toString());
+      expect((await rawExchange(path, `0008ping${end}`)).toString(), end).toBe('0008pong0000');
     }
-    const upper = await rawExchangeResult(path, Buffer.from('000Aabcdef0000'));
-    expect(upper.data.toString()).toBe(encode('unhandled command: abcdef').toString());
-    expect(server.count('clientError')).toBe(0);
+    for (const payload of ['PING!!', 'abcdef']) {
+      const wire = await rawExchange(path, `000A${payload}0000`);
+      expect(wire.toString()).toBe(encode(`unhandled command: ${payload}`).toString());
+    }
+    expect(await server.handled()).toBe(6);
+    expect(server.clientErrors()).toBe(0);
+  });
+
+  test('each malformed request is dropped without a response, reported with its code and never handled; the server serves on', async () => {
+    const path = socketPath();
+    const server = await start(path);
+    for (const [name, input, code, halfClose] of malformed) {
+      const before = server.clientErrors(code);
+      const all = server.clientErrors();
+      const result = await rawExchangeResult(path, input, { end: halfClose });
+      expect(result.data.length, name).toBe(0);
+      await expect.poll(() => server.clientErrors(code), { timeout: 10000, message: name }).toBe(before + 1);
+      expect(server.clientErrors(), name).toBe(all + 1);
+    }
+    // One each, none late.
+    expect(server.clientErrors()).toBe(malformed.length);
+    expect(await server.handled()).toBe(0);
+    expect((await sendCommand(path, 'ping')).toString()).toBe('pong');
   });
 
   test('many bad clients at once do not disturb good ones', async () => {
     const path = socketPath();
-    const server = await startServerChild(path);
-    const results = await Promise.all([
-      ...Array.from({ length: 100 }, (_, i) => rawExchangeResult(path, bad[i % bad.length]![1]).then((r) => r.data.length)),
-      ...Array.from({ length: 100 }, () => sendCommand(path, 'ping').then((b) => (b.toString() === 'pong' ? 0 : 1))),
-    ]);
-    expect(results.every((n) => n === 0)).toBe(true);
-    await expect.poll(() => server.count('clientError', 'code', 'ERR_IPC_PROTOCOL'), { timeout: 10000 }).toBe(100);
+    const server = await start(path);
+    // Each good client gets its own answer back ("unhandled command: okN").
+    const good = Promise.all(Array.from({ length: 100 }, (_, i) => sendCommand(path, `ok${i}`)));
+    good.catch(() => {}); // awaited below; if a raw peer fails first, no unhandled rejection
+    const protocolErrors = malformed.filter(([, , code, halfClose]) => code === 'ERR_IPC_PROTOCOL' && !halfClose);
+    const bad = [
+      ...Array.from({ length: 100 }, (_, i) => rawExchange(path, protocolErrors[i % protocolErrors.length]![1])),
+      rawExchange(path, 'garbage!', { end: true }),
+      rawExchange(path, '0100' + 'x'.repeat(50), { end: true }),
+      (async () => {
+        const s = await rawConnect(path);
+        // Gone once its bytes are out: destroy() would drop them if still queued.
+        await new Promise((resolve) => s.write('0020abc', resolve));
+        s.destroy();
+        return Buffer.alloc(0);
+      })(),
+    ];
+    expect((await Promise.all(bad)).map((data) => data.length)).toEqual(Array(bad.length).fill(0));
+    expect((await good).map((b) => b.toString())).toEqual(Array.from({ length: 100 }, (_, i) => `unhandled command: ok${i}`));
+    await expect.poll(() => server.clientErrors('ERR_IPC_PROTOCOL'), { timeout: 10000 }).toBe(101);
+    await expect.poll(() => server.clientErrors('ERR_IPC_INCOMPLETE_REQUEST'), { timeout: 10000 }).toBe(2);
+    expect(server.clientErrors()).toBe(103);
+  });
+
+  test('connections that send nothing and hang up are silent liveness probes', async () => {
+    const path = socketPath();
+    const server = await start(path);
+    for (let i = 0; i < 10; i++) {
+      const r = await rawExchangeResult(path, Buffer.alloc(0), { end: true });
+      expect(r.data.length).toBe(0);
+    }
+    // Git's probe, as getActiveState() makes it.
+    for (let i = 0; i < 20; i++) expect(await getActiveState(path)).toBe('listening');
+    expect((await sendCommand(path, 'ping')).toString()).toBe('pong');
+    expect(await server.handled()).toBe(1);
+    // Nothing to wait for: a clientError, if one came, would come about now.
+    await sleep(200);
+    expect(server.clientErrors()).toBe(0);
   });
 });

@@ -7,9 +7,19 @@ import { describe, expect, test } from 'vitest';
 import { createServer, sendCommand } from '../dist/index.js';
 import { onCleanup, socketPath, waitFor } from './helpers';
 import { closedByPeer, encode, rawConnect } from './raw-peers';
-import { startServerChild } from './server-child';
+import { startServerChild, type ServerChild } from './server-child';
+import { handlersRunning } from './servers';
 
 const sendbytes = (n: number) => Buffer.concat([Buffer.from('sendbytes '), Buffer.alloc(n - 10, 0x78)]);
+
+/** The child's open connections, asked by signal (a request would be one more). */
+async function openConnections(server: ServerChild): Promise<number> {
+  const seen = server.count('serverstats');
+  server.child.kill('SIGUSR2');
+  await waitFor(() => server.count('serverstats') > seen, 10000, 'the server stats');
+  const stats = server.events.filter((e) => e.event === 'serverstats').at(-1) as unknown as { connections: { open: number } };
+  return stats.connections.open;
+}
 
 async function serverStats(path: string): Promise<{ fds: number; threads: number; rss: number }> {
   return JSON.parse((await sendCommand(path, 'stats')).toString());
@@ -117,7 +127,8 @@ describe('maxConnections', () => {
     const path = socketPath();
     const server = await startServerChild(path, { maxConnections: 5 });
     const idle = await Promise.all(Array.from({ length: 5 }, () => rawConnect(path)));
-    await sleep(100);
+    // Connected is not yet accepted: the extra one must come after all five.
+    await waitFor(async () => (await openConnections(server)) === 5, 10000, 'five accepted connections');
     const extra = await rawConnect(path);
     await closedByPeer(extra);
     const event = await server.waitEvent((e) => e.event === 'clientError', 10000);
@@ -163,7 +174,7 @@ describe('clients that stop reading their response', () => {
     const reader = await rawConnect(path);
     reader.pause();
     reader.write(encode('give me a lot'));
-    await sleep(300);
+    await handlersRunning(server);
     const started = Date.now();
     await server.close();
     expect(Date.now() - started).toBeLessThan(10000);

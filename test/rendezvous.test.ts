@@ -9,7 +9,7 @@ import * as fs from 'node:fs';
 import * as net from 'node:net';
 import * as path from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
-import { describe, expect, it, test } from 'vitest';
+import { describe, expect, it } from 'vitest';
 
 import { connect, createServer, getActiveState, getActiveStateSync, sendCommand, sendCommandSync, type IpcError } from '../dist/index.js';
 import { datagramSocket, exited, fixtures, onCleanup, posix, socketPath, spawnNode, staleSocket, tempDir, waitForLine } from './helpers';
@@ -52,14 +52,46 @@ function longPath(length: number): string {
   return result;
 }
 
+/** A running server, and a second one that tries its path. */
+interface LiveServer {
+  refusesSecond(): Promise<void>;
+  stop(): Promise<void>;
+}
+
+const liveServers: Array<[string, (p: string) => Promise<LiveServer>]> = [
+  [
+    'in this process',
+    async (p) => {
+      const first = await serve(p);
+      return {
+        refusesSecond: () => expect(createServer(p, () => 'second')).rejects.toMatchObject({ code: 'EADDRINUSE', address: p }),
+        stop: () => first.close(),
+      };
+    },
+  ],
+  [
+    'in another process',
+    async (p) => {
+      const first = await startServerChild(p);
+      return {
+        refusesSecond: () => expect(startServerChild(p)).rejects.toThrow(/EADDRINUSE/),
+        stop: async () => {
+          first.child.kill('SIGTERM');
+          await first.waitEvent((e) => e.event === 'close');
+        },
+      };
+    },
+  ],
+];
+
 describe('starting', () => {
-  it('a second server on a live path fails with EADDRINUSE and the first keeps serving', async () => {
+  it.each(liveServers)('a second server %s on a live path fails with EADDRINUSE and the first keeps serving', async (_where, start) => {
     const p = socketPath();
-    const first = await serve(p);
-    await expect(createServer(p, () => 'second')).rejects.toMatchObject({ code: 'EADDRINUSE', address: p });
+    const first = await start(p);
+    await first.refusesSecond();
     expect((await sendCommand(p, 'ping')).toString()).toBe('pong');
     expect(fs.existsSync(`${p}.lock`)).toBe(false);
-    await first.close();
+    await first.stop();
   });
 
   it('replaces a stale socket file (nobody listening)', async () => {
@@ -166,38 +198,81 @@ describe.runIf(posix)('a left-over lock file', () => {
   });
 });
 
-describe('the socket path', () => {
-  it('stops by itself within about a second when its socket file is removed', async () => {
+/** A running server whose socket file the test takes away, and how it ends. */
+interface Stealable {
+  /** Resolves with the reason it stopped for. */
+  stopReason(): Promise<unknown>;
+  /** After it stopped: checks that it ended cleanly (a child exits with 0). */
+  endedCleanly(): Promise<void>;
+  /** How soon after the theft it must have stopped; a child reports over a pipe, later. */
+  stopsWithinMs: number;
+}
+
+// The stolen-path check runs on a serving thread whatever the JS thread is
+// doing; a server in its own process shows it stops that process too.
+const stealable: Array<[string, (p: string) => Promise<Stealable>]> = [
+  [
+    'in this process',
+    async (p) => {
+      const server = await serve(p);
+      return { stopReason: () => server.closed, endedCleanly: async () => {}, stopsWithinMs: 3000 };
+    },
+  ],
+  [
+    'in a child process',
+    async (p) => {
+      const server = await startServerChild(p);
+      return {
+        stopReason: async () => (await server.waitEvent((e) => e.event === 'close', 10000, 'close')).reason,
+        endedCleanly: async () => expect(await exited(server.child)).toBe(0),
+        stopsWithinMs: 5000,
+      };
+    },
+  ],
+];
+
+// docs/protocol.md#stolen-path
+describe.each(stealable)('the socket path of a server %s', (_where, start) => {
+  it('deleted: the server stops by itself within about a second', async () => {
     const p = socketPath();
-    const server = await serve(p);
-    fs.unlinkSync(p);
+    const server = await start(p);
     const started = Date.now();
-    expect(await server.closed).toBe('stolen');
-    expect(Date.now() - started).toBeLessThan(3000);
+    fs.unlinkSync(p);
+    expect(await server.stopReason()).toBe('stolen');
+    // Checked at least once a second; the bound is generous for busy machines.
+    expect(Date.now() - started).toBeLessThan(server.stopsWithinMs);
+    await server.endedCleanly();
   });
 
-  it('stops when its socket is replaced by another server, and leaves the new one alone', async () => {
+  it('replaced by another server: the server stops and leaves the new socket alone', async () => {
     const p = socketPath();
-    const first = await serve(p, () => 'first');
+    const server = await start(p);
     // Another server takes over the path (as after a stale-path restart).
     fs.unlinkSync(p);
     const second = await serve(p, () => 'second');
-    expect(await first.closed).toBe('stolen');
+    const started = Date.now();
+    expect(await server.stopReason()).toBe('stolen');
+    expect(Date.now() - started).toBeLessThan(server.stopsWithinMs);
+    await server.endedCleanly();
+    // The new socket is still there and still answers.
     expect(fs.lstatSync(p).isSocket()).toBe(true);
     expect((await sendCommand(p, 'x')).toString()).toBe('second');
     await second.close();
     expect(fs.existsSync(p)).toBe(false);
   });
 
-  it('stops when a regular file replaces the socket, and does not delete that file', async () => {
+  it('replaced by a regular file: the server stops and leaves the file alone', async () => {
     const p = socketPath();
-    const server = await serve(p);
+    const server = await start(p);
     fs.unlinkSync(p);
     fs.writeFileSync(p, 'not yours');
-    expect(await server.closed).toBe('stolen');
+    expect(await server.stopReason()).toBe('stolen');
+    await server.endedCleanly();
     expect(fs.readFileSync(p, 'utf8')).toBe('not yours');
   });
+});
 
+describe('the socket path', () => {
   it('close() removes the socket file and resolves closed with "closed"', async () => {
     const p = socketPath();
     const server = await createServer(p, () => 'x');
@@ -206,56 +281,6 @@ describe('the socket path', () => {
     expect(await server.closed).toBe('closed');
     expect(fs.existsSync(p)).toBe(false);
     await server.close(); // idempotent
-  });
-});
-
-describe('socket file stolen under a running server', () => {
-  test('deleted: the server stops by itself within about a second', async () => {
-    const path = socketPath();
-    const server = await startServerChild(path);
-    const started = Date.now();
-    fs.unlinkSync(path);
-    const close = await server.waitEvent((e) => e.event === 'close', 10000, 'close');
-    const took = Date.now() - started;
-    expect(close.reason).toBe('stolen');
-    // docs/protocol.md#stolen-path: checked at least once a second. Generous bound for busy machines.
-    expect(took).toBeLessThan(5000);
-    expect(await exited(server.child)).toBe(0);
-  });
-
-  test('replaced by another socket: the server stops and does not remove the new file', async () => {
-    const path = socketPath();
-    const server = await startServerChild(path);
-    fs.unlinkSync(path);
-    const replacement = net.createServer((s) => s.end('mine'));
-    await new Promise<void>((resolve) => replacement.listen(path, resolve));
-    onCleanup(() => new Promise<void>((resolve) => replacement.close(() => resolve())));
-    const started = Date.now();
-    const close = await server.waitEvent((e) => e.event === 'close', 10000, 'close');
-    expect(close.reason).toBe('stolen');
-    expect(Date.now() - started).toBeLessThan(5000);
-    expect(await exited(server.child)).toBe(0);
-    // The new socket is still there and still answers.
-    expect(fs.lstatSync(path).isSocket()).toBe(true);
-    const answer = await new Promise<string>((resolve, reject) => {
-      let data = '';
-      const c = net.createConnection(path);
-      c.on('data', (d) => (data += d));
-      c.on('end', () => resolve(data));
-      c.on('error', reject);
-    });
-    expect(answer).toBe('mine');
-  });
-
-  test('replaced by a regular file: the server stops and leaves the file alone', async () => {
-    const path = socketPath();
-    const server = await startServerChild(path);
-    fs.unlinkSync(path);
-    fs.writeFileSync(path, 'not a socket');
-    const close = await server.waitEvent((e) => e.event === 'close', 10000, 'close');
-    expect(close.reason).toBe('stolen');
-    await exited(server.child);
-    expect(fs.readFileSync(path, 'utf8')).toBe('not a socket');
   });
 });
 

@@ -9,7 +9,7 @@ import { describe, expect, it } from 'vitest';
 
 import { connect, sendCommand, sendCommandSync, streamCommand } from '../../dist/index.js';
 import { fixtures, socketPath, spawnNode, waitForLine } from '../helpers';
-import { serve } from '../servers';
+import { handlersRunning, serve } from '../servers';
 
 describe('cancellation and timeouts', () => {
   const hang = () => new Promise<never>(() => {});
@@ -24,10 +24,12 @@ describe('cancellation and timeouts', () => {
 
   it('an AbortSignal cancels a pending exchange with an AbortError', async () => {
     const p = socketPath();
-    await serve(p, hang);
+    const server = await serve(p, hang);
     const controller = new AbortController();
     const pending = sendCommand(p, 'x', { signal: controller.signal });
-    setTimeout(() => controller.abort(new Error('enough')), 50);
+    pending.catch(() => {}); // awaited below; if the wait fails first, no unhandled rejection
+    await handlersRunning(server); // pending: sent, and waiting for the answer
+    controller.abort(new Error('enough'));
     await expect(pending).rejects.toMatchObject({ name: 'AbortError', code: 'ABORT_ERR' });
   });
 
@@ -68,10 +70,10 @@ describe('cancellation and timeouts', () => {
 describe('the async client does not use libuv\'s thread pool', () => {
   it('200 exchanges in flight leave fs work unhindered', async () => {
     const p = socketPath();
-    await serve(p, () => new Promise<never>(() => {}), { threads: 2 });
+    const server = await serve(p, () => new Promise<never>(() => {}), { threads: 2 });
     const controller = new AbortController();
     const inFlight = Array.from({ length: 200 }, () => sendCommand(p, 'x', { signal: controller.signal }).catch((e: Error) => e));
-    await sleep(100);
+    await handlersRunning(server, 200, 30000);
     // With 4 pool threads taken by blocked exchanges this would never end.
     const started = Date.now();
     await Promise.all(Array.from({ length: 20 }, () => fs.promises.readFile(__filename)));

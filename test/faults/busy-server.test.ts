@@ -57,7 +57,7 @@ describe.runIf(posix)('a server whose JS thread is busy', () => {
     const server = await startServerChild(path, { requestTimeoutMs: 1000 });
     const busyStart = Date.now();
     const busy = sendCommand(path, 'busy:2000');
-    await new Promise((r) => setTimeout(r, 100)); // the handler has started
+    await server.waitEvent((e) => e.event === 'busy', 20000, 'the handler to start');
     const silent = silentClient(path);
     const clients = Array.from({ length: 500 }, () => sendCommand(path, 'ping', { timeoutMs: 60000 }));
     const silentClosedAt = await silent;
@@ -75,7 +75,7 @@ describe.runIf(posix)('a server whose JS thread is busy', () => {
     const path = socketPath();
     const server = await startServerChild(path, { requestTimeoutMs: 1000, allowAll: true });
     const busy = sendCommand(path, 'busy:2000');
-    await new Promise((r) => setTimeout(r, 100));
+    await server.waitEvent((e) => e.event === 'busy', 20000, 'the handler to start');
     const clients = Array.from({ length: 50 }, () => sendCommand(path, 'ping', { timeoutMs: 60000 }));
     await busy;
     const { ok, errors } = await settleAll(clients);

@@ -7,10 +7,9 @@ import { setTimeout as sleep } from 'node:timers/promises';
 import { describe, expect, it, test } from 'vitest';
 
 import { createServer, sendCommand, streamCommand, type Handler, type IpcError, type IpcServer } from '../../dist/index.js';
-import { testAppHandler } from '../../dist/test-app.js';
 import { exited, fixtures, onCleanup, socketPath, spawnNode, waitFor } from '../helpers';
 import { encode, rawExchange } from '../raw-peers';
-import { serve } from '../servers';
+import { handlersRunning } from '../servers';
 
 async function serveAndRecord(handler: Handler, options: Record<string, unknown> = {}) {
   const path = socketPath();
@@ -25,97 +24,83 @@ async function serveAndRecord(handler: Handler, options: Record<string, unknown>
 
 const script = path.join(fixtures, 'throwing-listener.js');
 
-describe('handler failures', () => {
-  it.each([
-    ['throws', () => {
-      throw new Error('boom');
-    }],
-    ['rejects', async () => {
-      await sleep(5);
-      throw new Error('boom');
-    }],
-    ['returns a bad value', () => 42 as unknown as string],
-    ['writes, then throws', async (_r: Buffer, reply: { write(c: string): Promise<void> }) => {
-      await reply.write('partial');
-      throw new Error('boom');
-    }],
-  ])('a handler that %s: the client gets ERR_IPC_INCOMPLETE_RESPONSE, others are served', async (_name, bad) => {
-    const p = socketPath();
-    const server = await serve(p, (request, reply, ctx) =>
-      request.toString() === 'bad' ? (bad as typeof testAppHandler)(request, reply, ctx) : 'pong',
-    );
-    const failures: unknown[] = [];
-    server.on('handlerError', (e) => failures.push(e));
-    await expect(sendCommand(p, 'bad')).rejects.toMatchObject({ code: 'ERR_IPC_INCOMPLETE_RESPONSE' });
-    // On the wire: no flush, so no complete response.
-    const wire = await rawExchange(p, encode('bad'));
-    expect(wire.toString().endsWith('0000')).toBe(false);
-    expect((await sendCommand(p, 'ping')).toString()).toBe('pong');
-    expect(failures.length).toBe(2);
-  });
+// [what the handler does, what it wrote before failing, whether it threw 'boom']
+const failingHandlers: Array<[string, Handler, string, boolean]> = [
+  ['throws', () => {
+    throw new Error('boom');
+  }, '', true],
+  ['rejects', async () => {
+    await sleep(5);
+    throw new Error('boom');
+  }, '', true],
+  ['returns something that is not a response', () => 42 as unknown as string, '', false],
+  ['writes part of the response, then rejects', async (_request, reply) => {
+    await reply.write('partial');
+    throw new Error('boom');
+  }, 'partial', true],
+];
 
-  it('the handler learns through ctx.signal that its client left, and writes after that do no harm', async () => {
-    const p = socketPath();
-    let aborted: Promise<unknown> | undefined;
-    let writesAfter = 0;
-    await serve(p, async (request, reply, ctx) => {
-      if (request.toString() !== 'long') return 'pong';
-      aborted = new Promise((resolve) => ctx.signal.addEventListener('abort', () => resolve(ctx.signal.reason)));
-      await reply.write('first');
-      await aborted;
-      for (let i = 0; i < 10; i++) {
-        await reply.write('more');
-        writesAfter++;
+// How a client leaves a handler that has not finished: [when, the request,
+// leaving, the code of ctx.signal.reason]. The server learns it from a read
+// (reset) while the handler waits, and from a failed write while it writes,
+// or from a read if that comes first.
+const clientsLeaving: Array<[string, string, (server: IpcServer, request: string) => Promise<void>, RegExp]> = [
+  [
+    'after the first chunk, while the handler waits',
+    'first',
+    async (server, request) => {
+      const stream = streamCommand(server.path, request);
+      expect((await stream.next()).value!.toString()).toBe('first');
+      await stream.return!();
+    },
+    /^ECONNRESET$/,
+  ],
+  [
+    'mid-response, while the handler writes 64 KiB chunks as fast as it can',
+    'flood',
+    async (server, request) => {
+      let received = 0;
+      for await (const c of streamCommand(server.path, request)) {
+        received += c.length;
+        if (received > 256 * 1024) break; // leaves: cancels the exchange
       }
-      return 'never seen';
-    });
-    const controller = new AbortController();
-    const stream = streamCommand(p, 'long', { signal: controller.signal });
-    const first = await stream.next();
-    expect(first.value!.toString()).toBe('first');
-    await stream.return!();
-    await waitFor(() => aborted !== undefined, 5000);
-    const reason = (await aborted) as IpcError;
-    expect(reason.code).toBe('ECONNRESET');
-    await waitFor(() => writesAfter === 10, 5000, 'handler to finish');
-    expect((await sendCommand(p, 'ping')).toString()).toBe('pong');
-  });
-});
+    },
+    /^(EPIPE|ECONNRESET)$/,
+  ],
+  [
+    'before any response, by aborting sendCommand() once the handler runs',
+    'silent',
+    async (server, request) => {
+      const controller = new AbortController();
+      const pending = sendCommand(server.path, request, { signal: controller.signal });
+      pending.catch(() => {}); // awaited below; if the wait fails first, no unhandled rejection
+      await handlersRunning(server);
+      controller.abort();
+      await expect(pending).rejects.toMatchObject({ name: 'AbortError' });
+    },
+    /^ECONNRESET$/,
+  ],
+];
 
 describe('failing handlers', () => {
-  test('a handler that throws: incomplete response, handlerError, server goes on', async () => {
-    const s = await serveAndRecord((request) => {
-      if (request.toString() === 'ping') return 'pong';
-      throw new Error('boom');
-    });
-    await expect(sendCommand(s.path, 'explode')).rejects.toMatchObject({ code: 'ERR_IPC_INCOMPLETE_RESPONSE' });
-    await waitFor(() => s.handlerErrors.length === 1);
-    expect((s.handlerErrors[0] as Error).message).toBe('boom');
-    expect((await sendCommand(s.path, 'ping')).toString()).toBe('pong');
-  });
-
-  test('a handler that rejects after writing part of the response: never a partial success', async () => {
-    const s = await serveAndRecord(async (request, reply) => {
-      if (request.toString() === 'ping') return 'pong';
-      await reply.write('first half');
-      throw new Error('rejected');
-    });
-    await expect(sendCommand(s.path, 'go')).rejects.toMatchObject({ code: 'ERR_IPC_INCOMPLETE_RESPONSE' });
+  it.each(failingHandlers)('a handler that %s: never a complete response, a handlerError, the server goes on', async (_name, bad, written, threw) => {
+    const s = await serveAndRecord((request, reply, ctx) => (request.toString() === 'ping' ? 'pong' : bad(request, reply, ctx)));
+    await expect(sendCommand(s.path, 'bad')).rejects.toMatchObject({ code: 'ERR_IPC_INCOMPLETE_RESPONSE' });
+    // Streamed: what was written before the failure, then the same error.
     const chunks: string[] = [];
     await expect(
       (async () => {
-        for await (const c of streamCommand(s.path, 'go')) chunks.push(c.toString());
+        for await (const c of streamCommand(s.path, 'bad')) chunks.push(c.toString());
       })(),
     ).rejects.toMatchObject({ code: 'ERR_IPC_INCOMPLETE_RESPONSE' });
-    expect(chunks.join('')).toBe('first half');
-    await waitFor(() => s.handlerErrors.length === 2);
+    expect(chunks.join('')).toBe(written);
+    // On the wire: no flush, so no complete response.
+    const wire = await rawExchange(s.path, encode('bad'));
+    expect(wire.toString().endsWith('0000')).toBe(false);
+    await waitFor(() => s.handlerErrors.length === 3, 5000, 'three handlerErrors');
+    if (threw) expect(s.handlerErrors.map((e) => (e as Error).message)).toEqual(['boom', 'boom', 'boom']);
     expect((await sendCommand(s.path, 'ping')).toString()).toBe('pong');
-  });
-
-  test('a handler that returns something that is not a response is a handler error', async () => {
-    const s = await serveAndRecord(() => 42 as unknown as string);
-    await expect(sendCommand(s.path, 'x')).rejects.toMatchObject({ code: 'ERR_IPC_INCOMPLETE_RESPONSE' });
-    await waitFor(() => s.handlerErrors.length === 1);
+    expect(s.handlerErrors).toHaveLength(3);
   });
 
   test('a handler that never resolves: close() drops it after its timeout; the client gets an error', async () => {
@@ -150,52 +135,35 @@ describe('failing handlers', () => {
     expect(await outcome).toMatchObject({ code: 'ERR_IPC_INCOMPLETE_RESPONSE' });
   });
 
-  test('a client that leaves mid-response: ctx.signal aborts, later writes are harmless, nothing is reported', async () => {
-    let aborted = false;
+  it.each(clientsLeaving)('a client that leaves %s: ctx.signal aborts, later writes are harmless, nothing is reported', async (_when, command, leave, code) => {
+    let reason: unknown;
     let writesAfterAbort = 0;
     let finished = false;
     const s = await serveAndRecord(async (request, reply, ctx) => {
       if (request.toString() === 'ping') return 'pong';
-      ctx.signal.addEventListener('abort', () => (aborted = true));
+      const aborted = new Promise((resolve) => ctx.signal.addEventListener('abort', () => resolve(ctx.signal.reason)));
       const chunk = Buffer.alloc(64 * 1024, 0x71);
+      if (request.toString() === 'first') await reply.write('first');
       const until = Date.now() + 20000;
-      while (!ctx.signal.aborted && Date.now() < until) await reply.write(chunk);
+      if (request.toString() === 'flood') while (!ctx.signal.aborted && Date.now() < until) await reply.write(chunk);
+      reason = await aborted;
       // The client is gone: writing more neither throws nor rejects.
-      for (let i = 0; i < 5; i++) {
+      for (let i = 0; i < 10; i++) {
         await reply.write(chunk);
         writesAfterAbort++;
       }
       finished = true;
       return 'the end nobody reads';
     });
-    let received = 0;
-    for await (const c of streamCommand(s.path, 'stream')) {
-      received += c.length;
-      if (received > 256 * 1024) break; // leaves: cancels the exchange
-    }
+    await leave(s.server, command);
     await waitFor(() => finished, 20000, 'handler to finish');
-    expect(aborted).toBe(true);
-    expect(writesAfterAbort).toBe(5);
+    expect((reason as IpcError).code).toMatch(code);
+    expect(writesAfterAbort).toBe(10);
+    // The conversation is over for the server too: whatever it had to report, it has.
+    await waitFor(() => s.server.stats().connections.beingAnswered === 0, 10000, 'the conversation to end');
     expect(s.handlerErrors).toHaveLength(0);
     expect(s.clientErrors).toHaveLength(0);
     expect((await sendCommand(s.path, 'ping')).toString()).toBe('pong');
-  });
-
-  test('a client that leaves while the handler has not answered yet: ctx.signal aborts', async () => {
-    let signal: AbortSignal | undefined;
-    const s = await serveAndRecord((_request, _reply, ctx) => {
-      signal = ctx.signal;
-      return new Promise((resolve) => setTimeout(() => resolve('late'), 1000));
-    });
-    const controller = new AbortController();
-    const pending = sendCommand(s.path, 'x', { signal: controller.signal });
-    pending.catch(() => {}); // awaited below; if the wait fails first, no unhandled rejection
-    await waitFor(() => signal !== undefined);
-    controller.abort();
-    await expect(pending).rejects.toMatchObject({ name: 'AbortError' });
-    await waitFor(() => signal!.aborted, 10000, 'ctx.signal to abort');
-    await new Promise((r) => setTimeout(r, 1100));
-    expect(s.handlerErrors).toHaveLength(0);
   });
 
   test('reply.write() after the handler finished throws ERR_IPC_REPLY_ENDED', async () => {

@@ -34,7 +34,7 @@ describe('QUIT', () => {
       return rows;
     })();
     slow.catch(() => {}); // awaited below; if the quit exchange fails first, no unhandled rejection
-    await sleep(100);
+    await handlersRunning(server); // the conversation is running when the quit comes
     expect((await rawExchange(p, encode('quit'))).toString()).toBe('0000');
     expect(await server.closed).toBe('quit');
     expect(await slow).toBe(50); // the conversation in progress was finished

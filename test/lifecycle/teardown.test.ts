@@ -78,19 +78,6 @@ describe('process exit', () => {
     proc.kill('SIGTERM');
     await exited(proc);
   });
-
-  it('SIGKILL leaves a stale socket that the next server replaces', async () => {
-    const p = socketPath();
-    const proc = spawnNode(child, [p, 'ref']);
-    await waitForLine(proc, /listening pong/);
-    proc.kill('SIGKILL');
-    await exited(proc);
-    expect(fs.lstatSync(p).isSocket()).toBe(true);
-    expect(await getActiveState(p)).toBe('not-listening');
-    const server = await createServer(p, () => 'new');
-    expect((await sendCommand(p, 'x')).toString()).toBe('new');
-    await server.close();
-  });
 });
 
 describe('Symbol.asyncDispose', () => {
