@@ -48,16 +48,17 @@ function sendbytesRequest(byte: number, count: number): Buffer {
   return request;
 }
 
-/** `sent:<byte><count %08d> <response without trailing whitespace>\n` */
-function sendbytesLine(byte: number, count: number, response: Buffer): Buffer {
+/**
+ * Writes `sent:<byte><count %08d> <response without trailing whitespace>\n`
+ * in pieces (stdout buffers them; no Buffer per line). The byte is raw:
+ * the prefix is latin1.
+ */
+function writeSendbytesLine(byte: number, count: number, response: Buffer): void {
   let end = response.length;
   while (end > 0 && TRAILING_SPACE.has(response[end - 1]!)) end--;
-  const prefix = `sent:${String.fromCharCode(byte)}${String(count).padStart(8, '0')} `;
-  const line = Buffer.allocUnsafe(prefix.length + end + 1);
-  line.write(prefix, 0, 'latin1');
-  response.copy(line, prefix.length, 0, end);
-  line[line.length - 1] = 0x0a;
-  return line;
+  writeOut(`sent:${String.fromCharCode(byte)}${String(count).padStart(8, '0')} `, 'latin1');
+  writeOut(response.subarray(0, end));
+  writeOut(NEWLINE);
 }
 
 function sendbytesFailure(byte: number, count: number, name: string | null): number {
@@ -80,7 +81,7 @@ export async function sendbytes(options: Options): Promise<number> {
     reportExchangeError(err);
     return sendbytesFailure(byte, count, options.name);
   }
-  writeOut(sendbytesLine(byte, count, response));
+  writeSendbytesLine(byte, count, response);
   return EXIT_OK;
 }
 
@@ -97,11 +98,15 @@ export async function multiple(options: Options): Promise<number> {
   const sender = async (k: number) => {
     const byte = 'A'.charCodeAt(0) + (k % 26);
     const base = options.bytecount + options.batchsize * Math.floor(k / 26);
+    // Each request of this sender is a prefix of its largest one: built
+    // once, never changed, so every exchange can send a view of it (no
+    // allocation and fill per request).
+    const largest = sendbytesRequest(byte, base + options.batchsize - 1);
     for (let i = 0; i < options.batchsize; i++) {
       const count = base + i;
       try {
-        const response = await exchange(sendbytesRequest(byte, count));
-        writeOut(sendbytesLine(byte, count, response));
+        const response = await exchange(largest.subarray(0, SENDBYTES.length + count));
+        writeSendbytesLine(byte, count, response);
         good++;
       } catch (err) {
         reportExchangeError(err);

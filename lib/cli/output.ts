@@ -13,38 +13,54 @@ import { EXIT_FAILED } from './usage.js';
 /** Buffered stdout is written out once it holds this much. */
 const BLOCK_BYTES = 64 * 1024;
 
+// Data is copied into the current block as it comes (no Buffer per
+// write); a block is handed to stdout when full and never reused, so
+// stdout may keep it however long it likes.
 class StdoutBuffer {
-  private readonly chunks: Buffer[] = [];
+  private block = Buffer.allocUnsafeSlow(BLOCK_BYTES);
   private size = 0;
   /** Set when the reader went away: nothing more is written. */
   broken = false;
 
   constructor(private readonly buffered: boolean) {}
 
-  write(data: string | Uint8Array): void {
+  write(data: string | Uint8Array, encoding: BufferEncoding): void {
     if (!this.buffered) {
-      process.stdout.write(data);
+      if (typeof data === 'string') process.stdout.write(data, encoding);
+      else process.stdout.write(data);
       return;
     }
-    const chunk = typeof data === 'string' ? Buffer.from(data) : Buffer.from(data.buffer, data.byteOffset, data.byteLength);
-    this.chunks.push(chunk);
-    this.size += chunk.length;
-    if (this.size >= BLOCK_BYTES) this.flush();
+    const length = typeof data === 'string' ? Buffer.byteLength(data, encoding) : data.byteLength;
+    if (length > BLOCK_BYTES - this.size) {
+      this.flush();
+      if (length >= BLOCK_BYTES) {
+        // As large as a block: written as it is.
+        if (this.broken) return;
+        if (typeof data === 'string') process.stdout.write(data, encoding);
+        else process.stdout.write(data);
+        return;
+      }
+    }
+    if (typeof data === 'string') this.block.write(data, this.size, encoding);
+    else this.block.set(data, this.size);
+    this.size += length;
+    if (this.size === BLOCK_BYTES) this.flush();
   }
 
   flush(): void {
     if (this.size === 0 || this.broken) return;
-    const block = this.chunks.length === 1 ? this.chunks[0]! : Buffer.concat(this.chunks, this.size);
-    this.chunks.length = 0;
+    const full = this.block.subarray(0, this.size);
+    this.block = Buffer.allocUnsafeSlow(BLOCK_BYTES);
     this.size = 0;
-    process.stdout.write(block);
+    process.stdout.write(full);
   }
 }
 
 const stdout = new StdoutBuffer(process.stdout.isTTY !== true);
 
-export function writeOut(data: string | Uint8Array): void {
-  stdout.write(data);
+/** Writes `data` (a string in `encoding`, UTF-8 unless told) to stdout. */
+export function writeOut(data: string | Uint8Array, encoding: BufferEncoding = 'utf8'): void {
+  stdout.write(data, encoding);
 }
 
 /** Writes what stdout holds (before stderr output, and at exit). */

@@ -188,7 +188,8 @@ Napi::Value ClientWrap::SetCallbacks(const Napi::CallbackInfo& info) {
 // clientStart(id, path, request, options, stream). A request of
 // borrowThreshold bytes and more is sent from its own memory, without a
 // copy: the JS side keeps it referenced until the exchange completes (as
-// fs.write does).
+// fs.write does). A smaller one is sent from its memory during this call
+// when the kernel takes it at once, and copied only otherwise.
 Napi::Value ClientWrap::Start(const Napi::CallbackInfo& info) {
   Napi::Env env = info.Env();
   EnsureStarted(env);
@@ -201,7 +202,9 @@ Napi::Value ClientWrap::Start(const Napi::CallbackInfo& info) {
   if (request.borrowed() && request.size() >= kBorrowThreshold) {
     client_->StartBorrowed(id, path, request.data(), request.size(), options, stream);
   } else {
-    client_->Start(id, path, Framed(request), options, stream);
+    // Sent from the request's memory now if the kernel takes it at once;
+    // copied only otherwise.
+    client_->StartTransient(id, path, request.data(), request.size(), options, stream);
   }
   return env.Undefined();
 }

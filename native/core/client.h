@@ -75,6 +75,12 @@ class AsyncClient {
   // the bytes alive and unchanged until OnComplete. The default copies.
   virtual void StartBorrowed(uint64_t id, const std::string& path, const uint8_t* request, size_t len,
                              const ClientOptions& options, bool stream);
+  // Like Start, but `request` (raw, framed here) need only stay valid
+  // during this call: a transport that sends on the calling thread sends
+  // straight from it and copies only what the kernel did not take at once.
+  // The default frames a copy for Start.
+  virtual void StartTransient(uint64_t id, const std::string& path, const uint8_t* request, size_t len,
+                              const ClientOptions& options, bool stream);
   // Connect only; OnConnected, then the caller calls Send (or Cancel).
   virtual void StartConnect(uint64_t id, const std::string& path, const ClientOptions& options) = 0;
   virtual void Send(uint64_t id, std::vector<uint8_t>&& request, bool stream) = 0;

@@ -70,6 +70,16 @@ class PosixAsyncClient : public AsyncClient {
     StartHere(id, std::move(exchange), false);
   }
 
+  // Calling thread. Usually the kernel takes the whole request at once:
+  // then it is never copied. Otherwise (a connect still in progress or
+  // retried, a full socket) the rest is copied before the loop takes over.
+  void StartTransient(uint64_t id, const std::string& path, const uint8_t* request, size_t len,
+                      const ClientOptions& options, bool stream) override {
+    std::unique_ptr<Exchange> exchange(new Exchange(path, options, stream));
+    exchange->SetBorrowedRequest(request, len);
+    StartHere(id, std::move(exchange), false, /*copy_unsent=*/true);
+  }
+
   // Calling thread.
   void StartConnect(uint64_t id, const std::string& path, const ClientOptions& options) override {
     StartHere(id, std::unique_ptr<Exchange>(new Exchange(path, options, false)), true);
@@ -136,9 +146,11 @@ class PosixAsyncClient : public AsyncClient {
   // Calling thread: connects and sends right here, then hands the
   // exchange to the loop. An exchange that ends here (nothing at the path,
   // say) reports at once; the delegate queues the report, so the caller is
-  // never re-entered.
-  void StartHere(uint64_t id, std::unique_ptr<Exchange> exchange, bool connect_only) {
+  // never re-entered. `copy_unsent`: the request is the caller's only for
+  // this call, so what is left of it is copied before the hand-over.
+  void StartHere(uint64_t id, std::unique_ptr<Exchange> exchange, bool connect_only, bool copy_unsent = false) {
     exchange->Step(0, NowMs());
+    if (copy_unsent) exchange->OwnRequest();
     bool reported_connected = false;
     if (connect_only && exchange->phase() == Exchange::Phase::kIdle) {
       delegate_->OnConnected(id);

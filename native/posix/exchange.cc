@@ -76,6 +76,17 @@ void Exchange::SetBorrowedRequest(const uint8_t* data, size_t len) {
   have_request_ = true;
 }
 
+void Exchange::OwnRequest() {
+  bool unsent = phase_ == Phase::kConnect || phase_ == Phase::kRetryWait || phase_ == Phase::kSend;
+  if (!borrowed_mode_ || !unsent) return;
+  // Framed as the borrowed bytes are framed on the fly, so `sent_` (an
+  // offset into the framed request) stays right.
+  pkt::AppendMessage(borrowed_, borrowed_len_, &request_);
+  borrowed_ = nullptr;
+  borrowed_len_ = 0;
+  borrowed_mode_ = false;
+}
+
 short Exchange::wanted_events() const {
   switch (phase_) {
     case Phase::kConnect:

@@ -41,6 +41,9 @@ class Exchange {
   // Sends `data` framed on the fly, without a copy. The caller keeps the
   // bytes alive and unchanged until the exchange is done.
   void SetBorrowedRequest(const uint8_t* data, size_t len);
+  // Copies a borrowed request that is not all sent yet into the exchange's
+  // own memory, so that the caller's bytes may go; no-op otherwise.
+  void OwnRequest();
 
   // Advances as far as possible without blocking. `revents` are the poll
   // events seen on fd() (0 when woken by a deadline).

@@ -3,7 +3,7 @@
 // can be driven exactly: exchanges started from a thread that is not the
 // I/O thread (as the JS thread does: connect and send happen there),
 // completions on the starting thread, the timer heap, cancel, connect-only
-// then Send, pause/resume of a stream, a full listen backlog, and the
+// then Send, requests copied only when not sent at once, pause/resume of a stream, a full listen backlog, and the
 // poller's registration of a reused descriptor number. Built under
 // ASan+UBSan and TSan by test step 20.
 #include <poll.h>
@@ -12,6 +12,7 @@
 #include <sys/un.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <atomic>
 #include <chrono>
 #include <condition_variable>
@@ -345,6 +346,31 @@ TEST(a_full_backlog_outlasts_the_connect_timeout) {
   REQUIRE(recorder.WaitDone(10));
   int good = 0;
   for (uint64_t id = 1; id <= 10; id++) good += recorder.outcome(id).response == "b" + std::to_string(id);
+  CHECK_EQ(good, 10);
+  client->Shutdown();
+}
+
+// StartTransient's bytes are the caller's only during the call. With a
+// backlog of 1 the first requests go out at once and the rest wait to
+// connect again: those must have been copied, since the caller's buffer is
+// scribbled over and freed right after each call (ASan sees any later read).
+TEST(transient_requests_that_wait_to_connect_are_copied) {
+  RawServer server(false);  // listens, accepts no one yet
+  Recorder recorder;
+  std::unique_ptr<AsyncClient> client = CreateAsyncClient(&recorder);
+  for (uint64_t id = 1; id <= 10; id++) {
+    std::string payload = "transient-" + std::to_string(id) + std::string(id * 100, 't');
+    std::vector<uint8_t> bytes(payload.begin(), payload.end());
+    client->StartTransient(id, server.path(), bytes.data(), bytes.size(), Options(), false);
+    std::fill(bytes.begin(), bytes.end(), uint8_t{'X'});
+  }
+  std::this_thread::sleep_for(std::chrono::milliseconds(200));
+  server.StartAccepting();
+  REQUIRE(recorder.WaitDone(10));
+  int good = 0;
+  for (uint64_t id = 1; id <= 10; id++) {
+    good += recorder.outcome(id).response == "transient-" + std::to_string(id) + std::string(id * 100, 't');
+  }
   CHECK_EQ(good, 10);
   client->Shutdown();
 }
