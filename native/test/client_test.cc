@@ -3,8 +3,9 @@
 // can be driven exactly: exchanges started from a thread that is not the
 // I/O thread (as the JS thread does: connect and send happen there),
 // completions on the starting thread, the timer heap, cancel, connect-only
-// then Send, requests copied only when not sent at once, pause/resume of a stream, a full listen backlog, and the
-// poller's registration of a reused descriptor number. Built under
+// then Send, requests copied only when not sent at once, pause/resume of
+// a stream, a full listen backlog, and the poller's registration of a
+// reused descriptor number. Built under
 // ASan+UBSan and TSan by test step 20.
 #include <poll.h>
 #include <sys/socket.h>
