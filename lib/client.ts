@@ -2,7 +2,7 @@
 // and waits for responses on its own I/O thread (POSIX; on Windows the
 // whole exchange runs there); this module only keeps the promises of the
 // exchanges in flight, and a stream's queue (with its backpressure).
-import { sendWithAutoStart, streamWithAutoStart, takeAutoStart } from './daemon.js';
+import { sendWithAutoStart, streamWithAutoStart, takeAutoStart } from './auto-start.js';
 import { clientRequestStarted, clientResponseEnded, type ClientTrace } from './diagnostics.js';
 import { abortError, codeError, normalizeNativeError, type IpcError } from './errors.js';
 import { native, type NativeActiveState } from './native.js';

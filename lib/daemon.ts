@@ -1,7 +1,6 @@
-// The daemon's life cycle seen from its clients: start it on demand
-// (ensureDaemon, and the autoStart client option built on it), and from
-// the daemon itself: take over from a running instance (the `replace`
-// server option). See docs/design.md ("Daemon life cycle").
+// Starting a daemon on demand: ensureDaemon (the autoStart client option,
+// lib/auto-start.ts, is built on it; the `replace` server option lives in
+// lib/replace.ts). See docs/design.md ("Daemon life cycle").
 //
 // Race safety needs no lock of its own: any number of callers may spawn a
 // daemon at the same moment; the server's start sequence (lock file, then
@@ -12,28 +11,11 @@ import type { ChildProcess } from 'node:child_process';
 import * as fs from 'node:fs';
 import { setTimeout as sleep } from 'node:timers/promises';
 
-// client.js imports this module too; sendCommand is only used at call time.
-import { connect, sendCommand, type IpcConnection } from './client.js';
 import { argError, codeError, type IpcError } from './errors.js';
 import { native, type NativeActiveState } from './native.js';
-import { checkInteger, checkPath, type ClientOptions } from './options.js';
+import { checkInteger, checkPath, type EnsureDaemonOptions } from './options.js';
 
-export interface EnsureDaemonOptions {
-  /** The program to start (e.g. `process.execPath`). */
-  command: string;
-  /** Its arguments (e.g. `['daemon.js', '--serve']`). */
-  args?: readonly string[];
-  /** Its working directory. Default: the caller's. */
-  cwd?: string;
-  /** Its environment. Default: the caller's. */
-  env?: NodeJS.ProcessEnv;
-  /** Where its stdout and stderr go (appended). Default: nowhere (`/dev/null`). */
-  logFile?: string;
-  /** How long to wait for the path to listen, in ms. Default 30000. */
-  maxWaitMs?: number;
-}
-
-export type AutoStartOptions = EnsureDaemonOptions;
+export type { AutoStartOptions, EnsureDaemonOptions } from './options.js';
 
 export interface EnsureDaemonResult {
   /** `'running'`: something already listened; `'started'`: it listens since we spawned a daemon. */
@@ -61,7 +43,7 @@ const DEFAULT_MAX_WAIT_MS = 30000;
 const POLL_INTERVAL_MS = 20;
 const LOG_TAIL_BYTES = 4096;
 
-interface CheckedDaemonOptions {
+export interface CheckedDaemonOptions {
   command: string;
   args: string[];
   cwd: string | undefined;
@@ -184,7 +166,8 @@ export function ensureDaemon(path: string, options: EnsureDaemonOptions): Promis
   return ensureChecked(path, checkDaemonOptions(options));
 }
 
-async function ensureChecked(path: string, checked: CheckedDaemonOptions): Promise<EnsureDaemonResult> {
+/** ensureDaemon with options already checked. */
+export async function ensureChecked(path: string, checked: CheckedDaemonOptions): Promise<EnsureDaemonResult> {
   const state = await native.getActiveState(path);
   if (state === 'listening') return { state: 'running' };
   if (neverListens(state)) throw startError('ERR_IPC_DAEMON_PATH', `'${path}' cannot listen (${state})`, checked);
@@ -230,159 +213,6 @@ async function waitUntilListening(path: string, options: CheckedDaemonOptions, c
     }
     if (Date.now() >= deadline) {
       throw startError('ERR_IPC_DAEMON_TIMEOUT', `'${path}' did not listen within ${options.maxWaitMs} ms`, options, { pid });
-    }
-    await sleep(POLL_INTERVAL_MS);
-  }
-}
-
-// ---------------------------------------------------------------------------
-// autoStart: the client options hook
-
-/** A connect that found nobody there: the cases autoStart starts a daemon for. */
-export function isNobodyListening(error: unknown): boolean {
-  const state = (error as { state?: unknown } | null)?.state;
-  return state === 'not-listening' || state === 'path-not-found';
-}
-
-/** Splits `autoStart` off the client options (checked synchronously). */
-export function takeAutoStart<T extends ClientOptions>(options: T): { autoStart: EnsureDaemonOptions; rest: Omit<T, 'autoStart'> } {
-  const { autoStart, ...rest } = options;
-  checkDaemonOptions(autoStart, 'options.autoStart');
-  return { autoStart: autoStart as EnsureDaemonOptions, rest };
-}
-
-/**
- * sendCommand with `autoStart`: try once; when nobody listens, start the
- * daemon and try again (once) now that it listens.
- */
-export function sendWithAutoStart(
-  send: (path: string, request: string | Uint8Array, options: ClientOptions) => Promise<Buffer>,
-  path: string,
-  request: string | Uint8Array,
-  options: ClientOptions,
-): Promise<Buffer> {
-  const { autoStart, rest } = takeAutoStart(options);
-  return sendOrStart(send, path, request, checkDaemonOptions(autoStart), rest);
-}
-
-async function sendOrStart(
-  send: (path: string, request: string | Uint8Array, options: ClientOptions) => Promise<Buffer>,
-  path: string,
-  request: string | Uint8Array,
-  autoStart: CheckedDaemonOptions,
-  rest: ClientOptions,
-): Promise<Buffer> {
-  try {
-    return await send(path, request, rest);
-  } catch (error) {
-    if (!isNobodyListening(error)) throw error;
-  }
-  await ensureChecked(path, autoStart);
-  return send(path, request, rest);
-}
-
-/**
- * streamCommand with `autoStart`: as sendWithAutoStart, retried only when
- * the first attempt failed before any chunk arrived.
- */
-export async function* streamWithAutoStart(
-  stream: (path: string, request: string | Uint8Array, options: ClientOptions) => AsyncIterableIterator<Buffer>,
-  path: string,
-  request: string | Uint8Array,
-  autoStart: EnsureDaemonOptions,
-  rest: ClientOptions,
-): AsyncGenerator<Buffer, void, undefined> {
-  let received = false;
-  try {
-    for await (const chunk of stream(path, request, rest)) {
-      received = true;
-      yield chunk;
-    }
-    return;
-  } catch (error) {
-    if (received || !isNobodyListening(error)) throw error;
-  }
-  await ensureDaemon(path, autoStart);
-  yield* stream(path, request, rest);
-}
-
-// ---------------------------------------------------------------------------
-// replace: take the path over from a running server
-
-export interface CheckedReplace {
-  request: string | Uint8Array;
-  timeoutMs: number;
-}
-
-const DEFAULT_REPLACE_TIMEOUT_MS = 10000;
-
-/** The `replace` server option, checked synchronously; null when off. */
-export function checkReplaceOption(value: unknown, listenFd: unknown): CheckedReplace | null {
-  if (value === undefined || value === false) return null;
-  if (listenFd !== undefined) {
-    throw argError('options.replace', 'unset with options.listenFd (an inherited socket has no path to take over)', value, 'ERR_INVALID_ARG_VALUE');
-  }
-  if (value === true) return { request: 'quit', timeoutMs: DEFAULT_REPLACE_TIMEOUT_MS };
-  if (typeof value !== 'object' || value === null) throw argError('options.replace', 'a boolean or an object', value);
-  const o = value as { request?: unknown; timeoutMs?: unknown };
-  if (o.request !== undefined && typeof o.request !== 'string' && !(o.request instanceof Uint8Array)) {
-    throw argError('options.replace.request', 'a string or Uint8Array', o.request);
-  }
-  return {
-    request: (o.request as string | Uint8Array | undefined) ?? 'quit',
-    timeoutMs: checkInteger('options.replace.timeoutMs', o.timeoutMs, DEFAULT_REPLACE_TIMEOUT_MS, 0, 0x7fffffff),
-  };
-}
-
-/**
- * Starts a server in place of the one running at `path` (the `replace`
- * option). POSIX: connect to the running server first, then start ours
- * (bound under a temporary name and renamed over the path: the path never
- * goes missing, and new clients reach us from then on), then send the
- * old server its quit request over the connection made before. It stops
- * and, the file no longer being its own, leaves it to us; a server that
- * ignores the request finds its path taken within a second or two and
- * stops too (close reason 'stolen'). Windows: a pipe name cannot be taken
- * over; ask the old server to stop, wait for the name, then start.
- */
-export async function replaceRunningServer(path: string, replace: CheckedReplace, start: () => Promise<void>): Promise<void> {
-  if (process.platform === 'win32') {
-    await stopRunningServer(path, replace);
-    return start();
-  }
-  let old: IpcConnection | null = null;
-  if ((await native.getActiveState(path)) === 'listening') {
-    old = await connect(path, { connectTimeoutMs: replace.timeoutMs, timeoutMs: replace.timeoutMs }).catch(() => null);
-  }
-  try {
-    await start();
-  } catch (error) {
-    old?.close();
-    throw error;
-  }
-  // Its answer does not matter (it may stop before answering).
-  await old?.send(replace.request).catch(() => undefined);
-}
-
-/**
- * When a live server holds `path`, asks it to stop (sends the replace
- * request; its answer does not matter) and waits until the path no longer
- * listens. Rejects with EADDRINUSE if it still listens after timeoutMs.
- */
-async function stopRunningServer(path: string, replace: CheckedReplace): Promise<void> {
-  if ((await native.getActiveState(path)) !== 'listening') return;
-  const deadline = Date.now() + replace.timeoutMs;
-  try {
-    await sendCommand(path, replace.request, { connectTimeoutMs: replace.timeoutMs, timeoutMs: replace.timeoutMs });
-  } catch {
-    // It may stop before answering, or have stopped already.
-  }
-  while ((await native.getActiveState(path)) === 'listening') {
-    if (Date.now() >= deadline) {
-      const error = codeError('EADDRINUSE', `the server at '${path}' did not stop within ${replace.timeoutMs} ms`);
-      error.syscall = 'listen';
-      error.address = path;
-      throw error;
     }
     await sleep(POLL_INTERVAL_MS);
   }

@@ -1,6 +1,5 @@
 // Argument checks and defaults. Everything here throws synchronously,
 // before anything reaches the addon.
-import type { AutoStartOptions } from './daemon.js';
 import { argError } from './errors.js';
 import type { NativeClientOptions, NativeServerOptions } from './native.js';
 
@@ -22,6 +21,24 @@ export interface ClientOptions {
    */
   autoStart?: AutoStartOptions;
 }
+
+/** How to start a daemon: see `ensureDaemon`. */
+export interface EnsureDaemonOptions {
+  /** The program to start (e.g. `process.execPath`). */
+  command: string;
+  /** Its arguments (e.g. `['daemon.js', '--serve']`). */
+  args?: readonly string[];
+  /** Its working directory. Default: the caller's. */
+  cwd?: string;
+  /** Its environment. Default: the caller's. */
+  env?: NodeJS.ProcessEnv;
+  /** Where its stdout and stderr go (appended). Default: nowhere (`/dev/null`). */
+  logFile?: string;
+  /** How long to wait for the path to listen, in ms. Default 30000. */
+  maxWaitMs?: number;
+}
+
+export type AutoStartOptions = EnsureDaemonOptions;
 
 export type PipeAccess = 'user' | 'everyone' | { sddl: string };
 

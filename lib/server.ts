@@ -5,11 +5,11 @@
 import { EventEmitter } from 'node:events';
 import * as nodePath from 'node:path';
 
-import { checkReplaceOption, replaceRunningServer } from './daemon.js';
 import { countResponse, serverRequestStarted, serverResponseEnded, traceHandler, type ServerTrace } from './diagnostics.js';
 import { argError, codeError, type IpcError } from './errors.js';
 import { native, ReplyFlags, ReplyOutcome, type NativeServer, type NativeStopReason } from './native.js';
 import { checkInteger, checkPath, normalizeServerOptions, type PeerInfo, type ServerOptions } from './options.js';
+import { checkReplaceOption, replaceRunningServer } from './replace.js';
 
 /** Return this from a handler to answer with an empty response and shut the server down (Git's "quit"). */
 export const QUIT: unique symbol = Symbol.for('simple-ipc.quit') as typeof QUIT;
