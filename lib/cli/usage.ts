@@ -2,11 +2,8 @@
 
 export const PROGRAM = 'simple-ipc';
 
-/** Exit codes, as Git's helper uses them. */
-export const EXIT_OK = 0;
-export const EXIT_FAILED = 1;
-export const EXIT_FATAL = 128; // Git's die(): unknown subcommand
-export const EXIT_USAGE = 129; // Git's usage errors: bad options, -h
+// Exit codes: ./exit-codes.ts, re-exported for the subcommands.
+export { EXIT_FAILED, EXIT_FATAL, EXIT_OK, EXIT_USAGE } from './exit-codes.js';
 
 export const USAGE = `usage: ${PROGRAM} is-active    [--name=<path>]
    or: ${PROGRAM} run-daemon   [--name=<path>] [--threads=<n>]
