@@ -1,6 +1,6 @@
 // Starting a daemon on demand: ensureDaemon (the autoStart client option,
 // lib/auto-start.ts, is built on it; the `replace` server option lives in
-// lib/replace.ts). See docs/design.md ("Daemon life cycle").
+// lib/replace.ts). See docs/design.md#daemon-life-cycle.
 //
 // Race safety needs no lock of its own: any number of callers may spawn a
 // daemon at the same moment; the server's start sequence (lock file, then

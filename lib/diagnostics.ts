@@ -1,6 +1,6 @@
 // node:diagnostics_channel events, the way undici and node:http publish
 // theirs, so that APM and OpenTelemetry instrumentation can subscribe
-// without patching the library (docs/design.md, "Diagnostics"):
+// without patching the library (docs/design.md#diagnostics):
 //
 //   simple-ipc:server:request   a request reached the handler
 //   simple-ipc:server:response  its conversation ended (ok, quit, handler error, client gone)

@@ -1,5 +1,5 @@
 // The `replace` server option: take the path over from a running server
-// (upgrades). See docs/design.md ("Daemon life cycle").
+// (upgrades). See docs/design.md#replace.
 import { setTimeout as sleep } from 'node:timers/promises';
 
 import { connect, sendCommand, type IpcConnection } from './client.js';

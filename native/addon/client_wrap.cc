@@ -96,8 +96,9 @@ void ClientWrap::Drain(Napi::Env env) {
   for (size_t next = 0; next < batch.size(); next++) {
     Napi::HandleScope scope(env);
     if (Deliver(env, batch[next])) continue;
-    // A callback threw (now an uncaught exception), or the environment is
-    // going away: keep the rest for the next drain, in order.
+    // The environment is going away (a callback that throws does not get
+    // here: CallJsCallback reports it as an uncaught exception and the
+    // drain goes on): keep the rest for the next drain, in order.
     std::vector<Event> rest;
     for (size_t k = next + 1; k < batch.size(); k++) rest.push_back(std::move(batch[k]));
     events_.PutBack(std::move(rest), [this] { tsfn_.NonBlockingCall(); });

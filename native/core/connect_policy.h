@@ -1,5 +1,5 @@
 // Git's connect-retry rules as a pure decision (no system calls), shared
-// by the POSIX and the Windows clients (docs/protocol.md, "Connecting").
+// by the POSIX and the Windows clients (docs/protocol.md#connect-loop).
 //
 // The transport tries to connect, classifies a failure, and asks the
 // policy what to do next: try again at a given time, or give up with an

@@ -46,11 +46,11 @@ struct ServerOptions {
   std::string sddl;                       // Windows, with kSddl
   bool check_peer = false;                // ask the delegate before reading
   // POSIX: serve this inherited listening socket instead of creating one
-  // at `path` (socket activation); -1: create it. See docs/design.md.
+  // at `path` (socket activation); -1: create it. docs/design.md#inherited-listeners
   int listen_fd = -1;
   // POSIX: take the path over from a live server (the `replace` option):
   // no live-server probe; bind under a temporary name, then rename it over
-  // the path. See docs/design.md.
+  // the path. docs/design.md#replace
   bool take_over = false;
 };
 

@@ -1,5 +1,5 @@
-// Flow control of one exchange's response (docs/design.md, "Stream
-// backpressure"): AsyncClient::Pause() and Resume() of a stream whose
+// Flow control of one exchange's response
+// (docs/design.md#stream-backpressure): AsyncClient::Pause() and Resume() of a stream whose
 // consumer fell behind, and what they allow the transport to do. The
 // POSIX and Windows clients keep one per exchange, owned by the thread
 // that drives the exchange (the I/O thread; Pause/Resume reach it as

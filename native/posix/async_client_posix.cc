@@ -1,7 +1,7 @@
 // AsyncClient on POSIX: exchanges start on the calling thread and finish
 // on one I/O thread per addon instance.
 //
-// Design (docs/design.md, "Threads"): bytes are written by the thread
+// Design (docs/design.md#threads): bytes are written by the thread
 // that has them when the kernel takes them at once. Start() connects
 // (non-blocking) and sends the request on the calling thread (the JS
 // thread), then hands the exchange to the I/O thread and registers its

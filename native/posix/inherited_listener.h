@@ -1,6 +1,6 @@
 // A listening socket the process inherited instead of creating: from
 // systemd socket activation (LISTEN_FDS, fd 3 onward) or from any parent
-// that passes one. See docs/design.md ("Inherited listeners").
+// that passes one. See docs/design.md#inherited-listeners.
 //
 // The server serves such a socket as it serves its own, except that it
 // does not own the path: no lock file, no live-server probe, no bind, no

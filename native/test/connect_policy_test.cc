@@ -1,5 +1,5 @@
 // Unit tests of native/core/connect_policy: Git's connect-retry rules
-// (docs/protocol.md, "Connecting") as decisions over a simulated clock.
+// (docs/protocol.md#connect-loop) as decisions over a simulated clock.
 #include <cstdint>
 
 #include "../core/connect_policy.h"

@@ -1,4 +1,4 @@
-// Stream backpressure on Windows (docs/design.md, "Stream backpressure"):
+// Stream backpressure on Windows (docs/design.md#stream-backpressure):
 // a streamCommand() whose consumer falls behind stops reading the pipe, so
 // the server waits instead of the client buffering the whole response.
 // The memory test runs server and client in child processes of their own,
