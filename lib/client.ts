@@ -6,7 +6,16 @@ import { sendWithAutoStart, streamWithAutoStart, takeAutoStart } from './auto-st
 import { clientRequestStarted, clientResponseEnded, type ClientTrace } from './diagnostics.js';
 import { abortError, codeError, normalizeNativeError, type IpcError } from './errors.js';
 import { native, type NativeActiveState } from './native.js';
-import { checkPath, checkRequest, checkSignal, normalizeClientOptions, type ClientOptions } from './options.js';
+import {
+  checkPath,
+  checkRequest,
+  checkSignal,
+  ClientCall,
+  normalizeClientOptions,
+  type ClientOptions,
+  type ConnectOptions,
+  type SyncClientOptions,
+} from './options.js';
 
 /** The state of a path, exactly as Git's `ipc_get_active_state()` reports it. */
 export type ActiveState = NativeActiveState;
@@ -58,8 +67,8 @@ function watchSignal(id: number, signal: AbortSignal | undefined): () => void {
 export function sendCommand(path: string, request: string | Uint8Array, options?: ClientOptions): Promise<Buffer> {
   checkPath(path);
   checkRequest(request);
+  const nativeOptions = normalizeClientOptions(options, ClientCall.Async);
   if (options?.autoStart !== undefined) return sendWithAutoStart(sendCommand, path, request, options);
-  const nativeOptions = normalizeClientOptions(options);
   const signal = checkSignal(options?.signal);
   if (signal?.aborted) return Promise.reject(abortError(signal));
   const trace = clientRequestStarted(path, request, 'send');
@@ -84,12 +93,13 @@ export function sendCommand(path: string, request: string | Uint8Array, options?
  * is in. For command-line tools and Electron's main process at start-up;
  * never in a server's handler or a renderer.
  */
-export function sendCommandSync(path: string, request: string | Uint8Array, options?: Omit<ClientOptions, 'signal' | 'autoStart'>): Buffer {
+export function sendCommandSync(path: string, request: string | Uint8Array, options?: SyncClientOptions): Buffer {
   checkPath(path);
   checkRequest(request);
+  const nativeOptions = normalizeClientOptions(options, ClientCall.Sync);
   const trace = clientRequestStarted(path, request, 'sync');
-  if (trace === null) return native.sendCommandSync(path, request, normalizeClientOptions(options));
-  return tracedSync(trace, () => native.sendCommandSync(path, request, normalizeClientOptions(options)));
+  if (trace === null) return native.sendCommandSync(path, request, nativeOptions);
+  return tracedSync(trace, () => native.sendCommandSync(path, request, nativeOptions));
 }
 
 function tracedSync(trace: ClientTrace, send: () => Buffer): Buffer {
@@ -112,11 +122,11 @@ function tracedSync(trace: ClientTrace, send: () => Buffer): Buffer {
 export function streamCommand(path: string, request: string | Uint8Array, options?: ClientOptions): AsyncIterableIterator<Buffer> {
   checkPath(path);
   checkRequest(request);
+  const nativeOptions = normalizeClientOptions(options, ClientCall.Async);
   if (options?.autoStart !== undefined) {
     const { autoStart, rest } = takeAutoStart(options);
     return streamWithAutoStart(streamCommand, path, request, autoStart, rest);
   }
-  const nativeOptions = normalizeClientOptions(options);
   const signal = checkSignal(options?.signal);
   return new ResponseStream(path, request, nativeOptions, signal);
 }
@@ -245,9 +255,9 @@ export interface IpcConnection extends AsyncDisposable {
 }
 
 /** Connects now and sends later; the connection carries exactly one request. */
-export function connect(path: string, options?: Omit<ClientOptions, 'autoStart'>): Promise<IpcConnection> {
+export function connect(path: string, options?: ConnectOptions): Promise<IpcConnection> {
   checkPath(path);
-  const nativeOptions = normalizeClientOptions(options);
+  const nativeOptions = normalizeClientOptions(options, ClientCall.Connect);
   const signal = checkSignal(options?.signal);
   if (signal?.aborted) return Promise.reject(abortError(signal));
   return new Promise<IpcConnection>((resolve, reject) => {
@@ -306,7 +316,7 @@ export function connect(path: string, options?: Omit<ClientOptions, 'autoStart'>
         unhook();
         if (state === 'connecting') {
           state = 'closed';
-          reject(normalizeNativeError(error ?? codeError('ERR_IPC_UNKNOWN', 'connect ended early'), signal));
+          reject(normalizeNativeError(error ?? codeError('ERR_IPC_UNKNOWN', 'unknown error'), signal));
           return;
         }
         const wasIdle = state === 'idle';

@@ -13,7 +13,7 @@ import { setTimeout as sleep } from 'node:timers/promises';
 
 import { argError, codeError, type IpcError } from './errors.js';
 import { native, type NativeActiveState } from './native.js';
-import { checkInteger, checkPath, type EnsureDaemonOptions } from './options.js';
+import { checkInteger, checkOptionNames, checkPath, ENSURE_DAEMON_OPTION_NAMES, type EnsureDaemonOptions } from './options.js';
 
 export type { AutoStartOptions, EnsureDaemonOptions } from './options.js';
 
@@ -61,6 +61,7 @@ function checkOptionalString(name: string, value: unknown): string | undefined {
 /** Argument errors throw synchronously, as everywhere in the library. */
 export function checkDaemonOptions(options: unknown, name = 'options'): CheckedDaemonOptions {
   if (typeof options !== 'object' || options === null) throw argError(name, 'an object', options);
+  checkOptionNames(name, options, ENSURE_DAEMON_OPTION_NAMES);
   const o = options as EnsureDaemonOptions;
   const command = checkOptionalString(`${name}.command`, o.command);
   if (command === undefined) throw argError(`${name}.command`, 'a non-empty string', o.command);

@@ -1,6 +1,6 @@
 // Argument checks and defaults. Everything here throws synchronously,
 // before anything reaches the addon.
-import { argError } from './errors.js';
+import { argError, codeError, type IpcError } from './errors.js';
 import type { NativeClientOptions, NativeServerOptions } from './native.js';
 
 export interface ClientOptions {
@@ -107,6 +107,134 @@ export interface ReplaceOptions {
   timeoutMs?: number;
 }
 
+/**
+ * The names an options object may have: `Record<keyof Required<T>, true>`
+ * makes TypeScript insist on every key of T and no other, so a new option
+ * cannot be forgotten here.
+ */
+export type OptionNames<T> = Record<keyof Required<T>, true>;
+
+/**
+ * The one check of every options object: each key must be a known option,
+ * else ERR_INVALID_ARG_VALUE naming the nearest known one. `for...in`
+ * allocates nothing, so the common case costs a few property lookups.
+ */
+export function checkOptionNames(name: string, options: object, known: Readonly<Record<string, true>>): void {
+  for (const key in options) {
+    if (!Object.prototype.hasOwnProperty.call(known, key)) throw unknownOptionError(name, key, Object.keys(known));
+  }
+}
+
+function unknownOptionError(name: string, key: string, known: string[]): IpcError {
+  const nearest = nearestName(key, known);
+  let hint: string;
+  if (nearest !== undefined) hint = `did you mean "${nearest}"?`;
+  else if (known.length === 0) hint = 'it takes no options';
+  else hint = `the known options are ${known.map((k) => `"${k}"`).join(', ')}`;
+  return codeError('ERR_INVALID_ARG_VALUE', `The "${name}" argument has an unknown option "${key}" (${hint})`, TypeError as ErrorConstructor);
+}
+
+/**
+ * The known name closest to `key`: case-insensitive edit distance (to the
+ * name with or without its `Ms`), a prefix counting as close. Undefined when none is close enough to be a
+ * likely misspelling (then the caller lists them all).
+ */
+export function nearestName(key: string, known: readonly string[]): string | undefined {
+  let best: string | undefined;
+  let bestDistance = Infinity;
+  const k = key.toLowerCase();
+  for (const candidate of known) {
+    const c = candidate.toLowerCase();
+    // `timeout` for `timeoutMs`: the unit suffix is the likeliest omission.
+    const bare = c.endsWith('ms') ? c.slice(0, -2) : c;
+    const distance = c.startsWith(k) || k.startsWith(c) ? 0 : Math.min(editDistance(k, c), editDistance(k, bare));
+    if (distance < bestDistance) {
+      best = candidate;
+      bestDistance = distance;
+    }
+  }
+  return bestDistance <= Math.max(2, Math.floor(k.length / 3)) ? best : undefined;
+}
+
+function editDistance(a: string, b: string): number {
+  let previous = Array.from({ length: b.length + 1 }, (_, j) => j);
+  for (let i = 1; i <= a.length; i++) {
+    const current = [i];
+    for (let j = 1; j <= b.length; j++) {
+      current[j] = Math.min(previous[j] + 1, current[j - 1] + 1, previous[j - 1] + (a[i - 1] === b[j - 1] ? 0 : 1));
+    }
+    previous = current;
+  }
+  return previous[b.length];
+}
+
+/** Checks that `options` is undefined or an object of known options; returns it ({} for undefined). */
+export function checkOptions<T extends object>(name: string, options: T | undefined, known: Readonly<Record<string, true>>): T {
+  if (options === undefined) return {} as T;
+  if (typeof options !== 'object' || options === null) throw argError(name, 'an object', options);
+  checkOptionNames(name, options, known);
+  return options;
+}
+
+const CLIENT_OPTION_NAMES: OptionNames<ClientOptions> = {
+  waitIfBusy: true,
+  waitIfNotFound: true,
+  connectTimeoutMs: true,
+  timeoutMs: true,
+  signal: true,
+  autoStart: true,
+};
+
+/** What sendCommandSync takes: no signal, no autoStart. */
+export type SyncClientOptions = Omit<ClientOptions, 'signal' | 'autoStart'>;
+/** What connect takes: no autoStart. */
+export type ConnectOptions = Omit<ClientOptions, 'autoStart'>;
+
+const { signal: _signal, autoStart: _autoStart, ...SYNC_CLIENT_OPTION_NAMES } = CLIENT_OPTION_NAMES;
+const CONNECT_OPTION_NAMES: OptionNames<ConnectOptions> = { ...SYNC_CLIENT_OPTION_NAMES, signal: true };
+
+/** Which client call the options are for: each takes its own set. */
+export const enum ClientCall {
+  Async,
+  Sync,
+  Connect,
+}
+
+const CLIENT_CALL_OPTION_NAMES: readonly Readonly<Record<string, true>>[] = [CLIENT_OPTION_NAMES, SYNC_CLIENT_OPTION_NAMES, CONNECT_OPTION_NAMES];
+
+const SERVER_OPTION_NAMES: OptionNames<ServerOptions> = {
+  threads: true,
+  maxRequestBytes: true,
+  requestTimeoutMs: true,
+  maxConnections: true,
+  closeTimeoutMs: true,
+  idleTimeoutMs: true,
+  socketMode: true,
+  allowPeer: true,
+  pipeAccess: true,
+  listenFd: true,
+  replace: true,
+};
+
+export const ENSURE_DAEMON_OPTION_NAMES: OptionNames<EnsureDaemonOptions> = {
+  command: true,
+  args: true,
+  cwd: true,
+  env: true,
+  logFile: true,
+  maxWaitMs: true,
+};
+
+export const REPLACE_OPTION_NAMES: OptionNames<ReplaceOptions> = { request: true, timeoutMs: true };
+
+/** Options of `IpcServer.close()`. */
+export interface CloseOptions {
+  /** How long running handlers may finish, in ms. Default: the server's `closeTimeoutMs`. */
+  timeoutMs?: number;
+}
+
+export const CLOSE_OPTION_NAMES: OptionNames<CloseOptions> = { timeoutMs: true };
+
 function checkBoolean(name: string, value: unknown, fallback: boolean): boolean {
   if (value === undefined) return fallback;
   if (typeof value !== 'boolean') throw argError(name, 'of type boolean', value);
@@ -147,9 +275,8 @@ const MAX_TIMEOUT = 0x7fffffff;
 // make it wait up to 30 s on Windows.
 const DEFAULT_CONNECT_TIMEOUT_MS = process.platform === 'win32' ? 30000 : 1000;
 
-export function normalizeClientOptions(options: ClientOptions | undefined): NativeClientOptions {
-  if (options === undefined) options = {};
-  if (typeof options !== 'object' || options === null) throw argError('options', 'an object', options);
+export function normalizeClientOptions(options: ClientOptions | undefined, call: ClientCall): NativeClientOptions {
+  options = checkOptions('options', options, CLIENT_CALL_OPTION_NAMES[call]);
   return {
     waitIfBusy: checkBoolean('options.waitIfBusy', options.waitIfBusy, true),
     waitIfNotFound: checkBoolean('options.waitIfNotFound', options.waitIfNotFound, false),
@@ -176,8 +303,7 @@ export interface NormalizedServerOptions {
 }
 
 export function normalizeServerOptions(path: string, options: ServerOptions | undefined): NormalizedServerOptions {
-  if (options === undefined) options = {};
-  if (typeof options !== 'object' || options === null) throw argError('options', 'an object', options);
+  options = checkOptions('options', options, SERVER_OPTION_NAMES);
   let maxRequestBytes = 64 * 1024 * 1024;
   if (options.maxRequestBytes !== undefined) {
     const v = options.maxRequestBytes;

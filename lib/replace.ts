@@ -5,7 +5,7 @@ import { setTimeout as sleep } from 'node:timers/promises';
 import { connect, sendCommand, type IpcConnection } from './client.js';
 import { argError, codeError } from './errors.js';
 import { native } from './native.js';
-import { checkInteger } from './options.js';
+import { checkInteger, checkOptionNames, REPLACE_OPTION_NAMES } from './options.js';
 
 const POLL_INTERVAL_MS = 20;
 
@@ -24,6 +24,7 @@ export function checkReplaceOption(value: unknown, listenFd: unknown): CheckedRe
   }
   if (value === true) return { request: 'quit', timeoutMs: DEFAULT_REPLACE_TIMEOUT_MS };
   if (typeof value !== 'object' || value === null) throw argError('options.replace', 'a boolean or an object', value);
+  checkOptionNames('options.replace', value, REPLACE_OPTION_NAMES);
   const o = value as { request?: unknown; timeoutMs?: unknown };
   if (o.request !== undefined && typeof o.request !== 'string' && !(o.request instanceof Uint8Array)) {
     throw argError('options.replace.request', 'a string or Uint8Array', o.request);

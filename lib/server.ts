@@ -8,7 +8,16 @@ import * as nodePath from 'node:path';
 import { countResponse, serverRequestStarted, serverResponseEnded, traceHandler, type ServerTrace } from './diagnostics.js';
 import { argError, codeError, type IpcError } from './errors.js';
 import { native, ReplyFlags, ReplyOutcome, type NativeServer, type NativeStopReason } from './native.js';
-import { checkInteger, checkPath, normalizeServerOptions, type PeerInfo, type ServerOptions } from './options.js';
+import {
+  checkInteger,
+  checkOptions,
+  checkPath,
+  CLOSE_OPTION_NAMES,
+  normalizeServerOptions,
+  type CloseOptions,
+  type PeerInfo,
+  type ServerOptions,
+} from './options.js';
 import { checkReplaceOption, replaceRunningServer } from './replace.js';
 
 /** Return this from a handler to answer with an empty response and shut the server down (Git's "quit"). */
@@ -262,7 +271,7 @@ export class IpcServer extends EventEmitter<IpcServerEvents> {
         this.stoppedAt = Date.now();
         running.delete(this.nativeServer);
         for (const conversation of this.conversations.values()) {
-          conversation.settle(codeError('ERR_IPC_SERVER_CLOSED', 'server stopped'));
+          conversation.settle(codeError('ERR_IPC_SERVER_CLOSED', 'server is closed'));
         }
         this.conversations.clear();
         this.pinned.clear(); // every native thread has ended
@@ -386,8 +395,8 @@ export class IpcServer extends EventEmitter<IpcServerEvents> {
    * the socket file (unless it is no longer ours). Resolves when all that
    * is done.
    */
-  close(options?: { timeoutMs?: number }): Promise<void> {
-    const grace = checkInteger('options.timeoutMs', options?.timeoutMs, this.closeTimeoutMs, 0, 0x7fffffff);
+  close(options?: CloseOptions): Promise<void> {
+    const grace = checkInteger('options.timeoutMs', checkOptions('options', options, CLOSE_OPTION_NAMES).timeoutMs, this.closeTimeoutMs, 0, 0x7fffffff);
     if (!this.stopped) this.nativeServer.stop(grace);
     return this.closed.then(() => undefined);
   }

@@ -234,7 +234,7 @@ Napi::Value ClientWrap::Cancel(const Napi::CallbackInfo& info) {
   Napi::Env env = info.Env();
   if (!client_) return env.Undefined();
   std::string reason = info[1].As<Napi::String>().Utf8Value();
-  Status why = reason == "timeout" ? Status::Lib(LibCode::kTimeout) : Status::Lib(LibCode::kAborted, "cancelled");
+  Status why = reason == "timeout" ? Status::Lib(LibCode::kTimeout) : Status::Lib(LibCode::kAborted);
   client_->Cancel(IdArg(info[0]), why);
   return env.Undefined();
 }

@@ -5,20 +5,15 @@ namespace sipc {
 
 Napi::Error StatusToError(Napi::Env env, const Status& status, const std::string& address) {
   const char* code = StatusCodeName(status);
+  // The code is in err.code; the message says it once in words (never
+  // "ENOENT: ..." or "ERR_IPC_TIMEOUT: ...": docs/api.md#conventions).
   std::string message;
-  if (status.is_errno()) {
-    if (status.syscall != nullptr) {
-      message += status.syscall;
-      message += ' ';
-    }
-    message += code;
+  if (status.syscall != nullptr) {
+    message += status.syscall;
     message += ": ";
-    // StatusMessage: our text for the errno, then the detail.
-    message += StatusMessage(status);
-    if (status.detail.empty() && !address.empty()) message += ": " + address;
-  } else {
-    message = std::string(code) + ": " + StatusMessage(status);
   }
+  message += StatusMessage(status);
+  if (status.is_errno() && status.detail.empty() && !address.empty()) message += ": " + address;
   Napi::Error error = Napi::Error::New(env, message);
   Napi::Object obj = error.Value();
   obj.Set("code", Napi::String::New(env, code));

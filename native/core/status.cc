@@ -80,7 +80,7 @@ LibInfo LibCodeInfo(int code) {
     case LibCode::kTimeout:
       return {"ERR_IPC_TIMEOUT", "exchange did not complete within timeoutMs"};
     case LibCode::kAborted:
-      return {"ABORT_ERR", "the operation was aborted"};
+      return {"ABORT_ERR", "The operation was aborted"};  // Node's AbortError wording
     case LibCode::kNotSocket:
       return {"ERR_IPC_NOT_A_SOCKET", "path exists and is not a socket"};
     case LibCode::kServerClosed:

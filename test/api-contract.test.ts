@@ -1,0 +1,113 @@
+// The API's contract with its callers, as docs/api.md#conventions states
+// it: every options object rejects a key it does not know (naming the
+// nearest known one), and errors say their code once, in err.code, with
+// one wording per error.
+import { describe, expect, test } from 'vitest';
+
+import { connect, createServer, ensureDaemon, sendCommand, sendCommandSync, streamCommand, type IpcError } from '../dist/index.js';
+import { onCleanup, socketPath } from './helpers';
+
+async function echoServer(path: string) {
+  const server = await createServer(path, (request) => request);
+  onCleanup(() => server.close({ timeoutMs: 0 }));
+  return server;
+}
+
+/** The synchronous error `fn` throws. */
+function thrown(fn: () => unknown): IpcError {
+  try {
+    fn();
+  } catch (error) {
+    return error as IpcError;
+  }
+  throw new Error('did not throw');
+}
+
+describe('an unknown option is refused, naming the nearest known one', () => {
+  // Each options object of the API, with a misspelt key and the option it
+  // should suggest. All throw synchronously, before any I/O.
+  const p = '/nonexistent/api-contract.ipc';
+  // null: no known option is close, the message lists them all.
+  const cases: Array<[string, () => unknown, string, string | null]> = [
+    ['sendCommand', () => sendCommand(p, 'x', { timeout: 10 } as never), 'timeout', 'timeoutMs'],
+    ['sendCommand (with autoStart)', () => sendCommand(p, 'x', { autoStart: { command: 'x' }, waitIfbusy: true } as never), 'waitIfbusy', 'waitIfBusy'],
+    ['sendCommandSync', () => sendCommandSync(p, 'x', { connectTimeout: 5 } as never), 'connectTimeout', 'connectTimeoutMs'],
+    ['sendCommandSync (no signal)', () => sendCommandSync(p, 'x', { signal: AbortSignal.timeout(1) } as never), 'signal', null],
+    ['streamCommand', () => streamCommand(p, 'x', { waitIfNotFund: true } as never), 'waitIfNotFund', 'waitIfNotFound'],
+    ['streamCommand (with autoStart)', () => streamCommand(p, 'x', { autoStart: { command: 'x' }, timout: 1 } as never), 'timout', 'timeoutMs'],
+    ['connect', () => connect(p, { singal: undefined } as never), 'singal', 'signal'],
+    ['connect (no autoStart)', () => connect(p, { autoStart: { command: 'x' } } as never), 'autoStart', null],
+    ['createServer', () => createServer(p, () => 'x', { maxConnection: 5 } as never), 'maxConnection', 'maxConnections'],
+    ['createServer', () => createServer(p, () => 'x', { unknownOpt: 1 } as never), 'unknownOpt', null],
+    ['createServer (replace)', () => createServer(p, () => 'x', { replace: { timeout: 5 } } as never), 'timeout', 'timeoutMs'],
+    ['ensureDaemon', () => ensureDaemon(p, { command: 'x', maxWait: 5 } as never), 'maxWait', 'maxWaitMs'],
+    ['sendCommand (autoStart)', () => sendCommand(p, 'x', { autoStart: { command: 'x', logfile: 'y' } } as never), 'logfile', 'logFile'],
+    ['streamCommand (autoStart)', () => streamCommand(p, 'x', { autoStart: { command: 'x', arg: [] } } as never), 'arg', 'args'],
+  ];
+  test.each(cases)('%s', (name, call, key, nearest) => {
+    const error = thrown(call);
+    expect(error).toBeInstanceOf(TypeError);
+    expect(error.code).toBe('ERR_INVALID_ARG_VALUE');
+    const argument = name.endsWith('(replace)') ? 'options.replace' : name.endsWith('(autoStart)') ? 'options.autoStart' : 'options';
+    if (nearest !== null) {
+      expect(error.message).toBe(`The "${argument}" argument has an unknown option "${key}" (did you mean "${nearest}"?)`);
+    } else {
+      expect(error.message).toMatch(new RegExp(`^The "options" argument has an unknown option "${key}" \\(the known options are "\\w+"(, "\\w+")+\\)$`));
+    }
+  });
+
+  test('IpcServer.close', async () => {
+    const server = await echoServer(socketPath());
+    const error = thrown(() => server.close({ timeout: 0 } as never));
+    expect(error.code).toBe('ERR_INVALID_ARG_VALUE');
+    expect(error.message).toContain('did you mean "timeoutMs"?');
+    // Refused before anything happened: the server still serves.
+    expect((await sendCommand(server.path, 'still here')).toString()).toBe('still here');
+  });
+
+  test('known options, inherited or undefined, pass', async () => {
+    const server = await echoServer(socketPath());
+    const inherited = Object.create({ timeoutMs: 5000 }) as { timeoutMs: number };
+    expect((await sendCommand(server.path, 'a', inherited)).toString()).toBe('a');
+    expect((await sendCommand(server.path, 'b', { signal: undefined, timeoutMs: undefined })).toString()).toBe('b');
+  });
+});
+
+describe('error messages', () => {
+  test('never repeat the code', async () => {
+    const p = socketPath();
+    const errors: IpcError[] = [];
+    errors.push(await sendCommand(p, 'x').catch((e: IpcError) => e) as IpcError);
+    errors.push(thrown(() => sendCommandSync(p, 'x')));
+    const server = await createServer(p, () => new Promise(() => {}));
+    onCleanup(() => server.close({ timeoutMs: 0 }));
+    errors.push(await sendCommand(p, 'x', { timeoutMs: 50 }).catch((e: IpcError) => e) as IpcError);
+    errors.push(await createServer(p, () => 'x').catch((e: IpcError) => e) as unknown as IpcError);
+    expect(errors.map((e) => e.code)).toEqual(['ENOENT', 'ENOENT', 'ERR_IPC_TIMEOUT', 'EADDRINUSE']);
+    for (const error of errors) expect(error.message).not.toContain(error.code);
+    expect(errors[0].message).toBe(`connect: no such file or directory: ${p}`);
+  });
+
+  test('an abort reads the same whether the signal was aborted before the call or during it', async () => {
+    const p = socketPath();
+    let handlerStarted!: () => void;
+    const started = new Promise<void>((resolve) => (handlerStarted = resolve));
+    const server = await createServer(p, () => {
+      handlerStarted();
+      return new Promise(() => {});
+    });
+    onCleanup(() => server.close({ timeoutMs: 0 }));
+    const before = await sendCommand(p, 'x', { signal: AbortSignal.abort('early') }).catch((e: IpcError) => e);
+    const controller = new AbortController();
+    const during = sendCommand(p, 'x', { signal: controller.signal }).catch((e: IpcError) => e);
+    await started; // the exchange is in flight
+    controller.abort('late');
+    const after = (await during) as IpcError;
+    for (const error of [before as IpcError, after]) {
+      expect(error.name).toBe('AbortError');
+      expect(error.code).toBe('ABORT_ERR');
+      expect(error.message).toBe('The operation was aborted');
+    }
+    expect([(before as Error).cause, after.cause]).toEqual(['early', 'late']);
+  });
+});
