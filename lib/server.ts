@@ -202,8 +202,21 @@ class Conversation implements Reply, RequestContext {
   }
 }
 
-/** A running simple-ipc server. Create it with {@link createServer}. */
+// Only createServer makes servers: an IpcServer that never started would
+// never close (its closed promise waits for a stop that cannot come).
+const CONSTRUCT = Symbol('IpcServer.construct');
+let constructServer: (path: string, handler: Handler, options: ServerOptions | undefined) => IpcServer;
+
+/**
+ * A running simple-ipc server. Made only by {@link createServer}, which
+ * resolves with it once it listens; `new IpcServer()` throws
+ * `ERR_ILLEGAL_CONSTRUCTOR`.
+ */
 export class IpcServer extends EventEmitter<IpcServerEvents> {
+  static {
+    constructServer = (path, handler, options) => new IpcServer(CONSTRUCT, path, handler, options);
+  }
+
   /** The absolute socket path (POSIX) or path the pipe name is derived from (Windows). */
   readonly path: string;
   /** Resolves once the server has stopped, with the reason. Never rejects. */
@@ -221,8 +234,11 @@ export class IpcServer extends EventEmitter<IpcServerEvents> {
   private startedAt = 0;
   private stoppedAt = 0;
 
-  /** @internal Use {@link createServer}. */
-  constructor(path: string, handler: Handler, options: ServerOptions | undefined) {
+  /** Not callable: use {@link createServer}. */
+  private constructor(token: typeof CONSTRUCT, path: string, handler: Handler, options: ServerOptions | undefined) {
+    if (token !== CONSTRUCT) {
+      throw codeError('ERR_ILLEGAL_CONSTRUCTOR', 'IpcServer is not constructible: createServer(path, handler, options) makes a listening one', TypeError as ErrorConstructor);
+    }
     super();
     this.path = path;
     this.handler = handler;
@@ -456,7 +472,7 @@ export function createServer(path: string, handler: Handler, options?: ServerOpt
   // (a relative path from the current directory's final path, `..` only
   // after its directory is checked); resolving it here would change it.
   const replace = checkReplaceOption(options?.replace, options?.listenFd);
-  const server = new IpcServer(process.platform === 'win32' ? path : nodePath.resolve(path), handler, options);
+  const server = constructServer(process.platform === 'win32' ? path : nodePath.resolve(path), handler, options);
   if (replace !== null) return replaceRunningServer(server.path, replace, () => server._start()).then(() => server);
   return server._start().then(() => server);
 }

@@ -2,10 +2,14 @@
 // it: every options object rejects a key it does not know (naming the
 // nearest known one), and errors say their code once, in err.code, with
 // one wording per error.
+import { execFile } from 'node:child_process';
+import * as fs from 'node:fs';
+import * as path from 'node:path';
+import { promisify } from 'node:util';
 import { describe, expect, test } from 'vitest';
 
-import { connect, createServer, ensureDaemon, sendCommand, sendCommandSync, streamCommand, type IpcError } from '../dist/index.js';
-import { onCleanup, socketPath } from './helpers';
+import { connect, createServer, ensureDaemon, IpcServer, sendCommand, sendCommandSync, streamCommand, type IpcError } from '../dist/index.js';
+import { fdCount, onCleanup, repoRoot, socketPath, tempDir, threadCount } from './helpers';
 
 async function echoServer(path: string) {
   const server = await createServer(path, (request) => request);
@@ -109,5 +113,58 @@ describe('error messages', () => {
       expect(error.message).toBe('The operation was aborted');
     }
     expect([(before as Error).cause, after.cause]).toEqual(['early', 'late']);
+  });
+});
+
+describe('a server exists only once it listens', () => {
+  test('new IpcServer() throws ERR_ILLEGAL_CONSTRUCTOR and starts nothing', () => {
+    const p = socketPath();
+    const [fds, threads] = [fdCount(), threadCount()];
+    const Constructor = IpcServer as unknown as new (...args: unknown[]) => IpcServer;
+    const error = thrown(() => new Constructor(p, () => 'x', {}));
+    expect(error).toBeInstanceOf(TypeError);
+    expect(error.code).toBe('ERR_ILLEGAL_CONSTRUCTOR');
+    expect(error.message).toContain('createServer(');
+    expect([fdCount(), threadCount()]).toEqual([fds, threads]);
+    expect(fs.existsSync(p)).toBe(false);
+  });
+
+  test('a subclass cannot make one either', () => {
+    const Base = IpcServer as unknown as new (...args: unknown[]) => object;
+    class Sub extends Base {}
+    expect(thrown(() => new Sub(socketPath(), () => 'x', {})).code).toBe('ERR_ILLEGAL_CONSTRUCTOR');
+  });
+
+  test('createServer resolves with an IpcServer that closes', async () => {
+    const server = await createServer(socketPath(), () => 'x');
+    expect(server).toBeInstanceOf(IpcServer);
+    await server.close();
+  });
+});
+
+describe('the types', () => {
+  test('refuse what the runtime refuses (tsc --strict on test/fixtures/types)', async () => {
+    const dir = tempDir();
+    const config = {
+      compilerOptions: {
+        module: 'NodeNext',
+        moduleResolution: 'NodeNext',
+        target: 'ES2022',
+        lib: ['ES2022'],
+        types: ['node'],
+        typeRoots: [path.join(repoRoot, 'node_modules', '@types')],
+        strict: true,
+        noEmit: true,
+        skipLibCheck: true,
+      },
+      files: [path.join(repoRoot, 'test', 'fixtures', 'types', 'api-contract.ts')],
+    };
+    fs.writeFileSync(path.join(dir, 'tsconfig.json'), JSON.stringify(config));
+    const tsc = path.join(repoRoot, 'node_modules', 'typescript', 'bin', 'tsc');
+    const result = await promisify(execFile)(process.execPath, [tsc, '-p', dir]).then(
+      () => '',
+      (error: { stdout?: string }) => error.stdout ?? String(error),
+    );
+    expect(result).toBe('');
   });
 });
