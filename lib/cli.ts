@@ -1,30 +1,39 @@
 #!/usr/bin/env node
-// `simple-ipc`: the command line tool. Same subcommands, options, output
-// and exit codes as Git's simple-ipc test helper (`test-tool simple-ipc`),
-// so that our daemon and Git's clients, or Git's daemon and our clients,
-// can be mixed freely. It is also the tool to poke any simple-ipc daemon.
+// `simple-ipc`: the command line tool, with two faces (docs/cli.md):
+// - the daemon author's commands, a `curl` for any simple-ipc daemon:
+//   call, state, stop (./cli/call-commands.ts);
+// - Git's simple-ipc test helper (`test-tool simple-ipc`): the same
+//   subcommands, options, output and exit codes, so that our daemon and
+//   Git's clients, or Git's daemon and our clients, can be mixed freely
+//   (./cli/daemon-commands.ts, ./cli/client-commands.ts).
 //
-// This entry only dispatches: options in ./cli/options.ts, texts in
-// ./cli/usage.ts, subcommands in ./cli/daemon-commands.ts and
-// ./cli/client-commands.ts. Everything goes through the library's public
-// API (./index.js).
+// This entry only dispatches: options in ./cli/options.ts and
+// ./cli/args.ts, texts in ./cli/usage.ts, exit codes in
+// ./cli/exit-codes.ts. Everything goes through the library's public API
+// (./index.js).
+import * as fs from 'node:fs';
+import * as nodePath from 'node:path';
+
+import { ArgsError } from './cli/args.js';
+import { call, state, stop } from './cli/call-commands.js';
 import { multiple, send, sendbytes } from './cli/client-commands.js';
 import { runDaemon, startDaemon, stopDaemon } from './cli/daemon-commands.js';
 import { HelpRequest, parseOptions, UsageError, type Options } from './cli/options.js';
 import { flushOut, installStdoutHandlers, writeErr, writeOut } from './cli/output.js';
 import { probe } from './cli/state.js';
-import { EXIT_FAILED, EXIT_FATAL, EXIT_OK, EXIT_USAGE, HELP, USAGE } from './cli/usage.js';
+import { nearest } from './cli/suggest.js';
+import { COMMAND_HELP, COMMANDS, EXIT_FAILED, EXIT_FATAL, EXIT_OK, EXIT_USAGE, HELP, PROGRAM, USAGE } from './cli/usage.js';
 
 export { stateMessage } from './cli/state.js';
 
-/** Options, or the exit code of a usage error (already reported). */
-function parseOrReport(args: string[]): Options | number {
+/** Options, or the exit code of a usage error or help request (already reported). */
+function parseOrReport(subcommand: string, args: string[]): Options | number {
   try {
     return parseOptions(args);
   } catch (err) {
     if (err instanceof HelpRequest) {
-      writeOut(USAGE);
-      return EXIT_USAGE;
+      writeOut(err.long ? COMMAND_HELP[subcommand]! : USAGE);
+      return err.long ? EXIT_OK : EXIT_USAGE;
     }
     if (err instanceof UsageError) {
       writeErr(`error: ${err.message}\n`);
@@ -36,7 +45,7 @@ function parseOrReport(args: string[]): Options | number {
   }
 }
 
-/** Client subcommands: each first checks, as is-active does, that a server listens. */
+/** Git's test-helper client subcommands: each first checks, as is-active does, that a server listens. */
 const CLIENT_COMMANDS: Readonly<Record<string, (options: Options) => Promise<number>>> = {
   'stop-daemon': stopDaemon,
   send: (options) => send(options, options.token),
@@ -44,20 +53,90 @@ const CLIENT_COMMANDS: Readonly<Record<string, (options: Options) => Promise<num
   multiple,
 };
 
+/** The daemon author's commands: they parse their own arguments. */
+const CALL_COMMANDS: Readonly<Record<string, (args: string[]) => Promise<number>>> = { call, state, stop };
+
+function has<T>(table: Readonly<Record<string, T>>, key: string): boolean {
+  return Object.prototype.hasOwnProperty.call(table, key);
+}
+
+function version(): string {
+  const pkg = JSON.parse(fs.readFileSync(nodePath.join(__dirname, '..', 'package.json'), 'utf8')) as { version: string };
+  return pkg.version;
+}
+
+/** `help [<command>]`. */
+function help(args: string[]): number {
+  if (args.length === 0) {
+    writeOut(HELP);
+    return EXIT_OK;
+  }
+  const [command, ...extra] = args;
+  if (extra.length > 0) return usageError(`unexpected argument '${extra[0]}'`, 'help');
+  if (!has(COMMAND_HELP, command!)) {
+    writeErr(`error: no such command '${command}'${hint(command!)}\n`);
+    return EXIT_USAGE;
+  }
+  writeOut(COMMAND_HELP[command!]!);
+  return EXIT_OK;
+}
+
+function hint(word: string): string {
+  const guess = nearest(word, COMMANDS);
+  return guess === null ? `; see '${PROGRAM} --help'` : `; did you mean '${guess}'?`;
+}
+
+function usageError(message: string, command: string): number {
+  writeErr(`error: ${message}\n${COMMAND_HELP[command]!.split('\n\n')[0]}\nSee '${PROGRAM} help ${command}'.\n`);
+  return EXIT_USAGE;
+}
+
+/** Whether `args` ask for help before any `--`. */
+function wantsHelp(args: string[]): boolean {
+  const end = args.indexOf('--');
+  return (end < 0 ? args : args.slice(0, end)).some((a) => a === '--help' || a === '-h');
+}
+
+async function runCallCommand(command: string, args: string[]): Promise<number> {
+  if (wantsHelp(args)) {
+    writeOut(COMMAND_HELP[command]!);
+    return EXIT_OK;
+  }
+  try {
+    return await CALL_COMMANDS[command]!(args);
+  } catch (err) {
+    if (err instanceof ArgsError) return usageError(err.message, command);
+    throw err;
+  }
+}
+
 export async function main(argv: string[]): Promise<number> {
   if (argv.length === 0 || (argv.length === 1 && argv[0] === '-h')) {
     writeErr(USAGE);
     return EXIT_USAGE;
   }
-  if (argv.length === 1 && argv[0] === '--help') {
+  const subcommand = argv[0]!;
+  const rest = argv.slice(1);
+  if (subcommand === '--help' && rest.length === 0) {
     writeOut(HELP);
     return EXIT_OK;
   }
+  if (subcommand === '--version' && rest.length === 0) {
+    writeOut(`${PROGRAM} ${version()}\n`);
+    return EXIT_OK;
+  }
   // Git's test suite asks the helper whether simple-ipc works here.
-  if (argv.length === 1 && argv[0] === 'SUPPORTS_SIMPLE_IPC') return EXIT_OK;
+  if (subcommand === 'SUPPORTS_SIMPLE_IPC' && rest.length === 0) return EXIT_OK;
+  if (subcommand === 'help') return help(rest);
+  if (has(CALL_COMMANDS, subcommand)) return runCallCommand(subcommand, rest);
 
-  const subcommand = argv[0]!;
-  const options = parseOrReport(argv.slice(1));
+  const known = subcommand === 'is-active' || subcommand === 'run-daemon' || subcommand === 'start-daemon' || has(CLIENT_COMMANDS, subcommand);
+  if (!known) {
+    // Git's helper says exactly this (exit 128); the hint is ours.
+    writeErr(`fatal: Unhandled subcommand: '${subcommand}'\nhint: ${hint(subcommand).slice(2)}\n`);
+    return EXIT_FATAL;
+  }
+  const options = parseOrReport(subcommand, rest);
   if (typeof options === 'number') return options;
 
   switch (subcommand) {
@@ -68,13 +147,8 @@ export async function main(argv: string[]): Promise<number> {
     case 'start-daemon':
       return startDaemon(options);
   }
-  const run = Object.prototype.hasOwnProperty.call(CLIENT_COMMANDS, subcommand) ? CLIENT_COMMANDS[subcommand] : undefined;
-  if (run === undefined) {
-    writeErr(`fatal: Unhandled subcommand: '${subcommand}'\n`);
-    return EXIT_FATAL;
-  }
   if (probe(options) !== EXIT_OK) return EXIT_FAILED;
-  return run(options);
+  return CLIENT_COMMANDS[subcommand]!(options);
 }
 
 if (require.main === module) {

@@ -1,6 +1,7 @@
 // Option parsing, with the rules of Git's parse-options: --opt=value or
-// --opt value, unique abbreviations (--tok), --no-<opt> to reset, `--` ends
-// the options, other arguments are ignored.
+// --opt value, unique abbreviations (--tok), --no-<opt> to reset. Unlike
+// Git's helper, which ignores them, other words are refused (a typo there
+// would otherwise go unnoticed): docs/cli.md#differences-from-gits-helper.
 
 export interface Options {
   name: string | null;
@@ -33,7 +34,12 @@ export class UsageError extends Error {
   }
 }
 
-export class HelpRequest extends Error {}
+/** `--help` (the command's help, exit 0) or Git's `-h` (the usage, exit 129). */
+export class HelpRequest extends Error {
+  constructor(readonly long: boolean) {
+    super(long ? '--help' : '-h');
+  }
+}
 
 /**
  * An integer the way C's strtol(s, &end, 10) reads it, the whole string
@@ -139,21 +145,25 @@ export function parseOptions(args: string[]): Options {
     token: null,
   };
 
+  let optionsEnded = false;
   for (let i = 0; i < args.length; i++) {
     const arg = args[i]!;
-    if (arg === '--') break;
+    if (!optionsEnded && arg === '--') {
+      optionsEnded = true;
+      continue;
+    }
+    if (optionsEnded) throw new UsageError(`unexpected argument '${arg}'`, 'stderr');
     if (arg.startsWith('--')) {
       const body = arg.slice(2);
-      if (body === 'help') throw new HelpRequest();
+      if (body === 'help') throw new HelpRequest(true);
       i = applyOption(options, findOption(body), args, i);
       continue;
     }
     if (arg.startsWith('-') && arg.length > 1) {
-      if (arg[1] === 'h') throw new HelpRequest();
+      if (arg[1] === 'h') throw new HelpRequest(false);
       throw new UsageError(`unknown switch \`${arg[1]}'`, 'stderr');
     }
-    // Anything else (Git's usage shows [<name>] and the like) is ignored,
-    // as Git's helper ignores it.
+    throw new UsageError(`unexpected argument '${arg}'`, 'stderr');
   }
 
   if (options.threads < 1) options.threads = 1;

@@ -101,9 +101,16 @@ describe('simple-ipc: options', () => {
     expect(r.stdout).toBe('sent:Q00000003 rcvd:Q00000003\n');
     r = await cli(['sendbytes', `--name=${name}`, '--bytecount=0'], dir);
     expect(r.stdout).toBe('sent:x00000001 rcvd:x00000001\n');
-    // Abbreviated options, a value in the next argument, ignored extra words.
-    r = await cli(['send', 'extra', '--na', name, '--tok=ping'], dir);
+    // Abbreviated options, a value in the next argument.
+    r = await cli(['send', '--na', name, '--tok=ping'], dir);
     expect(r).toEqual({ code: 0, stdout: 'pong\n', stderr: '' });
+    // Extra words are refused (Git's helper ignores them), after -- too.
+    r = await cli(['send', 'extra', '--na', name, '--tok=ping'], dir);
+    expect(r.code).toBe(129);
+    expect(r.stderr).toMatch(/^error: unexpected argument 'extra'\nusage: simple-ipc is-active/);
+    r = await cli(['send', `--name=${name}`, '--', 'more'], dir);
+    expect(r.code).toBe(129);
+    expect(r.stderr).toMatch(/^error: unexpected argument 'more'\n/);
     // --no-token falls back to (no-command).
     r = await cli(['send', `--name=${name}`, '--token=ping', '--no-token'], dir);
     expect(r.stdout).toBe('unhandled command: (no-command)\n');
@@ -131,12 +138,18 @@ describe('simple-ipc: options', () => {
       expect(r.stdout).toContain(word);
     }
 
+    // <subcommand> --help: that subcommand's help, exit 0; Git's -h: the usage, 129.
     r = await cli(['send', '--help'], dir);
+    expect(r).toEqual({ code: 0, stdout: expect.stringMatching(/^usage: simple-ipc send \[--name=<path>\] \[--token=<token>\]\n\nSend <token>/), stderr: '' });
+    r = await cli(['send', '-h'], dir);
     expect(r.code).toBe(129);
-    expect(r.stdout).toMatch(/^usage: /);
+    expect(r.stdout).toMatch(/^usage: simple-ipc is-active/);
 
+    // Git's words for an unknown subcommand (exit 128), and our hint.
     r = await cli(['frobnicate'], dir);
-    expect(r).toEqual({ code: 128, stdout: '', stderr: "fatal: Unhandled subcommand: 'frobnicate'\n" });
+    expect(r).toEqual({ code: 128, stdout: '', stderr: "fatal: Unhandled subcommand: 'frobnicate'\nhint: see 'simple-ipc --help'\n" });
+    r = await cli(['sned', '--token=ping'], dir);
+    expect(r).toEqual({ code: 128, stdout: '', stderr: "fatal: Unhandled subcommand: 'sned'\nhint: did you mean 'send'?\n" });
 
     r = await cli(['send', '--bogus=1'], dir);
     expect(r.code).toBe(129);

@@ -27,6 +27,26 @@ export function cli(args: string[], cwd: string, env: NodeJS.ProcessEnv = {}): P
   });
 }
 
+export interface BinaryRun {
+  code: number | null;
+  stdout: Buffer;
+  stderr: string;
+}
+
+/** Runs `simple-ipc ...args` in `cwd` with `input` on its stdin; stdout as bytes. */
+export function cliBytes(args: string[], cwd: string, input?: Uint8Array): Promise<BinaryRun> {
+  return new Promise((resolve, reject) => {
+    const child = spawn(process.execPath, [CLI, ...args], { cwd, stdio: [input === undefined ? 'ignore' : 'pipe', 'pipe', 'pipe'] });
+    const out: Buffer[] = [];
+    const err: Buffer[] = [];
+    child.stdout.on('data', (d: Buffer) => out.push(d));
+    child.stderr.on('data', (d: Buffer) => err.push(d));
+    child.on('error', reject);
+    if (input !== undefined) child.stdin!.end(input);
+    child.on('close', (code) => resolve({ code, stdout: Buffer.concat(out), stderr: Buffer.concat(err).toString() }));
+  });
+}
+
 /** Stops a daemon the tool started in `cwd` if a test left one behind. */
 export function stopAfterTest(cwd: string, name = 'ipc-test'): void {
   onCleanup(async () => {
