@@ -109,9 +109,9 @@ const ALL_PAIRINGS = [
   { client: 'baseline', server: 'ours' },
   // The synchronous client, sequential (it blocks its process).
   { client: 'ours-sync', server: 'c', only: ['small-c1'] },
-  // Our server with a subscriber on its diagnostics channels (issue 14:
-  // publishing costs nothing when nobody subscribes; this is the cost when
-  // somebody does). Skipped while the library publishes nothing there.
+  // Our server with a subscriber on its diagnostics channels: publishing
+  // costs nothing when nobody subscribes; this is the cost when somebody
+  // does. Skipped while the library publishes nothing there.
   { client: 'ours', server: 'ours+dc', only: ['small-c8'] },
   { client: 'baseline', server: 'c', full: true },
   { client: 'c', server: 'baseline', full: true },
@@ -590,18 +590,18 @@ async function measureGit(tool, cmd, pairing) {
   }
 }
 
-// The issue's figures measured by `npm run bench` itself: ours/ours
-// against baseline/baseline in this same invocation.
-function benchTargets(results) {
+// The summary figures: ours/ours against baseline/baseline in this same
+// invocation, and the cost of a diagnostics_channel subscriber.
+function benchSummary(results) {
   const vs = (scenario, metric) => results.find((r) => r.scenario === scenario && r.client === 'ours' && r.server === 'ours')?.vs_baseline?.[metric] ?? null;
   const rps = (server) => results.find((r) => r.scenario === 'small-c8' && r.client === 'ours' && r.server === server)?.median?.rps ?? null;
   const dc = rps('ours') && rps('ours+dc') ? round(rps('ours+dc') / rps('ours'), 3) : null;
   return [
-    { figure: 'ours/ours at concurrency 8 vs baseline/baseline (req/s)', value: vs('small-c8', 'rps'), before: '1.41x', target: 2.2 },
-    { figure: '10000-chunk reply, every write() awaited, vs baseline (time to last byte)', value: vs('stream', 'ttlb_ms'), before: '0.11x', target: 1.0 },
-    { figure: 'receiving 50 MB, server side (50 MB request) vs baseline', value: vs('bulk-up', 'mbps'), before: '0.5x', target: 1.5 },
-    { figure: 'receiving 50 MB, client side (50 MB reply) vs baseline', value: vs('bulk-down', 'mbps'), before: '0.5x', target: 1.5 },
-    { figure: 'diagnostics_channel: small req c=8 with a subscriber vs without (req/s)', value: dc, before: '-', target: null },
+    { figure: 'ours/ours at concurrency 8 vs baseline/baseline (req/s)', value: vs('small-c8', 'rps') },
+    { figure: '10000-chunk reply, every write() awaited, vs baseline (time to last byte)', value: vs('stream', 'ttlb_ms') },
+    { figure: 'receiving 50 MB, server side (50 MB request) vs baseline', value: vs('bulk-up', 'mbps') },
+    { figure: 'receiving 50 MB, client side (50 MB reply) vs baseline', value: vs('bulk-down', 'mbps') },
+    { figure: 'diagnostics_channel: small req c=8 with a subscriber vs without (req/s)', value: dc },
   ];
 }
 
@@ -638,13 +638,6 @@ function scenarioTable(results, skipped) {
   return lines;
 }
 
-// --quick figures are a smoke test: never held against a target.
-function fmtTarget(value, target) {
-  if (value == null || target == null) return '';
-  if (QUICK) return '(--quick: not compared)';
-  return value >= target ? 'met' : `missed by ${((1 - value / target) * 100).toFixed(0)}%`;
-}
-
 function gitTables(git, tool) {
   const lines = [];
   lines.push(`Git's test-tool (${tool}) against our CLI (dist/cli.js), the commands of Git's t0052, daemons with ` +
@@ -660,22 +653,19 @@ function gitTables(git, tool) {
   lines.push('');
   lines.push('client/daemon. Ratio = Git\'s time / ours (above 1: ours is faster):');
   lines.push('');
-  lines.push('| figure | Git s | ours s | ratio | issue 10: before | target | |');
-  lines.push('| --- | ---: | ---: | ---: | ---: | ---: | --- |');
+  lines.push('| figure | Git s | ours s | ratio |');
+  lines.push('| --- | ---: | ---: | ---: |');
   for (const f of gitFigures(git.times)) {
-    lines.push(`| ${f.figure} | ${f.git_s?.toFixed(3) ?? '-'} | ${f.ours_s?.toFixed(3) ?? '-'} | ${f.ratio?.toFixed(2) ?? '-'} | ` +
-      `${f.before} | >= ${f.target} | ${fmtTarget(f.ratio, f.target)} |`);
+    lines.push(`| ${f.figure} | ${f.git_s?.toFixed(3) ?? '-'} | ${f.ours_s?.toFixed(3) ?? '-'} | ${f.ratio?.toFixed(2) ?? '-'} |`);
   }
   return lines;
 }
 
-function targetTable(targets) {
-  const lines = ['npm run bench figures of issue 10 (same run, ours/ours vs baseline/baseline) and issue 14:', ''];
-  lines.push('| figure | ratio | issue: before | target | |');
-  lines.push('| --- | ---: | ---: | ---: | --- |');
-  for (const t of targets) {
-    lines.push(`| ${t.figure} | ${fmtRatio(t.value)} | ${t.before} | ${t.target == null ? '-' : `>= ${t.target}x`} | ${fmtTarget(t.value, t.target)} |`);
-  }
+function summaryTable(targets) {
+  const lines = [`Summary (this run; ratios above 1: ours is better${QUICK ? '; --quick: not for comparing' : ''}):`, ''];
+  lines.push('| figure | ratio |');
+  lines.push('| --- | ---: |');
+  for (const t of targets) lines.push(`| ${t.figure} | ${fmtRatio(t.value)} |`);
   return lines;
 }
 
@@ -708,13 +698,13 @@ async function main() {
   const git = gitTool.tool ? await runGit(gitTool.tool, failures, gitBudgetMs, budgetSkips) : null;
   const loadEnd = loadNote();
 
-  const targets = benchTargets(results);
+  const summary = benchSummary(results);
   const lines = [];
   lines.push(`simple-ipc benchmark${QUICK ? ' (--quick: smoke test, not for comparing)' : ''}: ` +
     `Node ${process.version}, ${cpuModel()}, ${os.cpus().length} cores, ${RUNS} run(s) per figure (median), ` +
     `server threads ${THREADS}. ${ENV_NOTE}. Machine: ${loadStart} at the start, ${loadEnd.replace('load average ', '')} at the end.`);
   lines.push('');
-  if (results.length) lines.push(...scenarioTable(results, skipped), '', ...targetTable(targets), '');
+  if (results.length) lines.push(...scenarioTable(results, skipped), '', ...summaryTable(summary), '');
   if (git) lines.push(...gitTables(git, gitTool.tool));
   else lines.push(`- Git's test-tool comparison skipped: ${gitTool.reason}`);
   if (budgetSkips.length) lines.push('', `- skipped to keep --quick under a minute: ${budgetSkips.join(', ')}`);
@@ -739,7 +729,7 @@ async function main() {
     skipped,
     quick_budget_skipped: budgetSkips,
     results,
-    targets,
+    summary,
     git: git ? { tool: gitTool.tool, runs: git.rows, figures: gitFigures(git.times) } : { skipped: gitTool.reason },
     failures,
     elapsed_s: round((Date.now() - t0) / 1000, 1),

@@ -14,7 +14,7 @@ export const PONG = Buffer.from('pong');
 export const BIG50 = Buffer.from('big50');
 export const CHUNKS = Buffer.from('chunks');
 export const CHUNKSQ = Buffer.from('chunksq');
-// The server's diagnostics channels (issue 14's overhead row).
+// The server's diagnostics channels (the row that measures their cost).
 export const DIAGNOSTICS_CHANNELS = ['simple-ipc:server:request', 'simple-ipc:server:response'];
 
 // Filled with 'a'..'z' like the C reference. Built on first use only, so it

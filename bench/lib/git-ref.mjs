@@ -165,19 +165,18 @@ export function runGitClient(impl, { tool, sockPath, env, track, cmd, limitMs })
 }
 
 /**
- * The issue's five figures from median client times (seconds) keyed
+ * The five comparisons with Git from median client times (seconds) keyed
  * 'client/server' per command id: ratio = Git's time / ours (> 1: ours is
- * faster). `target` is the issue's, `before` the issue's range before the
- * change.
+ * faster).
  */
 export function gitFigures(times) {
   const t = (cmd, pair) => times[cmd]?.[pair] ?? null;
   const r = (git, ours) => (git != null && ours != null && ours > 0 ? git / ours : null);
   return [
-    { figure: "our daemon, Git's client, 8 x 4000 small requests", cmd: 'multiple-8', git: 'git/git', ours: 'git/ours', before: '0.46-0.60', target: 1.2 },
-    { figure: "our client (CLI multiple), Git's daemon, 8 x 4000", cmd: 'multiple-8', git: 'git/git', ours: 'ours/git', before: '0.60-0.79', target: 0.9 },
-    { figure: 'one client, 5000 sequential requests (ours/ours vs git/git)', cmd: 'multiple-1', git: 'git/git', ours: 'ours/ours', before: '0.48-0.62', target: 0.9 },
-    { figure: '50 MB request into our daemon (Git\'s client)', cmd: 'sendbytes', git: 'git/git', ours: 'git/ours', before: '0.90-1.03', target: 1.3 },
-    { figure: "50 MB request from our client (Git's daemon)", cmd: 'sendbytes', git: 'git/git', ours: 'ours/git', before: '0.56-0.78', target: 0.9 },
+    { figure: "our daemon, Git's client, 8 x 4000 small requests", cmd: 'multiple-8', git: 'git/git', ours: 'git/ours' },
+    { figure: "our client (CLI multiple), Git's daemon, 8 x 4000", cmd: 'multiple-8', git: 'git/git', ours: 'ours/git' },
+    { figure: 'one client, 5000 sequential requests (ours/ours vs git/git)', cmd: 'multiple-1', git: 'git/git', ours: 'ours/ours' },
+    { figure: '50 MB request into our daemon (Git\'s client)', cmd: 'sendbytes', git: 'git/git', ours: 'git/ours' },
+    { figure: "50 MB request from our client (Git's daemon)", cmd: 'sendbytes', git: 'git/git', ours: 'ours/git' },
   ].map((f) => ({ ...f, git_s: t(f.cmd, f.git), ours_s: t(f.cmd, f.ours), ratio: r(t(f.cmd, f.git), t(f.cmd, f.ours)) }));
 }
