@@ -49,7 +49,8 @@
 #  load-error          no addon: the error names platform, paths, source build
 #  cmake-js            cmake-js builds the addon from the packed CMakeLists.txt
 #                      (same sources as binding.gyp), smoke test on that build
-#  readme              the README install section states what was shown here
+#  readme              the README install section states what was shown here;
+#                      CONTRIBUTING.md the prebuild toolchain, docs/electron.md Electron
 #
 # The vitest runs here (api-tests@V, suite-prebuilds-only, no-external-buffers)
 # are about the binary. A test file that fails in one of them runs once more;
@@ -605,12 +606,18 @@ claim_readme() {
   section=$(sed -n '/<!-- BEGIN:install -->/,/<!-- END:install -->/p' README.md)
   [ -n "$section" ] || fail "README has no install section" || return 1
   local want
-  for want in '## Install' 'linux-x64' 'linux-arm64' 'darwin-x64' 'darwin-arm64' 'win32-x64' 'glibc 2.28' \
-    'macOS 11' 'macOS 10.15' 'macos-10.15-libsystem.txt' 'only built' 'npm run prebuild:all' 'check-binaries.mjs' 'scripts/test-steps/65-arm64.sh' \
-    'Node.js 20, 22, 24 and 26' '--build-from-source' 'PREBUILDS_ONLY' \
-    '## Electron' 'main process' 'utility process' 'sendCommandSync' 'renderer' 'cmake-js' 'context-aware' \
-    'NODE_API_NO_EXTERNAL_BUFFERS_ALLOWED'; do
+  for want in '## Install' 'npm install simple-ipc' 'linux-x64' 'linux-arm64' 'darwin-x64' 'darwin-arm64' 'win32-x64' 'glibc 2.28' \
+    'macOS 11' 'macOS 10.15' 'only built' 'Node.js 20, 22, 24 and 26' '--build-from-source' 'PREBUILDS_ONLY' \
+    'ERR_IPC_ADDON_NOT_FOUND' 'cmake-js' 'docs/electron.md' 'CONTRIBUTING.md#prebuilt-binaries'; do
     grep -qiF -- "$want" <<<"$section" || fail "README install section does not mention '$want'" || return 1
+  done
+  # How the binaries are built and checked: CONTRIBUTING.md.
+  for want in 'npm run prebuild:all' 'check-binaries.mjs' 'macos-10.15-libsystem.txt' 'scripts/test-steps/65-arm64.sh' 'manifest.json'; do
+    grep -qF -- "$want" CONTRIBUTING.md || fail "CONTRIBUTING.md does not mention '$want'" || return 1
+  done
+  # Electron: docs/electron.md.
+  for want in 'main process' 'utility process' 'sendCommandSync' 'renderer' 'context-aware' 'NODE_API_NO_EXTERNAL_BUFFERS_ALLOWED' 'external buffer'; do
+    grep -qiF -- "$want" docs/electron.md || fail "docs/electron.md does not mention '$want'" || return 1
   done
   # The newest glibc symbol version it states is what the Linux prebuilds need.
   if [ -f "$WORK/libc-needed" ]; then
@@ -624,7 +631,7 @@ claim_readme() {
     fi
     say "states GLIBC_$glibc and GLIBCXX: $glibcxx, as the Linux prebuilds need"
   fi
-  say "install section names platforms, Node versions, prebuilds, source builds, cmake-js; Electron section: main, utility process, renderer, sendCommandSync"
+  say "README install section: platforms, floors, Node versions, source builds, cmake-js; CONTRIBUTING.md: the prebuild toolchain and its checks; docs/electron.md: main, utility process, renderer, sendCommandSync, external buffers"
 }
 claim readme claim_readme
 
