@@ -2,7 +2,7 @@
 // and waits for responses on its own I/O thread (POSIX; on Windows the
 // whole exchange runs there); this module only keeps the promises of the
 // exchanges in flight, and a stream's queue (with its backpressure).
-import { sendWithAutoStart, streamWithAutoStart, takeAutoStart } from './auto-start.js';
+import { sendWithAutoStart, streamWithAutoStart } from './auto-start.js';
 import { clientRequestStarted, clientResponseEnded, type ClientTrace } from './diagnostics.js';
 import { abortError, codeError, normalizeNativeError, type IpcError } from './errors.js';
 import { native, type NativeActiveState } from './native.js';
@@ -67,11 +67,17 @@ function watchSignal(id: number, signal: AbortSignal | undefined): () => void {
 export function sendCommand(path: string, request: string | Uint8Array, options?: ClientOptions): Promise<Buffer> {
   checkPath(path);
   checkRequest(request);
+  normalizeClientOptions(options, ClientCall.Async);
+  if (options?.autoStart !== undefined) return sendWithAutoStart((p, r, o) => sendOnce(p, r, o, false), path, request, options);
+  return sendOnce(path, request, options, true);
+}
+
+/** One exchange; `traced: false` when autoStart traces the whole call. */
+function sendOnce(path: string, request: string | Uint8Array, options: ClientOptions | undefined, traced: boolean): Promise<Buffer> {
   const nativeOptions = normalizeClientOptions(options, ClientCall.Async);
-  if (options?.autoStart !== undefined) return sendWithAutoStart(sendCommand, path, request, options);
   const signal = checkSignal(options?.signal);
   if (signal?.aborted) return Promise.reject(abortError(signal));
-  const trace = clientRequestStarted(path, request, 'send');
+  const trace = traced ? clientRequestStarted(path, request, 'send') : null;
   return new Promise<Buffer>((resolve, reject) => {
     const id = nextId++;
     const unhook = watchSignal(id, signal);
@@ -124,11 +130,10 @@ export function streamCommand(path: string, request: string | Uint8Array, option
   checkRequest(request);
   const nativeOptions = normalizeClientOptions(options, ClientCall.Async);
   if (options?.autoStart !== undefined) {
-    const { autoStart, rest } = takeAutoStart(options);
-    return streamWithAutoStart(streamCommand, path, request, autoStart, rest);
+    return streamWithAutoStart((p, r, o) => new ResponseStream(p, r, normalizeClientOptions(o, ClientCall.Async), checkSignal(o.signal), false), path, request, options);
   }
   const signal = checkSignal(options?.signal);
-  return new ResponseStream(path, request, nativeOptions, signal);
+  return new ResponseStream(path, request, nativeOptions, signal, true);
 }
 
 /**
@@ -150,7 +155,13 @@ class ResponseStream implements AsyncIterableIterator<Buffer> {
   private readonly id: number;
   private readonly unhook: () => void;
 
-  constructor(path: string, request: string | Uint8Array, options: ReturnType<typeof normalizeClientOptions>, signal: AbortSignal | undefined) {
+  constructor(
+    path: string,
+    request: string | Uint8Array,
+    options: ReturnType<typeof normalizeClientOptions>,
+    signal: AbortSignal | undefined,
+    traced: boolean,
+  ) {
     this.id = nextId++;
     if (signal?.aborted) {
       this.ended = true;
@@ -159,7 +170,7 @@ class ResponseStream implements AsyncIterableIterator<Buffer> {
       return;
     }
     this.unhook = watchSignal(this.id, signal);
-    const trace = clientRequestStarted(path, request, 'stream');
+    const trace = traced ? clientRequestStarted(path, request, 'stream') : null;
     pending.set(this.id, {
       keep: borrowed(request),
       onChunk: (chunk) => {

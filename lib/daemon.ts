@@ -2,18 +2,20 @@
 // lib/auto-start.ts, is built on it; the `replace` server option lives in
 // lib/replace.ts). See docs/design.md#daemon-life-cycle.
 //
-// Race safety needs no lock of its own: any number of callers may spawn a
-// daemon at the same moment; the server's start sequence (lock file, then
-// the live-server probe) lets exactly one of them listen and makes the
-// others fail with EADDRINUSE and exit. Every caller waits for the path to
-// listen, whoever ends up serving it.
+// One start: the caller that finds the path dead takes the start lock
+// (lib/start-lock.ts) before it spawns; the others wait for the path to
+// listen (or for the lock to free up, or to go stale). Where no lock can
+// be made, callers spawn freely and the server's own start sequence (lock
+// file, then the live-server probe) still lets exactly one daemon listen.
+// Every wait is bounded by maxWaitMs and by the caller's deadline and
+// signal (docs/daemon.md).
 import type { ChildProcess } from 'node:child_process';
 import * as fs from 'node:fs';
-import { setTimeout as sleep } from 'node:timers/promises';
 
-import { argError, codeError, type IpcError } from './errors.js';
+import { abortError, argError, codeError, type IpcError } from './errors.js';
 import { native, type NativeActiveState } from './native.js';
-import { checkInteger, checkOptionNames, checkPath, ENSURE_DAEMON_OPTION_NAMES, type EnsureDaemonOptions } from './options.js';
+import { checkInteger, checkOptionNames, checkPath, checkSignal, ENSURE_DAEMON_OPTION_NAMES, type EnsureDaemonOptions } from './options.js';
+import { processAlive, tryStartLock, type StartLock } from './start-lock.js';
 
 export type { AutoStartOptions, EnsureDaemonOptions } from './options.js';
 
@@ -41,6 +43,7 @@ export interface DaemonStartError extends IpcError {
 
 const DEFAULT_MAX_WAIT_MS = 30000;
 const POLL_INTERVAL_MS = 20;
+const SETTLE_POLL_MS = 100;
 const LOG_TAIL_BYTES = 4096;
 
 export interface CheckedDaemonOptions {
@@ -59,9 +62,9 @@ function checkOptionalString(name: string, value: unknown): string | undefined {
 }
 
 /** Argument errors throw synchronously, as everywhere in the library. */
-export function checkDaemonOptions(options: unknown, name = 'options'): CheckedDaemonOptions {
+export function checkDaemonOptions(options: unknown, name = 'options', known: Readonly<Record<string, true>> = ENSURE_DAEMON_OPTION_NAMES): CheckedDaemonOptions {
   if (typeof options !== 'object' || options === null) throw argError(name, 'an object', options);
-  checkOptionNames(name, options, ENSURE_DAEMON_OPTION_NAMES);
+  checkOptionNames(name, options, known);
   const o = options as EnsureDaemonOptions;
   const command = checkOptionalString(`${name}.command`, o.command);
   if (command === undefined) throw argError(`${name}.command`, 'a non-empty string', o.command);
@@ -106,13 +109,29 @@ function startError(code: string, message: string, options: CheckedDaemonOptions
   return error;
 }
 
+/** A start that failed before the child ran: the cause leads the message. */
+function spawnFailed(cause: unknown, options: CheckedDaemonOptions): DaemonStartError {
+  const reason = cause instanceof Error ? cause.message : String(cause);
+  return Object.assign(startError('ERR_IPC_DAEMON_SPAWN_FAILED', `${reason} (could not start ${options.command})`, options), { cause });
+}
+
+/** Opens the log for appending; its failure names the log, not only the errno. */
+function openLog(logFile: string): number {
+  try {
+    return fs.openSync(logFile, 'a');
+  } catch (error) {
+    const e = error as NodeJS.ErrnoException;
+    throw Object.assign(new Error(`cannot open the daemon's logFile '${logFile}': ${e.code ?? e.message}`), { code: e.code, cause: e });
+  }
+}
+
 /** Spawns the daemon in its own session, stdio to the log file (or nowhere), no console window. */
 function spawnDetached(options: CheckedDaemonOptions): ChildProcess {
   // Loaded on first use: node:child_process costs every client's start-up
   // some 40 ms, and most never start a daemon.
   // eslint-disable-next-line @typescript-eslint/no-require-imports
   const { spawn } = require('node:child_process') as typeof import('node:child_process');
-  const logFd = options.logFile === undefined ? null : fs.openSync(options.logFile, 'a');
+  const logFd = options.logFile === undefined ? null : openLog(options.logFile);
   try {
     const output = logFd === null ? 'ignore' : logFd;
     return spawn(options.command, options.args, {
@@ -156,52 +175,159 @@ function neverListens(state: NativeActiveState): boolean {
 }
 
 /**
+ * The caller's limits on the whole call: its signal, and the moment its
+ * `timeoutMs` runs out (`Date.now()` scale). Either ends every wait of the
+ * start at once; the daemon is left to come up (the next caller may use it).
+ */
+export interface CallBounds {
+  signal?: AbortSignal;
+  deadline?: number;
+  timeoutMs?: number;
+}
+
+/** A wait for the daemon: the caller's bounds and maxWaitMs, checked together. */
+class StartWait {
+  private readonly until: number;
+
+  constructor(
+    private readonly path: string,
+    private readonly options: CheckedDaemonOptions,
+    private readonly bounds: CallBounds,
+  ) {
+    this.until = Date.now() + options.maxWaitMs;
+  }
+
+  /** Throws when the caller's signal aborted or one of the deadlines passed. */
+  check(pid: number | undefined): void {
+    const { signal, deadline, timeoutMs } = this.bounds;
+    if (signal?.aborted) throw Object.assign(abortError(signal), pid === undefined ? {} : { pid });
+    const now = Date.now();
+    if (deadline !== undefined && now >= deadline) {
+      const error = codeError('ERR_IPC_TIMEOUT', `'${this.path}' did not listen within timeoutMs (${timeoutMs} ms); the daemon is left to start`);
+      throw Object.assign(error, pid === undefined ? {} : { pid });
+    }
+    if (now >= this.until) {
+      throw startError('ERR_IPC_DAEMON_TIMEOUT', `'${this.path}' did not listen within ${this.options.maxWaitMs} ms`, this.options, { pid });
+    }
+  }
+
+  /** Sleeps one poll interval, woken at once by the signal or a deadline. */
+  pause(): Promise<void> {
+    const { signal, deadline } = this.bounds;
+    let ms = Math.min(POLL_INTERVAL_MS, this.until - Date.now());
+    if (deadline !== undefined) ms = Math.min(ms, deadline - Date.now());
+    if (ms <= 0) return Promise.resolve();
+    return new Promise<void>((resolve) => {
+      const done = () => {
+        clearTimeout(timer);
+        signal?.removeEventListener('abort', done);
+        resolve();
+      };
+      const timer = setTimeout(done, ms);
+      signal?.addEventListener('abort', done, { once: true });
+    });
+  }
+}
+
+/**
  * Makes sure a daemon listens at `path`: resolves at once with
  * `{ state: 'running' }` when one does; otherwise spawns `command` detached
  * (its own session, stdio to `logFile` or nowhere, no console window) and
  * resolves with `{ state: 'started', pid }` once the path listens. Safe to
- * call from many processes at once (see the top of this file).
+ * call from many processes at once: one of them spawns (see the top of
+ * this file).
  */
 export function ensureDaemon(path: string, options: EnsureDaemonOptions): Promise<EnsureDaemonResult> {
   checkPath(path);
-  return ensureChecked(path, checkDaemonOptions(options));
+  const checked = checkDaemonOptions(options);
+  const signal = checkSignal(options.signal);
+  return ensureChecked(path, checked, { signal });
 }
 
-/** ensureDaemon with options already checked. */
-export async function ensureChecked(path: string, checked: CheckedDaemonOptions): Promise<EnsureDaemonResult> {
-  const state = await native.getActiveState(path);
-  if (state === 'listening') return { state: 'running' };
-  if (neverListens(state)) throw startError('ERR_IPC_DAEMON_PATH', `'${path}' cannot listen (${state})`, checked);
-
-  let child: ChildProcess;
-  try {
-    child = spawnDetached(checked);
-  } catch (cause) {
-    throw Object.assign(startError('ERR_IPC_DAEMON_SPAWN_FAILED', `could not start ${checked.command}`, checked), { cause });
+/** ensureDaemon with its options checked, within the caller's bounds. */
+export async function ensureChecked(path: string, checked: CheckedDaemonOptions, bounds: CallBounds = {}): Promise<EnsureDaemonResult> {
+  const wait = new StartWait(path, checked, bounds);
+  wait.check(undefined);
+  let state = await native.getActiveState(path);
+  for (;;) {
+    if (state === 'listening') return { state: 'running' };
+    if (neverListens(state)) throw startError('ERR_IPC_DAEMON_PATH', `'${path}' cannot listen (${state})`, checked);
+    const lock = tryStartLock(path);
+    if (lock !== 'held') return startHoldingLock(path, checked, wait, lock);
+    // Another caller is starting it: wait for the path (or for its lock
+    // to be released or go stale).
+    await wait.pause();
+    wait.check(undefined);
+    state = await native.getActiveState(path);
   }
-  const watch = watchChild(child);
+}
+
+async function startHoldingLock(path: string, checked: CheckedDaemonOptions, wait: StartWait, lock: StartLock | null): Promise<EnsureDaemonResult> {
+  let keepLock = false;
   try {
-    return await waitUntilListening(path, checked, child, watch);
+    // The previous holder may have started it just now.
+    const state = await native.getActiveState(path);
+    if (state === 'listening') return { state: 'running' };
+    if (neverListens(state)) throw startError('ERR_IPC_DAEMON_PATH', `'${path}' cannot listen (${state})`, checked);
+    let child: ChildProcess;
+    try {
+      child = spawnDetached(checked);
+    } catch (cause) {
+      throw spawnFailed(cause, checked);
+    }
+    if (child.pid !== undefined) lock?.handOver(child.pid);
+    const watch = watchChild(child);
+    try {
+      return await waitUntilListening(path, checked, child, watch, wait);
+    } catch (error) {
+      // The caller gave up, not the daemon: it keeps the lock while it starts.
+      const code = (error as IpcError).code;
+      if (lock !== null && child.pid !== undefined && (code === 'ABORT_ERR' || code === 'ERR_IPC_TIMEOUT' || code === 'ERR_IPC_DAEMON_TIMEOUT')) {
+        keepLock = true;
+        releaseOnceSettled(path, lock, child.pid);
+      }
+      throw error;
+    } finally {
+      watch.release();
+    }
   } finally {
-    watch.release();
+    if (!keepLock) lock?.release();
   }
 }
 
-async function waitUntilListening(path: string, options: CheckedDaemonOptions, child: ChildProcess, watch: ChildWatch): Promise<EnsureDaemonResult> {
+/**
+ * Releases the lock once the daemon the caller gave up on listens or
+ * exits, without keeping the process alive for it (if the process ends
+ * first, the lock names the daemon and goes stale when it exits).
+ */
+function releaseOnceSettled(path: string, lock: StartLock, pid: number): void {
+  const timer = setInterval(() => {
+    void native.getActiveState(path).then((state) => {
+      if (state === 'listening' || !processAlive(pid)) {
+        clearInterval(timer);
+        lock.release();
+      }
+    });
+  }, SETTLE_POLL_MS);
+  timer.unref();
+}
+
+async function waitUntilListening(
+  path: string,
+  options: CheckedDaemonOptions,
+  child: ChildProcess,
+  watch: ChildWatch,
+  wait: StartWait,
+): Promise<EnsureDaemonResult> {
   const pid = child.pid;
-  const deadline = Date.now() + options.maxWaitMs;
   for (;;) {
     // Lets the child's 'error' and 'exit' events run.
-    await sleep(0);
-    if (watch.spawnError !== null) {
-      throw Object.assign(startError('ERR_IPC_DAEMON_SPAWN_FAILED', `could not start ${options.command}: ${watch.spawnError.message}`, options), {
-        cause: watch.spawnError,
-      });
-    }
+    await new Promise<void>((resolve) => setImmediate(resolve));
+    if (watch.spawnError !== null) throw spawnFailed(watch.spawnError, options);
     const exited = watch.exit;
     const state = await native.getActiveState(path);
-    // Our child may have exited because another caller's daemon won the
-    // race: the path listens, which is all the caller asked for.
+    // Our child may have exited because another daemon won the race (one
+    // started without us): the path listens, which is all the caller asked for.
     if (state === 'listening') return exited === null ? { state: 'started', pid } : { state: 'running' };
     if (neverListens(state)) throw startError('ERR_IPC_DAEMON_PATH', `'${path}' cannot listen (${state})`, options, { pid });
     if (exited !== null) {
@@ -212,9 +338,8 @@ async function waitUntilListening(path: string, options: CheckedDaemonOptions, c
         signal: exited.signal,
       });
     }
-    if (Date.now() >= deadline) {
-      throw startError('ERR_IPC_DAEMON_TIMEOUT', `'${path}' did not listen within ${options.maxWaitMs} ms`, options, { pid });
-    }
-    await sleep(POLL_INTERVAL_MS);
+    wait.check(pid);
+    await wait.pause();
+    wait.check(pid);
   }
 }

@@ -69,6 +69,21 @@ export interface ClientResponseMessage extends ClientRequestMessage {
   /** The error's code (ECONNREFUSED, ERR_IPC_INCOMPLETE_RESPONSE, ABORT_ERR, ...), or null. */
   code: string | null;
   error: Error | null;
+  /**
+   * Only when the call's `autoStart` found nobody there and started (or
+   * found, or failed to start) the daemon before its exchange: how that
+   * went, and how long it took (part of `durationMs`).
+   */
+  autoStart?: AutoStartReport;
+}
+
+/** `ClientResponseMessage.autoStart`. */
+export interface AutoStartReport {
+  /** `'started'`: this call spawned the daemon; `'running'`: another caller's daemon came up; `'failed'`: the start failed (the call's error says why). */
+  state: 'started' | 'running' | 'failed';
+  /** The daemon this call spawned (with `'started'`). */
+  pid?: number;
+  durationMs: number;
 }
 
 /** A conversation being traced: kept only while someone subscribes. */
@@ -154,6 +169,7 @@ export interface ClientTrace {
   message: ClientRequestMessage;
   started: number;
   responseBytes: number;
+  autoStart?: AutoStartReport;
 }
 
 /** A client exchange starts. Null (nothing built) when nobody subscribes. */
@@ -174,5 +190,6 @@ export function clientResponseEnded(trace: ClientTrace, error: Error | null, res
     code,
     error,
   };
+  if (trace.autoStart !== undefined) message.autoStart = trace.autoStart;
   clientResponseChannel.publish(message);
 }

@@ -43,6 +43,7 @@ export type {
   ReplaceOptions,
   ClientRequestMessage,
   ClientResponseMessage,
+  AutoStartReport,
   ServerOutcome,
   ServerRequestMessage,
   ServerResponseMessage,

@@ -5,7 +5,7 @@ export { createServer, IpcServer, QUIT } from './server.js';
 export type { CloseReason, Handler, HandlerResult, IpcServerEvents, Reply, RequestContext, ServerStats } from './server.js';
 export type { ClientOptions, PeerInfo, PipeAccess, ReplaceOptions, ServerOptions } from './options.js';
 export { systemdListenFd, systemdListenFds } from './systemd.js';
-export type { ClientRequestMessage, ClientResponseMessage, ServerOutcome, ServerRequestMessage, ServerResponseMessage } from './diagnostics.js';
+export type { AutoStartReport, ClientRequestMessage, ClientResponseMessage, ServerOutcome, ServerRequestMessage, ServerResponseMessage } from './diagnostics.js';
 export type { InheritedSocket } from './systemd.js';
 export type { IpcError } from './errors.js';
 export { ensureDaemon } from './daemon.js';

@@ -22,8 +22,8 @@ export interface ClientOptions {
   autoStart?: AutoStartOptions;
 }
 
-/** How to start a daemon: see `ensureDaemon`. */
-export interface EnsureDaemonOptions {
+/** How to start a daemon (the `autoStart` client option): see `ensureDaemon`. */
+export interface AutoStartOptions {
   /** The program to start (e.g. `process.execPath`). */
   command: string;
   /** Its arguments (e.g. `['daemon.js', '--serve']`). */
@@ -38,7 +38,11 @@ export interface EnsureDaemonOptions {
   maxWaitMs?: number;
 }
 
-export type AutoStartOptions = EnsureDaemonOptions;
+/** `ensureDaemon`'s options: how to start the daemon, and its own signal. */
+export interface EnsureDaemonOptions extends AutoStartOptions {
+  /** Cancels the wait (the daemon is left to start). With `autoStart` the call's own `signal` and `timeoutMs` do this. */
+  signal?: AbortSignal;
+}
 
 export type PipeAccess = 'user' | 'everyone' | { sddl: string };
 
@@ -216,7 +220,7 @@ const SERVER_OPTION_NAMES: OptionNames<ServerOptions> = {
   replace: true,
 };
 
-export const ENSURE_DAEMON_OPTION_NAMES: OptionNames<EnsureDaemonOptions> = {
+export const AUTO_START_OPTION_NAMES: OptionNames<AutoStartOptions> = {
   command: true,
   args: true,
   cwd: true,
@@ -224,6 +228,8 @@ export const ENSURE_DAEMON_OPTION_NAMES: OptionNames<EnsureDaemonOptions> = {
   logFile: true,
   maxWaitMs: true,
 };
+
+export const ENSURE_DAEMON_OPTION_NAMES: OptionNames<EnsureDaemonOptions> = { ...AUTO_START_OPTION_NAMES, signal: true };
 
 export const REPLACE_OPTION_NAMES: OptionNames<ReplaceOptions> = { request: true, timeoutMs: true };
 
