@@ -62,7 +62,9 @@ describe('ensureDaemon', () => {
     const result = await ensureDaemon(s.socket, s.daemon());
     expect(result).toEqual({ state: 'started', pid: expect.any(Number) });
     expect((await sendCommand(s.socket, 'pid')).toString()).toBe(String(result.pid));
-    expect(recordOf(s.records, result.pid!)).toBe('serving');
+    // The daemon writes its record once createServer resolves, which may
+    // come after it answered a first request.
+    await waitFor(() => recordOf(s.records, result.pid!) === 'serving', 10000, 'the daemon to record itself');
     if (process.platform === 'linux') expect(sessionOf(result.pid!)).toBe(result.pid);
     // Started once: the next call finds it running.
     expect(await ensureDaemon(s.socket, s.daemon())).toEqual({ state: 'running' });
@@ -178,7 +180,7 @@ describe('30 processes start one daemon at once', () => {
     expect(spawned.length).toBe(1);
     const answered = results.filter((r) => r.answeredBy === spawned[0]);
     expect(answered.length).toBe(CLIENTS);
-    expect(recordOf(s.records, spawned[0]!)).toBe('serving');
+    await waitFor(() => recordOf(s.records, spawned[0]!) === 'serving', 10000, 'the daemon to record itself');
     expect(fs.existsSync(startLockOf(s.socket))).toBe(false);
     console.log(`race: ${CLIENTS} processes on a dead path, ${spawned.length} daemon spawned, ${answered.length}/${CLIENTS} answered by it`);
     await sendCommand(s.socket, 'quit');
