@@ -1,9 +1,11 @@
 #!/usr/bin/env node
 // Checks what `npm pack` put in the tarball: exactly the compiled JS and
 // types, binding.gyp and CMakeLists.txt with the native sources they build
-// (native/test excluded), and the five committed prebuilds, byte for byte
-// the files in prebuilds/ (scripts/prebuild/targets.mjs); nothing else (no tests,
-// benchmarks, scripts, TypeScript sources, source maps, build output).
+// (native/test excluded), the five committed prebuilds, byte for byte
+// the files in prebuilds/ (scripts/prebuild/targets.mjs), and the documents
+// the README links to (LICENSE, CHANGELOG.md, CONTRIBUTING.md, the manual
+// in docs/, examples/, bench/README.md); nothing else (no tests, benchmark
+// code, scripts, TypeScript sources, source maps, build output).
 // Usage: node check-tarball.mjs <package.tgz> <repo root>
 // Prints what it found; exits 1 with the reasons if anything is off.
 import { execFileSync } from 'node:child_process';
@@ -25,6 +27,10 @@ const allowed = [
   /^package\.json$/,
   /^README\.md$/,
   /^LICENSE(\.md|\.txt)?$/,
+  /^(CHANGELOG|CONTRIBUTING)\.md$/,
+  /^docs\/[A-Za-z0-9_-]+\.md$/,
+  /^examples\/[A-Za-z0-9_/.-]+$/,
+  /^bench\/README\.md$/,
   /^binding\.gyp$/,
   /^CMakeLists\.txt$/,
   /^dist\/(cli\/)?[A-Za-z0-9_-]+\.(js|mjs|d\.ts|d\.mts)$/,
@@ -37,7 +43,7 @@ for (const e of entries) {
 
 // 2. Everything a user needs is there.
 const prebuilds = ALL_TARGETS.map((t) => `prebuilds/${t}/${ADDON_FILE}`);
-const required = ['package.json', 'README.md', 'binding.gyp', 'CMakeLists.txt', ...prebuilds];
+const required = ['package.json', 'README.md', 'LICENSE', 'CHANGELOG.md', 'CONTRIBUTING.md', 'bench/README.md', 'binding.gyp', 'CMakeLists.txt', ...prebuilds];
 // Every compiled module of lib/ with its types (index.mts gives .mjs/.d.mts).
 // lib/cli/ holds the command line tool's modules.
 const libFiles = [
@@ -52,6 +58,9 @@ for (const f of libFiles) {
 // Every tracked native source of the addon (native/test is not shipped).
 const tracked = execFileSync('git', ['ls-files', 'native'], { cwd: root, encoding: 'utf8' }).split('\n').filter(Boolean);
 for (const f of tracked) if (/^native\/(core|posix|addon|win)\//.test(f)) required.push(f);
+// The manual and the examples, as tracked.
+const documents = execFileSync('git', ['ls-files', 'docs', 'examples'], { cwd: root, encoding: 'utf8' }).split('\n').filter(Boolean);
+for (const f of documents) if (/^docs\/[^/]+\.md$/.test(f) || f.startsWith('examples/')) required.push(f);
 for (const f of required) if (!have.has(f)) problems.push(`missing from the package: ${f}`);
 // Each packed prebuild is the committed file (the one check-binaries.mjs checked).
 const sha256 = (b) => crypto.createHash('sha256').update(b).digest('hex');
@@ -83,7 +92,7 @@ for (const cond of ['import', 'require']) {
 const count = (re) => entries.filter((e) => re.test(e)).length;
 console.log(
   `tarball ${path.basename(tgz)}: ${entries.length} files: ${count(/^dist\//)} in dist/, ` +
-    `${count(/^native\//)} native sources, prebuilds (each the committed file): ` +
+    `${count(/^native\//)} native sources, ${count(/^docs\//)} pages of docs/, ${count(/^examples\//)} example files, prebuilds (each the committed file): ` +
     entries.filter((e) => e.startsWith('prebuilds/')).join(', '),
 );
 if (problems.length) {

