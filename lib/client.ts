@@ -4,7 +4,7 @@
 // exchanges in flight, and a stream's queue (with its backpressure).
 import { sendWithAutoStart, streamWithAutoStart } from './auto-start.js';
 import { clientRequestStarted, clientResponseEnded, type ClientTrace } from './diagnostics.js';
-import { abortError, codeError, normalizeNativeError, type IpcError } from './errors.js';
+import { abortError, codeError, normalizeNativeError, rethrowWithCallerStack, withCallerStack, type IpcError } from './errors.js';
 import { native, type NativeActiveState } from './native.js';
 import {
   checkPath,
@@ -51,9 +51,11 @@ native.setClientCallbacks({
   },
 });
 
+const noUnhook = (): void => {};
+
 // Wires an AbortSignal to a native exchange; returns the unhook function.
 function watchSignal(id: number, signal: AbortSignal | undefined): () => void {
-  if (signal === undefined) return () => {};
+  if (signal === undefined) return noUnhook;
   const onAbort = () => native.clientCancel(id, 'abort');
   signal.addEventListener('abort', onAbort, { once: true });
   return () => signal.removeEventListener('abort', onAbort);
@@ -91,7 +93,7 @@ function sendOnce(path: string, request: string | Uint8Array, options: ClientOpt
       },
     });
     native.clientStart(id, path, request, nativeOptions, false);
-  });
+  }).then(undefined, rethrowWithCallerStack);
 }
 
 /**
@@ -219,7 +221,7 @@ class ResponseStream implements AsyncIterableIterator<Buffer> {
         if (this.error) {
           const error = this.error;
           this.error = null;
-          throw error;
+          throw withCallerStack(error, ResponseStream.prototype.next);
         }
         return { value: undefined, done: true };
       }
@@ -284,13 +286,13 @@ export function connect(path: string, options?: ConnectOptions): Promise<IpcConn
         if (state === 'idle' && signal?.aborted) {
           // The abort's cancel is on its way to the native side: say why now.
           connection.close();
-          return Promise.reject(abortError(signal));
+          return Promise.reject(withCallerStack(abortError(signal), connection.send));
         }
         if (state !== 'idle') {
           if (endedBeforeSend !== null) {
             const reason = endedBeforeSend;
             endedBeforeSend = null;  // reported once; later calls: used
-            return Promise.reject(reason);
+            return Promise.reject(withCallerStack(reason, connection.send));
           }
           return Promise.reject(
             codeError('ERR_IPC_CONNECTION_USED', 'a connection carries exactly one request; this one is used or closed'),
@@ -300,7 +302,7 @@ export function connect(path: string, options?: ConnectOptions): Promise<IpcConn
         return new Promise<Buffer>((res, rej) => {
           sendResult = { resolve: res, reject: rej };
           native.clientSend(id, request, false);
-        });
+        }).then(undefined, rethrowWithCallerStack);
       },
       close() {
         if (state === 'closed') return;
@@ -341,7 +343,7 @@ export function connect(path: string, options?: ConnectOptions): Promise<IpcConn
       },
     });
     native.clientConnect(id, path, nativeOptions);
-  });
+  }).then(undefined, rethrowWithCallerStack);
 }
 
 /** Reports whether a server listens at `path` (Git's five states). Never rejects. */

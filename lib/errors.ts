@@ -42,3 +42,24 @@ export function normalizeNativeError(error: IpcError, signal?: AbortSignal): Ipc
   }
   return error;
 }
+
+/**
+ * Gives `error` the stack of the code running now. The addon makes its
+ * errors on its own callbacks, where no frame of the caller is on the
+ * stack; taken again where the caller's promise chain resumes, the stack
+ * shows the caller (`at async main (file:line)`). `above`: our own frames
+ * from this function up are left out.
+ */
+export function withCallerStack<E>(error: E, above: (...args: never[]) => unknown = withCallerStack): E {
+  if (error instanceof Error) Error.captureStackTrace(error, above);
+  return error;
+}
+
+/**
+ * A rejection handler: `promise.then(undefined, rethrowWithCallerStack)`
+ * runs it in the caller's promise chain, so the error's stack gets the
+ * caller's asynchronous frames. A settled-promise reaction on success.
+ */
+export function rethrowWithCallerStack(error: unknown): never {
+  throw withCallerStack(error, rethrowWithCallerStack);
+}

@@ -6,7 +6,7 @@ import { EventEmitter } from 'node:events';
 import * as nodePath from 'node:path';
 
 import { countResponse, serverRequestStarted, serverResponseEnded, traceHandler, type ServerTrace } from './diagnostics.js';
-import { argError, codeError, type IpcError } from './errors.js';
+import { argError, codeError, rethrowWithCallerStack, type IpcError } from './errors.js';
 import { native, ReplyFlags, ReplyOutcome, type NativeServer, type NativeStopReason } from './native.js';
 import {
   checkInteger,
@@ -473,6 +473,6 @@ export function createServer(path: string, handler: Handler, options?: ServerOpt
   // after its directory is checked); resolving it here would change it.
   const replace = checkReplaceOption(options?.replace, options?.listenFd);
   const server = constructServer(process.platform === 'win32' ? path : nodePath.resolve(path), handler, options);
-  if (replace !== null) return replaceRunningServer(server.path, replace, () => server._start()).then(() => server);
-  return server._start().then(() => server);
+  const started = replace !== null ? replaceRunningServer(server.path, replace, () => server._start()) : server._start();
+  return started.then(() => server, rethrowWithCallerStack);
 }

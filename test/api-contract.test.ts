@@ -168,3 +168,65 @@ describe('the types', () => {
     expect(result).toBe('');
   });
 });
+
+describe("a rejected call's error shows its caller", () => {
+  // Each function awaits one call that fails; its error's stack must name
+  // it as an async frame in this file.
+  async function sendToNobody(p: string) {
+    await sendCommand(p, 'x');
+  }
+  async function sendTooSlowly(p: string) {
+    await sendCommand(p, 'x', { timeoutMs: 50 });
+  }
+  async function sendAndAbort(p: string) {
+    const controller = new AbortController();
+    const sent = sendCommand(p, 'x', { signal: controller.signal });
+    setImmediate(() => controller.abort());
+    await sent;
+  }
+  async function streamFromNobody(p: string) {
+    for await (const chunk of streamCommand(p, 'x')) void chunk;
+  }
+  async function connectToNobody(p: string) {
+    await connect(p);
+  }
+  async function sendOnConnection(p: string) {
+    const connection = await connect(p, { timeoutMs: 50 });
+    await connection.send('x');
+  }
+  async function listenTwice(p: string) {
+    await createServer(p, () => 'x');
+  }
+  async function startFailingDaemon(p: string) {
+    await ensureDaemon(p, { command: process.execPath, args: ['-e', 'process.exit(3)'] });
+  }
+  async function sendWithFailingAutoStart(p: string) {
+    await sendCommand(p, 'x', { autoStart: { command: process.execPath, args: ['-e', 'process.exit(3)'] } });
+  }
+
+  const cases: Array<[(p: string) => Promise<void>, 'nobody' | 'hanging', string]> = [
+    [sendToNobody, 'nobody', 'ENOENT'],
+    [sendTooSlowly, 'hanging', 'ERR_IPC_TIMEOUT'],
+    [sendAndAbort, 'hanging', 'ABORT_ERR'],
+    [streamFromNobody, 'nobody', 'ENOENT'],
+    [connectToNobody, 'nobody', 'ENOENT'],
+    [sendOnConnection, 'hanging', 'ERR_IPC_TIMEOUT'],
+    [listenTwice, 'hanging', 'EADDRINUSE'],
+    [startFailingDaemon, 'nobody', 'ERR_IPC_DAEMON_EXITED'],
+    [sendWithFailingAutoStart, 'nobody', 'ERR_IPC_DAEMON_EXITED'],
+  ];
+  test.each(cases)('%o', async (caller, server, code) => {
+    const p = socketPath();
+    if (server === 'hanging') {
+      const hanging = await createServer(p, () => new Promise(() => {}));
+      onCleanup(() => hanging.close({ timeoutMs: 0 }));
+    }
+    const error = await caller(p).then(
+      () => null,
+      (e: IpcError) => e,
+    );
+    expect(error?.code).toBe(code);
+    // Vitest's source maps print an async frame without its "async ".
+    expect(error!.stack).toMatch(new RegExp(`\\n +at (async )?${caller.name} \\(.*api-contract\\.test\\.ts:\\d+:\\d+\\)`));
+  });
+});
