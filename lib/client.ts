@@ -5,7 +5,7 @@
 import { sendWithAutoStart, streamWithAutoStart } from './auto-start.js';
 import { clientRequestStarted, clientResponseEnded, type ClientTrace } from './diagnostics.js';
 import { abortError, codeError, normalizeNativeError, rethrowWithCallerStack, withCallerStack, type IpcError } from './errors.js';
-import { native, type NativeActiveState } from './native.js';
+import { native, type NativeActiveState, type NativeClientOptions } from './native.js';
 import {
   checkPath,
   checkRequest,
@@ -69,14 +69,21 @@ function watchSignal(id: number, signal: AbortSignal | undefined): () => void {
 export function sendCommand(path: string, request: string | Uint8Array, options?: ClientOptions): Promise<Buffer> {
   checkPath(path);
   checkRequest(request);
-  normalizeClientOptions(options, ClientCall.Async);
-  if (options?.autoStart !== undefined) return sendWithAutoStart((p, r, o) => sendOnce(p, r, o, false), path, request, options);
-  return sendOnce(path, request, options, true);
+  const nativeOptions = normalizeClientOptions(options, ClientCall.Async);
+  if (options?.autoStart !== undefined) {
+    return sendWithAutoStart((p, r, o) => sendOnce(p, r, o, normalizeClientOptions(o, ClientCall.Async), false), path, request, options);
+  }
+  return sendOnce(path, request, options, nativeOptions, true);
 }
 
 /** One exchange; `traced: false` when autoStart traces the whole call. */
-function sendOnce(path: string, request: string | Uint8Array, options: ClientOptions | undefined, traced: boolean): Promise<Buffer> {
-  const nativeOptions = normalizeClientOptions(options, ClientCall.Async);
+function sendOnce(
+  path: string,
+  request: string | Uint8Array,
+  options: ClientOptions | undefined,
+  nativeOptions: NativeClientOptions,
+  traced: boolean,
+): Promise<Buffer> {
   const signal = checkSignal(options?.signal);
   if (signal?.aborted) return Promise.reject(abortError(signal));
   const trace = traced ? clientRequestStarted(path, request, 'send') : null;
