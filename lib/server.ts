@@ -231,6 +231,11 @@ export class IpcServer extends EventEmitter<IpcServerEvents> {
   private resolveClosed!: (reason: CloseReason) => void;
   private stopped = false;
   private handlerErrors = 0;
+  /** allowPeer decisions still awaited, by connection, with the timer that bounds each. */
+  private readonly peerChecks = new Map<number, NodeJS.Timeout | undefined>();
+  /** How long an allowPeer decision may take (requestTimeoutMs); 0: no limit. */
+  private readonly peerCheckTimeoutMs: number;
+  private peerCheckTimeouts = 0;
   private startedAt = 0;
   private stoppedAt = 0;
 
@@ -244,27 +249,12 @@ export class IpcServer extends EventEmitter<IpcServerEvents> {
     this.handler = handler;
     const normalized = normalizeServerOptions(path, options);
     this.closeTimeoutMs = normalized.closeTimeoutMs;
+    this.peerCheckTimeoutMs = normalized.native.requestTimeoutMs;
     const allowPeer = normalized.allowPeer;
     this.closed = new Promise<CloseReason>((resolve) => (this.resolveClosed = resolve));
     this.nativeServer = new native.NativeServer(normalized.native, {
       onRequests: (batch) => this.onRequests(batch),
-      onPeerCheck: (id, peer) => {
-        let verdict: boolean | Promise<boolean>;
-        try {
-          verdict = allowPeer!(toPeer(peer));
-        } catch (error) {
-          this.nativeServer.allowPeer(id, false);
-          this.reportHandlerError(error, Buffer.alloc(0), toPeer(peer));
-          return;
-        }
-        Promise.resolve(verdict).then(
-          (ok) => this.nativeServer.allowPeer(id, ok === true),
-          (error: unknown) => {
-            this.nativeServer.allowPeer(id, false);
-            this.reportHandlerError(error, Buffer.alloc(0), toPeer(peer));
-          },
-        );
-      },
+      onPeerCheck: (id, peer) => this.checkPeer(allowPeer!, id, toPeer(peer)),
       onWritten: (id, tokens) => {
         if (this.pinned.size > 0) for (const token of tokens) this.pinned.delete(token);
         this.conversations.get(id)?.written(tokens);
@@ -290,6 +280,8 @@ export class IpcServer extends EventEmitter<IpcServerEvents> {
           conversation.settle(codeError('ERR_IPC_SERVER_CLOSED', 'server is closed'));
         }
         this.conversations.clear();
+        for (const timer of this.peerChecks.values()) clearTimeout(timer);
+        this.peerChecks.clear();
         this.pinned.clear(); // every native thread has ended
         this.resolveClosed(reason);
         this.emit('close', reason);
@@ -314,6 +306,61 @@ export class IpcServer extends EventEmitter<IpcServerEvents> {
   _nextToken(): number {
     this.token = this.token >= Number.MAX_SAFE_INTEGER ? 1 : this.token + 1;
     return this.token;
+  }
+
+  // allowPeer runs on the JS thread; the connection waits, its request
+  // clock paused, until the verdict. A verdict that is not a promise is
+  // applied at once. A promise is given requestTimeoutMs from now (from
+  // when the JS thread asks, so a busy JS thread costs clients nothing):
+  // past it the connection is dropped with a clientError, so a verdict
+  // that never comes cannot pin connections until maxConnections refuses
+  // everyone.
+  private checkPeer(allowPeer: (peer: PeerInfo) => unknown, id: number, peer: PeerInfo): void {
+    let verdict: unknown;
+    try {
+      verdict = allowPeer(peer);
+    } catch (error) {
+      this.nativeServer.allowPeer(id, false);
+      this.reportHandlerError(error, Buffer.alloc(0), peer);
+      return;
+    }
+    if (verdict === null || typeof verdict !== 'object' || typeof (verdict as PromiseLike<unknown>).then !== 'function') {
+      this.nativeServer.allowPeer(id, verdict === true);
+      return;
+    }
+    const limit = this.peerCheckTimeoutMs;
+    const timer = limit > 0 ? setTimeout(() => this.peerCheckExpired(id, peer), limit).unref() : undefined;
+    this.peerChecks.set(id, timer);
+    Promise.resolve(verdict as PromiseLike<unknown>).then(
+      (ok) => this.peerDecided(id, ok === true),
+      (error: unknown) => {
+        this.peerDecided(id, false);
+        this.reportHandlerError(error, Buffer.alloc(0), peer);
+      },
+    );
+  }
+
+  private peerDecided(id: number, allowed: boolean): void {
+    if (!this.peerChecks.has(id)) return; // too late: already dropped, or the server stopped
+    clearTimeout(this.peerChecks.get(id));
+    this.peerChecks.delete(id);
+    this.nativeServer.allowPeer(id, allowed);
+  }
+
+  private peerCheckExpired(id: number, peer: PeerInfo): void {
+    // One more turn of the event loop first: a verdict whose I/O finished
+    // while the JS thread was busy is delivered in the poll phase, which
+    // this timer's phase precedes.
+    setImmediate(() => {
+      if (!this.peerChecks.has(id)) return;
+      this.peerChecks.delete(id);
+      this.nativeServer.allowPeer(id, false);
+      this.peerCheckTimeouts++;
+      if (this.listenerCount('clientError') > 0) {
+        const error = codeError('ERR_IPC_ALLOW_PEER_TIMEOUT', `allowPeer did not decide within requestTimeoutMs (${this.peerCheckTimeoutMs} ms)`);
+        this.emit('clientError', error, peer);
+      }
+    });
   }
 
   private onRequests(batch: unknown[]): void {
@@ -433,7 +480,7 @@ export class IpcServer extends EventEmitter<IpcServerEvents> {
       dropped: {
         protocol: s.droppedProtocol,
         tooLarge: s.droppedTooLarge,
-        timeout: s.droppedTimeout,
+        timeout: s.droppedTimeout + this.peerCheckTimeouts,
         tooManyConnections: s.droppedTooManyConnections,
       },
       bytesIn: s.bytesIn,

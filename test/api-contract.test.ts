@@ -6,7 +6,7 @@ import { execFile } from 'node:child_process';
 import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { promisify } from 'node:util';
-import { describe, expect, test } from 'vitest';
+import { describe, expect, test, vi } from 'vitest';
 
 import { connect, createServer, ensureDaemon, IpcServer, sendCommand, sendCommandSync, streamCommand, type IpcError } from '../dist/index.js';
 import { fdCount, onCleanup, repoRoot, socketPath, tempDir, threadCount } from './helpers';
@@ -228,5 +228,84 @@ describe("a rejected call's error shows its caller", () => {
     expect(error?.code).toBe(code);
     // Vitest's source maps print an async frame without its "async ".
     expect(error!.stack).toMatch(new RegExp(`\\n +at (async )?${caller.name} \\(.*api-contract\\.test\\.ts:\\d+:\\d+\\)`));
+  });
+});
+
+describe('allowPeer has requestTimeoutMs to decide', () => {
+  test('20 clients of a never-settling allowPeer get a coded error within the bound + 1 s; the server serves the next one', async () => {
+    const BOUND = 1000;
+    const p = socketPath();
+    let asked = 0;
+    const server = await createServer(p, () => 'pong', {
+      requestTimeoutMs: BOUND,
+      allowPeer: () => (++asked <= 20 ? new Promise<boolean>(() => {}) : true),
+    });
+    let closed = false;
+    onCleanup(() => (closed ? undefined : server.close({ timeoutMs: 0 })));
+    const clientErrors: Array<{ code: string; pid: number | null }> = [];
+    server.on('clientError', (error, peer) => clientErrors.push({ code: error.code, pid: peer.pid }));
+
+    const outcomes = Array.from({ length: 20 }, () => {
+      const start = Date.now();
+      // Its own limit only ends a test that would otherwise hang.
+      return sendCommand(p, 'ping', { timeoutMs: BOUND + 3000 }).then(
+        () => ({ code: 'answered', ms: Date.now() - start }),
+        (error: IpcError) => ({ code: error.code, ms: Date.now() - start }),
+      );
+    });
+    // While those wait for their verdict, the server serves another.
+    await vi.waitFor(() => expect(asked).toBe(20), { timeout: 10000, interval: 10 });
+    expect(server.stats().connections.awaitingAllowPeer).toBe(20);
+    expect((await sendCommand(p, 'ping')).toString()).toBe('pong');
+
+    const results = await Promise.all(outcomes);
+    for (const r of results) {
+      expect(r.code).toMatch(/^(ERR_IPC_INCOMPLETE_RESPONSE|ECONNRESET)$/);
+      expect(r.ms).toBeLessThan(BOUND + 1000);
+    }
+    await vi.waitFor(() => expect(clientErrors).toHaveLength(20), { timeout: 5000, interval: 10 });
+    expect(new Set(clientErrors.map((e) => e.code))).toEqual(new Set(['ERR_IPC_ALLOW_PEER_TIMEOUT']));
+    expect(clientErrors.every((e) => e.pid === process.pid)).toBe(true);
+    expect(server.stats().connections.awaitingAllowPeer).toBe(0);
+    expect(server.stats().dropped.timeout).toBe(20);
+    expect((await sendCommand(p, 'ping')).toString()).toBe('pong');
+
+    const closeStart = Date.now();
+    await server.close();
+    closed = true;
+    expect(Date.now() - closeStart).toBeLessThan(1000);
+  });
+
+  test('close() while verdicts are pending is prompt, and emits no clientError for them', async () => {
+    const p = socketPath();
+    let asked = 0;
+    const server = await createServer(p, () => 'pong', {
+      allowPeer: () => {
+        asked++;
+        return new Promise<boolean>(() => {});
+      },
+    });
+    const clientErrors: string[] = [];
+    server.on('clientError', (error) => clientErrors.push(error.code));
+    const outcomes = Array.from({ length: 5 }, () => sendCommand(p, 'ping').then(() => 'answered', (e: IpcError) => e.code));
+    await vi.waitFor(() => expect(asked).toBe(5), { timeout: 10000, interval: 10 });
+    const closeStart = Date.now();
+    await server.close();
+    expect(Date.now() - closeStart).toBeLessThan(1000);
+    expect((await Promise.all(outcomes)).every((code) => code !== 'answered')).toBe(true);
+    expect(clientErrors).toEqual([]);
+  });
+
+  test('a verdict that is not a promise applies at once, and one that comes in time admits the client', async () => {
+    const p = socketPath();
+    let n = 0;
+    const server = await createServer(p, () => 'pong', {
+      requestTimeoutMs: 5000,
+      allowPeer: () => (++n % 2 === 0 ? true : new Promise<boolean>((resolve) => setTimeout(() => resolve(true), 50))),
+    });
+    onCleanup(() => server.close({ timeoutMs: 0 }));
+    const answers = await Promise.all(Array.from({ length: 6 }, () => sendCommand(p, 'ping')));
+    expect(answers.map(String)).toEqual(Array(6).fill('pong'));
+    expect(server.stats().dropped.timeout).toBe(0);
   });
 });
