@@ -11,6 +11,7 @@ export const {
   streamCommand,
   createServer,
   ensureDaemon,
+  defaultSocketPath,
   systemdListenFd,
   systemdListenFds,
   MAX_PACKET_PAYLOAD,

@@ -9,6 +9,7 @@ export type { AutoStartReport, ClientRequestMessage, ClientResponseMessage, Serv
 export type { InheritedSocket } from './systemd.js';
 export type { IpcError } from './errors.js';
 export { ensureDaemon } from './daemon.js';
+export { defaultSocketPath } from './socket-path.js';
 export type { AutoStartOptions, DaemonStartError, EnsureDaemonOptions, EnsureDaemonResult } from './daemon.js';
 import { native } from './native.js';
 /** Largest payload of one pkt-line packet (65516 bytes). */

@@ -102,6 +102,14 @@ export interface ServerOptions {
    * stops listening, then start. `true` uses the defaults.
    */
   replace?: boolean | ReplaceOptions;
+  /**
+   * Close gracefully (within `closeTimeoutMs`, removing the socket file) on
+   * SIGINT, SIGTERM and SIGHUP (`true`), or on the signals listed; then the
+   * process ends by that signal, as without a handler, unless another
+   * listener for it remains. A second signal drops what still runs.
+   * Default false.
+   */
+  closeOnSignals?: boolean | readonly ('SIGINT' | 'SIGTERM' | 'SIGHUP')[];
 }
 
 export interface ReplaceOptions {
@@ -218,6 +226,7 @@ const SERVER_OPTION_NAMES: OptionNames<ServerOptions> = {
   pipeAccess: true,
   listenFd: true,
   replace: true,
+  closeOnSignals: true,
 };
 
 export const AUTO_START_OPTION_NAMES: OptionNames<AutoStartOptions> = {

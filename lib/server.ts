@@ -19,6 +19,7 @@ import {
   type ServerOptions,
 } from './options.js';
 import { checkReplaceOption, replaceRunningServer } from './replace.js';
+import { checkCloseOnSignals, registerForSignals, unregisterForSignals, type CloseSignal } from './signals.js';
 
 /** Return this from a handler to answer with an empty response and shut the server down (Git's "quit"). */
 export const QUIT: unique symbol = Symbol.for('simple-ipc.quit') as typeof QUIT;
@@ -226,6 +227,7 @@ export class IpcServer extends EventEmitter<IpcServerEvents> {
   private readonly conversations = new Map<number, Conversation>();
   private readonly handler: Handler;
   private readonly closeTimeoutMs: number;
+  private readonly closeSignals: readonly CloseSignal[];
   private token = 0;
   private readonly pinned = new Map<number, Uint8Array>();
   private resolveClosed!: (reason: CloseReason) => void;
@@ -250,6 +252,7 @@ export class IpcServer extends EventEmitter<IpcServerEvents> {
     const normalized = normalizeServerOptions(path, options);
     this.closeTimeoutMs = normalized.closeTimeoutMs;
     this.peerCheckTimeoutMs = normalized.native.requestTimeoutMs;
+    this.closeSignals = checkCloseOnSignals(options?.closeOnSignals);
     const allowPeer = normalized.allowPeer;
     this.closed = new Promise<CloseReason>((resolve) => (this.resolveClosed = resolve));
     this.nativeServer = new native.NativeServer(normalized.native, {
@@ -283,6 +286,7 @@ export class IpcServer extends EventEmitter<IpcServerEvents> {
         for (const timer of this.peerChecks.values()) clearTimeout(timer);
         this.peerChecks.clear();
         this.pinned.clear(); // every native thread has ended
+        unregisterForSignals(this);
         this.resolveClosed(reason);
         this.emit('close', reason);
       },
@@ -293,7 +297,9 @@ export class IpcServer extends EventEmitter<IpcServerEvents> {
   _start(): Promise<void> {
     return this.nativeServer.start().then(() => {
       this.startedAt = Date.now();
-      if (!this.stopped) trackRunning(this.nativeServer);
+      if (this.stopped) return;
+      trackRunning(this.nativeServer);
+      registerForSignals(this, this.closeSignals);
     });
   }
 

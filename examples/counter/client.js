@@ -3,11 +3,12 @@
 // runs (autoStart), so that users never start it themselves.
 //
 //   node client.js incr <name> | get <name> | stats | quit
-const os = require('node:os');
 const path = require('node:path');
-const { sendCommand } = require('simple-ipc');
+const { defaultSocketPath, sendCommand } = require('simple-ipc');
 
-const socketPath = process.env.COUNTER_SOCKET || path.join(os.tmpdir(), `counter-${process.getuid?.() ?? 'user'}.ipc`);
+// Default: a place private to this user ($XDG_RUNTIME_DIR/counter.ipc, or a
+// 0700 directory of ours under the temporary directory).
+const socketPath = process.env.COUNTER_SOCKET || defaultSocketPath('counter');
 
 async function main() {
   const request = process.argv.slice(2).join(' ');

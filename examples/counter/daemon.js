@@ -5,18 +5,19 @@
 //
 //   node daemon.js [--replace]
 //
-// Socket: $COUNTER_SOCKET, default <tmpdir>/counter-<uid>.ipc.
+// Socket: $COUNTER_SOCKET, default defaultSocketPath('counter').
+// SIGINT, SIGTERM, SIGHUP: closes gracefully, removing the socket file.
 // Requests: "incr <name>" -> the new value; "get <name>" -> the value;
 // "stats" -> JSON (with the server's own counters); "quit" -> stops.
 // Exits by itself once no client connected for $COUNTER_IDLE_MS (default
 // 600000).
 // Under systemd (counter.socket) it serves the socket systemd passes.
 // --replace: takes over from a running daemon (an upgrade).
-const os = require('node:os');
-const path = require('node:path');
-const { createServer, systemdListenFd, QUIT } = require('simple-ipc');
+const { createServer, defaultSocketPath, systemdListenFd, QUIT } = require('simple-ipc');
 
-const socketPath = process.env.COUNTER_SOCKET || path.join(os.tmpdir(), `counter-${process.getuid?.() ?? 'user'}.ipc`);
+// Default: a place private to this user ($XDG_RUNTIME_DIR/counter.ipc, or a
+// 0700 directory of ours under the temporary directory).
+const socketPath = process.env.COUNTER_SOCKET || defaultSocketPath('counter');
 const idleMs = Number(process.env.COUNTER_IDLE_MS || 600000);
 const counters = new Map();
 let server;
@@ -46,6 +47,7 @@ async function main() {
       listenFd: systemdListenFd(),
       replace: process.argv.includes('--replace'),
       idleTimeoutMs: idleMs,
+      closeOnSignals: true,
     });
   } catch (error) {
     // Started twice at once: the other daemon serves. Nothing to do.
@@ -53,7 +55,6 @@ async function main() {
     throw error;
   }
   console.log(`counter daemon ${process.pid} serving ${socketPath}`);
-  for (const signal of ['SIGINT', 'SIGTERM']) process.once(signal, () => void server.close());
   console.log(`counter daemon ${process.pid} stopped (${await server.closed})`);
 }
 
