@@ -15,6 +15,7 @@ import * as fs from 'node:fs';
 import { abortError, argError, codeError, type IpcError } from './errors.js';
 import { native, type NativeActiveState } from './native.js';
 import { checkInteger, checkOptionNames, checkPath, checkSignal, ENSURE_DAEMON_OPTION_NAMES, type EnsureDaemonOptions } from './options.js';
+import { openOwnFileForAppend, openOwnFileForReading } from './safe-files.js';
 import { processAlive, tryStartLock, type StartLock } from './start-lock.js';
 
 export type { AutoStartOptions, EnsureDaemonOptions } from './options.js';
@@ -32,6 +33,7 @@ export interface EnsureDaemonResult {
  * - `ERR_IPC_DAEMON_EXITED`: it exited before the path listened (`err.exitCode`, `err.signal`).
  * - `ERR_IPC_DAEMON_TIMEOUT`: `maxWaitMs` ran out (the daemon is left running: it may still come up).
  * - `ERR_IPC_DAEMON_PATH`: the path can never listen (`invalid-path`, or not a socket: `other-error`).
+ * - `ERR_IPC_UNSAFE_FILE`: `logFile` is not a regular file of this user (a symlink, a FIFO, another user's file); nothing was started.
  * With a `logFile`, `err.logTail` holds its last lines and the message ends with them.
  */
 export interface DaemonStartError extends IpcError {
@@ -86,7 +88,7 @@ export function checkDaemonOptions(options: unknown, name = 'options', known: Re
 function readLogTail(logFile: string | undefined): string {
   if (logFile === undefined) return '';
   try {
-    const fd = fs.openSync(logFile, 'r');
+    const fd = openOwnFileForReading(logFile);
     try {
       const size = fs.fstatSync(fd).size;
       const length = Math.min(size, LOG_TAIL_BYTES);
@@ -115,12 +117,16 @@ function spawnFailed(cause: unknown, options: CheckedDaemonOptions): DaemonStart
   return Object.assign(startError('ERR_IPC_DAEMON_SPAWN_FAILED', `${reason} (could not start ${options.command})`, options), { cause });
 }
 
-/** Opens the log for appending; its failure names the log, not only the errno. */
+/**
+ * Opens the log for appending (a regular file of ours, created 0600:
+ * lib/safe-files.ts); its failure names the log, not only the errno.
+ */
 function openLog(logFile: string): number {
   try {
-    return fs.openSync(logFile, 'a');
+    return openOwnFileForAppend(logFile);
   } catch (error) {
     const e = error as NodeJS.ErrnoException;
+    if (e.code === 'ERR_IPC_UNSAFE_FILE') throw e; // not ours to write: reported as such
     throw Object.assign(new Error(`cannot open the daemon's logFile '${logFile}': ${e.code ?? e.message}`), { code: e.code, cause: e });
   }
 }
@@ -273,6 +279,7 @@ async function startHoldingLock(path: string, checked: CheckedDaemonOptions, wai
     try {
       child = spawnDetached(checked);
     } catch (cause) {
+      if ((cause as IpcError).code === 'ERR_IPC_UNSAFE_FILE') throw cause; // the log file: not ours to write
       throw spawnFailed(cause, checked);
     }
     if (child.pid !== undefined) lock?.handOver(child.pid);

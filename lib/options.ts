@@ -32,7 +32,7 @@ export interface AutoStartOptions {
   cwd?: string;
   /** Its environment. Default: the caller's. */
   env?: NodeJS.ProcessEnv;
-  /** Where its stdout and stderr go (appended). Default: nowhere (`/dev/null`). */
+  /** Where its stdout and stderr go (appended; created 0600; must be a regular file of this user, else ERR_IPC_UNSAFE_FILE). Default: nowhere (`/dev/null`). */
   logFile?: string;
   /** How long to wait for the path to listen, in ms. Default 30000. */
   maxWaitMs?: number;

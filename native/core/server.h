@@ -41,7 +41,7 @@ struct ServerOptions {
   uint32_t max_connections = 1024;        // open connections
   uint32_t quit_grace_ms = 0;             // how long a quit lets conversations finish
   uint32_t idle_timeout_ms = 0;           // stop after this long without connections; 0: never
-  int socket_mode = -1;                   // POSIX: chmod before listen; -1: umask
+  int socket_mode = -1;                   // POSIX: set before anyone can connect; -1: umask
   PipeAccess pipe_access = PipeAccess::kCurrentUser;  // Windows only
   std::string sddl;                       // Windows, with kSddl
   bool check_peer = false;                // ask the delegate before reading
@@ -49,8 +49,8 @@ struct ServerOptions {
   // at `path` (socket activation); -1: create it. docs/design.md#inherited-listeners
   int listen_fd = -1;
   // POSIX: take the path over from a live server (the `replace` option):
-  // no live-server probe; bind under a temporary name, then rename it over
-  // the path. docs/design.md#replace
+  // no live-server probe; bind in a private directory beside the path,
+  // then rename it over the path. docs/design.md#replace
   bool take_over = false;
 };
 

@@ -8,7 +8,10 @@
 //  - a lock naming a live pid is never stale, however old (its holder may
 //    be stopped in a debugger; we never take a live process's lock);
 //  - a lock without a pid (Git's, or ours caught between create and
-//    write) is stale once it is older than kEmptyLockStaleMs.
+//    write) is stale once it is older than kEmptyLockStaleMs;
+//  - a lock that is not a regular file of this user (a FIFO, another
+//    user's file) is never stale: what is not ours is never removed
+//    (docs/security.md#files-beside-the-socket).
 #pragma once
 
 #include <cstddef>
@@ -22,6 +25,7 @@ constexpr int64_t kEmptyLockStaleMs = 5000;
 struct LockFileInfo {
   std::string content;   // the first bytes of the file
   int64_t age_ms = 0;    // now - the file's modification time
+  bool ours = true;      // a regular file owned by this process's user
 };
 
 // The pid written in a lock file ("1234\n"), or -1 when there is none.
@@ -30,6 +34,7 @@ int64_t LockOwnerPid(const std::string& content);
 // `pid_alive` answers whether a process exists (kill(pid, 0) on POSIX).
 template <typename PidAlive>
 bool LockIsStale(const LockFileInfo& lock, PidAlive&& pid_alive) {
+  if (!lock.ours) return false;
   int64_t pid = LockOwnerPid(lock.content);
   if (pid > 0) return !pid_alive(pid);
   return lock.age_ms >= kEmptyLockStaleMs;

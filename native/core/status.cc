@@ -91,6 +91,10 @@ LibInfo LibCodeInfo(int code) {
       return {"ERR_IPC_PEER_REFUSED", "peer refused by allowPeer"};
     case LibCode::kWriteStalled:
       return {"ERR_IPC_WRITE_STALLED", "client stopped reading its response"};
+    case LibCode::kUnsafeFile:
+      return {"ERR_IPC_UNSAFE_FILE", "not a regular file of this user; left as it is"};
+    case LibCode::kBufferFull:
+      return {"ERR_IPC_BUFFER_FULL", "incomplete requests hold maxBufferedRequestBytes"};
   }
   return {"ERR_IPC_UNKNOWN", "unknown error"};
 }

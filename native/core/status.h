@@ -24,6 +24,8 @@ enum class LibCode : int {
   kTooManyConnections = 100010,  // over maxConnections
   kPeerRefused = 100011,         // rejected by allowPeer
   kWriteStalled = 100012,        // client stopped reading its response
+  kUnsafeFile = 100013,          // a file beside the socket is not a regular file of ours
+  kBufferFull = 100014,          // incomplete requests hold maxBufferedRequestBytes
 };
 
 struct Status {

@@ -22,13 +22,17 @@ struct Listener {
   bool owns_path = true;
 };
 
-// Takes `<path>.lock` (taking over a stale one), refuses a live server's
-// path (EADDRINUSE) and anything that is not a socket, replaces a stale
-// socket, binds, applies the socket mode, listens (non-blocking), and
-// releases the lock. Blocking for up to about 100 ms; not the JS thread.
+// Takes `<path>.lock` (taking over a stale one of ours; another user's,
+// or anything but a regular file, is left alone: ERR_IPC_UNSAFE_FILE),
+// refuses a live server's path (EADDRINUSE) and anything that is not a
+// socket, replaces a stale socket, binds, listens (non-blocking), and
+// releases the lock. With a socket mode, the socket is bound, given its
+// mode and made to listen in a private directory beside the path first,
+// then linked to the path (docs/security.md#the-socket-file). Blocking
+// for up to about 100 ms; not the JS thread.
 // With options.listen_fd: adopts that inherited socket instead (nothing
-// else). With options.take_over: no live-server probe; binds under
-// `<path>.new` and renames it over the path once it listens.
+// else). With options.take_over: no live-server probe; the socket is
+// staged the same way and renamed over the path once it listens.
 Status OpenListener(const ServerOptions& options, Listener* out);
 
 // True when the file at `path` is no longer the socket we bound (removed,

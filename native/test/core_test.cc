@@ -9,6 +9,7 @@
 
 #include "../core/output_queue.h"
 #include "../core/pkt_line.h"
+#include "../core/stale_lock.h"
 #include "../core/status.h"
 #include "../core/stream_flow.h"
 #include "test_util.h"
@@ -106,6 +107,28 @@ std::string Packet(const std::string& payload) {
   char header[5];
   std::snprintf(header, sizeof(header), "%04x", static_cast<unsigned>(payload.size() + 4));
   return std::string(header) + payload;
+}
+
+// docs/protocol.md#the-lock-file, docs/security.md#files-beside-the-socket
+TEST(stale_lock_rule) {
+  auto dead = [](int64_t) { return false; };
+  auto alive = [](int64_t) { return true; };
+  sipc::LockFileInfo lock;
+  lock.content = "1234\n";
+  CHECK(sipc::LockIsStale(lock, dead));
+  CHECK(!sipc::LockIsStale(lock, alive));
+  lock.content = "";
+  lock.age_ms = sipc::kEmptyLockStaleMs - 1;
+  CHECK(!sipc::LockIsStale(lock, dead));
+  lock.age_ms = sipc::kEmptyLockStaleMs;
+  CHECK(sipc::LockIsStale(lock, dead));
+  // Not a regular file of ours: never stale, whatever it holds.
+  lock.ours = false;
+  CHECK(!sipc::LockIsStale(lock, dead));
+  lock.content = "1234\n";
+  CHECK(!sipc::LockIsStale(lock, dead));
+  CHECK_EQ(sipc::LockOwnerPid("12x"), int64_t{-1});
+  CHECK_EQ(sipc::LockOwnerPid("77\n"), int64_t{77});
 }
 
 }  // namespace

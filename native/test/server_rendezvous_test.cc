@@ -20,6 +20,63 @@ TEST(socket_mode_is_applied_and_umask_untouched) {
   umask(old);
 }
 
+// The socket is staged in a private directory and linked to the path with
+// its mode (docs/security.md#the-socket-file): exact whatever the umask,
+// and nothing is left beside the path.
+TEST(socket_mode_is_exact_under_any_umask_and_leaves_nothing_beside) {
+  for (mode_t mask : {mode_t{0}, mode_t{077}}) {
+    mode_t old = umask(mask);
+    {
+      ServerOptions options;
+      options.socket_mode = 0666;
+      Harness h(options);
+      REQUIRE(h.start_status.ok());
+      umask(old);
+      struct stat sb;
+      REQUIRE(lstat(h.path.c_str(), &sb) == 0);
+      CHECK(S_ISSOCK(sb.st_mode));
+      CHECK_EQ(sb.st_mode & 07777, mode_t{0666});
+      CHECK_EQ(sb.st_nlink, nlink_t{1});
+      std::string response;
+      CHECK(Send(h.path, "ping", &response).status.ok());
+      std::vector<std::string> entries = ListDir(h.dir);
+      CHECK_EQ(entries.size(), size_t{1});
+      CHECK(!entries.empty() && entries[0] == "s.ipc");
+    }
+    umask(old);
+  }
+}
+
+// `replace` stages the same way: `<path>.new` is never used, whoever's it is.
+TEST(take_over_leaves_a_file_at_path_new_alone) {
+  Harness h;
+  REQUIRE(h.start_status.ok());
+  std::string planted = h.path + ".new";
+  int fd = open(planted.c_str(), O_WRONLY | O_CREAT, 0600);
+  REQUIRE(fd >= 0);
+  REQUIRE(write(fd, "data", 4) == 4);
+  close(fd);
+  TestDelegate second;
+  std::unique_ptr<Server> server2;
+  ServerOptions options;
+  options.path = h.path;
+  options.take_over = true;
+  options.socket_mode = 0600;
+  Status st = StartServer(options, &second, &server2);
+  REQUIRE(st.ok());
+  second.SetServer(server2.get());
+  struct stat sb;
+  CHECK(lstat(planted.c_str(), &sb) == 0 && S_ISREG(sb.st_mode) && sb.st_size == 4);
+  CHECK(lstat(h.path.c_str(), &sb) == 0 && (sb.st_mode & 07777) == 0600);
+  CHECK_EQ(ListDir(h.dir).size(), size_t{2});  // the socket and the planted file
+  std::string response;
+  CHECK(Send(h.path, "ping", &response).status.ok());
+  server2->Stop(0);
+  CHECK(second.WaitStopped());
+  server2->Join();
+  second.StopResponder();
+}
+
 TEST(long_socket_path_beyond_sun_path) {
   std::string name(60, 'n');
   std::string dir = MakeTempDir();
@@ -209,6 +266,58 @@ TEST(old_empty_lock_is_taken_over_but_a_fresh_one_is_not) {
     CHECK(lstat(lock.c_str(), &sb) == 0);  // left alone
     delegate.StopResponder();
   }
+  RemoveTree(dir);
+}
+
+// Neither a FIFO (which would block an open) nor a symlink at the lock is
+// opened as a lock; both are left alone with ERR_IPC_UNSAFE_FILE.
+TEST(fifo_or_symlink_lock_is_refused_without_waiting) {
+  std::string dir = MakeTempDir();
+  std::string path = dir + "/s.ipc";
+  std::string lock = path + ".lock";
+  ServerOptions options;
+  options.path = path;
+  for (int kind = 0; kind < 2; kind++) {
+    if (kind == 0) {
+      REQUIRE(mkfifo(lock.c_str(), 0600) == 0);
+    } else {
+      REQUIRE(symlink((dir + "/elsewhere").c_str(), lock.c_str()) == 0);
+    }
+    TestDelegate delegate;
+    std::unique_ptr<Server> server;
+    int64_t start = NowMs();
+    Status st = StartServer(options, &delegate, &server);
+    CHECK(st.is(LibCode::kUnsafeFile));
+    CHECK(NowMs() - start < 5000);
+    struct stat sb;
+    CHECK(lstat(lock.c_str(), &sb) == 0 && (kind == 0 ? S_ISFIFO(sb.st_mode) : S_ISLNK(sb.st_mode)));
+    CHECK(lstat((dir + "/elsewhere").c_str(), &sb) < 0);
+    delegate.StopResponder();
+    unlink(lock.c_str());
+  }
+  RemoveTree(dir);
+}
+
+// Another user's lock is never stale to us, however old (needs root to
+// make one; skipped otherwise).
+TEST(old_lock_of_another_user_is_left_alone) {
+  if (geteuid() != 0) {
+    std::fprintf(stderr, "    SKIPPED: needs root to chown a lock to another user\n");
+    return;
+  }
+  std::string dir = MakeTempDir();
+  std::string path = dir + "/s.ipc";
+  std::string lock = WriteLock(path, "", 60);
+  REQUIRE(chown(lock.c_str(), 65534, 65534) == 0);
+  TestDelegate delegate;
+  ServerOptions options;
+  options.path = path;
+  std::unique_ptr<Server> server;
+  Status st = StartServer(options, &delegate, &server);
+  CHECK(st.is(LibCode::kUnsafeFile));
+  struct stat sb;
+  CHECK(lstat(lock.c_str(), &sb) == 0 && sb.st_uid == 65534);
+  delegate.StopResponder();
   RemoveTree(dir);
 }
 

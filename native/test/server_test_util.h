@@ -117,6 +117,19 @@ inline std::string MakeTempDir() {
   return dir != nullptr ? std::string(dir) : std::string("/tmp");
 }
 
+// The names in `dir` (without . and ..).
+inline std::vector<std::string> ListDir(const std::string& dir) {
+  std::vector<std::string> names;
+  DIR* d = opendir(dir.c_str());
+  if (d == nullptr) return names;
+  while (dirent* e = readdir(d)) {
+    std::string name = e->d_name;
+    if (name != "." && name != "..") names.push_back(name);
+  }
+  closedir(d);
+  return names;
+}
+
 inline void RemoveTree(const std::string& dir) {
   DIR* d = opendir(dir.c_str());
   if (d != nullptr) {
