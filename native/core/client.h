@@ -46,6 +46,20 @@ struct ClientResult {
 ClientResult SendCommandSync(const std::string& path, const uint8_t* request, size_t request_len,
                              const ClientOptions& options, ByteBuffer* response);
 
+// Takes a response's payload as it arrives (SendCommandSyncStreaming).
+class ResponseSink {
+ public:
+  virtual ~ResponseSink() = default;
+  virtual void OnResponseBytes(const uint8_t* data, size_t len) = 0;
+};
+
+// SendCommandSync, but the response goes to `sink` piece by piece as it is
+// read instead of being kept whole, so memory stays bounded whatever the
+// response's size (the native command-line client, docs/cli.md). Blocking;
+// `sink` is called on the calling thread.
+ClientResult SendCommandSyncStreaming(const std::string& path, const uint8_t* request, size_t request_len,
+                                      const ClientOptions& options, ResponseSink* sink);
+
 class ClientDelegate {
  public:
   virtual ~ClientDelegate() = default;

@@ -15,8 +15,17 @@ namespace sipc {
 
 namespace {
 
-void RunToCompletion(Exchange* exchange) {
-  exchange->Step(0, NowMs());
+// `sink` (streaming exchanges only) takes the payload read by each step.
+void RunToCompletion(Exchange* exchange, ResponseSink* sink) {
+  auto step = [exchange, sink](int revents) {
+    exchange->Step(revents, NowMs());
+    ByteBuffer& got = exchange->response();
+    if (sink != nullptr && !got.empty()) {
+      sink->OnResponseBytes(got.data(), got.size());
+      got.Clear();
+    }
+  };
+  step(0);
   while (!exchange->done()) {
     int64_t deadline = exchange->next_deadline();
     int timeout = -1;
@@ -37,7 +46,7 @@ void RunToCompletion(Exchange* exchange) {
     } else if (timeout > 0) {
       std::this_thread::sleep_for(std::chrono::milliseconds(timeout));
     }
-    exchange->Step(revents, NowMs());
+    step(revents);
   }
 }
 
@@ -47,8 +56,16 @@ ClientResult SendCommandSync(const std::string& path, const uint8_t* request, si
                              const ClientOptions& options, ByteBuffer* response) {
   Exchange exchange(path, options, false);
   exchange.SetRequest(request, request_len);
-  RunToCompletion(&exchange);
+  RunToCompletion(&exchange, nullptr);
   *response = std::move(exchange.response());
+  return exchange.result();
+}
+
+ClientResult SendCommandSyncStreaming(const std::string& path, const uint8_t* request, size_t request_len,
+                                      const ClientOptions& options, ResponseSink* sink) {
+  Exchange exchange(path, options, true);
+  exchange.SetBorrowedRequest(request, request_len);  // alive for the whole call
+  RunToCompletion(&exchange, sink);
   return exchange.result();
 }
 

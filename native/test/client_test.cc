@@ -433,4 +433,50 @@ TEST(a_late_forget_of_a_closed_descriptor_keeps_the_new_registration) {
   close(new_pair[1]);
 }
 
+// The blocking streaming client (the native command-line client's
+// transport): a response larger than one read arrives in several pieces,
+// intact and in order, and none of it is kept by the client.
+class PieceCounter : public ResponseSink {
+ public:
+  void OnResponseBytes(const uint8_t* data, size_t len) override {
+    for (size_t i = 0; i < len; i++) intact = intact && data[i] == static_cast<uint8_t>('a' + (total + i) % 26);
+    total += len;
+    pieces++;
+  }
+  size_t total = 0;
+  int pieces = 0;
+  bool intact = true;
+};
+
+TEST(the_blocking_client_streams_a_large_response_in_pieces) {
+  RawServer server;
+  const std::string request = "stream:3000000";
+  PieceCounter sink;
+  ClientResult result = SendCommandSyncStreaming(server.path(), reinterpret_cast<const uint8_t*>(request.data()),
+                                                 request.size(), ClientOptions{}, &sink);
+  CHECK(result.status.ok());
+  CHECK_EQ(sink.total, size_t{3000000});
+  CHECK(sink.intact);
+  CHECK(sink.pieces > 1);
+}
+
+TEST(the_blocking_streaming_client_times_out_and_tells_a_missing_server) {
+  RawServer server;
+  const std::string request = "hang";
+  PieceCounter sink;
+  ClientOptions options;
+  options.timeout_ms = 100;
+  ClientResult result = SendCommandSyncStreaming(server.path(), reinterpret_cast<const uint8_t*>(request.data()),
+                                                 request.size(), options, &sink);
+  CHECK(result.status.is(LibCode::kTimeout));
+  CHECK(result.connected);
+  CHECK_EQ(sink.total, size_t{0});
+
+  const std::string missing = server.path() + ".none";
+  result = SendCommandSyncStreaming(missing, reinterpret_cast<const uint8_t*>(request.data()), request.size(),
+                                    ClientOptions{}, &sink);
+  CHECK(!result.connected);
+  CHECK(result.connect_state == ActiveState::kPathNotFound);
+}
+
 TEST_MAIN()

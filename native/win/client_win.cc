@@ -124,6 +124,8 @@ class PipeExchange {
 
   const ClientResult& result() const { return result_; }
   ByteBuffer& response() { return response_; }
+  // Streams the response to `sink` as it is read instead of keeping it.
+  void set_sink(ResponseSink* sink) { sink_ = sink; }
 
  private:
   int64_t exchange_deadline() const { return options_.timeout_ms >= 0 ? start_ + options_.timeout_ms : -1; }
@@ -152,6 +154,7 @@ class PipeExchange {
   win::UniqueHandle io_event_;
   pkt::Reader reader_;
   ByteBuffer response_;
+  ResponseSink* sink_ = nullptr;
   ClientResult result_;
 };
 
@@ -255,6 +258,10 @@ bool PipeExchange::Receive() {
     if (error == ERROR_MORE_DATA) error = ERROR_SUCCESS;  // message boundary; the bytes are valid
     if (error != ERROR_SUCCESS) return Fail(IsHangUp(error) ? IncompleteResponse() : win::StatusFromWin32(error, "read", path_));
     reader_.Feed(buffer.data(), n, &response_);
+    if (sink_ != nullptr && !response_.empty()) {
+      sink_->OnResponseBytes(response_.data(), response_.size());
+      response_.Clear();
+    }
     switch (reader_.state()) {
       case pkt::Reader::State::kNeedMore:
         continue;
@@ -801,6 +808,14 @@ ClientResult SendCommandSync(const std::string& path, const uint8_t* request, si
   PipeExchange exchange(path, options);
   if (exchange.Connect() && exchange.SendMessage(request, request_len)) exchange.Receive();
   *response = std::move(exchange.response());
+  return exchange.result();
+}
+
+ClientResult SendCommandSyncStreaming(const std::string& path, const uint8_t* request, size_t request_len,
+                                      const ClientOptions& options, ResponseSink* sink) {
+  PipeExchange exchange(path, options);
+  exchange.set_sink(sink);
+  if (exchange.Connect() && exchange.SendMessage(request, request_len)) exchange.Receive();
   return exchange.result();
 }
 

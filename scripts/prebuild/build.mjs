@@ -65,7 +65,7 @@ export function linkFlags(name) {
 // none for 10.x; a target with sdkFrom links against that macOS's stub,
 // given as libSystem.tbd. (Which of its symbols the binary may import is
 // checked by check-binaries.mjs against what the older macOS exports.)
-function libSystemStubDir(version) {
+export function libSystemStubDir(version) {
   const dir = path.join(CACHE, `libsystem-${version}`);
   fs.mkdirSync(dir, { recursive: true });
   fs.copyFileSync(path.join(zigLibDir(), 'libc', 'darwin', `libSystem.${version}.tbd`), path.join(dir, 'libSystem.tbd'));

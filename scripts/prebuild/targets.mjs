@@ -39,3 +39,20 @@ export const ADDON_FILE = 'simple-ipc.node';
 // What a prebuild exports: Node-API registration, and the Node-API
 // version it was built for (node_api.h defines both in NAPI_MODULE).
 export const EXPORTS = ['napi_register_module_v1', 'node_api_module_get_api_version_v1'];
+
+// The native command-line client (scripts/prebuild/cli.mjs), one per
+// addon platform. Linux: static musl (no C library needed at all, so no
+// glibc floor to keep, and it runs on musl systems too); macOS and
+// Windows: the addon's floors. `addonTarget`: the addon target whose Zig
+// environment (macOS SDK headers) it shares.
+export const CLI_TARGETS = {
+  'linux-x64': { zig: 'x86_64-linux-musl', os: 'linux', elfMachine: 'X86-64', addonTarget: 'linux-x64' },
+  'linux-arm64': { zig: 'aarch64-linux-musl', os: 'linux', elfMachine: 'AArch64', addonTarget: 'linux-arm64' },
+  'darwin-x64': { ...ZIG_TARGETS['darwin-x64'], addonTarget: 'darwin-x64' },
+  'darwin-arm64': { ...ZIG_TARGETS['darwin-arm64'], addonTarget: 'darwin-arm64' },
+  'win32-x64': { zig: 'x86_64-windows-gnu', os: 'win', addonTarget: 'linux-x64' },
+};
+export const CLI_NAME = 'simple-ipc-send';
+export const cliFile = (target) => (target === WIN_TARGET ? `${CLI_NAME}.exe` : CLI_NAME);
+// Largest file allowed per platform.
+export const CLI_MAX_BYTES = 1024 * 1024;
