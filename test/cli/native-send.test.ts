@@ -228,7 +228,9 @@ describe.runIf(posix && git.tool !== null)("simple-ipc-send against Git's own da
     const dir = tempDir('sipc-nsend-git-');
     const sock = path.join(dir, 'git.ipc');
     const tool = git.tool!;
-    expect(spawnSync(tool, ['simple-ipc', 'start-daemon', `--name=${sock}`, '--threads=4'], { cwd: dir }).status).toBe(0);
+    // start-daemon runs `test-tool` from PATH.
+    const env = { ...process.env, PATH: `${path.dirname(tool)}${path.delimiter}${process.env.PATH ?? ''}` };
+    expect(spawnSync(tool, ['simple-ipc', 'start-daemon', `--name=${sock}`, '--threads=4'], { cwd: dir, env }).status).toBe(0);
     onCleanup(() => spawnSync(tool, ['simple-ipc', 'stop-daemon', `--name=${sock}`], { cwd: dir }));
     expect((await send([sock, 'ping'])).stdout.toString()).toBe('pong');
     const expected = spawnSync(tool, ['simple-ipc', 'send', `--name=${sock}`, '--token=big'], { cwd: dir, maxBuffer: 1 << 24 }).stdout;
