@@ -4,7 +4,8 @@
 //   1. linux-x64, linux-arm64, darwin-x64, darwin-arm64 with `zig c++`
 //      (build.mjs; records each in prebuilds/manifest.json)
 //   2. win32-x64 with MinGW-w64 (npm run build:win), then recorded too
-//   3. node scripts/prebuild/check-binaries.mjs (all five)
+//   3. the native client simple-ipc-send for all five (cli.mjs, zig)
+//   4. node scripts/prebuild/check-binaries.mjs (all five, both files)
 // Commit prebuilds/ afterwards: CI checks that the manifest matches the
 // sources (node scripts/prebuild/manifest.mjs check).
 import { spawnSync } from 'node:child_process';
@@ -25,5 +26,6 @@ const step = (label, cmd, args) => {
 step('zig targets', process.execPath, ['scripts/prebuild/build.mjs']);
 step('win32-x64', 'npm', ['run', '--silent', 'build:win']);
 step('record win32-x64', process.execPath, ['scripts/prebuild/manifest.mjs', 'record', 'win32-x64']);
+step('simple-ipc-send', process.execPath, ['scripts/prebuild/cli.mjs']);
 step('check', process.execPath, ['scripts/prebuild/check-binaries.mjs']);
-console.log(`[prebuild:all] all five prebuilds in ${((Date.now() - started) / 1000).toFixed(0)} s; commit prebuilds/`);
+console.log(`[prebuild:all] all five platforms' prebuilds in ${((Date.now() - started) / 1000).toFixed(0)} s; commit prebuilds/`);

@@ -19,6 +19,12 @@
 //    104-byte sun_path (from the imports, and a probe compiled for the
 //    target that includes the socket code and tests the macros it saw).
 //    The same probe checks the Linux branches of the Linux prebuilds.
+//  - the native client simple-ipc-send beside each addon (cli.mjs): its
+//    format and CPU, at most CLI_MAX_BYTES; Linux: a static executable
+//    (no interpreter, no shared library: no glibc floor at all); macOS:
+//    its minimum macOS, only libSystem linked, and for darwin-x64 only
+//    imports that exist in 10.15; Windows: a console program importing
+//    only system DLLs.
 // Prints one line per fact; exits 1 if any check fails.
 import { execFileSync } from 'node:child_process';
 import * as fs from 'node:fs';
@@ -26,7 +32,7 @@ import * as path from 'node:path';
 import { ROOT } from '../build/sources.mjs';
 import { compileFlags, zigEnv } from './build.mjs';
 import { zigBinary } from './deps.mjs';
-import { ADDON_FILE, ALL_TARGETS, EXPORTS, LINUX_FLOORS, WIN_TARGET, ZIG_TARGETS } from './targets.mjs';
+import { ADDON_FILE, ALL_TARGETS, CLI_MAX_BYTES, CLI_TARGETS, EXPORTS, LINUX_FLOORS, WIN_TARGET, ZIG_TARGETS, cliFile } from './targets.mjs';
 
 const sh = (cmd, args, input) => execFileSync(cmd, args, { encoding: 'utf8', input, maxBuffer: 64 << 20, cwd: ROOT });
 const versionLE = (a, b) => {
@@ -180,6 +186,57 @@ function checkPe(file, ok, bad) {
   else bad('does not name napi_register_module_v1');
 }
 
+// The native client of a target (cli.mjs).
+function checkCli(target, file, ok, bad) {
+  const t = CLI_TARGETS[target];
+  const size = fs.statSync(file).size;
+  if (size <= CLI_MAX_BYTES) ok(`${size} bytes (at most ${CLI_MAX_BYTES})`);
+  else bad(`${size} bytes, over ${CLI_MAX_BYTES}`);
+  if (t.os === 'linux') {
+    const header = sh('readelf', ['-h', file]);
+    const machine = /Machine:\s+(.*)/.exec(header)[1].trim();
+    const expected = t.elfMachine === 'X86-64' ? 'Advanced Micro Devices X86-64' : 'AArch64';
+    if (/Class:\s+ELF64/.test(header) && /Type:\s+EXEC/.test(header) && machine === expected) ok(`ELF64 executable, ${machine}`);
+    else bad(`not an ELF64 executable for ${expected}: ${machine}`);
+    const interp = /Requesting program interpreter/.test(sh('readelf', ['-l', file]));
+    const dynamic = !/There is no dynamic section/.test(sh('readelf', ['-d', file]));
+    if (!interp && !dynamic) ok('statically linked: no interpreter, no shared library, so no glibc version needed');
+    else bad(`not static: ${interp ? 'has a program interpreter' : ''} ${dynamic ? 'has a dynamic section' : ''}`);
+  } else if (t.os === 'mac') {
+    const headers = sh('llvm-objdump', ['--macho', '--private-headers', file]);
+    const cpu = t.machoArch === 'x86_64' ? 'X86_64' : 'ARM64';
+    const mh = /magic\s+cputype[^\n]*\n\s*(\S+)\s+(\S+)\s+\S+\s+\S+\s+(\S+)/.exec(headers);
+    if (mh && mh[1] === 'MH_MAGIC_64' && mh[2] === cpu && mh[3] === 'EXECUTE') ok(`Mach-O 64-bit executable, ${mh[2]}`);
+    else bad(`not a 64-bit Mach-O executable for ${cpu}: ${mh ? mh.slice(1).join(' ') : 'no header'}`);
+    const minos = /LC_BUILD_VERSION[\s\S]*?minos\s+([\d.]+)/.exec(headers)?.[1] ?? /LC_VERSION_MIN_MACOSX[\s\S]*?version\s+([\d.]+)/.exec(headers)?.[1];
+    if (minos && versionLE(minos, t.macos) && versionLE(t.macos, minos)) ok(`minimum macOS ${minos}`);
+    else bad(`minimum macOS ${minos}, expected ${t.macos}`);
+    const dylibs = [...sh('llvm-objdump', ['--macho', '--dylibs-used', file]).matchAll(/^\s+(\S+) \(compat/gm)].map((m) => m[1]);
+    if (dylibs.length && dylibs.every((d) => d === '/usr/lib/libSystem.B.dylib')) ok(`links ${dylibs.join(' ')} only (libc++ linked in)`);
+    else bad(`links ${dylibs.join(' ')}`);
+    const undef = sh('llvm-nm', ['-m', '-u', file]).split('\n').filter(Boolean);
+    const elsewhere = undef.filter((l) => !/\(from libSystem\)/.test(l));
+    if (elsewhere.length) bad(`imports from outside libSystem: ${elsewhere.join('; ')}`);
+    else ok(`imports: ${undef.length} symbols, all from libSystem`);
+    if (t.sdkFrom) checkImportsExistIn(t.macos, undef, ok, bad);
+  } else {
+    const b = fs.readFileSync(file);
+    const pe = b.readUInt32LE(0x3c);
+    const characteristics = b.readUInt16LE(pe + 22);
+    const isExe = b.toString('latin1', 0, 2) === 'MZ' && b.toString('latin1', pe, pe + 4) === 'PE\0\0' && (characteristics & 0x2000) === 0 && (characteristics & 0x2) !== 0;
+    const machine = b.readUInt16LE(pe + 4);
+    const magic = b.readUInt16LE(pe + 24);
+    const subsystem = b.readUInt16LE(pe + 24 + 68);
+    if (isExe && machine === 0x8664 && magic === 0x20b && subsystem === 3) ok('PE32+ console executable, x86-64');
+    else bad(`not a PE32+ x86-64 console executable (machine 0x${machine.toString(16)}, optional header 0x${magic.toString(16)}, subsystem ${subsystem})`);
+    const dlls = [...sh('llvm-objdump', ['-p', file]).matchAll(/DLL Name: (\S+)/g)].map((m) => m[1]);
+    const system = /^(KERNEL32|ADVAPI32|SHELL32|msvcrt|ucrtbase|api-ms-win-[\w-]+)\.dll$/i;
+    const others = dlls.filter((d) => !system.test(d));
+    if (dlls.length && !others.length) ok(`imports system DLLs only: ${dlls.join(' ')}`);
+    else bad(`imports ${others.join(' ') || 'nothing'} beside the system DLLs`);
+  }
+}
+
 export function checkTarget(target, dir = path.join(ROOT, 'prebuilds')) {
   const file = path.join(dir, target, ADDON_FILE);
   const lines = [];
@@ -197,6 +254,10 @@ export function checkTarget(target, dir = path.join(ROOT, 'prebuilds')) {
     else checkMacho(target, file, t, ok, bad);
     checkPlatformMacros(target, t, ok, bad);
   }
+  const cli = path.join(dir, target, cliFile(target));
+  lines.push(`${target}: ${path.relative(ROOT, cli)}`);
+  if (!fs.existsSync(cli)) bad(`no ${cli}`);
+  else checkCli(target, cli, ok, bad);
   return { failed, text: `${target}: ${path.relative(ROOT, file)}\n${lines.join('\n')}` };
 }
 

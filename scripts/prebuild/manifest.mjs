@@ -8,11 +8,15 @@
 //
 //   node scripts/prebuild/manifest.mjs check             every prebuild is current
 //   node scripts/prebuild/manifest.mjs record <target>   after building it
+//
+// Each platform has two prebuilds: the addon (key "<target>") and the
+// native command-line client simple-ipc-send (key "<target>/simple-ipc-send",
+// built by cli.mjs from its own, smaller set of inputs).
 import * as crypto from 'node:crypto';
 import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { ROOT } from '../build/sources.mjs';
-import { ADDON_FILE, ALL_TARGETS, WIN_TARGET, ZIG_TARGETS } from './targets.mjs';
+import { ADDON_FILE, ALL_TARGETS, CLI_NAME, CLI_TARGETS, WIN_TARGET, ZIG_TARGETS, cliFile } from './targets.mjs';
 
 const MANIFEST = path.join(ROOT, 'prebuilds', 'manifest.json');
 
@@ -42,6 +46,23 @@ export function inputFiles(target) {
   ].sort();
 }
 
+// Every file the native client's build reads (cli.mjs), for a target.
+export function cliInputFiles(target) {
+  const native = target === WIN_TARGET ? ['core', 'win', 'cli'] : ['core', 'posix', 'cli'];
+  return [
+    'scripts/prebuild/cli.mjs', 'scripts/prebuild/build.mjs', 'scripts/prebuild/targets.mjs', 'scripts/prebuild/deps.mjs',
+    ...native.flatMap((d) => filesIn(`native/${d}`, /\.(h|cc)$/)),
+  ].sort();
+}
+
+// The client's inputs, and the version it prints (package.json's, not the
+// whole file: anything else there does not reach the binary).
+export function cliInputsHash(target) {
+  const lines = cliInputFiles(target).map((f) => `${sha256(fs.readFileSync(path.join(ROOT, f)))}  ${f}`);
+  const version = JSON.parse(fs.readFileSync(path.join(ROOT, 'package.json'), 'utf8')).version;
+  return sha256([...lines, `version ${version}`].join('\n') + '\n');
+}
+
 // The header packages, by the integrity npm checked them with. (The Zig
 // toolchain is pinned, with its integrity, in deps.mjs, one of the inputs.)
 function lockedPackages(target) {
@@ -63,8 +84,19 @@ function readManifest() {
   return fs.existsSync(MANIFEST) ? JSON.parse(fs.readFileSync(MANIFEST, 'utf8')) : {};
 }
 
-export function recordTarget(target, file = path.join(ROOT, 'prebuilds', target, ADDON_FILE)) {
+export function recordTarget(target, file = path.join(ROOT, 'prebuilds', target, ADDON_FILE), kind = 'addon') {
   const manifest = readManifest();
+  if (kind === 'cli') {
+    manifest[`${target}/${CLI_NAME}`] = {
+      file: path.relative(path.dirname(MANIFEST), file),
+      sha256: sha256(fs.readFileSync(file)),
+      inputsSha256: cliInputsHash(target),
+      toolchain: `zig c++ -target ${CLI_TARGETS[target].zig}`,
+      inputs: cliInputFiles(target).length,
+    };
+    writeManifest(manifest);
+    return;
+  }
   manifest[target] = {
     file: path.relative(path.dirname(MANIFEST), file),
     sha256: sha256(fs.readFileSync(file)),
@@ -72,6 +104,10 @@ export function recordTarget(target, file = path.join(ROOT, 'prebuilds', target,
     toolchain: ZIG_TARGETS[target] ? `zig c++ -target ${ZIG_TARGETS[target].zig}` : 'MinGW-w64 (scripts/win/build.sh)',
     inputs: inputFiles(target).length,
   };
+  writeManifest(manifest);
+}
+
+function writeManifest(manifest) {
   const sorted = Object.fromEntries(Object.keys(manifest).sort().map((k) => [k, manifest[k]]));
   fs.writeFileSync(MANIFEST, JSON.stringify(sorted, null, 2) + '\n');
 }
@@ -88,6 +124,15 @@ export function check() {
     else if (sha256(fs.readFileSync(file)) !== entry.sha256) problems.push(`${target}: the binary is not the one the manifest records`);
     else if (inputsHash(target) !== entry.inputsSha256) problems.push(`${target}: built from other inputs than the current ones (stale)`);
   }
+  for (const target of Object.keys(CLI_TARGETS)) {
+    const key = `${target}/${CLI_NAME}`;
+    const entry = manifest[key];
+    const file = path.join(ROOT, 'prebuilds', target, cliFile(target));
+    if (!entry) problems.push(`${key}: not in prebuilds/manifest.json`);
+    else if (!fs.existsSync(file)) problems.push(`${key}: prebuilds/${target}/${cliFile(target)} is missing`);
+    else if (sha256(fs.readFileSync(file)) !== entry.sha256) problems.push(`${key}: the binary is not the one the manifest records`);
+    else if (cliInputsHash(target) !== entry.inputsSha256) problems.push(`${key}: built from other inputs than the current ones (stale)`);
+  }
   return problems;
 }
 
@@ -102,7 +147,7 @@ if (process.argv[1] && path.resolve(process.argv[1]) === path.resolve(new URL(im
       console.log('run `npm run prebuild:all` and commit prebuilds/');
       process.exit(1);
     }
-    console.log(`prebuilds current: ${ALL_TARGETS.map((t) => `${t} (${inputFiles(t).length} inputs)`).join(', ')}`);
+    console.log(`prebuilds current: ${ALL_TARGETS.map((t) => `${t} (${inputFiles(t).length} inputs)`).join(', ')}; ${CLI_NAME} for each (${cliInputFiles('linux-x64').length} inputs)`);
   } else {
     console.error(`usage: manifest.mjs check | record <${ALL_TARGETS.join('|')}>`);
     process.exit(2);

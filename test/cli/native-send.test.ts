@@ -129,6 +129,21 @@ describe('simple-ipc-send against our daemon', () => {
     expect(r.stdout.toString()).toMatch(/^usage: simple-ipc-send/);
   });
 
+  it('is what the simple-ipc-send launcher (package.json bin) runs, when built for this machine', async () => {
+    const launcher = path.join(repoRoot, 'dist', 'send.js');
+    const which = spawnSync(process.execPath, [launcher, '--which'], { encoding: 'utf8' });
+    expect(which.status).toBe(0);
+    expect(fs.existsSync(which.stdout.trim())).toBe(true);
+    const r = spawnSync(process.execPath, [launcher, sock, 'ping'], { encoding: 'utf8' });
+    expect({ code: r.status, stdout: r.stdout }).toEqual({ code: 0, stdout: 'pong' });
+    const none = spawnSync(process.execPath, [launcher, path.join(dir, 'none'), 'ping'], { encoding: 'utf8' });
+    expect(none.status).toBe(exitCodes.EXIT_NO_DAEMON);
+    // `simple-ipc call`, the launcher's fallback, answers the same way.
+    const call = await cli(['call', sock, 'ping'], dir);
+    expect({ code: call.code, stdout: call.stdout }).toEqual({ code: 0, stdout: 'pong' });
+    expect((await cli(['call', path.join(dir, 'none'), 'ping'], dir)).code).toBe(exitCodes.EXIT_NO_DAEMON);
+  });
+
   it.runIf(posix)('dies of SIGPIPE, as Git does, when stdout goes away', async () => {
     const r = spawnSync('bash', ['-c', '"$0" "$1" big | head -c 10 >/dev/null; echo "${PIPESTATUS[0]}"', binary, sock], { encoding: 'utf8' });
     expect(r.stdout).toBe('141\n'); // 128 + SIGPIPE
