@@ -56,8 +56,9 @@ for (const command of commands) {
     console.log(`FAILED: exit ${r.status ?? r.signal}`);
     process.exit(1);
   }
-  if (expected !== undefined && r.stdout.trim() !== expected) {
-    console.log(`FAILED: printed ${JSON.stringify(r.stdout.trim())}, the README says ${JSON.stringify(expected)}`);
+  const printed = r.stdout.trim().split('\n').join(', ');
+  if (expected !== undefined && printed !== expected) {
+    console.log(`FAILED: printed ${JSON.stringify(printed)}, the README says ${JSON.stringify(expected)}`);
     process.exit(1);
   }
 }

@@ -36,6 +36,8 @@
 #                      require -> index.d.ts and the types are real (not any)
 #  shipped-docs        README, LICENSE, CHANGELOG, docs/, examples/ are in the
 #                      installed package and every link there resolves
+#  readme-quickstart   the README's quick start, its files and commands as
+#                      written, in a new project with the tarball installed
 #  api-tests@22/24/26  framing, client and server test files, vitest launched
 #                      by that Node, PREBUILDS_ONLY=1, on the installed prebuild
 #  suite-prebuilds-only  the whole vitest suite, PREBUILDS_ONLY=1, on it
@@ -405,6 +407,29 @@ claim_shipped_docs() {
   say "installed: README, LICENSE (MIT), CHANGELOG, CONTRIBUTING, $(ls "$pkg"/docs/*.md | wc -l) pages of docs/, examples/; every link resolves inside the package"
 }
 claim shipped-docs claim_shipped_docs
+
+# The README's quick start as written, from a new project that installed
+# the tarball: its marked files written there, its marked commands run
+# there (scripts/packaging/readme-quickstart.mjs), no compiler on PATH.
+claim_readme_quickstart() {
+  needs install+smoke@20 || return 1
+  local app=$WORK/app-readme
+  mkdir -p "$app"
+  echo '{ "name": "readme-app", "version": "1.0.0", "private": true }' >"$app/package.json"
+  (cd "$app" && in_nocc "$WORK/nocc-20" npm install --no-audit --no-fund "$TGZ") || fail "npm install of the tarball failed" || return 1
+  # The README's daemon, if one is left from an earlier run: it would
+  # answer the first call with its old count.
+  local stop_daemon='npx simple-ipc stop "$(node -p "require(\"simple-ipc\").defaultSocketPath(\"counter\")")"'
+  (cd "$app" && TMO=30 in_nocc "$WORK/nocc-20" bash -c "$stop_daemon") >/dev/null 2>&1
+  local out rc
+  out=$(TMO=300 in_nocc "$WORK/nocc-20" node "$PK/readme-quickstart.mjs" "$ROOT/README.md" "$app" 2>&1)
+  rc=$?
+  (cd "$app" && TMO=30 in_nocc "$WORK/nocc-20" bash -c "$stop_daemon") >/dev/null 2>&1
+  echo "$out"
+  echo "$out" | sed 's/^/  /' | tail -n 30 >&3
+  [ $rc = 0 ] || fail "the README's quick start did not run as written" || return 1
+}
+claim readme-quickstart claim_readme_quickstart
 
 # run_vitest NODE LABEL ENV... -- FILES...: vitest launched by NODE with the
 # runtime probe, JSON counts in $WORK/vitest-LABEL.json.
