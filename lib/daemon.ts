@@ -203,16 +203,20 @@ class StartWait {
     this.until = Date.now() + options.maxWaitMs;
   }
 
-  /** Throws when the caller's signal aborted or one of the deadlines passed. */
-  check(pid: number | undefined): void {
+  /** Throws when the caller's signal aborted or its deadline passed. */
+  checkCaller(pid: number | undefined): void {
     const { signal, deadline, timeoutMs } = this.bounds;
     if (signal?.aborted) throw Object.assign(abortError(signal), pid === undefined ? {} : { pid });
-    const now = Date.now();
-    if (deadline !== undefined && now >= deadline) {
+    if (deadline !== undefined && Date.now() >= deadline) {
       const error = codeError('ERR_IPC_TIMEOUT', `'${this.path}' did not listen within timeoutMs (${timeoutMs} ms); the daemon is left to start`);
       throw Object.assign(error, pid === undefined ? {} : { pid });
     }
-    if (now >= this.until) {
+  }
+
+  /** Throws when the caller's signal aborted or one of the deadlines passed. */
+  check(pid: number | undefined): void {
+    this.checkCaller(pid);
+    if (Date.now() >= this.until) {
       throw startError('ERR_IPC_DAEMON_TIMEOUT', `'${this.path}' did not listen within ${this.options.maxWaitMs} ms`, this.options, { pid });
     }
   }
@@ -253,7 +257,9 @@ export function ensureDaemon(path: string, options: EnsureDaemonOptions): Promis
 /** ensureDaemon with its options checked, within the caller's bounds. */
 export async function ensureChecked(path: string, checked: CheckedDaemonOptions, bounds: CallBounds = {}): Promise<EnsureDaemonResult> {
   const wait = new StartWait(path, checked, bounds);
-  wait.check(undefined);
+  // Only the caller's own bounds here: maxWaitMs 0 still starts the daemon
+  // (and leaves it starting), as Git's start-daemon --max-wait=0 does.
+  wait.checkCaller(undefined);
   let state = await native.getActiveState(path);
   for (;;) {
     if (state === 'listening') return { state: 'running' };
