@@ -200,7 +200,7 @@ class StartWait {
     private readonly options: CheckedDaemonOptions,
     private readonly bounds: CallBounds,
   ) {
-    this.until = Date.now() + options.maxWaitMs;
+    this.until = options.maxWaitMs === 0 ? Infinity : Date.now() + options.maxWaitMs; // 0: no limit
   }
 
   /** Throws when the caller's signal aborted or its deadline passed. */

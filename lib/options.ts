@@ -244,11 +244,23 @@ export const REPLACE_OPTION_NAMES: OptionNames<ReplaceOptions> = { request: true
 
 /** Options of `IpcServer.close()`. */
 export interface CloseOptions {
-  /** How long running handlers may finish, in ms. Default: the server's `closeTimeoutMs`. */
+  /** How long running handlers may finish, in ms; 0: no limit. Default: the server's `closeTimeoutMs`. */
   timeoutMs?: number;
+  /** Drop running handlers at once (their `ctx.signal` aborts) instead of letting them finish. Not with `timeoutMs`. */
+  force?: boolean;
 }
 
-export const CLOSE_OPTION_NAMES: OptionNames<CloseOptions> = { timeoutMs: true };
+export const CLOSE_OPTION_NAMES: OptionNames<CloseOptions> = { timeoutMs: true, force: true };
+
+/** The grace close() gives running handlers, in the addon's terms (0: drop at once). */
+export function closeGraceMs(options: CloseOptions | undefined, closeTimeoutMs: number): number {
+  const o = checkOptions('options', options, CLOSE_OPTION_NAMES);
+  const force = checkBoolean('options.force', o.force, false);
+  if (force && o.timeoutMs !== undefined) {
+    throw argError('options.force', 'unset with options.timeoutMs (force drops running handlers at once)', force, 'ERR_INVALID_ARG_VALUE');
+  }
+  return force ? 0 : checkTimeLimit('options.timeoutMs', o.timeoutMs, closeTimeoutMs);
+}
 
 function checkBoolean(name: string, value: unknown, fallback: boolean): boolean {
   if (value === undefined) return fallback;
@@ -286,6 +298,20 @@ export function checkSignal(value: unknown): AbortSignal | undefined {
 }
 
 const MAX_TIMEOUT = 0x7fffffff;
+
+/**
+ * What the addon takes for "no limit" (native/core/clock.h's
+ * kNoTimeLimitMs): there a 0 means "at once" (a stop's grace, a single
+ * connect attempt), while the API's 0 is "no limit" for every time option
+ * (docs/api.md#time-limits).
+ */
+export const NO_TIME_LIMIT = 0xffffffff;
+
+/** A time option: 0 (no limit) becomes NO_TIME_LIMIT for the addon. */
+export function checkTimeLimit(name: string, value: unknown, fallback: number): number {
+  const ms = checkInteger(name, value, fallback, 0, MAX_TIMEOUT);
+  return ms === 0 ? NO_TIME_LIMIT : ms;
+}
 // Git's client gives up connecting after 1 s on POSIX, but lets a busy pipe
 // make it wait up to 30 s on Windows.
 const DEFAULT_CONNECT_TIMEOUT_MS = process.platform === 'win32' ? 30000 : 1000;
@@ -295,11 +321,9 @@ export function normalizeClientOptions(options: ClientOptions | undefined, call:
   return {
     waitIfBusy: checkBoolean('options.waitIfBusy', options.waitIfBusy, true),
     waitIfNotFound: checkBoolean('options.waitIfNotFound', options.waitIfNotFound, false),
-    connectTimeoutMs: checkInteger('options.connectTimeoutMs', options.connectTimeoutMs, DEFAULT_CONNECT_TIMEOUT_MS, 0, MAX_TIMEOUT),
-    timeoutMs:
-      options.timeoutMs === undefined
-        ? undefined
-        : checkInteger('options.timeoutMs', options.timeoutMs, 0, 0, MAX_TIMEOUT),
+    connectTimeoutMs: checkTimeLimit('options.connectTimeoutMs', options.connectTimeoutMs, DEFAULT_CONNECT_TIMEOUT_MS),
+    // The addon's "none" is undefined (no deadline at all).
+    timeoutMs: options.timeoutMs === undefined ? undefined : checkInteger('options.timeoutMs', options.timeoutMs, 0, 0, MAX_TIMEOUT) || undefined,
   };
 }
 
@@ -354,7 +378,7 @@ export function normalizeServerOptions(path: string, options: ServerOptions | un
       maxRequestBytes,
       requestTimeoutMs: checkInteger('options.requestTimeoutMs', options.requestTimeoutMs, 30000, 0, MAX_TIMEOUT),
       maxConnections: checkInteger('options.maxConnections', options.maxConnections, 1024, 1, 1 << 20),
-      quitGraceMs: closeTimeoutMs,
+      quitGraceMs: closeTimeoutMs === 0 ? NO_TIME_LIMIT : closeTimeoutMs,
       idleTimeoutMs: checkInteger('options.idleTimeoutMs', options.idleTimeoutMs, 0, 0, MAX_TIMEOUT),
       socketMode,
       checkPeer: options.allowPeer !== undefined,

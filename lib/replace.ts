@@ -72,7 +72,7 @@ export async function replaceRunningServer(path: string, replace: CheckedReplace
  */
 async function stopRunningServer(path: string, replace: CheckedReplace): Promise<void> {
   if ((await native.getActiveState(path)) !== 'listening') return;
-  const deadline = Date.now() + replace.timeoutMs;
+  const deadline = replace.timeoutMs === 0 ? Infinity : Date.now() + replace.timeoutMs; // 0: no limit
   try {
     await sendCommand(path, replace.request, { connectTimeoutMs: replace.timeoutMs, timeoutMs: replace.timeoutMs });
   } catch {

@@ -9,10 +9,8 @@ import { countResponse, serverRequestStarted, serverResponseEnded, traceHandler,
 import { argError, codeError, rethrowWithCallerStack, type IpcError } from './errors.js';
 import { native, ReplyFlags, ReplyOutcome, type NativeServer, type NativeStopReason } from './native.js';
 import {
-  checkInteger,
-  checkOptions,
   checkPath,
-  CLOSE_OPTION_NAMES,
+  closeGraceMs,
   normalizeServerOptions,
   type CloseOptions,
   type PeerInfo,
@@ -460,12 +458,13 @@ export class IpcServer extends EventEmitter<IpcServerEvents> {
   /**
    * Stops accepting, drops connections whose request is not complete, lets
    * running handlers finish for up to `timeoutMs` (default: the server's
-   * `closeTimeoutMs`), then drops the rest, stops every thread and removes
+   * `closeTimeoutMs`; 0: no limit; `force: true`: not at all), then drops
+   * the rest, stops every thread and removes
    * the socket file (unless it is no longer ours). Resolves when all that
    * is done.
    */
   close(options?: CloseOptions): Promise<void> {
-    const grace = checkInteger('options.timeoutMs', checkOptions('options', options, CLOSE_OPTION_NAMES).timeoutMs, this.closeTimeoutMs, 0, 0x7fffffff);
+    const grace = closeGraceMs(options, this.closeTimeoutMs);
     if (!this.stopped) this.nativeServer.stop(grace);
     return this.closed.then(() => undefined);
   }

@@ -26,7 +26,7 @@ async function serve(socket: string, options: ServerOptions = {}) {
     options,
   );
   server.on('handlerError', (e) => handlerErrors.push(e));
-  onCleanup(() => server.close({ timeoutMs: 0 }));
+  onCleanup(() => server.close({ force: true }));
   return { server, peers, handlerErrors, handled: () => handled };
 }
 

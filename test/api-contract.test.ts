@@ -8,12 +8,12 @@ import * as path from 'node:path';
 import { promisify } from 'node:util';
 import { describe, expect, test, vi } from 'vitest';
 
-import { connect, createServer, ensureDaemon, IpcServer, sendCommand, sendCommandSync, streamCommand, type IpcError } from '../dist/index.js';
-import { fdCount, onCleanup, repoRoot, socketPath, tempDir, threadCount } from './helpers';
+import { connect, createServer, ensureDaemon, IpcServer, QUIT, sendCommand, sendCommandSync, streamCommand, type IpcError } from '../dist/index.js';
+import { alive, fdCount, onCleanup, repoRoot, socketPath, staleSocket, tempDir, threadCount } from './helpers';
 
 async function echoServer(path: string) {
   const server = await createServer(path, (request) => request);
-  onCleanup(() => server.close({ timeoutMs: 0 }));
+  onCleanup(() => server.close({ force: true }));
   return server;
 }
 
@@ -84,7 +84,7 @@ describe('error messages', () => {
     errors.push(await sendCommand(p, 'x').catch((e: IpcError) => e) as IpcError);
     errors.push(thrown(() => sendCommandSync(p, 'x')));
     const server = await createServer(p, () => new Promise(() => {}));
-    onCleanup(() => server.close({ timeoutMs: 0 }));
+    onCleanup(() => server.close({ force: true }));
     errors.push(await sendCommand(p, 'x', { timeoutMs: 50 }).catch((e: IpcError) => e) as IpcError);
     errors.push(await createServer(p, () => 'x').catch((e: IpcError) => e) as unknown as IpcError);
     expect(errors.map((e) => e.code)).toEqual(['ENOENT', 'ENOENT', 'ERR_IPC_TIMEOUT', 'EADDRINUSE']);
@@ -100,7 +100,7 @@ describe('error messages', () => {
       handlerStarted();
       return new Promise(() => {});
     });
-    onCleanup(() => server.close({ timeoutMs: 0 }));
+    onCleanup(() => server.close({ force: true }));
     const before = await sendCommand(p, 'x', { signal: AbortSignal.abort('early') }).catch((e: IpcError) => e);
     const controller = new AbortController();
     const during = sendCommand(p, 'x', { signal: controller.signal }).catch((e: IpcError) => e);
@@ -219,7 +219,7 @@ describe("a rejected call's error shows its caller", () => {
     const p = socketPath();
     if (server === 'hanging') {
       const hanging = await createServer(p, () => new Promise(() => {}));
-      onCleanup(() => hanging.close({ timeoutMs: 0 }));
+      onCleanup(() => hanging.close({ force: true }));
     }
     const error = await caller(p).then(
       () => null,
@@ -241,7 +241,7 @@ describe('allowPeer has requestTimeoutMs to decide', () => {
       allowPeer: () => (++asked <= 20 ? new Promise<boolean>(() => {}) : true),
     });
     let closed = false;
-    onCleanup(() => (closed ? undefined : server.close({ timeoutMs: 0 })));
+    onCleanup(() => (closed ? undefined : server.close({ force: true })));
     const clientErrors: Array<{ code: string; pid: number | null }> = [];
     server.on('clientError', (error, peer) => clientErrors.push({ code: error.code, pid: peer.pid }));
 
@@ -303,9 +303,98 @@ describe('allowPeer has requestTimeoutMs to decide', () => {
       requestTimeoutMs: 5000,
       allowPeer: () => (++n % 2 === 0 ? true : new Promise<boolean>((resolve) => setTimeout(() => resolve(true), 50))),
     });
-    onCleanup(() => server.close({ timeoutMs: 0 }));
+    onCleanup(() => server.close({ force: true }));
     const answers = await Promise.all(Array.from({ length: 6 }, () => sendCommand(p, 'ping')));
     expect(answers.map(String)).toEqual(Array(6).fill('pong'));
     expect(server.stats().dropped.timeout).toBe(0);
+  });
+});
+
+describe('a time limit of 0 is no limit', () => {
+  /** A server whose handler answers `request` after `ms`, and says when a handler started. */
+  async function slowServer(p: string, ms: number, options: Parameters<typeof createServer>[2] = {}) {
+    let started = 0;
+    const reasons: unknown[] = [];
+    const server = await createServer(
+      p,
+      async (request, _reply, ctx) => {
+        if (request.toString() === 'quit') return QUIT;
+        started++;
+        ctx.signal.addEventListener('abort', () => reasons.push(ctx.signal.reason));
+        await new Promise((resolve) => setTimeout(resolve, ms));
+        return request;
+      },
+      options,
+    );
+    onCleanup(() => server.close({ force: true }));
+    return { server, started: () => started, reasons };
+  }
+
+  test('timeoutMs: 0 waits for a slow answer', async () => {
+    const p = socketPath();
+    await slowServer(p, 300);
+    expect((await sendCommand(p, 'late', { timeoutMs: 0 })).toString()).toBe('late');
+  });
+
+  test("connectTimeoutMs: 0 retries a refusing socket past Git's 1 s; waitIfBusy: false tries once", async () => {
+    const p = socketPath();
+    await staleSocket(p);
+    const once = Date.now();
+    const refused = await sendCommand(p, 'x', { waitIfBusy: false }).catch((e: IpcError) => e);
+    expect((refused as IpcError).code).toBe('ECONNREFUSED');
+    expect((refused as IpcError).state).toBe('not-listening');
+    expect(Date.now() - once).toBeLessThan(500);
+
+    const start = Date.now();
+    // waitIfNotFound too: taking the stale socket over leaves a moment with no file.
+    const answer = sendCommand(p, 'patient', { connectTimeoutMs: 0, waitIfNotFound: true, timeoutMs: 20000 });
+    // The server comes after Git's 1 s connect window: the point of the test.
+    await new Promise((resolve) => setTimeout(resolve, 1300));
+    await slowServer(p, 0);
+    expect((await answer).toString()).toBe('patient');
+    expect(Date.now() - start).toBeGreaterThanOrEqual(1300);
+  });
+
+  test('close({ timeoutMs: 0 }) lets a running handler finish; close({ force: true }) drops it at once', async () => {
+    const p = socketPath();
+    const slow = await slowServer(p, 300);
+    const answer = sendCommand(p, 'finished');
+    await vi.waitFor(() => expect(slow.started()).toBe(1), { timeout: 10000, interval: 5 });
+    await slow.server.close({ timeoutMs: 0 });
+    expect((await answer).toString()).toBe('finished');
+
+    const q = socketPath();
+    const hanging = await slowServer(q, 60000);
+    const dropped = sendCommand(q, 'x').catch((e: IpcError) => e);
+    await vi.waitFor(() => expect(hanging.started()).toBe(1), { timeout: 10000, interval: 5 });
+    const closeStart = Date.now();
+    await hanging.server.close({ force: true });
+    expect(Date.now() - closeStart).toBeLessThan(1000);
+    expect(((await dropped) as IpcError).code).toBe('ERR_IPC_INCOMPLETE_RESPONSE');
+    expect((hanging.reasons[0] as IpcError).code).toBe('ERR_IPC_SERVER_CLOSED');
+
+    const error = thrown(() => slow.server.close({ force: true, timeoutMs: 5 }));
+    expect(error.code).toBe('ERR_INVALID_ARG_VALUE');
+  });
+
+  test("closeTimeoutMs: 0 lets a handler running at a QUIT finish", async () => {
+    const p = socketPath();
+    const slow = await slowServer(p, 300, { closeTimeoutMs: 0 });
+    const answer = sendCommand(p, 'finished');
+    await vi.waitFor(() => expect(slow.started()).toBe(1), { timeout: 10000, interval: 5 });
+    await sendCommand(p, 'quit');
+    expect((await answer).toString()).toBe('finished');
+    expect(await slow.server.closed).toBe('quit');
+  });
+
+  test('maxWaitMs: 0 waits for a daemon that takes a while to listen', async () => {
+    const p = socketPath();
+    const daemon = `setTimeout(() => { const ipc = require(${JSON.stringify(path.join(repoRoot, 'dist', 'index.js'))}); ipc.createServer(process.argv[1], () => ipc.QUIT); }, 300)`;
+    const result = await ensureDaemon(p, { command: process.execPath, args: ['-e', daemon, p], maxWaitMs: 0 });
+    onCleanup(async () => {
+      if (result.pid !== undefined && alive(result.pid)) process.kill(result.pid, 'SIGKILL');
+    });
+    expect(result.state).toBe('started');
+    await sendCommand(p, 'stop').catch(() => undefined);
   });
 });

@@ -53,7 +53,7 @@ describe('ensureDaemon', () => {
   it('returns at once when the path listens, spawning nothing', async () => {
     const s = setup();
     const server = await createServer(s.socket, () => 'in-process', { threads: 1 });
-    onCleanup(() => server.close({ timeoutMs: 0 }));
+    onCleanup(() => server.close({ force: true }));
     expect(await ensureDaemon(s.socket, { command: '/nonexistent/never-run' })).toEqual({ state: 'running' });
   });
 
@@ -143,7 +143,7 @@ describe('autoStart', () => {
       throw new Error('broken');
     });
     server.on('handlerError', () => {});
-    onCleanup(() => server.close({ timeoutMs: 0 }));
+    onCleanup(() => server.close({ force: true }));
     const before = daemonPids(s.records).length;
     await expect(sendCommand(s.socket, 'pid', { autoStart: s.daemon() })).rejects.toMatchObject({ code: 'ERR_IPC_INCOMPLETE_RESPONSE' });
     expect(daemonPids(s.records).length).toBe(before);

@@ -151,7 +151,7 @@ describe.runIf(posix)('stats()', () => {
     expect(stats.connections).toEqual({ open: 1, sending: 0, awaitingAllowPeer: 0, beingAnswered: 1 });
     expect(stats.handlerErrors).toBe(0);
     expect(stats.uptimeMs).toBeGreaterThan(0);
-    await server.close({ timeoutMs: 0 });
+    await server.close({ force: true });
     await hanging;
     const final = server.stats();
     expect(final.requests).toBe(10);

@@ -158,7 +158,7 @@ describe('clients that stop reading their response', () => {
       },
       { requestTimeoutMs: 500 },
     );
-    onCleanup(() => server.close({ timeoutMs: 0 }));
+    onCleanup(() => server.close({ force: true }));
     const reader = await rawConnect(path);
     reader.pause(); // never reads
     reader.write(encode('give me a lot'));

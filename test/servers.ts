@@ -6,7 +6,7 @@ import { onCleanup, waitFor } from './helpers';
 /** A server running `handler` (by default the test application). */
 export async function serve(p: string, handler = testAppHandler, options: Parameters<typeof createServer>[2] = {}): Promise<IpcServer> {
   const server = await createServer(p, handler, options);
-  onCleanup(() => server.close({ timeoutMs: 0 }));
+  onCleanup(() => server.close({ force: true }));
   return server;
 }
 
@@ -14,7 +14,7 @@ export async function serve(p: string, handler = testAppHandler, options: Parame
 export async function inProcessServer(p: string, handler: Parameters<typeof createServer>[1]): Promise<IpcServer> {
   const server = await createServer(p, handler, { threads: 2 });
   server.on('handlerError', () => {});
-  onCleanup(() => server.close({ timeoutMs: 0 }));
+  onCleanup(() => server.close({ force: true }));
   return server;
 }
 
@@ -40,6 +40,6 @@ export async function hangingServer(p: string, options: Parameters<typeof create
     },
     options,
   );
-  onCleanup(() => server.close({ timeoutMs: 0 }));
+  onCleanup(() => server.close({ force: true }));
   return server;
 }

@@ -88,7 +88,10 @@ export async function startDaemon(options: Options): Promise<number> {
     `--threads=${options.threads}`,
   ];
   try {
-    await ensureDaemon(options.name, { command: process.execPath, args, maxWaitMs: options.maxWait * 1000 });
+    // Git's --max-wait=0 starts the daemon and does not wait for it;
+    // ensureDaemon's 0 is no limit, and 1 ms its shortest wait.
+    const maxWaitMs = Math.max(1, options.maxWait * 1000);
+    await ensureDaemon(options.name, { command: process.execPath, args, maxWaitMs });
     return EXIT_OK;
   } catch (err) {
     return error(START_FAILURES[(err as { code?: string }).code ?? ''] ?? 'daemon failed to start');

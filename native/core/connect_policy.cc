@@ -2,13 +2,15 @@
 
 #include <algorithm>
 
+#include "clock.h"
+
 namespace sipc {
 
 ConnectPolicy::ConnectPolicy(const ClientOptions& options, int64_t start_ms, ActiveState not_found_out_of_time)
     : wait_if_busy_(options.wait_if_busy),
       wait_if_not_found_(options.wait_if_not_found),
       not_found_out_of_time_(not_found_out_of_time),
-      connect_deadline_ms_(start_ms + options.connect_timeout_ms),
+      connect_deadline_ms_(DeadlineAfter(start_ms, options.connect_timeout_ms)),
       exchange_deadline_ms_(options.timeout_ms >= 0 ? start_ms + options.timeout_ms : -1) {}
 
 ConnectDecision ConnectPolicy::OnFailure(ConnectFailure failure, int64_t now_ms) {

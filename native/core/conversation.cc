@@ -6,6 +6,8 @@
 #include <string>
 #include <utility>
 
+#include "clock.h"
+
 namespace sipc {
 
 void CountConnection(ConversationPhase phase, ServerStats* stats) {
@@ -36,7 +38,7 @@ ReadVerdict ReadVerdict::Drop(bool report, Counter counter, Status why) {
 }
 
 void StopRequest::Request(StopReason why, int64_t now, uint32_t grace_ms) {
-  int64_t deadline = now + grace_ms;
+  int64_t deadline = DeadlineAfter(now, grace_ms);
   if (requested) {
     if (deadline < grace_deadline) grace_deadline = deadline;
     return;

@@ -2,6 +2,7 @@
 // (docs/protocol.md#connect-loop) as decisions over a simulated clock.
 #include <cstdint>
 
+#include "../core/clock.h"
 #include "../core/connect_policy.h"
 #include "test_util.h"
 
@@ -161,6 +162,22 @@ TEST(zero_connect_timeout_means_one_attempt) {
   ConnectPolicy policy(Options(true, true, 0), 0);
   CHECK(policy.OnFailure(ConnectFailure::kBusy, 0).action == Action::kGiveUp);
   CHECK(policy.OnFailure(ConnectFailure::kNotFound, 0).action == Action::kGiveUp);
+}
+
+TEST(no_time_limit_keeps_retrying_until_the_exchange_deadline) {
+  // connectTimeoutMs: 0 in the API: no connect window of its own.
+  ConnectPolicy policy(Options(true, true, sipc::kNoTimeLimitMs), 0);
+  CHECK_EQ(policy.connect_deadline_ms(), INT64_MAX);
+  ConnectDecision busy = policy.OnFailure(ConnectFailure::kBusy, int64_t{40} * 24 * 3600 * 1000);
+  CHECK(busy.action == Action::kRetry);
+  CHECK_EQ(busy.retry_at_ms, int64_t{40} * 24 * 3600 * 1000 + sipc::kConnectRetryMs);
+  CHECK(policy.OnFailure(ConnectFailure::kNotFound, 5000).action == Action::kRetry);
+  // The exchange's own deadline still ends it.
+  ConnectPolicy bounded(Options(true, true, sipc::kNoTimeLimitMs, 3000), 0);
+  int attempts = 0;
+  int64_t end = 0;
+  CHECK(RunUntilFinal(&bounded, ConnectFailure::kBusy, 0, &attempts, &end).action == Action::kTimeout);
+  CHECK_EQ(end, 3000);
 }
 
 TEST_MAIN()

@@ -5,6 +5,7 @@
 #include <string>
 #include <vector>
 
+#include "../core/clock.h"
 #include "../core/conversation.h"
 #include "test_util.h"
 
@@ -91,6 +92,15 @@ TEST(stop_request_first_reason_stays_and_only_a_shorter_grace_wins) {
   CHECK_EQ(stop.grace_deadline, int64_t{1499});
   stop.Request(StopReason::kClosed, 1300, 0);  // close({ timeoutMs: 0 }): now
   CHECK_EQ(stop.grace_deadline, int64_t{1300});
+  CHECK(stop.reason == StopReason::kQuit);
+}
+
+TEST(stop_request_without_a_time_limit_waits_until_a_finite_one_comes) {
+  StopRequest stop;
+  stop.Request(StopReason::kQuit, 1000, sipc::kNoTimeLimitMs);  // closeTimeoutMs: 0
+  CHECK_EQ(stop.grace_deadline, INT64_MAX);
+  stop.Request(StopReason::kClosed, 2000, 0);  // close({ force: true }): now
+  CHECK_EQ(stop.grace_deadline, int64_t{2000});
   CHECK(stop.reason == StopReason::kQuit);
 }
 

@@ -31,7 +31,7 @@ describe('large responses', () => {
     const bodies = new Map<string, Buffer>();
     for (const size of [65535, 65536, 65537, 3 * MB]) bodies.set(String(size), pattern(size));
     const server = await createServer(p, (r) => bodies.get(r.toString()) ?? 'unknown');
-    onCleanup(() => server.close({ timeoutMs: 0 }));
+    onCleanup(() => server.close({ force: true }));
     for (const [key, body] of bodies) {
       const response = await sendCommand(p, key);
       expect(response.length).toBe(body.length);
@@ -46,7 +46,7 @@ describe('large responses', () => {
     const p = socketPath();
     const body = Buffer.alloc(40 * MB, 'e');
     const server = await createServer(p, () => body);
-    onCleanup(() => server.close({ timeoutMs: 0 }));
+    onCleanup(() => server.close({ force: true }));
     await sendCommand(p, 'warm-up');
     collect();
     const before = process.memoryUsage().external;

@@ -14,7 +14,7 @@ import { handlersRunning } from '../servers';
 async function serveAndRecord(handler: Handler, options: Record<string, unknown> = {}) {
   const path = socketPath();
   const server: IpcServer = await createServer(path, handler, options);
-  onCleanup(() => server.close({ timeoutMs: 0 }));
+  onCleanup(() => server.close({ force: true }));
   const handlerErrors: unknown[] = [];
   const clientErrors: unknown[] = [];
   server.on('handlerError', (error) => handlerErrors.push(error));

@@ -56,18 +56,18 @@ describe('replace', () => {
   it('starts normally when nothing runs, and replaces a server in this process', async () => {
     const p = socketPath();
     const first = await createServer(p, () => 'first', { replace: true });
-    onCleanup(() => first.close({ timeoutMs: 0 }));
+    onCleanup(() => first.close({ force: true }));
     expect((await sendCommand(p, 'x')).toString()).toBe('first');
     // The application's own quit request.
     let asked = '';
-    first.close({ timeoutMs: 0 }).catch(() => {});
+    first.close({ force: true }).catch(() => {});
     await first.closed;
     const second = await createServer(p, (request) => {
       asked = request.toString();
       return QUIT;
     });
     const third = await createServer(p, () => 'third', { replace: { request: 'please stop', timeoutMs: 5000 } });
-    onCleanup(() => third.close({ timeoutMs: 0 }));
+    onCleanup(() => third.close({ force: true }));
     expect(asked).toBe('please stop');
     expect(await second.closed).toBe('quit');
     expect((await sendCommand(p, 'x')).toString()).toBe('third');
@@ -76,9 +76,9 @@ describe('replace', () => {
   it('takes the path from a server that ignores the quit request; that server then stops (stolen)', async () => {
     const p = socketPath();
     const stubborn = await createServer(p, () => 'still here');
-    onCleanup(() => stubborn.close({ timeoutMs: 0 }));
+    onCleanup(() => stubborn.close({ force: true }));
     const replacement = await createServer(p, () => 'new', { replace: { timeoutMs: 3000 } });
-    onCleanup(() => replacement.close({ timeoutMs: 0 }));
+    onCleanup(() => replacement.close({ force: true }));
     expect((await sendCommand(p, 'x')).toString()).toBe('new');
     expect(await stubborn.closed).toBe('stolen');
     // It left our socket file alone.
@@ -89,7 +89,7 @@ describe('replace', () => {
     const p = socketPath();
     const old = await createServer(p, () => QUIT);
     const replacement = await createServer(p, () => 'new', { replace: true, socketMode: 0o600 });
-    onCleanup(() => replacement.close({ timeoutMs: 0 }));
+    onCleanup(() => replacement.close({ force: true }));
     expect(await old.closed).toBe('quit');
     expect(fs.statSync(p).mode & 0o777).toBe(0o600);
     expect(fs.readdirSync(path.dirname(p))).toEqual([path.basename(p)]);

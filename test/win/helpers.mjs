@@ -106,7 +106,7 @@ export function gitPipeName(p) {
 /** Starts a server that the test closes (at once) when it ends. */
 export async function serve(t, p, handler = testAppHandler, options = {}) {
   const server = await sipc.createServer(p, handler, options);
-  t.onTestFinished(() => server.close({ timeoutMs: 0 }));
+  t.onTestFinished(() => server.close({ force: true }));
   return server;
 }
 

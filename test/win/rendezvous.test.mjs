@@ -35,7 +35,7 @@ async function assertMeetsAt(t, p, name) {
     assert.equal(probe.tryOpen(name), ERROR_SUCCESS, `our server for ${p} is not at ${name}`);
     assert.equal((await sendCommand(p, 'ping')).toString(), 'pong');
   } finally {
-    await server.close({ timeoutMs: 0 });
+    await server.close({ force: true });
   }
 }
 
