@@ -7,13 +7,14 @@
 // Thread ownership: everything here runs on the main JS thread (signal
 // listeners are only delivered there).
 import { argError } from './errors.js';
+import type { CloseOptions } from './options.js';
 
 export type CloseSignal = 'SIGINT' | 'SIGTERM' | 'SIGHUP';
 export const DEFAULT_CLOSE_SIGNALS: readonly CloseSignal[] = ['SIGINT', 'SIGTERM', 'SIGHUP'];
 
 /** What a server gives the registry: how to close it, gracefully or at once. */
 export interface SignalClosable {
-  close(options?: { timeoutMs?: number }): Promise<void>;
+  close(options?: CloseOptions): Promise<void>;
 }
 
 const servers = new Map<SignalClosable, readonly CloseSignal[]>();
@@ -60,14 +61,14 @@ function removeListeners(): void {
 /**
  * First signal: close the servers that asked for it, within their grace.
  * A second one while they close: drop what is still running (close with
- * no grace). Then remove our listeners and, unless someone else listens
+ * force). Then remove our listeners and, unless someone else listens
  * for that signal (then the process carries on, as it would without us),
  * raise it again: the process ends by the signal, exit status and all.
  */
 function onSignal(signal: CloseSignal): void {
   const targets = [...servers].filter(([, signals]) => signals.includes(signal)).map(([server]) => server);
   if (closing !== null) {
-    for (const server of targets) void server.close({ timeoutMs: 0 });
+    for (const server of targets) void server.close({ force: true });
     return;
   }
   closing = Promise.all(targets.map((server) => server.close())).then(() => undefined);

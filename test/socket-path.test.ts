@@ -49,7 +49,7 @@ describe.skipIf(!posix)('defaultSocketPath', () => {
     delete process.env.XDG_RUNTIME_DIR;
     const socket = defaultSocketPath('meet');
     const server = await createServer(socket, () => 'here');
-    onCleanup(() => server.close({ timeoutMs: 0 }));
+    onCleanup(() => server.close({ force: true }));
     expect((await sendCommand(defaultSocketPath('meet'), 'x')).toString()).toBe('here');
   });
 

@@ -13,7 +13,7 @@ import { cannotSwitchUser, doAsOther, OTHER_UID, territory } from './other-user'
 async function startOutcome(socket: string, ms: number): Promise<string> {
   const start = createServer(socket, () => 'pong', { threads: 1 }).then(
     (server) => {
-      onCleanup(() => server.close({ timeoutMs: 0 }));
+      onCleanup(() => server.close({ force: true }));
       return 'started';
     },
     (error: IpcError) => error.code ?? String(error),

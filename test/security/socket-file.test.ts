@@ -54,7 +54,7 @@ async function restart(socket: string, times: number, options: Parameters<typeof
     try {
       const server = await createServer(socket, () => 'pong', { ...options, threads: 1 });
       started++;
-      await server.close({ timeoutMs: 0 });
+      await server.close({ force: true });
     } catch {
       // ERR_IPC_NOT_A_SOCKET after a swap: the symlink is left to its owner.
     }
@@ -92,7 +92,7 @@ describe.skipIf(cannotSwitchUser !== null)('socket file against another user', (
     for (let i = 0; i < 20; i++) {
       const server = await createServer(socket, () => 'pong', { socketMode: 0o600, threads: 1 });
       served += (await sendCommand(socket, 'ping')).toString() === 'pong' ? 1 : 0;
-      await server.close({ timeoutMs: 0 });
+      await server.close({ force: true });
     }
     const tally = await stopWatcher(watcher);
     console.log(`umask 000: modes seen by uid ${OTHER_UID}: ${JSON.stringify(tally.modes)}`);
@@ -106,9 +106,9 @@ describe.skipIf(cannotSwitchUser !== null)('socket file against another user', (
     const socket = path.join(shared, 'app.ipc');
     doAsOther(`require('node:fs').writeFileSync(process.argv[1], 'their data\\n')`, [`${socket}.new`]);
     const first = await createServer(socket, () => 'one', { threads: 1 });
-    onCleanup(() => first.close({ timeoutMs: 0 }));
+    onCleanup(() => first.close({ force: true }));
     const second = await createServer(socket, () => 'two', { threads: 1, replace: true, socketMode: 0o600 });
-    onCleanup(() => second.close({ timeoutMs: 0 }));
+    onCleanup(() => second.close({ force: true }));
     expect((await sendCommand(socket, 'x')).toString()).toBe('two');
     expect(fs.readFileSync(`${socket}.new`, 'utf8')).toBe('their data\n');
     expect(fs.statSync(`${socket}.new`).uid).toBe(OTHER_UID);
