@@ -5,7 +5,7 @@
 // untraced, and the call is traced here once, start included.
 import { checkDaemonOptions, ensureChecked, type CallBounds, type CheckedDaemonOptions, type EnsureDaemonResult } from './daemon.js';
 import { clientRequestStarted, clientResponseEnded, type ClientTrace } from './diagnostics.js';
-import { abortError, codeError, type IpcError } from './errors.js';
+import { abortError, exchangeTimeoutError, type IpcError } from './errors.js';
 import { AUTO_START_OPTION_NAMES, checkSignal, ClientCall, normalizeClientOptions, type ClientOptions } from './options.js';
 
 /** One untraced attempt of lib/client.ts. */
@@ -53,7 +53,7 @@ function secondAttempt(call: AutoStartCall): ClientOptions {
   if (signal?.aborted) throw abortError(signal);
   if (deadline === undefined) return call.rest;
   const left = deadline - Date.now();
-  if (left < 1) throw codeError('ERR_IPC_TIMEOUT', `exchange did not complete within timeoutMs (${timeoutMs} ms)`);
+  if (left < 1) throw exchangeTimeoutError(timeoutMs);
   return { ...call.rest, timeoutMs: left };
 }
 

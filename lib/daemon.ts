@@ -12,7 +12,7 @@
 import type { ChildProcess } from 'node:child_process';
 import * as fs from 'node:fs';
 
-import { abortError, argError, codeError, type IpcError } from './errors.js';
+import { abortError, argError, codeError, exchangeTimeoutError, type IpcError } from './errors.js';
 import { native, type NativeActiveState } from './native.js';
 import { checkInteger, checkOptionNames, checkPath, checkSignal, ENSURE_DAEMON_OPTION_NAMES, type EnsureDaemonOptions } from './options.js';
 import { openOwnFileForAppend, openOwnFileForReading } from './safe-files.js';
@@ -208,7 +208,7 @@ class StartWait {
     const { signal, deadline, timeoutMs } = this.bounds;
     if (signal?.aborted) throw Object.assign(abortError(signal), pid === undefined ? {} : { pid });
     if (deadline !== undefined && Date.now() >= deadline) {
-      const error = codeError('ERR_IPC_TIMEOUT', `'${this.path}' did not listen within timeoutMs (${timeoutMs} ms); the daemon is left to start`);
+      const error = exchangeTimeoutError(timeoutMs, `before '${this.path}' listened (the daemon is left to start)`);
       throw Object.assign(error, pid === undefined ? {} : { pid });
     }
   }

@@ -27,6 +27,16 @@ export function argError(name: string, expected: string, actual: unknown, code =
   return codeError(code, `The "${name}" argument must be ${expected}. Received ${shown}`, TypeError as ErrorConstructor);
 }
 
+/**
+ * ERR_IPC_TIMEOUT in the addon's words ("exchange did not complete within
+ * timeoutMs: after N ms"), for the waits the TypeScript layer bounds
+ * itself; `detail` adds what was still awaited.
+ */
+export function exchangeTimeoutError(timeoutMs: number | undefined, detail?: string): IpcError {
+  const after = `after ${timeoutMs} ms`;
+  return codeError('ERR_IPC_TIMEOUT', `exchange did not complete within timeoutMs: ${detail === undefined ? after : `${after}, ${detail}`}`);
+}
+
 export function abortError(signal: AbortSignal): IpcError {
   const error = codeError('ABORT_ERR', 'The operation was aborted');
   error.name = 'AbortError';

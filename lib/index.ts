@@ -3,7 +3,7 @@ export { connect, getActiveState, getActiveStateSync, sendCommand, sendCommandSy
 export type { ActiveState, IpcConnection } from './client.js';
 export { createServer, IpcServer, QUIT } from './server.js';
 export type { CloseReason, Handler, HandlerResult, IpcServerEvents, Reply, RequestContext, ServerStats } from './server.js';
-export type { ClientOptions, PeerInfo, PipeAccess, ReplaceOptions, ServerOptions } from './options.js';
+export type { ClientOptions, CloseOptions, ConnectOptions, PeerInfo, PipeAccess, ReplaceOptions, ServerOptions, SyncClientOptions } from './options.js';
 export { systemdListenFd, systemdListenFds } from './systemd.js';
 export type { AutoStartReport, ClientRequestMessage, ClientResponseMessage, ServerOutcome, ServerRequestMessage, ServerResponseMessage } from './diagnostics.js';
 export type { InheritedSocket } from './systemd.js';

@@ -92,6 +92,24 @@ describe('error messages', () => {
     expect(errors[0].message).toBe(`connect: no such file or directory: ${p}`);
   });
 
+  test('a timeout reads the same whether the addon or the daemon start found it', async () => {
+    const p = socketPath();
+    const hanging = await createServer(p, () => new Promise(() => {}));
+    onCleanup(() => hanging.close({ force: true }));
+    const exchange = (await sendCommand(p, 'x', { timeoutMs: 50 }).catch((e: IpcError) => e)) as IpcError;
+    // A daemon that never listens: the call's timeoutMs ends the wait for it.
+    const q = socketPath();
+    const autoStart = { command: process.execPath, args: ['-e', 'setTimeout(() => {}, 20000)'] };
+    const start = (await sendCommand(q, 'x', { timeoutMs: 300, autoStart }).catch((e: IpcError) => e)) as IpcError & { pid?: number };
+    onCleanup(() => {
+      if (start.pid !== undefined && alive(start.pid)) process.kill(start.pid, 'SIGKILL');
+    });
+    for (const error of [exchange, start]) {
+      expect(error.code).toBe('ERR_IPC_TIMEOUT');
+      expect(error.message).toMatch(/^exchange did not complete within timeoutMs: after \d+ ms/);
+    }
+  });
+
   test('an abort reads the same whether the signal was aborted before the call or during it', async () => {
     const p = socketPath();
     let handlerStarted!: () => void;
