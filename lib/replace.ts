@@ -80,7 +80,8 @@ async function stopRunningServer(path: string, replace: CheckedReplace): Promise
   }
   while ((await native.getActiveState(path)) === 'listening') {
     if (Date.now() >= deadline) {
-      const error = codeError('EADDRINUSE', `the server at '${path}' did not stop within ${replace.timeoutMs} ms`);
+      // The addon's EADDRINUSE wording, with why as its detail.
+      const error = codeError('EADDRINUSE', `listen: address already in use: the server at '${path}' did not stop within ${replace.timeoutMs} ms`);
       error.syscall = 'listen';
       error.address = path;
       throw error;
