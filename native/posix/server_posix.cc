@@ -186,8 +186,9 @@ class PosixServer : public Server {
   bool stopping() const { return stopping_.load(std::memory_order_acquire); }
   bool exiting() const { return exit_.load(std::memory_order_acquire); }
   // Connections not yet handed to the application are dropped on a stop,
-  // except on an idle stop, which finishes everything it accepted.
-  bool drop_unstarted_on_stop() const { return stop_reason_seen_ != StopReason::kIdle; }
+  // except when nobody new can reach the listener any more (see
+  // BeginStop): then the stop finishes everything it accepted or queued.
+  bool drop_unstarted_on_stop() const { return !drain_on_stop_.load(std::memory_order_acquire); }
   bool grace_over() const { return grace_over_.load(std::memory_order_acquire); }
   // Whether a request completing now must be dropped rather than handed to
   // the application: once a stop has begun, unless an idle stop is still
@@ -231,6 +232,7 @@ class PosixServer : public Server {
   std::vector<std::unique_ptr<ServingThread>> threads_;
 
   std::atomic<bool> stopping_{false};
+  std::atomic<bool> drain_on_stop_{false};  // written by thread 0 before stopping_
   std::atomic<bool> exit_{false};
   std::atomic<int> threads_off_listener_{0};
   std::atomic<int64_t> open_connections_{0};
@@ -444,7 +446,7 @@ void PosixServer::Coordinate(int64_t now) {
   if (!stop_begun_) {
     if (now >= next_stolen_check_) {
       next_stolen_check_ = now + kStolenCheckMs;
-      if (ListenerPathStolen(options_.path, listener_)) RequestStop(StopReason::kStolen, 0);
+      if (ListenerPathStolen(options_.path, listener_)) RequestStop(StopReason::kStolen, options_.quit_grace_ms);
     }
     if (options_.idle_timeout_ms > 0 && open_connections_.load() == 0 &&
         now - idle_since_.load() >= options_.idle_timeout_ms) {
@@ -478,9 +480,14 @@ void PosixServer::Coordinate(int64_t now) {
 // retry and find the next server, or report not-listening), while the
 // socket file stays until the end (docs/protocol.md#stopping). An idle stop
 // first removes the path, so that nobody new can reach us, and then serves
-// what is already queued: no request is lost.
+// what is already queued: no request is lost. So does a quit or stolen
+// stop once the path leads elsewhere (a replacement renamed its socket
+// over it): the clients that reached us before are served, not dropped.
 void PosixServer::BeginStop() {
   stop_begun_ = true;
+  bool path_elsewhere = (stop_reason_seen_ == StopReason::kQuit || stop_reason_seen_ == StopReason::kStolen) &&
+                        ListenerPathStolen(options_.path, listener_);
+  drain_on_stop_.store(stop_reason_seen_ == StopReason::kIdle || path_elsewhere, std::memory_order_release);
   stopping_.store(true, std::memory_order_release);
   if (stop_reason_seen_ == StopReason::kIdle) RemoveListenerPath(options_.path, listener_);
   // Linux refuses new connects on a shut-down listener but still lets us

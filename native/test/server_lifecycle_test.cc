@@ -151,6 +151,51 @@ TEST(a_stopping_server_refuses_new_connections_and_bounds_the_quit) {
   close(hanging);
 }
 
+// A replacement renames its socket over the path, then asks this server
+// to quit over a connection made before (lib/replace.ts). The path leads
+// elsewhere now, so nobody new can reach this server: what it accepted or
+// has queued, silent or half-sent, is served, not dropped
+// (docs/protocol.md#stopping).
+TEST(quit_after_the_path_moved_on_serves_what_it_accepted) {
+  ServerOptions options;
+  options.threads = 2;
+  options.quit_grace_ms = 5000;
+  Harness h(options);
+  REQUIRE(h.start_status.ok());
+  int quitter = ConnectRaw(h.path);
+  REQUIRE(quitter >= 0);
+  Fds early;
+  for (int i = 0; i < 4; i++) early.add(ConnectRaw(h.path));  // nothing sent yet
+  const std::string ping = Frame("ping");
+  int half = ConnectRaw(h.path);
+  REQUIRE(SendAll(half, ping.substr(0, 3)));
+  early.add(half);
+  for (int fd : early.fds) REQUIRE(fd >= 0);
+
+  // Another socket takes the path, as the replacement's rename does.
+  std::string other = h.dir + "/other.ipc";
+  int other_fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
+  sockaddr_un addr{};
+  addr.sun_family = AF_UNIX;
+  std::strncpy(addr.sun_path, other.c_str(), sizeof(addr.sun_path) - 1);
+  REQUIRE(bind(other_fd, reinterpret_cast<sockaddr*>(&addr), sizeof(addr)) == 0);
+  REQUIRE(listen(other_fd, 8) == 0);
+  REQUIRE(rename(other.c_str(), h.path.c_str()) == 0);
+
+  REQUIRE(SendAll(quitter, Frame("quit")));
+  CHECK(ReadUntilClosed(quitter).eof);
+  close(quitter);
+  for (int fd : early.fds) CHECK(SendAll(fd, fd == half ? ping.substr(3) : ping));
+  for (int fd : early.fds) CHECK_EQ(ReadUntilClosed(fd).bytes, Frame("pong"));
+  CHECK(h.delegate.WaitStopped());
+  CHECK(h.delegate.stop_reason() == StopReason::kQuit);
+  h.server->Join();
+  // The new socket is left alone.
+  struct stat sb;
+  CHECK(lstat(h.path.c_str(), &sb) == 0 && S_ISSOCK(sb.st_mode));
+  close(other_fd);
+}
+
 TEST(idle_timeout_stops_the_server_and_serves_what_it_accepted) {
   ServerOptions options;
   options.idle_timeout_ms = 300;

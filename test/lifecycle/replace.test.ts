@@ -4,7 +4,7 @@ import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { describe, expect, it } from 'vitest';
 
-import { createServer, QUIT, sendCommand } from '../../dist/index.js';
+import { connect, createServer, QUIT, sendCommand } from '../../dist/index.js';
 import { exited, fixtures, onCleanup, socketPath, spawnNode, waitForLine } from '../helpers.js';
 
 const DAEMON = path.join(fixtures, 'versioned-daemon.js');
@@ -51,6 +51,59 @@ describe('replace', () => {
     expect(answers.slice(firstV2).every((a) => a === 'v2')).toBe(true);
     await sendCommand(p, 'quit');
     expect(await exited(v2)).toBe(0);
+  });
+
+  it('8 client loops across 20 replacements, beside two CPU burners: no request lost', { timeout: 120000 }, async () => {
+    const p = socketPath();
+    const burners = [0, 1].map(() => spawnNode(path.join(fixtures, 'cpu-burner.js')));
+    let current = startDaemon(p, 'v0');
+    await waitForLine(current, /^listening/, 20000);
+
+    const failures: string[] = [];
+    let answered = 0;
+    let stop = false;
+    const loops = Array.from({ length: 8 }, async () => {
+      while (!stop) {
+        try {
+          await sendCommand(p, 'version');
+          answered++;
+        } catch (error) {
+          failures.push(`${(error as { code?: string }).code}: ${(error as Error).message}`);
+        }
+      }
+    });
+    const started = performance.now();
+    for (let v = 1; v <= 20; v++) {
+      const next = startDaemon(p, `v${v}`, true);
+      await waitForLine(next, /^listening/, 30000);
+      expect(await exited(current)).toBe(0);
+      // 'stolen' when its path check saw the rename before the quit arrived.
+      expect(current.output()).toMatch(/closed (quit|stolen)/);
+      current = next;
+    }
+    stop = true;
+    await Promise.all(loops);
+    const seconds = (performance.now() - started) / 1000;
+    for (const b of burners) b.kill('SIGKILL');
+    console.log(`20 replacements in ${seconds.toFixed(1)} s, 8 client loops: ${answered} answered, ${failures.length} failed${failures.length ? `: ${failures.slice(0, 5).join('; ')}` : ''}`);
+    expect(failures).toEqual([]);
+    await sendCommand(p, 'quit');
+    expect(await exited(current)).toBe(0);
+  });
+
+  it('connections the old server accepted before the replacement are served by it', async () => {
+    const p = socketPath();
+    const old = await createServer(p, (request) => (request.toString() === 'quit' ? QUIT : `old ${request}`));
+    onCleanup(() => old.close({ timeoutMs: 0 }));
+    // Connected to the old server, requests not sent yet: when the quit
+    // arrives they are accepted (or queued) but unread.
+    const early = await Promise.all([1, 2, 3, 4].map(() => connect(p)));
+    const replacement = await createServer(p, (request) => `new ${request}`, { replace: true });
+    onCleanup(() => replacement.close({ timeoutMs: 0 }));
+    expect((await sendCommand(p, 'x')).toString()).toBe('new x');
+    const answers = await Promise.all(early.map((c, i) => c.send(`${i}`).then((r) => r.toString(), (e: { code: string }) => e.code)));
+    expect(answers).toEqual(['old 0', 'old 1', 'old 2', 'old 3']);
+    expect(await old.closed).toBe('quit');
   });
 
   it('starts normally when nothing runs, and replaces a server in this process', async () => {
