@@ -240,6 +240,8 @@ export const AUTO_START_OPTION_NAMES: OptionNames<AutoStartOptions> = {
 
 export const ENSURE_DAEMON_OPTION_NAMES: OptionNames<EnsureDaemonOptions> = { ...AUTO_START_OPTION_NAMES, signal: true };
 
+const PIPE_ACCESS_OPTION_NAMES: OptionNames<Extract<PipeAccess, object>> = { sddl: true };
+
 export const REPLACE_OPTION_NAMES: OptionNames<ReplaceOptions> = { request: true, timeoutMs: true };
 
 /** Options of `IpcServer.close()`. */
@@ -362,6 +364,7 @@ export function normalizeServerOptions(path: string, options: ServerOptions | un
   if (access === 'everyone' || access === 'user') {
     pipeAccess = access;
   } else if (typeof access === 'object' && access !== null && typeof access.sddl === 'string' && access.sddl) {
+    checkOptionNames('options.pipeAccess', access, PIPE_ACCESS_OPTION_NAMES);
     pipeAccess = 'sddl';
     sddl = access.sddl;
   } else if (access !== undefined) {

@@ -44,6 +44,7 @@ describe('an unknown option is refused, naming the nearest known one', () => {
     ['createServer', () => createServer(p, () => 'x', { maxConnection: 5 } as never), 'maxConnection', 'maxConnections'],
     ['createServer', () => createServer(p, () => 'x', { unknownOpt: 1 } as never), 'unknownOpt', null],
     ['createServer (replace)', () => createServer(p, () => 'x', { replace: { timeout: 5 } } as never), 'timeout', 'timeoutMs'],
+    ['createServer (pipeAccess)', () => createServer(p, () => 'x', { pipeAccess: { sddl: 'D:P(A;;GA;;;WD)', SDDL: '' } } as never), 'SDDL', 'sddl'],
     ['ensureDaemon', () => ensureDaemon(p, { command: 'x', maxWait: 5 } as never), 'maxWait', 'maxWaitMs'],
     ['sendCommand (autoStart)', () => sendCommand(p, 'x', { autoStart: { command: 'x', logfile: 'y' } } as never), 'logfile', 'logFile'],
     ['streamCommand (autoStart)', () => streamCommand(p, 'x', { autoStart: { command: 'x', arg: [] } } as never), 'arg', 'args'],
@@ -52,7 +53,8 @@ describe('an unknown option is refused, naming the nearest known one', () => {
     const error = thrown(call);
     expect(error).toBeInstanceOf(TypeError);
     expect(error.code).toBe('ERR_INVALID_ARG_VALUE');
-    const argument = name.endsWith('(replace)') ? 'options.replace' : name.endsWith('(autoStart)') ? 'options.autoStart' : 'options';
+    const within = /\((replace|autoStart|pipeAccess)\)$/.exec(name)?.[1];
+    const argument = within === undefined ? 'options' : `options.${within}`;
     if (nearest !== null) {
       expect(error.message).toBe(`The "${argument}" argument has an unknown option "${key}" (did you mean "${nearest}"?)`);
     } else {
@@ -161,7 +163,7 @@ describe('a server exists only once it listens', () => {
 });
 
 describe('the types', () => {
-  test('refuse what the runtime refuses (tsc --strict on test/fixtures/types)', async () => {
+  test('refuse what the runtime refuses, CommonJS and ESM (tsc --strict on test/fixtures/types)', async () => {
     const dir = tempDir();
     const config = {
       compilerOptions: {
@@ -175,7 +177,7 @@ describe('the types', () => {
         noEmit: true,
         skipLibCheck: true,
       },
-      files: [path.join(repoRoot, 'test', 'fixtures', 'types', 'api-contract.ts')],
+      files: ['api-contract.ts', 'api-contract-esm.mts'].map((file) => path.join(repoRoot, 'test', 'fixtures', 'types', file)),
     };
     fs.writeFileSync(path.join(dir, 'tsconfig.json'), JSON.stringify(config));
     const tsc = path.join(repoRoot, 'node_modules', 'typescript', 'bin', 'tsc');
