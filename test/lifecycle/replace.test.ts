@@ -94,12 +94,12 @@ describe('replace', () => {
   it('connections the old server accepted before the replacement are served by it', async () => {
     const p = socketPath();
     const old = await createServer(p, (request) => (request.toString() === 'quit' ? QUIT : `old ${request}`));
-    onCleanup(() => old.close({ timeoutMs: 0 }));
+    onCleanup(() => old.close({ force: true }));
     // Connected to the old server, requests not sent yet: when the quit
     // arrives they are accepted (or queued) but unread.
     const early = await Promise.all([1, 2, 3, 4].map(() => connect(p)));
     const replacement = await createServer(p, (request) => `new ${request}`, { replace: true });
-    onCleanup(() => replacement.close({ timeoutMs: 0 }));
+    onCleanup(() => replacement.close({ force: true }));
     expect((await sendCommand(p, 'x')).toString()).toBe('new x');
     const answers = await Promise.all(early.map((c, i) => c.send(`${i}`).then((r) => r.toString(), (e: { code: string }) => e.code)));
     expect(answers).toEqual(['old 0', 'old 1', 'old 2', 'old 3']);
