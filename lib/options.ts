@@ -148,8 +148,9 @@ function unknownOptionError(name: string, key: string, known: string[]): IpcErro
 
 /**
  * The known name closest to `key`: case-insensitive edit distance (to the
- * name with or without its `Ms`), a prefix counting as close. Undefined when none is close enough to be a
- * likely misspelling (then the caller lists them all).
+ * name with or without its `Ms`), a prefix counting as close. Undefined
+ * when none is close enough to be a likely misspelling (then the caller
+ * lists them all).
  */
 export function nearestName(key: string, known: readonly string[]): string | undefined {
   let best: string | undefined;
@@ -180,9 +181,11 @@ function editDistance(a: string, b: string): number {
   return previous[b.length];
 }
 
-/** Checks that `options` is undefined or an object of known options; returns it ({} for undefined). */
+const NO_OPTIONS = Object.freeze({});
+
+/** Checks that `options` is undefined or an object of known options; returns it (an empty one for undefined). */
 export function checkOptions<T extends object>(name: string, options: T | undefined, known: Readonly<Record<string, true>>): T {
-  if (options === undefined) return {} as T;
+  if (options === undefined) return NO_OPTIONS as T;
   if (typeof options !== 'object' || options === null) throw argError(name, 'an object', options);
   checkOptionNames(name, options, known);
   return options;
