@@ -55,7 +55,12 @@ jobs=$(nproc 2>/dev/null || echo 2)
 nice -n 10 make -C "$src" -j"$jobs" \
   NO_OPENSSL=1 NO_CURL=1 NO_EXPAT=1 NO_GETTEXT=1 NO_TCLTK=1 NO_PERL=1 NO_PYTHON=1 \
   CFLAGS='-O2' \
-  t/helper/test-tool
+  t/helper/test-tool GIT-BUILD-OPTIONS
+
+# What Git's test library needs to run t0052 with the installed git
+# (GIT-BUILD-OPTIONS above, the default templates here): used by
+# bench/git/t0052-native.sh.
+make -C "$src/templates" --no-print-directory NO_PERL=1 >/dev/null
 
 cp "$src/t/helper/test-tool" "$dir/test-tool"
 "$dir/test-tool" simple-ipc SUPPORTS_SIMPLE_IPC

@@ -258,4 +258,16 @@ describe.runIf(posix && git.tool !== null)("simple-ipc-send against Git's own da
     const r = await send([sock, '-'], Buffer.concat([Buffer.from('sendbytes '), Buffer.alloc(100000, 'A')]));
     expect(r.stdout.toString()).toBe('rcvd:A00100000\n');
   });
+
+  // Git's own test script, with this program as the client of its send and
+  // sendbytes cases (bench/git/t0052-native.sh); needs Git's source tree
+  // beside test-tool, as build-test-tool.sh leaves it.
+  const gitSource = fs.existsSync(path.dirname(git.tool ?? '/')) && fs.readdirSync(path.dirname(git.tool ?? '/')).some((f) => /^git-\d/.test(f));
+  it.runIf(gitSource)("passes Git's t0052-simple-ipc.sh in place of Git's client", () => {
+    const r = spawnSync('bash', [path.join(repoRoot, 'bench', 'git', 't0052-native.sh'), binary, path.dirname(git.tool!)], { encoding: 'utf8', timeout: 300000 });
+    const summary = r.stdout.split('\n').filter((l) => /^(ok|not ok) |^# |^t0052-native:/.test(l));
+    expect({ status: r.status, summary }).toMatchObject({ status: 0 });
+    expect(summary).toContain('# passed all 9 test(s)');
+    expect(r.stdout).toMatch(/t0052-native: 6 requests sent by .* 5 send, 1 sendbytes,/);
+  });
 });
