@@ -4,7 +4,8 @@
 # pinned and hash-checked by scripts/prebuild/deps.mjs) under qemu-aarch64
 # (Debian's qemu-user; Debian's arm64 glibc and libstdc++ as the sysroot,
 # for that Node). It runs test/emulated/api.mjs: the API tests that need
-# no child process (qemu-user cannot start guest binaries by itself).
+# no child process (qemu-user cannot start guest binaries by itself); then
+# the native client's tests with prebuilds/linux-arm64/simple-ipc-send.
 # Installs the Debian packages when missing.
 set -u
 cd "$(dirname "$0")/../.."
@@ -47,5 +48,32 @@ if [ "$rc" != 0 ] || [ -z "$pass" ] || [ "$pass" = 0 ]; then
   [ -z "$fail" ] || [ "$fail" = 0 ] && fail=1
 fi
 rm -f "$out"
+
+# The arm64 native client, prebuilds/linux-arm64/simple-ipc-send (static:
+# qemu needs no sysroot for it), through the whole of
+# test/cli/native-send.test.ts: the test file runs on this machine's Node
+# and spawns the program under qemu-aarch64, against daemons on this
+# machine (Git's t0052 included when Git's test-tool is built).
+CLI=$ROOT/prebuilds/linux-arm64/simple-ipc-send
+if [ -f "$CLI" ]; then
+  wrap=$(mktemp -d)
+  printf '#!/bin/sh\nexec qemu-aarch64 "%s" "$@"\n' "$CLI" >"$wrap/simple-ipc-send"
+  chmod +x "$wrap/simple-ipc-send"
+  echo "native client: $CLI ($(stat -c %s "$CLI") bytes) under qemu-aarch64"
+  report=$(mktemp)
+  env -u NODE_EXTRA_CA_CERTS SIPC_SEND_BINARY="$wrap/simple-ipc-send" \
+    npx vitest run test/cli/native-send.test.ts --reporter=default --reporter=json --outputFile.json="$report"
+  cli_rc=$?
+  counts=$(node -e "const r=JSON.parse(require('fs').readFileSync(process.argv[1], 'utf8')); console.log(r.numPassedTests, r.numFailedTests)" "$report" 2>/dev/null || echo "0 1")
+  pass=$((${pass:-0} + ${counts% *}))
+  fail=$((${fail:-1} + ${counts#* }))
+  [ "$cli_rc" = 0 ] || { [ "${counts#* }" = 0 ] && fail=$((fail + 1)); rc=1; }
+  rm -rf "$wrap" "$report"
+else
+  echo "no $CLI: run npm run prebuild:all"
+  fail=$((${fail:-0} + 1))
+  rc=1
+fi
+
 result "${pass:-0}" "${fail:-1}"
 [ "$rc" = 0 ] && [ "${fail:-1}" = 0 ]

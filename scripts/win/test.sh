@@ -51,6 +51,13 @@ fi
 ln -sfn ../drive_c "$WINEPREFIX/dosdevices/s:"
 export SIPC_WINTEST_ALIAS_DRIVE=S:
 
+# The native client, for test/win/native-send.test.mjs: built as the
+# prebuild is (scripts/prebuild/cli.mjs, Zig).
+SEND_EXE=$CACHE/cli/win32-x64/simple-ipc-send.exe
+node scripts/prebuild/cli.mjs --out="$CACHE/cli" win32-x64 >/dev/null ||
+  log "could not build simple-ipc-send.exe: its tests use the committed prebuild"
+[ -f "$SEND_EXE" ] || SEND_EXE=
+
 LOG=$CACHE/test.log
 RESULTS=$CACHE/test-results.json
 rm -f "$LOG" "$RESULTS" "$CACHE/test.tap"
@@ -59,7 +66,7 @@ set +e
 # PREBUILDS_ONLY: load prebuilds/win32-x64, never the Linux build/Release.
 # NAPI_RS_FORCE_WASI and NODE_PATH: Vite's bundler as WebAssembly (see
 # ensure_rolldown_wasi).
-UNDER_WINE=1 PREBUILDS_ONLY=1 SIPC_WINTEST_ADDON="$WIN_BUILD/sipc_wintest.node" \
+UNDER_WINE=1 PREBUILDS_ONLY=1 SIPC_WINTEST_ADDON="$WIN_BUILD/sipc_wintest.node" SIPC_WINTEST_SEND="$SEND_EXE" \
   SIPC_WIN_RESULTS="${RESULTS#"$ROOT"/}" NAPI_RS_FORCE_WASI=true NODE_PATH="Z:$ROLLDOWN_WASI/node_modules" \
   timeout 900 "$WINE" "$NODE_EXE" --no-warnings node_modules/vitest/vitest.mjs run \
   --config test/win/vitest.config.mjs --configLoader native \

@@ -271,3 +271,21 @@ describe.runIf(posix && git.tool !== null)("simple-ipc-send against Git's own da
     expect(r.stdout).toMatch(/t0052-native: 6 requests sent by .* 5 send, 1 sendbytes,/);
   });
 });
+
+describe('examples/counter/counter.sh: the native client in front of a warm daemon', () => {
+  it.runIf(posix)('starts the daemon through client.js once, then answers without Node.js', async () => {
+    const socket = path.join(tempDir('sipc-nsend-ex-'), 'counter.ipc');
+    const script = path.join(repoRoot, 'examples', 'counter', 'counter.sh');
+    const env = { ...process.env, COUNTER_SOCKET: socket, SIMPLE_IPC_SEND: binary, COUNTER_IDLE_MS: '60000' };
+    onCleanup(() => spawnSync(binary, [socket, 'quit']));
+    // No daemon: the native client exits 2, client.js starts the daemon.
+    let r = spawnSync('sh', [script, 'incr', 'builds'], { env, encoding: 'utf8' });
+    expect({ status: r.status, stdout: r.stdout }).toEqual({ status: 0, stdout: '1\n' });
+    // Warm: with no node on the PATH, only the native client can answer.
+    const noNode = { COUNTER_SOCKET: socket, SIMPLE_IPC_SEND: binary, PATH: '/nonexistent' };
+    r = spawnSync('/bin/sh', [script, 'incr', 'builds'], { env: noNode, encoding: 'utf8' });
+    expect({ status: r.status, stdout: r.stdout }).toEqual({ status: 0, stdout: '2\n' });
+    r = spawnSync('/bin/sh', [script, 'get', 'builds'], { env: noNode, encoding: 'utf8' });
+    expect(r.stdout).toBe('2\n');
+  });
+});
