@@ -57,7 +57,8 @@ rm -f "$out"
 CLI=$ROOT/prebuilds/linux-arm64/simple-ipc-send
 if [ -f "$CLI" ]; then
   wrap=$(mktemp -d)
-  printf '#!/bin/sh\nexec qemu-aarch64 "%s" "$@"\n' "$CLI" >"$wrap/simple-ipc-send"
+  # Absolute paths: a test runs it with no PATH to find Node by.
+  printf '#!/bin/sh\nexec "%s" "%s" "$@"\n' "$(command -v qemu-aarch64)" "$CLI" >"$wrap/simple-ipc-send"
   chmod +x "$wrap/simple-ipc-send"
   echo "native client: $CLI ($(stat -c %s "$CLI") bytes) under qemu-aarch64"
   report=$(mktemp)
