@@ -15,6 +15,7 @@ export interface NativeServerOptions {
   path: string;
   threads: number;
   maxRequestBytes: number;
+  maxBufferedRequestBytes: number;
   requestTimeoutMs: number;
   maxConnections: number;
   /** How long a quit (or an idle stop) lets running conversations finish. */

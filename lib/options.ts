@@ -68,6 +68,12 @@ export interface ServerOptions {
   threads?: number;
   /** Largest request accepted, in bytes; `Infinity` for no limit. Default 64 MiB. */
   maxRequestBytes?: number;
+  /**
+   * POSIX: the bytes all requests still being read may hold together; a
+   * read past it drops its connection (`clientError` `ERR_IPC_BUFFER_FULL`).
+   * `Infinity` for no limit. Default 256 MiB, or `maxRequestBytes` if larger.
+   */
+  maxBufferedRequestBytes?: number;
   /** Time a connected client has to complete its request, in ms; 0 disables. Default 30000. */
   requestTimeoutMs?: number;
   /** Open plus queued connections; beyond it new ones are closed at once. Default 1024. */
@@ -220,6 +226,7 @@ const CLIENT_CALL_OPTION_NAMES: readonly Readonly<Record<string, true>>[] = [CLI
 const SERVER_OPTION_NAMES: OptionNames<ServerOptions> = {
   threads: true,
   maxRequestBytes: true,
+  maxBufferedRequestBytes: true,
   requestTimeoutMs: true,
   maxConnections: true,
   closeTimeoutMs: true,
@@ -346,16 +353,27 @@ export interface NormalizedServerOptions {
   allowPeer: ((peer: PeerInfo) => boolean | Promise<boolean>) | undefined;
 }
 
+const DEFAULT_MAX_BUFFERED_REQUEST_BYTES = 256 * 1024 * 1024;
+
+/** A byte count option: a non-negative integer or Infinity (as Number.MAX_SAFE_INTEGER: no limit). */
+function checkByteCount(name: string, value: unknown, fallback: number): number {
+  if (value === undefined) return fallback;
+  if (typeof value !== 'number' || !(value === Infinity || (Number.isInteger(value) && value >= 0))) {
+    throw argError(name, 'a non-negative integer or Infinity', value);
+  }
+  return value === Infinity ? Number.MAX_SAFE_INTEGER : value;
+}
+
 export function normalizeServerOptions(path: string, options: ServerOptions | undefined): NormalizedServerOptions {
   options = checkOptions('options', options, SERVER_OPTION_NAMES);
-  let maxRequestBytes = 64 * 1024 * 1024;
-  if (options.maxRequestBytes !== undefined) {
-    const v = options.maxRequestBytes;
-    if (typeof v !== 'number' || !(v === Infinity || (Number.isInteger(v) && v >= 0))) {
-      throw argError('options.maxRequestBytes', 'a non-negative integer or Infinity', v);
-    }
-    maxRequestBytes = v === Infinity ? Number.MAX_SAFE_INTEGER : v;
-  }
+  const maxRequestBytes = checkByteCount('options.maxRequestBytes', options.maxRequestBytes, 64 * 1024 * 1024);
+  // docs/security.md#memory: what a 2-core, 4 GB machine survives
+  // whatever its clients send; never below one request at the limit.
+  const maxBufferedRequestBytes = checkByteCount(
+    'options.maxBufferedRequestBytes',
+    options.maxBufferedRequestBytes,
+    Math.max(DEFAULT_MAX_BUFFERED_REQUEST_BYTES, maxRequestBytes),
+  );
   let socketMode = -1;
   if (options.socketMode !== undefined) socketMode = checkInteger('options.socketMode', options.socketMode, -1, 0, 0o7777);
   if (options.allowPeer !== undefined && typeof options.allowPeer !== 'function') {
@@ -382,6 +400,7 @@ export function normalizeServerOptions(path: string, options: ServerOptions | un
       takeOver: options.replace !== undefined && options.replace !== false,
       threads: checkInteger('options.threads', options.threads, 2, 1, 1024),
       maxRequestBytes,
+      maxBufferedRequestBytes,
       requestTimeoutMs: checkInteger('options.requestTimeoutMs', options.requestTimeoutMs, 30000, 0, MAX_TIMEOUT),
       maxConnections: checkInteger('options.maxConnections', options.maxConnections, 1024, 1, 1 << 20),
       quitGraceMs: closeTimeoutMs === 0 ? NO_TIME_LIMIT : closeTimeoutMs,

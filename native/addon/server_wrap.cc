@@ -104,6 +104,8 @@ ServerWrap::ServerWrap(const Napi::CallbackInfo& info) : Napi::ObjectWrap<Server
   options_.threads = opts.Get("threads").As<Napi::Number>().Int32Value();
   double max_request = opts.Get("maxRequestBytes").As<Napi::Number>().DoubleValue();
   options_.max_request_bytes = max_request >= 9.007199254740991e15 ? SIZE_MAX : static_cast<size_t>(max_request);
+  double max_buffered = opts.Get("maxBufferedRequestBytes").As<Napi::Number>().DoubleValue();
+  options_.max_buffered_request_bytes = max_buffered >= 9.007199254740991e15 ? SIZE_MAX : static_cast<size_t>(max_buffered);
   options_.request_timeout_ms = opts.Get("requestTimeoutMs").As<Napi::Number>().Uint32Value();
   options_.max_connections = opts.Get("maxConnections").As<Napi::Number>().Uint32Value();
   options_.quit_grace_ms = opts.Get("quitGraceMs").As<Napi::Number>().Uint32Value();

@@ -37,6 +37,7 @@ struct ServerOptions {
   std::string path;
   int threads = 1;                        // serving threads, at least 1
   size_t max_request_bytes = SIZE_MAX;    // SIZE_MAX: unlimited
+  size_t max_buffered_request_bytes = SIZE_MAX;  // all incomplete requests together; SIZE_MAX: unlimited
   uint32_t request_timeout_ms = 0;        // 0: no limit
   uint32_t max_connections = 1024;        // open connections
   uint32_t quit_grace_ms = 0;             // how long a quit lets conversations finish

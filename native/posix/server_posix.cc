@@ -42,6 +42,7 @@
 #include <utility>
 #include <vector>
 
+#include "../core/admission.h"
 #include "../core/clock.h"
 #include "../core/conversation.h"
 #include "../core/output_queue.h"
@@ -77,6 +78,10 @@ struct Conn {
   // (mu):
   bool registered = false;  // known to the owner's poller
   bool busy = false;        // a thread is in a system call on fd
+  bool undecided = false;   // counted in the server's UndecidedPeers
+  // The request bytes charged to the server's RequestMemory: the serving
+  // thread's alone (only it reads, hands over or drops a request).
+  size_t buffered = 0;
 
   explicit Conn(size_t max_request) : conv(max_request) {}
 };
@@ -126,6 +131,8 @@ class ServingThread {
   void AcceptAll();
   void Adopt(int fd);
   void AwaitFirstByte(Conn* conn);
+  void StartPeerCheck(Conn* conn);
+  void AskSilentPeers(int64_t now);
   void StartRequestClock(Conn* conn);
   void ReadRequest(Conn* conn);
   void RequestComplete(Conn* conn);
@@ -150,6 +157,11 @@ class ServingThread {
       deadlines_;
   int64_t next_stall_check_ = 0;
   int64_t accept_resume_at_ = 0;  // accept() paused until then (0: not paused)
+  // Connections in kAwaitFirstByte, asked about once silent for
+  // kSilentPeerCheckMs (docs/security.md#refused-and-undecided-peers).
+  std::priority_queue<std::pair<int64_t, ConnId>, std::vector<std::pair<int64_t, ConnId>>,
+                      std::greater<std::pair<int64_t, ConnId>>>
+      silent_peers_;
   bool on_listener_ = true;
   std::vector<uint8_t> read_buffer_;
 };
@@ -157,7 +169,10 @@ class ServingThread {
 class PosixServer : public Server {
  public:
   PosixServer(const ServerOptions& options, ServerDelegate* delegate)
-      : options_(options), delegate_(delegate) {
+      : options_(options),
+        delegate_(delegate),
+        undecided_(static_cast<int64_t>(geteuid()), options.max_connections),
+        request_memory_(options.max_buffered_request_bytes) {
     if (options_.threads < 1) options_.threads = 1;
     if (options_.threads > (1 << kThreadBits)) options_.threads = 1 << kThreadBits;
   }
@@ -199,6 +214,14 @@ class PosixServer : public Server {
   }
   void RequestStop(StopReason reason, uint32_t grace_ms);
   bool TryOpen();  // counts a new connection; false over maxConnections
+  // docs/security.md#refused-and-undecided-peers: false when `uid` holds its share.
+  bool AdmitUndecided(int64_t uid);
+  void UndecidedDone(int64_t uid);
+  uint32_t undecided_cap() const { return undecided_.cap(); }
+  // docs/security.md#memory: false when the request would take the total
+  // of incomplete requests past maxBufferedRequestBytes.
+  bool ChargeRequest(size_t* held, size_t now_held);
+  void ReleaseRequest(size_t* held);
   void CountDrop(ReadVerdict::Counter counter);
   void Closed();
   void ThreadLeftListener() { threads_off_listener_.fetch_add(1, std::memory_order_acq_rel); }
@@ -240,6 +263,12 @@ class PosixServer : public Server {
 
   mutable std::mutex stop_mutex_;
   StopRequest stop_;  // (stop_mutex_)
+
+  // A leaf lock: taken alone or under a serving thread's mu, and nothing
+  // is taken while holding it.
+  std::mutex admission_mu_;
+  UndecidedPeers undecided_;       // (admission_mu_)
+  RequestMemory request_memory_;   // (admission_mu_)
 
   // Serving thread 0 only.
   StopReason stop_reason_seen_ = StopReason::kClosed;
@@ -379,6 +408,10 @@ void PosixServer::AllowPeer(ConnId id, bool allowed) {
     // (docs/protocol.md#limits): the time the application took to decide
     // is not the client's.
     c->conv.AllowRead();
+    if (c->undecided) {
+      c->undecided = false;
+      UndecidedDone(c->conv.peer.uid);
+    }
     t->poller()->Modify(c->fd, kPollIn, c->conv.id, false);
   }
 }
@@ -412,6 +445,26 @@ bool PosixServer::TryOpen() {
   if (open < static_cast<int64_t>(options_.max_connections)) return true;
   open_connections_.fetch_sub(1, std::memory_order_acq_rel);
   return false;
+}
+
+bool PosixServer::AdmitUndecided(int64_t uid) {
+  std::lock_guard<std::mutex> lock(admission_mu_);
+  return undecided_.TryAdmit(uid);
+}
+
+void PosixServer::UndecidedDone(int64_t uid) {
+  std::lock_guard<std::mutex> lock(admission_mu_);
+  undecided_.Decided(uid);
+}
+
+bool PosixServer::ChargeRequest(size_t* held, size_t now_held) {
+  std::lock_guard<std::mutex> lock(admission_mu_);
+  return request_memory_.Grow(held, now_held);
+}
+
+void PosixServer::ReleaseRequest(size_t* held) {
+  std::lock_guard<std::mutex> lock(admission_mu_);
+  request_memory_.Release(held);
 }
 
 void PosixServer::CountDrop(ReadVerdict::Counter counter) {
@@ -536,6 +589,8 @@ void PosixServer::FinishStop() {
 // Closes and forgets a connection nobody is in a system call on.
 void ServingThread::CloseLocked(Conn* conn, Notices* notices) {
   conn->conv.DropQueued(&notices->released);
+  if (conn->undecided) server_->UndecidedDone(conn->conv.peer.uid);
+  if (conn->buffered > 0) server_->ReleaseRequest(&conn->buffered);
   if (conn->registered) poller_->Forget(conn->fd, conn->conv.id);
   close(conn->fd);
   conns_.erase(conn->conv.id);
@@ -629,6 +684,7 @@ int ServingThread::NextTimeout(int64_t now) const {
   int64_t wake = next_stall_check_;
   if (!deadlines_.empty()) wake = std::min(wake, deadlines_.top().first);
   if (accept_resume_at_ > 0) wake = std::min(wake, accept_resume_at_);
+  if (!silent_peers_.empty()) wake = std::min(wake, silent_peers_.top().first);
   int timeout = wake <= now ? 0 : static_cast<int>(std::min<int64_t>(wake - now, 1 << 30));
   if (index_ == 0) timeout = std::min(timeout, server_->CoordinatorTimeout(now));
   return timeout;
@@ -729,8 +785,17 @@ void ServingThread::AcceptAll() {
 void ServingThread::Adopt(int fd) {
   const ServerOptions& options = server_->options();
   PeerInfo peer = GetPeerInfo(fd);
+  // With allowPeer, a user may hold only its share of the connections not
+  // decided on yet (docs/security.md#refused-and-undecided-peers).
+  if (options.check_peer && !server_->AdmitUndecided(peer.uid)) {
+    close(fd);
+    server_->dropped_too_many.fetch_add(1, std::memory_order_relaxed);
+    server_->delegate()->OnClientError(UndecidedPeers::OverShareStatus(peer.uid, server_->undecided_cap()), peer);
+    return;
+  }
   if (!server_->TryOpen()) {
     close(fd);
+    if (options.check_peer) server_->UndecidedDone(peer.uid);
     server_->dropped_too_many.fetch_add(1, std::memory_order_relaxed);
     server_->delegate()->OnClientError(
         Conversation::TooManyConnectionsStatus(options.max_connections), peer);
@@ -742,6 +807,7 @@ void ServingThread::Adopt(int fd) {
   conn->fd = fd;
   conn->conv.peer = peer;
   conn->conv.phase = options.check_peer ? Phase::kAwaitFirstByte : Phase::kReading;
+  conn->undecided = options.check_peer;
   StartRequestClock(conn);
   {
     std::lock_guard<std::mutex> lock(mu);
@@ -751,6 +817,7 @@ void ServingThread::Adopt(int fd) {
       // (connect, then hang up) never reaches the application.
       conn->registered = true;
       poller_->Add(fd, kPollIn, conn->conv.id, true);
+      silent_peers_.emplace(NowMs() + kSilentPeerCheckMs, conn->conv.id);
       return;
     }
   }
@@ -772,15 +839,38 @@ void ServingThread::AwaitFirstByte(Conn* conn) {
     DropUnstarted(conn, Status::Ok(), false);  // a probe: close silently
     return;
   }
+  StartPeerCheck(conn);
+}
+
+// Serving thread; `conn` is in kAwaitFirstByte: the application decides.
+void ServingThread::StartPeerCheck(Conn* conn) {
   ConnId id = conn->conv.id;
   PeerInfo peer = conn->conv.peer;
   {
     std::lock_guard<std::mutex> lock(mu);
     // The deadline pauses while the application decides. The one-shot
-    // registration stays disarmed until AllowPeer re-arms it.
+    // registration stays disarmed (or, for a silent peer, fires once more
+    // and is ignored: Dispatch skips kPeerCheck) until AllowPeer re-arms it.
     conn->conv.BeginPeerCheck();
   }
   server_->delegate()->OnPeerCheck(id, peer);
+}
+
+// Peers silent for kSilentPeerCheckMs are asked about without a byte: a
+// refused user cannot hold connections by saying nothing
+// (docs/security.md#refused-and-undecided-peers).
+void ServingThread::AskSilentPeers(int64_t now) {
+  while (!silent_peers_.empty() && silent_peers_.top().first <= now) {
+    ConnId id = silent_peers_.top().second;
+    silent_peers_.pop();
+    Conn* c;
+    {
+      std::lock_guard<std::mutex> lock(mu);
+      c = Find(id);
+      if (c == nullptr || c->conv.phase != Phase::kAwaitFirstByte) continue;
+    }
+    StartPeerCheck(c);
+  }
 }
 
 // Serving thread (owns `conn`'s deadline heap entry). A new connection,
@@ -807,7 +897,14 @@ void ServingThread::ReadRequest(Conn* conn) {
     } else {
       verdict = n == 0 ? conn->conv.EndOfInput() : conn->conv.ReadFailed(Status::FromErrno(errno, "read"));
     }
-    if (verdict.kind == ReadVerdict::Kind::kNeedMore) continue;
+    if (verdict.kind == ReadVerdict::Kind::kNeedMore) {
+      // Only incomplete requests are charged: one that arrives whole in
+      // its first read costs no lock.
+      if (server_->ChargeRequest(&conn->buffered, conn->conv.request.size())) continue;
+      server_->dropped_too_large.fetch_add(1, std::memory_order_relaxed);
+      DropUnstarted(conn, RequestMemory::FullStatus(server_->options().max_buffered_request_bytes), true);
+      return;
+    }
     if (verdict.kind == ReadVerdict::Kind::kComplete) {
       RequestComplete(conn);
     } else {
@@ -839,6 +936,7 @@ void ServingThread::RequestComplete(Conn* conn) {
       return;
     }
     request = conn->conv.TakeRequest();
+    if (conn->buffered > 0) server_->ReleaseRequest(&conn->buffered);  // the application's memory now
     // Only a hang-up matters from now on, and only if the application
     // keeps the conversation past its first turn (Watch): a reply written
     // at once needs no registration at all. A connection registered for
@@ -930,6 +1028,7 @@ void ServingThread::WriteQueuedLocked(Conn* c, std::unique_lock<std::mutex>& loc
 }
 
 void ServingThread::RunTimers(int64_t now) {
+  AskSilentPeers(now);
   if (accept_resume_at_ > 0 && now >= accept_resume_at_) {
     accept_resume_at_ = 0;
     if (on_listener_ && !server_->stopping()) poller_->Add(server_->listen_fd(), server_->listener_events(), kListenKey, false);

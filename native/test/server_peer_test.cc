@@ -1,5 +1,7 @@
 // Server tests: allowPeer: allowed and refused peers, liveness probes, and the request deadline around the peer check.
 // Helpers: server_test_util.h.
+#include <grp.h>
+
 #include "server_test_util.h"
 
 namespace {
@@ -108,6 +110,129 @@ TEST(request_deadline_waits_for_the_allow_peer_answer) {
   CHECK(r.status.ok());
   CHECK_EQ(response, std::string("pong"));
   CHECK_EQ(h.delegate.CountClientErrors(LibCode::kRequestTimeout), size_t{0});
+}
+
+// ---- refused and undecided peers (docs/security.md#refused-and-undecided-peers) ----
+
+TEST(silent_peer_is_asked_without_a_byte) {
+  // A refused peer that says nothing is closed once asked, long before
+  // its request deadline.
+  ServerOptions options;
+  options.check_peer = true;
+  options.request_timeout_ms = 30000;
+  Harness h(options);
+  REQUIRE(h.start_status.ok());
+  h.delegate.SetPeerPolicy(TestDelegate::PeerPolicy::kRefuse);
+  int fd = ConnectRaw(h.path);
+  int64_t start = NowMs();
+  RawRead r = ReadUntilClosed(fd, 10000);
+  CHECK(r.eof);
+  CHECK(NowMs() - start < 10000);
+  CHECK_EQ(h.delegate.peer_checks(), size_t{1});
+  close(fd);
+  // An allowed silent peer is read on, and served when it speaks.
+  h.delegate.SetPeerPolicy(TestDelegate::PeerPolicy::kAllow);
+  fd = ConnectRaw(h.path);
+  CHECK(h.delegate.WaitPeerChecks(2));
+  REQUIRE(SendAll(fd, Frame("ping")));
+  r = ReadUntilClosed(fd, 10000);
+  CHECK(r.bytes.find("pong") != std::string::npos);
+  close(fd);
+}
+
+// Another user's undecided connections: at most a quarter of
+// maxConnections; the server's own user is still served. Needs root to
+// run the other user's side as uid 65534 (a child process).
+TEST(undecided_connections_of_another_user_are_capped) {
+  if (geteuid() != 0) {
+    std::fprintf(stderr, "    SKIPPED: needs root to connect as uid 65534\n");
+    return;
+  }
+  ServerOptions options;
+  options.check_peer = true;
+  options.max_connections = 40;  // a share of 10
+  options.socket_mode = 0666;
+  Harness h(options);
+  REQUIRE(h.start_status.ok());
+  h.delegate.SetPeerPolicy(TestDelegate::PeerPolicy::kAllowOwnUserOnly);
+  REQUIRE(chmod(h.dir.c_str(), 0755) == 0);  // the other user may reach the socket
+  int ready[2];
+  REQUIRE(pipe(ready) == 0);
+  pid_t child = fork();
+  if (child == 0) {
+    close(ready[0]);
+    if (setgroups(0, nullptr) != 0 || setgid(65534) != 0 || setuid(65534) != 0) _exit(2);
+    sockaddr_un addr{};
+    addr.sun_family = AF_UNIX;
+    std::strncpy(addr.sun_path, h.path.c_str(), sizeof(addr.sun_path) - 1);
+    for (int i = 0; i < 60; i++) {
+      int fd = socket(AF_UNIX, SOCK_STREAM, 0);
+      if (connect(fd, reinterpret_cast<sockaddr*>(&addr), sizeof(addr)) == 0) {
+        // The server may have closed it at once (over the share).
+        if (send(fd, "0", 1, MSG_NOSIGNAL) < 0) {
+        }
+      }
+    }
+    if (write(ready[1], "r", 1) < 0) _exit(3);
+    pause();
+    _exit(0);
+  }
+  close(ready[1]);
+  char byte;
+  bool child_ready = read(ready[0], &byte, 1) == 1;
+  close(ready[0]);
+  if (!child_ready) {
+    int status = 0;
+    waitpid(child, &status, 0);
+    std::fprintf(stderr, "    the uid 65534 child ended early: status %d\n", status);
+  }
+  CHECK(child_ready);
+  // 10 held, 50 refused at once.
+  CHECK(h.delegate.WaitPeerChecks(10));
+  std::vector<int> errors = h.delegate.WaitClientErrors(50);
+  CHECK_EQ(h.delegate.CountClientErrors(LibCode::kTooManyConnections), size_t{50});
+  std::string response;
+  for (int i = 0; i < 20; i++) CHECK(Send(h.path, "ping", &response).status.ok() && response == "pong");
+  kill(child, SIGKILL);
+  int status;
+  waitpid(child, &status, 0);
+}
+
+// ---- memory of incomplete requests (docs/security.md#memory) ----
+
+TEST(incomplete_requests_share_a_memory_budget) {
+  ServerOptions options;
+  options.max_buffered_request_bytes = 1 << 20;
+  Harness h(options);
+  REQUIRE(h.start_status.ok());
+  // Four clients, one after the other, each 384 KiB into a request that
+  // never ends: two fit in 1 MiB, the third and fourth are dropped.
+  std::string part;
+  for (int i = 0; i < 6; i++) part += Frame(std::string(65516, 'x')).substr(0, 65520);
+  Fds fds;
+  for (int i = 0; i < 4; i++) {
+    uint64_t before = h.server->Stats().bytes_in;
+    size_t errors_before = h.delegate.client_errors().size();
+    int fd = ConnectRaw(h.path);
+    bool sent = SendAll(fd, part);  // a dropped client may see EPIPE
+    CHECK(sent || i >= 2);
+    fds.add(fd);
+    int64_t deadline = NowMs() + kWaitMs;
+    while (NowMs() < deadline && h.server->Stats().bytes_in < before + part.size() &&
+           h.delegate.client_errors().size() == errors_before) {
+      SleepMs(5);
+    }
+    CHECK_EQ(h.delegate.CountClientErrors(LibCode::kBufferFull), size_t{i < 2 ? 0u : i - 1u});
+  }
+  // The first two are still being read: no end of stream for them.
+  for (int i = 0; i < 2; i++) {
+    pollfd p{fds.fds[static_cast<size_t>(i)], POLLIN, 0};
+    CHECK_EQ(poll(&p, 1, 0), 0);
+  }
+  // A small request is served meanwhile.
+  std::string response;
+  CHECK(Send(h.path, "ping", &response).status.ok() && response == "pong");
+  CHECK_EQ(h.delegate.CountClientErrors(LibCode::kBufferFull), size_t{2});
 }
 
 }  // namespace

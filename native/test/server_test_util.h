@@ -153,7 +153,9 @@ inline void RemoveTree(const std::string& dir) {
 
 class TestDelegate : public ServerDelegate {
  public:
-  enum class PeerPolicy { kAllow, kRefuse, kRefuseLate, kAllowLate, kNeverAnswer };
+  // kAllowOwnUserOnly: allows peers of this process's user, never answers
+  // about anyone else (they stay undecided).
+  enum class PeerPolicy { kAllow, kRefuse, kRefuseLate, kAllowLate, kNeverAnswer, kAllowOwnUserOnly };
 
   TestDelegate() : responder_([this] { Respond(); }) {}
   ~TestDelegate() override { StopResponder(); }
@@ -193,7 +195,7 @@ class TestDelegate : public ServerDelegate {
     std::lock_guard<std::mutex> lock(mu_);
     peer_checks_++;
     last_peer_ = peer;
-    work_.push_back(Work{id, std::string(), true});
+    work_.push_back(Work{id, std::string(), true, peer.uid});
     cv_.notify_all();
   }
   void OnWritten(ConnId id, const std::vector<uint64_t>& tokens) override {
@@ -283,6 +285,7 @@ class TestDelegate : public ServerDelegate {
     ConnId id;
     std::string request;
     bool peer_check;
+    int64_t uid = -1;  // with peer_check
   };
 
   bool IsLost(ConnId id) {
@@ -321,6 +324,9 @@ class TestDelegate : public ServerDelegate {
             lock.unlock();
             break;
           case PeerPolicy::kNeverAnswer:
+            break;
+          case PeerPolicy::kAllowOwnUserOnly:
+            if (w.uid == static_cast<int64_t>(geteuid())) server->AllowPeer(w.id, true);
             break;
         }
       } else {
