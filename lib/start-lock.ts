@@ -16,6 +16,8 @@
 // path listens or the daemon exits.
 import * as fs from 'node:fs';
 
+import { openOwnFileForReading } from './safe-files.js';
+
 const EMPTY_LOCK_STALE_MS = 5000;
 let asideCounter = 0;
 
@@ -46,9 +48,16 @@ export function processAlive(pid: number): boolean {
 function isStale(lockPath: string, judged: fs.Stats): boolean {
   let content: string;
   try {
-    content = fs.readFileSync(lockPath, 'utf8');
+    // Never through a symlink, never waiting on a FIFO, never another
+    // user's file (docs/security.md#files-beside-the-socket).
+    const fd = openOwnFileForReading(lockPath);
+    try {
+      content = fs.readFileSync(fd, 'utf8');
+    } finally {
+      fs.closeSync(fd);
+    }
   } catch {
-    return false; // gone meanwhile: the next attempt takes it
+    return false; // gone meanwhile (the next attempt takes it), or not ours
   }
   const pid = /^(\d+)\n/.exec(content)?.[1];
   if (pid !== undefined) return !processAlive(Number(pid));
@@ -92,11 +101,21 @@ function takeOverIfStale(lockPath: string): void {
   }
 }
 
+function isOwnRegularFile(lockPath: string): boolean {
+  try {
+    const st = fs.lstatSync(lockPath);
+    const euid = process.geteuid?.();
+    return st.isFile() && (euid === undefined || st.uid === euid);
+  } catch {
+    return true; // gone meanwhile: the next attempt takes it
+  }
+}
+
 /**
  * Takes the start lock if it is free (or stale). Returns the lock, 'held'
  * while a live caller holds it, or null when no lock can be made there at
  * all (no such directory, no write permission, a file system without
- * O_EXCL): the caller then starts without one, and the server's own start
+ * O_EXCL, something not ours at the lock's name): the caller then starts without one, and the server's own start
  * sequence still lets only one daemon listen.
  */
 export function tryStartLock(path: string): StartLock | 'held' | null {
@@ -107,6 +126,9 @@ export function tryStartLock(path: string): StartLock | 'held' | null {
       fd = fs.openSync(lockPath, fs.constants.O_WRONLY | fs.constants.O_CREAT | fs.constants.O_EXCL, 0o600);
     } catch (error) {
       if ((error as NodeJS.ErrnoException).code !== 'EEXIST') return null;
+      // Not a regular file of ours (a FIFO, a link, another user's lock):
+      // left alone, and no lock is made (docs/security.md#files-beside-the-socket).
+      if (!isOwnRegularFile(lockPath)) return null;
       if (attempt === 0) takeOverIfStale(lockPath);
       continue;
     }

@@ -7,6 +7,7 @@
 #include <string>
 #include <vector>
 
+#include "../core/admission.h"
 #include "../core/output_queue.h"
 #include "../core/pkt_line.h"
 #include "../core/stale_lock.h"
@@ -129,6 +130,37 @@ TEST(stale_lock_rule) {
   CHECK(!sipc::LockIsStale(lock, dead));
   CHECK_EQ(sipc::LockOwnerPid("12x"), int64_t{-1});
   CHECK_EQ(sipc::LockOwnerPid("77\n"), int64_t{77});
+}
+
+// docs/security.md#refused-and-undecided-peers
+TEST(undecided_peers_share_per_user) {
+  sipc::UndecidedPeers peers(1000, 8);  // a share of 2
+  CHECK(peers.TryAdmit(5));
+  CHECK(peers.TryAdmit(5));
+  CHECK(!peers.TryAdmit(5));
+  CHECK(peers.TryAdmit(6));
+  for (int i = 0; i < 20; i++) CHECK(peers.TryAdmit(1000));  // the server's own user: no cap
+  peers.Decided(5);
+  CHECK(peers.TryAdmit(5));
+  CHECK_EQ(peers.held(5), 2u);
+  peers.Decided(7);  // never counted: nothing happens
+  CHECK_EQ(sipc::UndecidedPeers(0, 1).cap(), 1u);
+}
+
+// docs/security.md#memory
+TEST(request_memory_budget) {
+  sipc::RequestMemory memory(100);
+  size_t a = 0, b = 0;
+  CHECK(memory.Grow(&a, 60));
+  CHECK(!memory.Grow(&b, 41));  // past the budget: nothing charged
+  CHECK_EQ(b, size_t{0});
+  CHECK(memory.Grow(&b, 40));   // up to it exactly
+  CHECK(memory.Grow(&a, 60));   // no growth
+  memory.Release(&a);
+  CHECK_EQ(a, size_t{0});
+  CHECK_EQ(memory.total(), size_t{40});
+  CHECK(memory.Grow(&b, 100));
+  CHECK(!memory.Grow(&b, 101));
 }
 
 }  // namespace

@@ -69,3 +69,51 @@ describe.skipIf(cannotSwitchUser !== null)('lock file against another user', () 
     expect(fs.lstatSync(`${socket}.lock`).isSymbolicLink()).toBe(true);
   });
 });
+
+// ensureDaemon in a child process (as root): prints {state} or {code};
+// 'hung' if its JS thread is frozen. The daemon it starts serves `socket`.
+const ENSURE = `
+  const { ensureDaemon } = require(process.argv[1]);
+  const [dist, socket] = process.argv.slice(1);
+  const daemon = 'require(' + JSON.stringify(dist) + ').createServer(' + JSON.stringify(socket) + ', () => "pong", { idleTimeoutMs: 2000 })';
+  ensureDaemon(socket, { command: process.execPath, args: ['-e', daemon], maxWaitMs: 20000 }).then(
+    (r) => console.log(JSON.stringify({ state: r.state })),
+    (e) => console.log(JSON.stringify({ code: e.code })),
+  );
+`;
+
+async function ensureInChild(socket: string): Promise<{ state?: string; code?: string; hung?: true }> {
+  const { spawn } = await import('node:child_process');
+  const child = spawn(process.execPath, ['-e', ENSURE, path.join(__dirname, '..', '..', 'dist', 'index.js'), socket], { stdio: ['ignore', 'pipe', 'inherit'] });
+  onCleanup(() => child.kill('SIGKILL'));
+  let out = '';
+  child.stdout.on('data', (d) => (out += d));
+  return new Promise((resolve) => {
+    const timer = setTimeout(() => resolve({ hung: true }), 30000);
+    child.on('exit', () => {
+      clearTimeout(timer);
+      resolve(out.trim() === '' ? { hung: true } : JSON.parse(out.trim().split('\n').pop()!));
+    });
+  });
+}
+
+describe.skipIf(cannotSwitchUser !== null)("ensureDaemon's start lock against another user", () => {
+  test('a FIFO at <path>.start.lock neither freezes the caller nor stops the start', async () => {
+    const { shared } = territory();
+    const socket = path.join(shared, 'd.ipc');
+    doAsOther(`require('node:child_process').execFileSync('mkfifo', [process.argv[1]])`, [`${socket}.start.lock`]);
+    expect(await ensureInChild(socket)).toEqual({ state: 'started' });
+    expect(fs.lstatSync(`${socket}.start.lock`).isFIFO()).toBe(true);
+  });
+
+  test("another user's old start lock is left alone and the daemon still starts", async () => {
+    const { shared } = territory();
+    const socket = path.join(shared, 'd.ipc');
+    doAsOther(
+      `const fs = require('node:fs'); fs.writeFileSync(process.argv[1], ''); const t = Date.now() / 1000 - 60; fs.utimesSync(process.argv[1], t, t)`,
+      [`${socket}.start.lock`],
+    );
+    expect(await ensureInChild(socket)).toEqual({ state: 'started' });
+    expect(fs.lstatSync(`${socket}.start.lock`).uid).toBe(OTHER_UID);
+  });
+});
