@@ -33,7 +33,7 @@ export interface NativeServerOptions {
 }
 
 /** Stop reasons the addon reports. */
-export type NativeStopReason = 'closed' | 'quit' | 'stolen' | 'idle';
+export type NativeStopReason = 'closed' | 'quit' | 'stolen' | 'idle' | 'listener-failed';
 
 export interface NativeServerStats {
   connectionsReading: number;

@@ -45,7 +45,9 @@ export type Handler = (request: Buffer, reply: Reply, ctx: RequestContext) => Ha
 
 /**
  * Why a server stopped: close(), a handler's QUIT, its socket path was
- * removed or replaced, or it was idle for `idleTimeoutMs`.
+ * removed or replaced, it was idle for `idleTimeoutMs`, or its listening
+ * socket failed under it (`'listener-failed'`: an inherited socket closed
+ * or shut down by another holder).
  */
 export type CloseReason = NativeStopReason;
 

@@ -38,6 +38,8 @@ const char* StopReasonName(StopReason reason) {
       return "stolen";
     case StopReason::kIdle:
       return "idle";
+    case StopReason::kListenerFailed:
+      return "listener-failed";
   }
   return "closed";
 }

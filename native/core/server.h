@@ -55,7 +55,9 @@ struct ServerOptions {
   bool take_over = false;
 };
 
-enum class StopReason { kClosed, kQuit, kStolen, kIdle };
+// kListenerFailed: accepting on the listening socket failed for good
+// (EBADF, EINVAL, ENOTSOCK: it was closed or shut down under the server).
+enum class StopReason { kClosed, kQuit, kStolen, kIdle, kListenerFailed };
 
 // Counters for IpcServer.stats(). Connection counts are a snapshot; the
 // others count since the start.

@@ -1,6 +1,7 @@
 #include "inherited_listener.h"
 
 #include <fcntl.h>
+#include <unistd.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
 #include <sys/un.h>
@@ -41,7 +42,7 @@ int IsListening(int fd) {
 
 }  // namespace
 
-Status AdoptListeningSocket(int fd) {
+Status AdoptListeningSocket(int fd, int* own_fd) {
   struct stat sb;
   if (fd < 0 || fstat(fd, &sb) < 0) return Status::FromErrno(EBADF, "fstat", Described(fd, "not an open descriptor"));
   if (!S_ISSOCK(sb.st_mode)) return Status::FromErrno(ENOTSOCK, "fstat", Described(fd, "not a socket"));
@@ -54,7 +55,14 @@ Status AdoptListeningSocket(int fd) {
     return Status::FromErrno(EPROTOTYPE, "getsockopt", Described(fd, "not a stream socket"));
   }
   if (IsListening(fd) == 0) return Status::FromErrno(EINVAL, "getsockopt", Described(fd, "not listening"));
-  if (!SetNonBlockingCloexec(fd)) return Status::FromErrno(errno, "fcntl", Described(fd, "cannot make non-blocking"));
+  int own = fcntl(fd, F_DUPFD_CLOEXEC, 3);
+  if (own < 0) return Status::FromErrno(errno, "fcntl", Described(fd, "cannot duplicate"));
+  if (!SetNonBlockingCloexec(own)) {
+    int err = errno;
+    close(own);
+    return Status::FromErrno(err, "fcntl", Described(fd, "cannot make non-blocking"));
+  }
+  *own_fd = own;
   return Status::Ok();
 }
 

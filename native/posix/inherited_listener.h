@@ -13,10 +13,15 @@
 namespace sipc {
 
 // Checks that `fd` is an open AF_UNIX SOCK_STREAM socket in the listening
-// state, then makes it non-blocking and close-on-exec. On failure the fd
-// is left as it was (it is still the caller's) and the status says why:
-// EBADF (not open), ENOTSOCK, EPROTOTYPE (not an AF_UNIX stream socket),
-// EINVAL (not listening).
-Status AdoptListeningSocket(int fd);
+// state, then sets `*own_fd` to a duplicate of it, close-on-exec and
+// non-blocking, that the server serves and closes. `fd` itself stays the
+// caller's: it is never closed, and only the O_NONBLOCK flag it shares
+// with the duplicate (one open file description) changes. So a server
+// never closes a descriptor number it did not open, and two servers given
+// the same number each close only their own. On failure nothing is
+// changed and the status says why: EBADF (not open), ENOTSOCK, EPROTOTYPE
+// (not an AF_UNIX stream socket), EINVAL (not listening), or the error of
+// the duplication (EMFILE).
+Status AdoptListeningSocket(int fd, int* own_fd);
 
 }  // namespace sipc

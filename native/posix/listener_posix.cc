@@ -372,9 +372,8 @@ Status BindAndRenameOver(const ServerOptions& options, Listener* out) {
 
 Status OpenListener(const ServerOptions& options, Listener* out) {
   if (options.listen_fd >= 0) {
-    Status adopted = AdoptListeningSocket(options.listen_fd);
+    Status adopted = AdoptListeningSocket(options.listen_fd, &out->fd);
     if (!adopted.ok()) return adopted;
-    out->fd = options.listen_fd;
     out->owns_path = false;
     return Status::Ok();
   }

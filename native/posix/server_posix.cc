@@ -30,6 +30,7 @@
 // it). No thread ever holds two serving threads' mutexes, nor calls the
 // delegate while holding one. `stop_mutex_` only guards the stop request
 // and is never held while taking a `mu`.
+#include <poll.h>
 #include <sys/socket.h>
 #include <unistd.h>
 
@@ -55,6 +56,23 @@
 namespace sipc {
 
 namespace {
+
+// accept() errors that no retry can cure: the listening socket is gone.
+bool ListenerBroken(int err) { return err == EBADF || err == EINVAL || err == ENOTSOCK || err == EOPNOTSUPP; }
+
+// A listening socket shut down by another holder (an inherited socket is
+// shared) stays readable while accept() answers EAGAIN, so the poller
+// would wake us for nothing, forever; only POLLRDHUP tells (Linux). One
+// non-blocking poll(), made only when a wake-up found nothing to accept.
+bool ListenerShutDown(int fd) {
+#if defined(POLLRDHUP)
+  pollfd p{fd, POLLRDHUP, 0};
+  return poll(&p, 1, 0) == 1 && (p.revents & (POLLRDHUP | POLLHUP | POLLERR | POLLNVAL)) != 0;
+#else
+  (void)fd;
+  return false;
+#endif
+}
 
 constexpr int64_t kStolenCheckMs = 1000;  // docs/protocol.md#stolen-path: at least once a second
 constexpr int64_t kAcceptPauseMs = 100;   // out of descriptors: retry accept() then
@@ -545,8 +563,11 @@ void PosixServer::BeginStop() {
   if (stop_reason_seen_ == StopReason::kIdle) RemoveListenerPath(options_.path, listener_);
   // Linux refuses new connects on a shut-down listener but still lets us
   // accept the ones queued before; elsewhere the close that follows once
-  // every serving thread has left it does the refusing.
-  shutdown(listener_.fd, SHUT_RD);
+  // every serving thread has left it does the refusing. An inherited
+  // socket is shared with its owner (systemd keeps it to start the next
+  // instance): shutting it down would stop it for them too, so new
+  // clients wait in its backlog for whoever serves it next.
+  if (listener_.owns_path) shutdown(listener_.fd, SHUT_RD);
   for (auto& t : threads_) t->poller()->Wake();
 }
 
@@ -766,8 +787,18 @@ void ServingThread::AcceptAll() {
       Adopt(fd);
       continue;
     }
-    if (errno == EINTR || errno == ECONNABORTED) continue;
-    if (errno == EMFILE || errno == ENFILE || errno == ENOBUFS || errno == ENOMEM) {
+    int err = errno;
+    if (err == EINTR || err == ECONNABORTED) continue;
+    bool nothing_at_all = i == 0 && (err == EAGAIN || err == EWOULDBLOCK);
+    if ((ListenerBroken(err) || (nothing_at_all && ListenerShutDown(listen_fd))) && !server_->stopping()) {
+      // Closed or shut down under us: nobody can reach us through it any
+      // more. Stop (the application sees why) rather than spin or refuse
+      // in silence.
+      poller_->Remove(listen_fd);
+      server_->RequestStop(StopReason::kListenerFailed, server_->options().quit_grace_ms);
+      return;
+    }
+    if (err == EMFILE || err == ENFILE || err == ENOBUFS || err == ENOMEM) {
       // Out of descriptors or memory: the rest waits in the backlog. Stop
       // watching the listener for a moment, or this thread would spin.
       // Removed, not disarmed: epoll refuses EPOLL_CTL_MOD on the shared

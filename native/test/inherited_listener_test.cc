@@ -20,6 +20,9 @@ using sipc::Status;
 
 namespace {
 
+// Where a refused adoption would have put its duplicate (it never does).
+int unused_own = -1;
+
 // A Unix socket of `type` bound to a fresh path in /tmp (listening when
 // `listening`); the path is removed at once, the fd stays usable.
 int BoundUnixSocket(int type, bool listening) {
@@ -47,22 +50,29 @@ bool CloseOnExec(int fd) { return (fcntl(fd, F_GETFD) & FD_CLOEXEC) != 0; }
 
 }  // namespace
 
-TEST(a_listening_unix_stream_socket_is_adopted_non_blocking_and_close_on_exec) {
+TEST(a_listening_unix_stream_socket_is_adopted_as_a_duplicate_non_blocking_and_close_on_exec) {
   int fd = BoundUnixSocket(SOCK_STREAM, true);
   REQUIRE(fd >= 0);
   CHECK(!NonBlocking(fd));
   CHECK(!CloseOnExec(fd));
-  Status st = AdoptListeningSocket(fd);
+  int own = -1;
+  Status st = AdoptListeningSocket(fd, &own);
   CHECK_EQ(st.code, 0);
-  CHECK(NonBlocking(fd));
-  CHECK(CloseOnExec(fd));
+  CHECK(own >= 0 && own != fd);
+  CHECK(NonBlocking(own));
+  CHECK(CloseOnExec(own));
+  // The caller's descriptor stays its own: open, its close-on-exec flag
+  // untouched (O_NONBLOCK is shared by both: one open file description).
+  CHECK(!CloseOnExec(fd));
+  close(own);
+  CHECK(fcntl(fd, F_GETFD) >= 0);
   close(fd);
 }
 
 TEST(a_unix_socket_that_does_not_listen_is_refused_with_einval) {
   int fd = BoundUnixSocket(SOCK_STREAM, false);
   REQUIRE(fd >= 0);
-  Status st = AdoptListeningSocket(fd);
+  Status st = AdoptListeningSocket(fd, &unused_own);
   CHECK_EQ(st.code, EINVAL);
   CHECK(!st.detail.empty());
   CHECK(!NonBlocking(fd));  // left as it was
@@ -72,7 +82,7 @@ TEST(a_unix_socket_that_does_not_listen_is_refused_with_einval) {
 TEST(a_datagram_unix_socket_is_refused_with_eprototype) {
   int fd = BoundUnixSocket(SOCK_DGRAM, false);
   REQUIRE(fd >= 0);
-  CHECK_EQ(AdoptListeningSocket(fd).code, EPROTOTYPE);
+  CHECK_EQ(AdoptListeningSocket(fd, &unused_own).code, EPROTOTYPE);
   close(fd);
 }
 
@@ -84,7 +94,7 @@ TEST(a_tcp_listener_is_refused_with_eprototype) {
   address.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
   REQUIRE(bind(fd, reinterpret_cast<sockaddr*>(&address), sizeof(address)) == 0);
   REQUIRE(listen(fd, 4) == 0);
-  CHECK_EQ(AdoptListeningSocket(fd).code, EPROTOTYPE);
+  CHECK_EQ(AdoptListeningSocket(fd, &unused_own).code, EPROTOTYPE);
   CHECK(!NonBlocking(fd));
   close(fd);
 }
@@ -92,10 +102,10 @@ TEST(a_tcp_listener_is_refused_with_eprototype) {
 TEST(a_file_is_refused_with_enotsock_and_a_closed_fd_with_ebadf) {
   int fd = open("/dev/null", O_RDONLY);
   REQUIRE(fd >= 0);
-  CHECK_EQ(AdoptListeningSocket(fd).code, ENOTSOCK);
+  CHECK_EQ(AdoptListeningSocket(fd, &unused_own).code, ENOTSOCK);
   close(fd);
-  CHECK_EQ(AdoptListeningSocket(fd).code, EBADF);
-  CHECK_EQ(AdoptListeningSocket(-1).code, EBADF);
+  CHECK_EQ(AdoptListeningSocket(fd, &unused_own).code, EBADF);
+  CHECK_EQ(AdoptListeningSocket(-1, &unused_own).code, EBADF);
 }
 
 TEST_MAIN()

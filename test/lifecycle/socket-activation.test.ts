@@ -11,6 +11,12 @@ import { createServer, sendCommand } from '../../dist/index.js';
 import { exited, fixtures, onCleanup, repoRoot, tempDir, track, waitForLine } from '../helpers.js';
 
 const DAEMON = path.join(fixtures, 'activated-daemon.js');
+const INHERITED = path.join(fixtures, 'inherited-fd.js');
+
+/** `node script ...args` with `fd` as its fd 3 and a stdin pipe. */
+function spawnWithFd3(script: string, args: string[], fd: number) {
+  return track(spawn(process.execPath, [script, ...args], { stdio: ['pipe', 'pipe', 'pipe', fd], cwd: repoRoot }));
+}
 
 /** The fd of a node:net server or socket (POSIX). */
 function fdOf(handle: net.Server | net.Socket): number {
@@ -157,6 +163,31 @@ describe.skipIf(process.platform === 'win32')('socket activation (listenFd)', ()
     // Not an open descriptor at all.
     await expect(createServer(p, () => 'x', { listenFd: 1000000 })).rejects.toMatchObject({ code: 'EBADF' });
     expect(fs.existsSync(p)).toBe(false);
+  });
+
+  it('serves its own duplicate: two servers on one fd, the first closing leaves the second serving and the fd open', async () => {
+    const dir = tempDir();
+    const socketFile = path.join(dir, 'shared.ipc');
+    const listener = await listeningSocket(socketFile);
+    const child = spawnWithFd3(INHERITED, [socketFile, dir, 'twice'], fdOf(listener));
+    await waitForLine(child, /^ready/, 20000);
+    await closeOurCopy(listener);
+    child.stdin!.end('go\n');
+    const result = JSON.parse(await waitForLine(child, /^\{|^error/, 30000)) as object;
+    expect(result).toEqual({ afterA: true, answers: ['b', 'b', 'b', 'b', 'b'], fileWritable: true, afterB: true });
+    expect(await exited(child)).toBe(0);
+  });
+
+  it.skipIf(process.platform !== 'linux')('stops with close reason listener-failed when another holder shuts the socket down', async () => {
+    const dir = tempDir();
+    const socketFile = path.join(dir, 'shut.ipc');
+    const listener = await listeningSocket(socketFile);
+    const child = spawnWithFd3(INHERITED, [socketFile, dir, 'shutdown'], fdOf(listener));
+    await waitForLine(child, /^ready/, 20000);
+    await closeOurCopy(listener);
+    child.stdin!.end('go\n');
+    expect(await waitForLine(child, /^closed|^no close/, 30000)).toBe('closed listener-failed');
+    expect(await exited(child)).toBe(0);
   });
 
   it('checks listenFd synchronously', () => {
