@@ -6,16 +6,17 @@
 const path = require('node:path');
 const { defaultSocketPath, sendCommand } = require('simple-ipc');
 
-// Default: a place private to this user ($XDG_RUNTIME_DIR/counter.ipc, or a
-// 0700 directory of ours under the temporary directory).
-const socketPath = process.env.COUNTER_SOCKET || defaultSocketPath('counter');
-
 async function main() {
   const request = process.argv.slice(2).join(' ');
   if (request === '') {
     console.error('usage: client.js incr <name> | get <name> | stats | quit');
     return 2;
   }
+  // Default: a place private to this user ($XDG_RUNTIME_DIR/counter.ipc, or
+  // a 0700 directory of ours under the temporary directory). Where another
+  // user took that directory's name, this fails (ERR_IPC_UNSAFE_DIRECTORY)
+  // rather than talk to whatever listens there.
+  const socketPath = process.env.COUNTER_SOCKET || defaultSocketPath('counter');
   const response = await sendCommand(socketPath, request, {
     // quit should not start a daemon just to stop it.
     autoStart:
