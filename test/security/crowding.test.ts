@@ -65,7 +65,7 @@ describe.skipIf(cannotSwitchUser !== null)('crowding by another user', () => {
     const { root } = territory();
     const socket = path.join(root, 'app.ipc');
     const server = await createServer(socket, () => 'pong', { socketMode: 0o666, allowPeer: (peer) => peer.uid !== OTHER_UID });
-    onCleanup(() => server.close({ timeoutMs: 0 }));
+    onCleanup(() => server.close({ force: true }));
     const errors = countErrors(server);
     const crowd = runAsOther(CROWD, [socket, '1100']);
     await ready(crowd);
@@ -94,7 +94,7 @@ describe.skipIf(cannotSwitchUser !== null)('crowding by another user', () => {
     const budget = 16 * 1024 * 1024;
     const before = process.memoryUsage().rss;
     const server = await createServer(socket, () => 'pong', { socketMode: 0o666, maxBufferedRequestBytes: budget });
-    onCleanup(() => server.close({ timeoutMs: 0 }));
+    onCleanup(() => server.close({ force: true }));
     const errors = countErrors(server);
     const each = 32 * 1024 * 1024;
     const uploads = runAsOther(UPLOADS, [socket, '8', String(each)]);
