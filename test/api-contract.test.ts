@@ -10,6 +10,7 @@ import { describe, expect, test, vi } from 'vitest';
 
 import { connect, createServer, ensureDaemon, IpcServer, QUIT, sendCommand, sendCommandSync, streamCommand, type IpcError } from '../dist/index.js';
 import { alive, fdCount, onCleanup, repoRoot, socketPath, staleSocket, tempDir, threadCount } from './helpers';
+import { startServerChild } from './server-child';
 
 async function echoServer(path: string) {
   const server = await createServer(path, (request) => request);
@@ -295,6 +296,17 @@ describe('allowPeer has requestTimeoutMs to decide', () => {
     closed = true;
     expect(Date.now() - closeStart).toBeLessThan(1000);
   });
+
+  test.runIf(process.platform !== 'win32')('the bound runs from when the JS thread asks: a server busy past it still admits all 50 clients', async () => {
+    const p = socketPath();
+    const server = await startServerChild(p, { requestTimeoutMs: 1000, allowLaterMs: 20 });
+    const busy = sendCommand(p, 'busy:2500');
+    await server.waitEvent((e) => e.event === 'busy', 20000, 'the handler to start');
+    const clients = Array.from({ length: 50 }, () => sendCommand(p, 'ping', { timeoutMs: 60000 }).then(String, (e: IpcError) => e.code));
+    await busy;
+    expect(await Promise.all(clients)).toEqual(Array(50).fill('pong'));
+    expect(server.count('clientError')).toBe(0);
+  }, 60000);
 
   test('close() while verdicts are pending is prompt, and emits no clientError for them', async () => {
     const p = socketPath();
