@@ -7,6 +7,7 @@ import { checkDaemonOptions, ensureChecked, type CallBounds, type CheckedDaemonO
 import { clientRequestStarted, clientResponseEnded, type ClientTrace } from './diagnostics.js';
 import { abortError, exchangeTimeoutError, type IpcError } from './errors.js';
 import { AUTO_START_OPTION_NAMES, checkSignal, ClientCall, normalizeClientOptions, type ClientOptions } from './options.js';
+import { runningVersion } from './version-file.js';
 
 /** One untraced attempt of lib/client.ts. */
 export type SendOnce = (path: string, request: string | Uint8Array, options: ClientOptions) => Promise<Buffer>;
@@ -88,11 +89,23 @@ export function sendWithAutoStart(send: SendOnce, path: string, request: string 
   );
 }
 
+/**
+ * With `autoStart.version`: whether the daemon at the path (if any)
+ * announces another version, or none; then the call starts its own first
+ * (which replaces the other one) instead of sending to it.
+ */
+function otherVersionThere(path: string, call: AutoStartCall): boolean {
+  const wanted = call.autoStart.version;
+  return wanted !== undefined && runningVersion(path) !== wanted;
+}
+
 async function sendOrStart(send: SendOnce, path: string, request: string | Uint8Array, call: AutoStartCall): Promise<Buffer> {
-  try {
-    return await send(path, request, firstAttempt(call.rest));
-  } catch (error) {
-    if (!isNobodyListening(error)) throw error;
+  if (!otherVersionThere(path, call)) {
+    try {
+      return await send(path, request, firstAttempt(call.rest));
+    } catch (error) {
+      if (!isNobodyListening(error)) throw error;
+    }
   }
   await start(path, call);
   return send(path, request, secondAttempt(call));
@@ -110,15 +123,17 @@ async function* streamOrStart(stream: StreamOnce, path: string, request: string 
   let error: unknown = null;
   try {
     let received = false;
-    try {
-      for await (const chunk of stream(path, request, firstAttempt(call.rest))) {
-        received = true;
-        if (call.trace !== null) call.trace.responseBytes += chunk.length;
-        yield chunk;
+    if (!otherVersionThere(path, call)) {
+      try {
+        for await (const chunk of stream(path, request, firstAttempt(call.rest))) {
+          received = true;
+          if (call.trace !== null) call.trace.responseBytes += chunk.length;
+          yield chunk;
+        }
+        return;
+      } catch (first) {
+        if (received || !isNobodyListening(first)) throw first;
       }
-      return;
-    } catch (first) {
-      if (received || !isNobodyListening(first)) throw first;
     }
     await start(path, call);
     for await (const chunk of stream(path, request, secondAttempt(call))) {

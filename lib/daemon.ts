@@ -17,6 +17,7 @@ import { native, type NativeActiveState } from './native.js';
 import { checkInteger, checkOptionNames, checkPath, checkSignal, ENSURE_DAEMON_OPTION_NAMES, type EnsureDaemonOptions } from './options.js';
 import { openOwnFileForAppend, openOwnFileForReading } from './safe-files.js';
 import { processAlive, tryStartLock, type StartLock } from './start-lock.js';
+import { runningVersion } from './version-file.js';
 
 export type { AutoStartOptions, EnsureDaemonOptions } from './options.js';
 
@@ -55,6 +56,7 @@ export interface CheckedDaemonOptions {
   env: NodeJS.ProcessEnv | undefined;
   logFile: string | undefined;
   maxWaitMs: number;
+  version: string | undefined;
 }
 
 function checkOptionalString(name: string, value: unknown): string | undefined {
@@ -81,6 +83,7 @@ export function checkDaemonOptions(options: unknown, name = 'options', known: Re
     env: o.env,
     logFile: checkOptionalString(`${name}.logFile`, o.logFile),
     maxWaitMs: checkInteger(`${name}.maxWaitMs`, o.maxWaitMs, DEFAULT_MAX_WAIT_MS, 0, 0x7fffffff),
+    version: checkOptionalString(`${name}.version`, o.version),
   };
 }
 
@@ -254,15 +257,26 @@ export function ensureDaemon(path: string, options: EnsureDaemonOptions): Promis
   return ensureChecked(path, checked, { signal });
 }
 
+/**
+ * The path's state, and whether it is served as asked: it listens, and
+ * with `version`, the daemon there announces that version
+ * (lib/version-file.ts). A daemon of another version counts as none.
+ */
+async function probe(path: string, checked: CheckedDaemonOptions): Promise<{ state: NativeActiveState; served: boolean }> {
+  const state = await native.getActiveState(path);
+  const served = state === 'listening' && (checked.version === undefined || runningVersion(path) === checked.version);
+  return { state, served };
+}
+
 /** ensureDaemon with its options checked, within the caller's bounds. */
 export async function ensureChecked(path: string, checked: CheckedDaemonOptions, bounds: CallBounds = {}): Promise<EnsureDaemonResult> {
   const wait = new StartWait(path, checked, bounds);
   // Only the caller's own bounds here: maxWaitMs 0 still starts the daemon
   // (and leaves it starting), as Git's start-daemon --max-wait=0 does.
   wait.checkCaller(undefined);
-  let state = await native.getActiveState(path);
+  let { state, served } = await probe(path, checked);
   for (;;) {
-    if (state === 'listening') return { state: 'running' };
+    if (served) return { state: 'running' };
     if (neverListens(state)) throw startError('ERR_IPC_DAEMON_PATH', `'${path}' cannot listen (${state})`, checked);
     const lock = tryStartLock(path);
     if (lock !== 'held') return startHoldingLock(path, checked, wait, lock);
@@ -270,7 +284,7 @@ export async function ensureChecked(path: string, checked: CheckedDaemonOptions,
     // to be released or go stale).
     await wait.pause();
     wait.check(undefined);
-    state = await native.getActiveState(path);
+    ({ state, served } = await probe(path, checked));
   }
 }
 
@@ -278,8 +292,8 @@ async function startHoldingLock(path: string, checked: CheckedDaemonOptions, wai
   let keepLock = false;
   try {
     // The previous holder may have started it just now.
-    const state = await native.getActiveState(path);
-    if (state === 'listening') return { state: 'running' };
+    const { state, served } = await probe(path, checked);
+    if (served) return { state: 'running' };
     if (neverListens(state)) throw startError('ERR_IPC_DAEMON_PATH', `'${path}' cannot listen (${state})`, checked);
     let child: ChildProcess;
     try {
@@ -338,10 +352,10 @@ async function waitUntilListening(
     await new Promise<void>((resolve) => setImmediate(resolve));
     if (watch.spawnError !== null) throw spawnFailed(watch.spawnError, options);
     const exited = watch.exit;
-    const state = await native.getActiveState(path);
+    const { state, served } = await probe(path, options);
     // Our child may have exited because another daemon won the race (one
-    // started without us): the path listens, which is all the caller asked for.
-    if (state === 'listening') return exited === null ? { state: 'started', pid } : { state: 'running' };
+    // started without us): the path is served, which is all the caller asked for.
+    if (served) return exited === null ? { state: 'started', pid } : { state: 'running' };
     if (neverListens(state)) throw startError('ERR_IPC_DAEMON_PATH', `'${path}' cannot listen (${state})`, options, { pid });
     if (exited !== null) {
       const how = exited.signal !== null ? `signal ${exited.signal}` : `code ${exited.code}`;

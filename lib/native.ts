@@ -81,7 +81,8 @@ export interface NativeServerCallbacks {
 }
 
 export interface NativeServer {
-  start(): Promise<void>;
+  /** `takeOver`: overrides the constructor's option (the `version` server option decides at start). */
+  start(takeOver?: boolean): Promise<void>;
   reply(id: number, chunk: string | Uint8Array | undefined, flags: ReplyFlags, token: number): ReplyOutcome;
   /** Conversations kept past the handler's first turn: watch them for clients that leave. */
   watch(ids: number[]): void;

@@ -36,6 +36,13 @@ export interface AutoStartOptions {
   logFile?: string;
   /** How long to wait for the path to listen, in ms. Default 30000. */
   maxWaitMs?: number;
+  /**
+   * The daemon version this caller needs: a daemon that listens but
+   * announces another version (or none: the `version` server option) is
+   * started anew, and the started daemon (whose `version` matches) replaces
+   * it. The call waits until the path listens with this version.
+   */
+  version?: string;
 }
 
 /** `ensureDaemon`'s options: how to start the daemon, and its own signal. */
@@ -116,6 +123,14 @@ export interface ServerOptions {
    * Default false.
    */
   closeOnSignals?: boolean | readonly ('SIGINT' | 'SIGTERM' | 'SIGHUP')[];
+  /**
+   * The daemon's version, announced in `<path>.version` beside the socket
+   * (never on the wire) for clients whose `autoStart.version` asks for one.
+   * A live server at the path that announces another version, or none, is
+   * replaced as with `replace: true`; one of the same version makes the
+   * start fail with `EADDRINUSE`. Default: none.
+   */
+  version?: string;
 }
 
 export interface ReplaceOptions {
@@ -237,6 +252,7 @@ const SERVER_OPTION_NAMES: OptionNames<ServerOptions> = {
   listenFd: true,
   replace: true,
   closeOnSignals: true,
+  version: true,
 };
 
 export const AUTO_START_OPTION_NAMES: OptionNames<AutoStartOptions> = {
@@ -246,6 +262,7 @@ export const AUTO_START_OPTION_NAMES: OptionNames<AutoStartOptions> = {
   env: true,
   logFile: true,
   maxWaitMs: true,
+  version: true,
 };
 
 export const ENSURE_DAEMON_OPTION_NAMES: OptionNames<EnsureDaemonOptions> = { ...AUTO_START_OPTION_NAMES, signal: true };

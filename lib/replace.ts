@@ -6,6 +6,7 @@ import { connect, sendCommand, type IpcConnection } from './client.js';
 import { argError, codeError } from './errors.js';
 import { native } from './native.js';
 import { checkInteger, checkOptionNames, REPLACE_OPTION_NAMES } from './options.js';
+import { runningVersion } from './version-file.js';
 
 const POLL_INTERVAL_MS = 20;
 
@@ -88,4 +89,25 @@ async function stopRunningServer(path: string, replace: CheckedReplace): Promise
     }
     await sleep(POLL_INTERVAL_MS);
   }
+}
+
+/** The `version` server option, checked synchronously. */
+export function checkVersionOption(value: unknown): string | undefined {
+  if (value === undefined) return undefined;
+  if (typeof value !== 'string' || value === '') throw argError('options.version', 'a non-empty string', value);
+  return value;
+}
+
+/**
+ * The `version` server option's start: a live server at `path` that
+ * announces another version, or none (lib/version-file.ts), is replaced
+ * as with `replace: true`; otherwise the start is the usual one, and a
+ * live server of the same version makes it fail with EADDRINUSE (another
+ * caller's daemon of this version won).
+ */
+export async function startVersioned(path: string, version: string, start: (takeOver: boolean) => Promise<void>): Promise<void> {
+  if ((await native.getActiveState(path)) === 'listening' && runningVersion(path) !== version) {
+    return replaceRunningServer(path, { request: 'quit', timeoutMs: DEFAULT_REPLACE_TIMEOUT_MS }, () => start(true));
+  }
+  return start(false);
 }

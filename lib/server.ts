@@ -16,8 +16,9 @@ import {
   type PeerInfo,
   type ServerOptions,
 } from './options.js';
-import { checkReplaceOption, replaceRunningServer } from './replace.js';
+import { checkReplaceOption, checkVersionOption, replaceRunningServer, startVersioned } from './replace.js';
 import { checkCloseOnSignals, registerForSignals, unregisterForSignals, type CloseSignal } from './signals.js';
+import { removeVersionFile, writeVersionFile } from './version-file.js';
 
 /** Return this from a handler to answer with an empty response and shut the server down (Git's "quit"). */
 export const QUIT: unique symbol = Symbol.for('simple-ipc.quit') as typeof QUIT;
@@ -228,6 +229,8 @@ export class IpcServer extends EventEmitter<IpcServerEvents> {
   private readonly handler: Handler;
   private readonly closeTimeoutMs: number;
   private readonly closeSignals: readonly CloseSignal[];
+  private readonly version: string | undefined;
+  private versionFile: number | null = null;
   private token = 0;
   private readonly pinned = new Map<number, Uint8Array>();
   private resolveClosed!: (reason: CloseReason) => void;
@@ -253,6 +256,7 @@ export class IpcServer extends EventEmitter<IpcServerEvents> {
     this.closeTimeoutMs = normalized.closeTimeoutMs;
     this.peerCheckTimeoutMs = normalized.native.requestTimeoutMs;
     this.closeSignals = checkCloseOnSignals(options?.closeOnSignals);
+    this.version = checkVersionOption(options?.version);
     const allowPeer = normalized.allowPeer;
     this.closed = new Promise<CloseReason>((resolve) => (this.resolveClosed = resolve));
     this.nativeServer = new native.NativeServer(normalized.native, {
@@ -287,19 +291,21 @@ export class IpcServer extends EventEmitter<IpcServerEvents> {
         this.peerChecks.clear();
         this.pinned.clear(); // every native thread has ended
         unregisterForSignals(this);
+        if (this.versionFile !== null) removeVersionFile(this.path, this.versionFile);
         this.resolveClosed(reason);
         this.emit('close', reason);
       },
     });
   }
 
-  /** @internal */
-  _start(): Promise<void> {
-    return this.nativeServer.start().then(() => {
+  /** @internal `takeOver`: decided at start by the `version` option. */
+  _start(takeOver?: boolean): Promise<void> {
+    return this.nativeServer.start(takeOver).then(() => {
       this.startedAt = Date.now();
       if (this.stopped) return;
       trackRunning(this.nativeServer);
       registerForSignals(this, this.closeSignals);
+      if (this.version !== undefined) this.versionFile = writeVersionFile(this.path, this.version);
     });
   }
 
@@ -527,6 +533,10 @@ export function createServer(path: string, handler: Handler, options?: ServerOpt
   // after its directory is checked); resolving it here would change it.
   const replace = checkReplaceOption(options?.replace, options?.listenFd);
   const server = constructServer(process.platform === 'win32' ? path : nodePath.resolve(path), handler, options);
-  const started = replace !== null ? replaceRunningServer(server.path, replace, () => server._start()) : server._start();
+  const version = replace === null && options?.listenFd === undefined ? checkVersionOption(options?.version) : undefined;
+  let started: Promise<void>;
+  if (replace !== null) started = replaceRunningServer(server.path, replace, () => server._start());
+  else if (version !== undefined) started = startVersioned(server.path, version, (takeOver) => server._start(takeOver));
+  else started = server._start();
   return started.then(() => server, rethrowWithCallerStack);
 }

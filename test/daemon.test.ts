@@ -11,6 +11,7 @@ import { alive, exited, fixtures, onCleanup, repoRoot, staleSocket, tempDir, wai
 
 const DAEMON = path.join(fixtures, 'race-daemon.js');
 const CLIENT = path.join(fixtures, 'race-client.js');
+const VERSIONED = path.join(fixtures, 'versioned-daemon.js');
 
 interface Setup {
   dir: string;
@@ -290,3 +291,49 @@ describe('autoStart within the call', () => {
     expect(daemonPids(s.records)).toEqual([]);
   });
 });
+
+describe('version-aware start', () => {
+  it('a client that needs another version replaces the running daemon, and a client loop loses nothing', { timeout: 120000 }, async () => {
+    const s = setup();
+    const log = (v: string) => path.join(s.dir, `${v}.log`);
+    const daemon = (v: string) => ({ command: process.execPath, args: [VERSIONED, s.socket, v, 'versioned'], logFile: log(v), maxWaitMs: 30000, version: v });
+    expect((await sendCommand(s.socket, 'version', { autoStart: daemon('v1') })).toString()).toBe('v1');
+    const v1 = Number((await sendCommand(s.socket, 'pid')).toString());
+    onCleanup(() => (alive(v1) ? process.kill(v1, 'SIGKILL') : undefined));
+    // The same version: found running, nothing started.
+    expect((await sendCommand(s.socket, 'pid', { autoStart: daemon('v1') })).toString()).toBe(String(v1));
+
+    const answers: string[] = [];
+    const failures: string[] = [];
+    let stop = false;
+    const loops = Array.from({ length: 4 }, async () => {
+      while (!stop) {
+        await sendCommand(s.socket, 'version').then(
+          (r) => answers.push(r.toString()),
+          (e: { code: string }) => failures.push(e.code),
+        );
+      }
+    });
+    while (answers.length < 50) await new Promise((r) => setTimeout(r, 5));
+    expect((await sendCommand(s.socket, 'version', { autoStart: daemon('v2') })).toString()).toBe('v2');
+    const atSwitch = answers.length;
+    while (answers.length < atSwitch + 50) await new Promise((r) => setTimeout(r, 5));
+    stop = true;
+    await Promise.all(loops);
+    const v2 = Number((await sendCommand(s.socket, 'pid')).toString());
+    onCleanup(() => (alive(v2) ? process.kill(v2, 'SIGKILL') : undefined));
+    expect(v2).not.toBe(v1);
+    await waitFor(() => !alive(v1), 10000, 'v1 to exit');
+    console.log(`version replacement: ${answers.length} answered (${answers.filter((a) => a === 'v1').length} by v1), ${failures.length} failed`);
+    expect(failures).toEqual([]);
+    const firstV2 = answers.indexOf('v2');
+    expect(answers.slice(firstV2).every((a) => a === 'v2')).toBe(true);
+    // Nothing but requests went over the wire: v1 saw its clients' requests
+    // and Git's quit, nothing about versions.
+    expect(fs.readFileSync(log('v1'), 'utf8')).toMatch(/requests \["pid","quit","version"\]\nclosed quit/);
+    await sendCommand(s.socket, 'quit');
+    await waitFor(() => !alive(v2), 10000, 'v2 to exit');
+    expect(fs.existsSync(`${s.socket}.version`)).toBe(false);
+  });
+});
+

@@ -142,6 +142,9 @@ ServerWrap::~ServerWrap() {
 Napi::Value ServerWrap::Start(const Napi::CallbackInfo& info) {
   Napi::Env env = info.Env();
   if (state_ != State::kNew) throw Napi::Error::New(env, "server already started");
+  // start(takeOver): decided at start time by the `version` option
+  // (lib/replace.ts), which first looks at what runs at the path.
+  if (info.Length() > 0 && info[0].IsBoolean()) options_.take_over = info[0].As<Napi::Boolean>().Value();
   state_ = State::kStarting;
   tsfn_ = Tsfn::New(env, Napi::Function(), "simple-ipc server", 0, 1, this);
   self_ref_ = Napi::Persistent(Value());
