@@ -52,7 +52,8 @@ function rawClient(socket: string, uid?: number): Promise<{ connected?: boolean;
     let out = '';
     child.stdout.on('data', (d) => (out += d));
     child.on('error', reject);
-    child.on('exit', () => {
+    // 'close', not 'exit': stdout may still hold the last line at exit.
+    child.on('close', () => {
       try {
         resolve(JSON.parse(out.trim().split('\n').pop()!));
       } catch {
@@ -82,7 +83,8 @@ describe('peer identity', () => {
       let data = '';
       child.stdout.on('data', (d) => (data += d));
       child.on('error', reject);
-      child.on('exit', () => resolve(data));
+      child.on('close', () => resolve(data)); // stdout is read to its end by then
+
     });
     const { pid, peer } = JSON.parse(out);
     expect(peer.pid).toBe(pid);
@@ -160,6 +162,29 @@ describe('allowPeer', () => {
     });
     expect((await sendCommand(socket, 'x')).toString()).toBe('pong');
     expect(s.handled()).toBe(1);
+  });
+
+  // README: anything but `true` (or a promise of it) disconnects.
+  test.each([
+    ['undefined', undefined],
+    ['1', 1],
+    ["'yes'", 'yes'],
+    ["'true'", 'true'],
+    ['{}', {}],
+    ['a promise of 1', Promise.resolve(1)],
+  ])('a verdict of %s refuses the peer', async (_label, verdict) => {
+    const socket = path.join(tempDir(), 's.ipc');
+    let calls = 0;
+    const s = await serve(socket, {
+      allowPeer: () => {
+        calls++;
+        return verdict as unknown as boolean;
+      },
+    });
+    await expect(sendCommand(socket, 'x')).rejects.toHaveProperty('code');
+    expect(calls).toBe(1);
+    expect(s.handled()).toBe(0);
+    expect(s.handlerErrors).toEqual([]);
   });
 
   test('allowPeer that throws or rejects refuses the peer and reports a handlerError', async () => {

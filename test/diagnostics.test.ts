@@ -28,12 +28,16 @@ describe('diagnostics_channel', () => {
     const clientRequests = subscribe('simple-ipc:client:request');
     const clientResponses = subscribe('simple-ipc:client:response');
     const p = socketPath();
+    // The handler takes at least 30 ms: the durations must show it.
     const server = await serve(p, async (request, reply) => {
       await reply.write('ab');
+      await new Promise((resolve) => setTimeout(resolve, 30));
       return Buffer.concat([request, Buffer.from('!')]);
     });
 
+    const sentAt = performance.now();
     expect((await sendCommand(p, 'hello')).toString()).toBe('abhello!');
+    const clientTook = performance.now() - sentAt;
 
     expect(clientRequests).toEqual([{ path: p, requestBytes: 5, kind: 'send' }]);
     expect(clientResponses).toEqual([
@@ -42,7 +46,14 @@ describe('diagnostics_channel', () => {
     await waitFor(() => serverResponses.length === 1, 5000, 'the server response event');
     expect(serverRequests).toEqual([{ path: server.path, id: expect.any(Number), peer: expect.objectContaining({ pid: process.pid }), requestBytes: 5 }]);
     expect(serverResponses[0]).toEqual({ ...serverRequests[0], outcome: 'ok', responseBytes: 8, durationMs: expect.any(Number) });
-    expect(serverResponses[0]!.durationMs as number).toBeGreaterThanOrEqual(0);
+    // Each side's duration covers the handler's 30 ms (a timer may fire up
+    // to 1 ms early) and no more than this test saw pass.
+    const serverTook = serverResponses[0]!.durationMs as number;
+    const clientSaw = clientResponses[0]!.durationMs as number;
+    expect(serverTook).toBeGreaterThanOrEqual(29);
+    expect(serverTook).toBeLessThanOrEqual(performance.now() - sentAt);
+    expect(clientSaw).toBeGreaterThanOrEqual(29);
+    expect(clientSaw).toBeLessThanOrEqual(clientTook);
   });
 
   it('reports a handler error, a client that left, and a quit', async () => {

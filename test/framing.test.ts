@@ -4,12 +4,11 @@
 // requests of every kind docs/protocol.md#pkt-line-reader-rules names, sent
 // raw to a server in this process and to one in its own: no response, a
 // clientError with a code, never the handler, and the server goes on serving.
-import { setTimeout as sleep } from 'node:timers/promises';
 import { describe, expect, it, test } from 'vitest';
 
 import { createServer, getActiveState, sendCommand, streamCommand } from '../dist/index.js';
 import { testAppHandler } from '../dist/test-app.js';
-import { socketPath } from './helpers';
+import { socketPath, waitFor } from './helpers';
 import { encode, rawConnect, rawExchange, rawExchangeResult, rawServer } from './raw-peers';
 import { startServerChild } from './server-child';
 import { serve } from './servers';
@@ -130,6 +129,8 @@ interface FramingServer {
   clientErrors(code?: string): number;
   /** Requests that reached the handler so far. */
   handled(): Promise<number>;
+  /** Resolves once the server has closed every connection but the one asking. */
+  allClosed(): Promise<void>;
 }
 
 // The reader rules are the serving threads', the same whether the server
@@ -150,20 +151,29 @@ const servers: Array<[string, (path: string) => Promise<FramingServer>]> = [
         { threads: 1 },
       );
       server.on('clientError', (e) => codes.push(e.code));
-      return { clientErrors: (code) => codes.filter((c) => code === undefined || c === code).length, handled: async () => handled };
+      return {
+        clientErrors: (code) => codes.filter((c) => code === undefined || c === code).length,
+        handled: async () => handled,
+        allClosed: () => waitFor(() => server.stats().connections.open === 0, 10000, 'every connection closed'),
+      };
     },
   ],
   [
     'in a child process',
     async (path) => {
-      const server = await startServerChild(path);
+      // One serving thread, as above (and see the probe test).
+      const server = await startServerChild(path, { threads: 1 });
+      const stats = async () =>
+        JSON.parse((await sendCommand(path, 'serverstats')).toString()) as { requests: number; handlerErrors: number; connections: { open: number } };
       return {
         clientErrors: (code) => (code === undefined ? server.count('clientError') : server.count('clientError', 'code', code)),
         // Responses completed and handlers failed, before this request's own.
         handled: async () => {
-          const stats = JSON.parse((await sendCommand(path, 'serverstats')).toString()) as { requests: number; handlerErrors: number };
-          return stats.requests + stats.handlerErrors;
+          const s = await stats();
+          return s.requests + s.handlerErrors;
         },
+        // The stats request is the one open connection left.
+        allClosed: () => waitFor(async () => (await stats()).connections.open === 1, 10000, 'every connection closed'),
       };
     },
   ],
@@ -259,8 +269,13 @@ describe.each(servers)('what a server %s accepts', (_where, start) => {
     for (let i = 0; i < 20; i++) expect(await getActiveState(path)).toBe('listening');
     expect((await sendCommand(path, 'ping')).toString()).toBe('pong');
     expect(await server.handled()).toBe(1);
-    // Nothing to wait for: a clientError, if one came, would come about now.
-    await sleep(200);
+    // No clientError for the probes: once the server has closed them all,
+    // a malformed request's clientError comes after any a probe caused
+    // (one serving thread, one queue of events to JS).
+    await server.allClosed();
     expect(server.clientErrors()).toBe(0);
+    expect((await rawExchange(path, '00030000')).length).toBe(0);
+    await waitFor(() => server.clientErrors('ERR_IPC_PROTOCOL') >= 1, 10000, "the malformed request's clientError");
+    expect(server.clientErrors()).toBe(1);
   });
 });

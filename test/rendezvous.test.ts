@@ -8,13 +8,12 @@ import { spawnSync } from 'node:child_process';
 import * as fs from 'node:fs';
 import * as net from 'node:net';
 import * as path from 'node:path';
-import { setTimeout as sleep } from 'node:timers/promises';
 import { describe, expect, it } from 'vitest';
 
 import { connect, createServer, getActiveState, getActiveStateSync, sendCommand, sendCommandSync, type IpcError } from '../dist/index.js';
 import { datagramSocket, exited, fixtures, onCleanup, posix, socketPath, spawnNode, staleSocket, tempDir, waitForLine } from './helpers';
 import { startServerChild } from './server-child';
-import { serve } from './servers';
+import { clientErrorMarker, serve } from './servers';
 
 // The pid of a process that has exited (and been reaped).
 function deadPid(): number {
@@ -327,12 +326,11 @@ describe('getActiveState', () => {
 
   it('leaves the server undisturbed (the probe sends nothing)', async () => {
     const p = socketPath();
-    const server = await serve(p);
+    const server = await serve(p, undefined, { threads: 1 });
     const errors: unknown[] = [];
     server.on('clientError', (e) => errors.push(e));
     await Promise.all(Array.from({ length: 30 }, () => getActiveState(p)));
-    await sleep(50);
-    expect(errors).toEqual([]);
+    expect(errors).toEqual([await clientErrorMarker(server, p)]);
   });
 });
 

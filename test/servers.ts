@@ -2,6 +2,7 @@
 import { createServer, QUIT, type IpcServer } from '../dist/index.js';
 import { testAppHandler } from '../dist/test-app.js';
 import { onCleanup, waitFor } from './helpers';
+import { rawExchange } from './raw-peers';
 
 /** A server running `handler` (by default the test application). */
 export async function serve(p: string, handler = testAppHandler, options: Parameters<typeof createServer>[2] = {}): Promise<IpcServer> {
@@ -42,4 +43,29 @@ export async function hangingServer(p: string, options: Parameters<typeof create
   );
   onCleanup(() => server.close({ force: true }));
   return server;
+}
+
+/**
+ * For checks that connections caused no clientError. An absence cannot be
+ * waited for; this waits instead until the server has closed every
+ * connection, then sends a malformed request (0003) and resolves with its
+ * clientError. With one serving thread (`threads: 1`) each connection's
+ * report is queued to JS before the thread reads the next, so any
+ * clientError the earlier connections caused has been emitted by then:
+ * the test's list of errors must be exactly [the marker].
+ */
+export async function clientErrorMarker(server: IpcServer, p: string, timeoutMs = 10000): Promise<Error> {
+  await waitFor(() => server.stats().connections.open === 0, timeoutMs, 'every connection closed');
+  const marker = new Promise<Error>((resolve, reject) => {
+    const timer = setTimeout(() => reject(new Error("no clientError for the marker request")), timeoutMs);
+    const onError = (e: Error & { code?: string }) => {
+      if (e.code !== 'ERR_IPC_PROTOCOL' || !e.message.includes('0003')) return;
+      clearTimeout(timer);
+      server.off('clientError', onError);
+      resolve(e);
+    };
+    server.on('clientError', onError);
+  });
+  await rawExchange(p, '00030000');
+  return marker;
 }

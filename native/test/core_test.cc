@@ -1,6 +1,6 @@
 // Unit tests of native/core: the pkt-line writer and reader (every rule of
 // docs/protocol.md#pkt-line-framing, with every way of splitting the input), OutputQueue,
-// the status names and StreamFlow.
+// the status names, StreamFlow and the stale-lock rule.
 #include <algorithm>
 #include <cerrno>
 #include <cstring>
@@ -579,6 +579,54 @@ TEST(stream_flow_holds_back_only_the_response_while_paused) {
   CHECK(flow.MayRead(true));
   flow.Resume();  // without a pause: nothing to undo
   CHECK(flow.MayRead(true));
+}
+
+// ---- the stale-lock rule (docs/protocol.md#the-lock-file) ----
+
+namespace {
+bool NoneAlive(int64_t) { return false; }
+bool AllAlive(int64_t) { return true; }
+bool StaleWith(const std::string& content, int64_t age_ms, bool alive) {
+  sipc::LockFileInfo info;
+  info.content = content;
+  info.age_ms = age_ms;
+  return alive ? sipc::LockIsStale(info, AllAlive) : sipc::LockIsStale(info, NoneAlive);
+}
+}  // namespace
+
+TEST(stale_lock_without_a_pid_is_stale_from_5000_ms_not_before) {
+  CHECK(!StaleWith("", 0, true));
+  CHECK(!StaleWith("", 4999, true));
+  CHECK(StaleWith("", 5000, true));
+  CHECK(StaleWith("", 5001, false));
+}
+
+TEST(stale_lock_of_a_live_pid_is_never_stale_of_a_dead_one_always) {
+  CHECK(!StaleWith("1234\n", 0, true));
+  CHECK(!StaleWith("1234\n", 5000, true));
+  CHECK(!StaleWith("1234\n", int64_t{1} << 40, true));  // years: still its holder's
+  CHECK(StaleWith("1234\n", 0, false));
+  CHECK(StaleWith("1234", 0, false));
+}
+
+TEST(stale_lock_pid_is_digits_then_nothing_or_a_line_break) {
+  CHECK_EQ(sipc::LockOwnerPid("1234\n"), int64_t{1234});
+  CHECK_EQ(sipc::LockOwnerPid("1234"), int64_t{1234});
+  CHECK_EQ(sipc::LockOwnerPid(sipc::LockContentFor(987654)), int64_t{987654});
+  // Malformed: bytes after the pid, no digits, zero, a sign, a number no
+  // pid can be.
+  for (const char* bad : {"1234x", "1234 \n", "1234\r\n", "12 34", "", "\n", "x1234", "-5\n", "+5\n", "0\n", "00\n",
+                          "99999999999999999999\n"}) {
+    CHECK_EQ(sipc::LockOwnerPid(bad), int64_t{-1});
+  }
+}
+
+TEST(stale_lock_with_malformed_contents_is_judged_by_age_like_an_empty_one) {
+  // "1234x" names no pid: even if 1234 lives, the lock goes stale by age.
+  CHECK(!StaleWith("1234x", 4999, true));
+  CHECK(StaleWith("1234x", 5000, true));
+  CHECK(!StaleWith("1234 \n", 4999, true));
+  CHECK(StaleWith("1234 \n", 5000, true));
 }
 
 TEST_MAIN()

@@ -196,20 +196,32 @@ TEST(quit_after_the_path_moved_on_serves_what_it_accepted) {
   close(other_fd);
 }
 
-TEST(idle_timeout_stops_the_server_and_serves_what_it_accepted) {
+// docs/protocol.md#stopping: the idle clock runs only while no connection
+// is open, and restarts when the last one closes.
+TEST(idle_timeout_is_held_off_by_an_open_connection_and_runs_from_its_close) {
+  constexpr int64_t kIdle = 300;
   ServerOptions options;
-  options.idle_timeout_ms = 300;
+  options.idle_timeout_ms = kIdle;
   options.quit_grace_ms = 5000;
   Harness h(options);
   REQUIRE(h.start_status.ok());
-  // Activity keeps it alive.
-  for (int i = 0; i < 6; i++) {
-    std::string response;
-    CHECK(Send(h.path, "ping", &response).status.ok());
-    SleepMs(100);
-  }
+  int held = ConnectRaw(h.path);
+  REQUIRE(held >= 0);
+  // Held for over three idle timeouts (a late wake-up only holds it longer):
+  // the server must still be there, and serving.
+  SleepMs(3 * kIdle + 100);
   CHECK(!h.delegate.stopped());
+  std::string response;
+  CHECK(Send(h.path, "ping", &response).status.ok());
+  CHECK(!h.delegate.stopped());
+  // Its close starts the idle clock: the stop comes no sooner than kIdle later.
+  int64_t closed_at = NowMs();
+  close(held);
   CHECK(h.delegate.WaitStopped(5000));
+  int64_t took = NowMs() - closed_at;
+  std::fprintf(stderr, "    stopped %lld ms after the last connection closed (idle timeout %lld ms)\n",
+               static_cast<long long>(took), static_cast<long long>(kIdle));
+  CHECK(took >= kIdle);
   CHECK(h.delegate.stop_reason() == StopReason::kIdle);
   h.server->Join();
   struct stat sb;

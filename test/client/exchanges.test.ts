@@ -3,13 +3,13 @@
 // synchronous client.
 import { spawnSync } from 'node:child_process';
 import * as fs from 'node:fs';
+import * as net from 'node:net';
 import * as path from 'node:path';
-import { setTimeout as sleep } from 'node:timers/promises';
 import { describe, expect, it } from 'vitest';
 
 import { connect, sendCommand, sendCommandSync, streamCommand } from '../../dist/index.js';
-import { fixtures, socketPath, spawnNode, waitForLine } from '../helpers';
-import { handlersRunning, serve } from '../servers';
+import { fixtures, onCleanup, socketPath, spawnNode, waitFor, waitForLine } from '../helpers';
+import { clientErrorMarker, handlersRunning, serve } from '../servers';
 
 describe('cancellation and timeouts', () => {
   const hang = () => new Promise<never>(() => {});
@@ -99,16 +99,39 @@ describe('connect() then send()', () => {
 
   it('close() without sending is a silent probe for the server', async () => {
     const p = socketPath();
-    const server = await serve(p);
+    const server = await serve(p, undefined, { threads: 1 });
     const errors: unknown[] = [];
     server.on('clientError', (e) => errors.push(e));
     const connection = await connect(p);
     connection.close();
-    await sleep(50);
-    expect(errors).toEqual([]);
+    expect(errors).toEqual([await clientErrorMarker(server, p)]);
     expect((await sendCommand(p, 'ping')).toString()).toBe('pong');
   });
 });
+
+// A listener that notes when the client closes a connection it accepted.
+async function watchedListener(p: string): Promise<{ path: string; closed: () => number }> {
+  let closed = 0;
+  const listener = net.createServer((socket) => {
+    socket.on('error', () => {});
+    socket.on('close', () => closed++);
+    socket.resume();
+  });
+  await new Promise<void>((resolve) => listener.listen(p, resolve));
+  onCleanup(() => new Promise<void>((resolve) => listener.close(() => resolve())));
+  return { path: p, closed: () => closed };
+}
+
+// Until the native client has closed the idle connection and JS has heard
+// why: the listener saw the close, and an exchange started after it has
+// completed (one client I/O thread: its completion comes back after the
+// closed connection's).
+async function closedNatively(watched: { closed: () => number }): Promise<void> {
+  await waitFor(() => watched.closed() === 1, 10000, 'the native client to close the connection');
+  const p = socketPath();
+  await serve(p);
+  expect((await sendCommand(p, 'ping')).toString()).toBe('pong');
+}
 
 describe('connect() then a late send()', () => {
   it('rejects with ABORT_ERR when the signal aborted before send()', async () => {
@@ -122,20 +145,18 @@ describe('connect() then a late send()', () => {
   });
 
   it('rejects with ABORT_ERR when the abort was already handled natively', async () => {
-    const p = socketPath();
-    await serve(p);
+    const watched = await watchedListener(socketPath());
     const controller = new AbortController();
-    const connection = await connect(p, { signal: controller.signal });
+    const connection = await connect(watched.path, { signal: controller.signal });
     controller.abort();
-    await sleep(100);  // the cancel has come back from the native side
+    await closedNatively(watched);
     await expect(connection.send('ping')).rejects.toMatchObject({ code: 'ABORT_ERR', name: 'AbortError' });
   });
 
   it('rejects with ERR_IPC_TIMEOUT when timeoutMs ran out before send()', async () => {
-    const p = socketPath();
-    await serve(p);
-    const connection = await connect(p, { timeoutMs: 100 });
-    await sleep(400);
+    const watched = await watchedListener(socketPath());
+    const connection = await connect(watched.path, { timeoutMs: 100 });
+    await closedNatively(watched);
     await expect(connection.send('ping')).rejects.toMatchObject({ code: 'ERR_IPC_TIMEOUT' });
   });
 
@@ -149,7 +170,7 @@ describe('connect() then a late send()', () => {
 
   it('await using closes an unused connection (Symbol.asyncDispose), a silent probe', async () => {
     const p = socketPath();
-    const server = await serve(p);
+    const server = await serve(p, undefined, { threads: 1 });
     const errors: unknown[] = [];
     server.on('clientError', (e) => errors.push(e));
     let kept: Awaited<ReturnType<typeof connect>> | undefined;
@@ -159,8 +180,7 @@ describe('connect() then a late send()', () => {
       await connection[Symbol.asyncDispose]();
     }
     await expect(kept.send('ping')).rejects.toMatchObject({ code: 'ERR_IPC_CONNECTION_USED' });
-    await sleep(50);
-    expect(errors).toEqual([]);
+    expect(errors).toEqual([await clientErrorMarker(server, p)]);
     expect((await sendCommand(p, 'ping')).toString()).toBe('pong');
   });
 });

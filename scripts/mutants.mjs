@@ -1,0 +1,525 @@
+#!/usr/bin/env node
+// `npm run mutants`: do the tests catch the bugs they are named for?
+//
+// Each entry of MUTANTS below plants one small bug in a rule that matters
+// (pkt-line framing, every server limit and deadline, the lock and
+// stale-socket rules, allowPeer, the idle stop, the stop grace), in a
+// scratch copy of this tree, rebuilds what it touches and runs the tests
+// that claim the rule. A mutant is "killed" when one of those tests fails
+// (or hangs past its limit), "survived" when they all pass. Every mutant
+// must be killed; the script exits non-zero otherwise.
+//
+// A mutation names its place by a pattern (a string that must occur once,
+// or a regular expression that must match once), never by a line number,
+// so that it survives edits around it. A pattern that no longer matches
+// is an error ("not applied"): update the entry with the code.
+//
+// Before the mutants, every claimed test runs once on the unchanged copy
+// and must pass; otherwise the verdicts would mean nothing.
+//
+// Not a CI step (it takes tens of minutes); run it before a release.
+// Usage: npm run mutants -- [--only=name,name] [--list] [--check]
+//                           [--all-tests] [--scratch=DIR] [--no-baseline]
+//   --check      only check that every pattern matches once in this tree
+//   --all-tests  run every claimed test of a mutant, not only up to the
+//                first that kills it (slower; shows each test's verdict)
+//   --scratch    where the copy lives (default: <tmpdir>/simple-ipc-mutants,
+//                kept between runs so that rebuilds are incremental)
+import { spawn, spawnSync } from 'node:child_process';
+import * as fs from 'node:fs';
+import * as os from 'node:os';
+import * as path from 'node:path';
+import { fileURLToPath } from 'node:url';
+
+const root = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..');
+
+// Tests, by the runner that runs them:
+//   native: [binary, name filter] from the CMake build (native/test)
+//   vitest: a test file
+const core = { native: ['sipc_core_test'] };
+const server = (filter) => ({ native: ['sipc_server_test', filter] });
+const vitest = (file) => ({ vitest: file });
+
+/** @type {Array<{name: string, rule: string, file: string, find: string | RegExp, replace: string, tests: Array<{native?: string[], vitest?: string}>}>} */
+const MUTANTS = [
+  // ---- pkt-line framing (docs/protocol.md#pkt-line-reader-rules) ----
+  {
+    name: 'pkt-length-bound-plus-one',
+    rule: 'a packet length above 65520 is a protocol error',
+    file: 'native/core/pkt_line.cc',
+    find: 'if (total > kMaxPacketSize) {',
+    replace: 'if (total > kMaxPacketSize + 1) {',
+    tests: [core, vitest('test/framing.test.ts')],
+  },
+  {
+    name: 'pkt-0003-ends-a-message',
+    rule: '0003 is a protocol error, not an end packet',
+    file: 'native/core/pkt_line.cc',
+    find: /case 3:\s*error_text_ = "invalid packet length 0003";\s*state_ = State::kProtocolError;/,
+    replace: 'case 3:\n      end_ = EndPacket::kFlush;\n      state_ = State::kDone;',
+    tests: [core, vitest('test/framing.test.ts')],
+  },
+  {
+    name: 'probe-reported-as-client-error',
+    rule: 'a connection that sends nothing and hangs up is a silent liveness probe',
+    file: 'native/core/conversation.cc',
+    find: /if \(!reader\.started\(\)\) return ReadVerdict::Drop\(false,/,
+    replace: 'if (!reader.started()) return ReadVerdict::Drop(true,',
+    tests: [vitest('test/framing.test.ts'), vitest('test/client/exchanges.test.ts'), vitest('test/rendezvous.test.ts')],
+  },
+
+  // ---- limits and deadlines (docs/protocol.md#limits) ----
+  {
+    name: 'max-request-bytes-one-over-accepted',
+    rule: 'maxRequestBytes: the limit is served, one byte more is dropped',
+    file: 'native/core/pkt_line.cc',
+    find: 'if (payload_total_ + packet_left_ > max_payload_)',
+    replace: 'if (payload_total_ + packet_left_ - 1 > max_payload_)',
+    tests: [server('max_request_bytes'), vitest('test/limits.test.ts')],
+  },
+  {
+    name: 'request-timeout-x5',
+    rule: 'requestTimeoutMs: a request not whole in time is dropped then',
+    file: 'native/posix/server_posix.cc',
+    find: /(uint32_t timeout_ms = server_->options\(\)\.request_timeout_ms);/,
+    replace: '$1 * 5;',
+    tests: [server('request_timeout'), vitest('test/limits.test.ts')],
+  },
+  {
+    name: 'request-clock-restarted-by-every-read',
+    rule: 'requestTimeoutMs counts from the accept: a byte now and then does not extend it',
+    file: 'native/posix/server_posix.cc',
+    find: /if \(conn->conv\.RequestClockStopped\(.*\)\) \{/,
+    replace: 'if (true) {',
+    tests: [server('request_timeout'), vitest('test/limits.test.ts')],
+  },
+  {
+    name: 'max-connections-plus-one',
+    rule: 'maxConnections: the one beyond the limit is closed at once',
+    file: 'native/posix/server_posix.cc',
+    find: /if \(open < (static_cast<int64_t>\(options_\.max_connections\))\)/,
+    replace: 'if (open <= $1)',
+    tests: [server('max_connections'), vitest('test/limits.test.ts')],
+  },
+  {
+    name: 'write-stall-never-detected',
+    rule: 'a client that stops reading its response is dropped after requestTimeoutMs',
+    file: 'native/core/conversation.h',
+    find: /(bool WriteStalled\(int64_t now, uint32_t timeout_ms\) const \{)\s*return [^;]*;/,
+    replace: '$1\n    (void)now;\n    (void)timeout_ms;\n    return false;',
+    tests: [server('client_that_stops_reading'), vitest('test/limits.test.ts')],
+  },
+
+  // ---- stopping: the grace, the idle stop (docs/protocol.md#stopping) ----
+  {
+    name: 'grace-ignored-abort-at-once',
+    rule: 'a stop lets running conversations finish within the grace time',
+    file: 'native/posix/server_posix.cc',
+    find: 'if (now >= grace_deadline && !grace_over()) AbortAllConversations();',
+    replace: 'if (!grace_over()) AbortAllConversations();',
+    tests: [server('quit'), vitest('test/lifecycle/stopping.test.ts')],
+  },
+  {
+    name: 'grace-never-ends',
+    rule: 'the grace time is bounded: hanging handlers are dropped when it ends',
+    file: 'native/posix/server_posix.cc',
+    find: 'if (now >= grace_deadline && !grace_over()) AbortAllConversations();',
+    replace: 'if (false && now >= grace_deadline && !grace_over()) AbortAllConversations();',
+    tests: [server('grace'), vitest('test/lifecycle/stopping.test.ts')],
+  },
+  {
+    name: 'idle-stop-ignores-open-connections',
+    rule: 'idleTimeoutMs runs only while no connection is open',
+    file: 'native/posix/server_posix.cc',
+    find: /(options_\.idle_timeout_ms > 0 && )open_connections_\.load\(\) == 0 &&(\s*now - idle_since_)/,
+    replace: '$1$2',
+    tests: [server('idle_timeout'), vitest('test/lifecycle/stopping.test.ts')],
+  },
+  {
+    name: 'idle-clock-not-restarted-by-the-last-close',
+    rule: 'the idle clock restarts when the last connection closes',
+    file: 'native/posix/server_posix.cc',
+    find: /(if \(open_connections_\.fetch_sub\(1, std::memory_order_acq_rel\) != 1\) return;)\s*idle_since_\.store\(NowMs\(\)\);/,
+    replace: '$1',
+    tests: [server('idle_timeout'), vitest('test/lifecycle/stopping.test.ts')],
+  },
+
+  // ---- the socket path: live, stale, stolen (docs/protocol.md#stale-socket) ----
+  {
+    name: 'live-server-path-taken',
+    rule: 'a path a live server listens on is refused (EADDRINUSE)',
+    file: 'native/posix/listener_posix.cc',
+    find: '} else if (LiveServerAt(address)) {',
+    replace: '} else if (false) {',
+    tests: [server('live_server_path'), vitest('test/rendezvous.test.ts')],
+  },
+  {
+    name: 'stale-socket-not-cleared',
+    rule: 'a socket file with nobody listening is replaced',
+    file: 'native/posix/listener_posix.cc',
+    find: 'st = ClearStaleSocket(path);',
+    replace: 'st = Status::Ok();',
+    tests: [server('stale_socket'), vitest('test/faults/killed-server.test.ts')],
+  },
+  {
+    name: 'non-socket-at-path-removed',
+    rule: 'what is not a socket is never removed',
+    file: 'native/posix/listener_posix.cc',
+    find: /if \(!S_ISSOCK\(sb\.st_mode\)\) return Status::Lib\(LibCode::kNotSocket,[^;]*;/,
+    replace: '',
+    tests: [server('non_socket_at_path'), vitest('test/rendezvous.test.ts')],
+  },
+  {
+    name: 'stolen-path-ignored',
+    rule: 'a server whose path was removed or replaced stops',
+    file: 'native/posix/server_posix.cc',
+    find: 'if (ListenerPathStolen(options_.path, listener_)) RequestStop(StopReason::kStolen, 0);',
+    replace: 'if (false) RequestStop(StopReason::kStolen, 0);',
+    tests: [server('stolen_path'), vitest('test/rendezvous.test.ts')],
+  },
+
+  // ---- the lock file (docs/protocol.md#the-lock-file) ----
+  {
+    name: 'empty-lock-stale-after-500-ms',
+    rule: 'a lock without a pid is stale from 5000 ms, not before',
+    file: 'native/core/stale_lock.h',
+    find: 'constexpr int64_t kEmptyLockStaleMs = 5000;',
+    replace: 'constexpr int64_t kEmptyLockStaleMs = 500;',
+    tests: [core, server('lock')],
+  },
+  {
+    name: 'lock-pid-with-trailing-bytes-accepted',
+    rule: 'a lock names a pid only as digits then nothing or a line break',
+    file: 'native/core/stale_lock.cc',
+    find: /if \(i < content\.size\(\) && content\[i\] != '\\n'\) return -1;/,
+    replace: '',
+    tests: [core, server('lock')],
+  },
+  {
+    name: 'live-pid-lock-taken-after-30-s',
+    rule: 'a lock naming a live pid is never stale, however old',
+    file: 'native/core/stale_lock.h',
+    find: 'if (pid > 0) return !pid_alive(pid);',
+    replace: 'if (pid > 0) return !pid_alive(pid) || lock.age_ms >= 30000;',
+    tests: [core, server('lock')],
+  },
+  {
+    name: 'dead-pid-lock-kept',
+    rule: 'a lock naming a pid that no longer exists is stale',
+    file: 'native/core/stale_lock.h',
+    find: 'if (pid > 0) return !pid_alive(pid);',
+    replace: 'if (pid > 0) return false;',
+    tests: [core, server('lock')],
+  },
+
+  // ---- allowPeer (docs/api.md, README: anything but true disconnects) ----
+  {
+    name: 'allow-peer-truthy-verdict-allows',
+    rule: 'allowPeer: only true (or a promise of true) lets the peer in',
+    file: 'lib/server.ts',
+    find: 'this.nativeServer.allowPeer(id, ok === true)',
+    replace: 'this.nativeServer.allowPeer(id, ok !== false)',
+    tests: [vitest('test/access.test.ts')],
+  },
+  {
+    name: 'allow-peer-rejection-allows',
+    rule: 'allowPeer: a rejected promise refuses the peer',
+    file: 'lib/server.ts',
+    find: /(\(error: unknown\) => \{\s*this\.nativeServer\.allowPeer\(id, )false\);/,
+    replace: '$1true);',
+    tests: [vitest('test/access.test.ts')],
+  },
+  {
+    name: 'allow-peer-throw-allows',
+    rule: 'allowPeer: a throw refuses the peer',
+    file: 'lib/server.ts',
+    find: /(catch \(error\) \{\s*this\.nativeServer\.allowPeer\(id, )false\);/,
+    replace: '$1true);',
+    tests: [vitest('test/access.test.ts')],
+  },
+  {
+    name: 'allow-peer-refusal-ignored',
+    rule: 'a refused peer is disconnected before its request is read',
+    file: 'native/posix/server_posix.cc',
+    find: 'if (!allowed || stopping()) {',
+    replace: 'if (stopping()) {',
+    tests: [server('allow_peer'), vitest('test/access.test.ts')],
+  },
+];
+
+// ---------------------------------------------------------------------------
+
+const args = process.argv.slice(2);
+const flag = (name) => args.includes(`--${name}`);
+const value = (name) => args.find((a) => a.startsWith(`--${name}=`))?.slice(name.length + 3);
+const only = value('only')?.split(',');
+const scratch = path.resolve(value('scratch') ?? path.join(os.tmpdir(), 'simple-ipc-mutants'));
+
+// --check: only that every pattern matches once in this tree (no copy, no build).
+if (flag('check')) {
+  let bad = 0;
+  for (const m of MUTANTS) {
+    const text = fs.readFileSync(path.join(root, m.file), 'utf8');
+    const count = typeof m.find === 'string' ? text.split(m.find).length - 1 : [...text.matchAll(new RegExp(m.find.source, 'g'))].length;
+    if (count !== 1) bad++;
+    console.log(`${count === 1 ? 'ok ' : 'BAD'} ${m.name} (${count} match${count === 1 ? '' : 'es'} in ${m.file})`);
+  }
+  process.exit(bad === 0 ? 0 : 1);
+}
+if (flag('list')) {
+  for (const m of MUTANTS) console.log(`${m.name.padEnd(44)} ${m.file}: ${m.rule}`);
+  process.exit(0);
+}
+const selected = MUTANTS.filter((m) => !only || only.includes(m.name));
+if (only && selected.length !== only.length) {
+  const unknown = only.filter((n) => !MUTANTS.some((m) => m.name === n));
+  console.error(`unknown mutant(s): ${unknown.join(', ')} (see --list)`);
+  process.exit(2);
+}
+
+// Child processes start faster without the extra CA file.
+const env = { ...process.env };
+delete env.NODE_EXTRA_CA_CERTS;
+delete env.PREBUILDS_ONLY;
+delete env.SIMPLE_IPC_PREBUILD;
+
+// Interrupted: end the running test (its whole process group) and put the mutated file back.
+let current = null;
+let restoreCurrent = null;
+process.on('SIGINT', () => {
+  if (current) {
+    try {
+      process.kill(-current.pid, 'SIGKILL');
+    } catch {
+      // already gone
+    }
+  }
+  restoreCurrent?.();
+  process.exit(130);
+});
+
+/** Runs a command in the scratch copy; resolves with {code, output, seconds}. */
+function run(cmd, cmdArgs, { timeoutMs = 600000, quiet = true } = {}) {
+  return new Promise((resolve) => {
+    const started = Date.now();
+    const child = spawn(cmd, cmdArgs, { cwd: scratch, env, stdio: ['ignore', 'pipe', 'pipe'], detached: true });
+    current = child;
+    let output = '';
+    const collect = (d) => {
+      output += d;
+      if (output.length > 1 << 20) output = output.slice(-(1 << 19));
+      if (!quiet) process.stdout.write(d);
+    };
+    child.stdout.on('data', collect);
+    child.stderr.on('data', collect);
+    let timedOut = false;
+    const timer = setTimeout(() => {
+      timedOut = true;
+      try {
+        process.kill(-child.pid, 'SIGKILL'); // the runner and everything it started
+      } catch {
+        // already gone
+      }
+    }, timeoutMs);
+    child.on('close', (code) => {
+      clearTimeout(timer);
+      current = null;
+      resolve({ code: timedOut ? 'timeout' : code, output, seconds: (Date.now() - started) / 1000 });
+    });
+  });
+}
+
+async function mustRun(what, cmd, cmdArgs, options) {
+  const r = await run(cmd, cmdArgs, options);
+  if (r.code !== 0) {
+    console.error(`${what} failed (${r.code}):\n${r.output.slice(-4000)}`);
+    process.exit(1);
+  }
+  return r;
+}
+
+// ---- the scratch copy ----
+
+function sameFile(a, b) {
+  try {
+    const sa = fs.statSync(a);
+    const sb = fs.statSync(b);
+    return sa.size === sb.size && fs.readFileSync(a).equals(fs.readFileSync(b));
+  } catch {
+    return false;
+  }
+}
+
+/** Copies the tree's files (tracked and untracked, not ignored) into the scratch copy, changed ones only. */
+function syncScratch() {
+  const listed = spawnSync('git', ['ls-files', '-z', '--cached', '--others', '--exclude-standard'], { cwd: root, encoding: 'utf8' });
+  if (listed.status !== 0) throw new Error(`git ls-files failed: ${listed.stderr}`);
+  const files = listed.stdout.split('\0').filter((f) => f && fs.existsSync(path.join(root, f)) && fs.statSync(path.join(root, f)).isFile());
+  fs.mkdirSync(scratch, { recursive: true });
+  const manifest = path.join(scratch, '.mutants-files.json');
+  const before = fs.existsSync(manifest) ? JSON.parse(fs.readFileSync(manifest, 'utf8')) : [];
+  const now = new Set(files);
+  for (const f of before) if (!now.has(f)) fs.rmSync(path.join(scratch, f), { force: true });
+  let copied = 0;
+  for (const f of files) {
+    const from = path.join(root, f);
+    const to = path.join(scratch, f);
+    if (sameFile(from, to)) continue;
+    fs.mkdirSync(path.dirname(to), { recursive: true });
+    fs.copyFileSync(from, to);
+    copied++;
+  }
+  fs.writeFileSync(manifest, JSON.stringify(files));
+  const modules = path.join(scratch, 'node_modules');
+  if (!fs.existsSync(modules)) fs.symlinkSync(path.join(root, 'node_modules'), modules, 'dir');
+  console.log(`scratch copy: ${scratch} (${files.length} files, ${copied} copied)`);
+}
+
+// ---- building what a mutant touches ----
+
+let tsDirty = true;
+let addonDirty = true;
+const nativeBuild = 'native/test/build/mutants';
+
+async function buildTs() {
+  if (!tsDirty) return;
+  await mustRun('tsc', process.execPath, ['node_modules/typescript/bin/tsc', '-p', 'tsconfig.json']);
+  tsDirty = false;
+}
+
+async function buildAddon() {
+  if (!addonDirty) return;
+  const gyp = ['node_modules/node-gyp/bin/node-gyp.js'];
+  if (!fs.existsSync(path.join(scratch, 'build', 'Makefile'))) await mustRun('node-gyp configure', process.execPath, [...gyp, 'configure']);
+  await mustRun('node-gyp build', process.execPath, [...gyp, 'build', '-j', '2']);
+  addonDirty = false;
+}
+
+async function buildNative(target) {
+  const dir = path.join(scratch, nativeBuild);
+  if (!fs.existsSync(path.join(dir, 'CMakeCache.txt'))) {
+    const generator = spawnSync('ninja', ['--version']).status === 0 ? ['-G', 'Ninja'] : [];
+    const compiler = spawnSync('clang++', ['--version']).status === 0 ? ['-DCMAKE_CXX_COMPILER=clang++'] : [];
+    await mustRun('cmake configure', 'cmake', ['-S', '.', '-B', nativeBuild, ...generator, ...compiler, '-DCMAKE_BUILD_TYPE=RelWithDebInfo']);
+  }
+  const r = await run('cmake', ['--build', nativeBuild, '-j', '2', '--target', target]);
+  return r.code === 0 ? null : r.output.slice(-3000);
+}
+
+/** Runs one claimed test; {passed, what, seconds, output}. A build failure counts as a kill (the mutant does not compile). */
+async function runTest(test) {
+  if (test.native) {
+    const [binary, filter] = test.native;
+    const what = `${binary}${filter ? ` ${filter}` : ''}`;
+    const buildError = await buildNative(binary);
+    if (buildError !== null) return { passed: false, what: `${what} (does not build)`, seconds: 0, output: buildError };
+    const r = await run(path.join(nativeBuild, binary), filter ? [filter] : [], { timeoutMs: 300000 });
+    // The runner ends with "N passed, M failed" and fails when nothing ran.
+    return { passed: r.code === 0, what, seconds: r.seconds, output: r.output, code: r.code };
+  }
+  await buildTs();
+  await buildAddon();
+  const r = await run(process.execPath, ['node_modules/vitest/vitest.mjs', 'run', '--bail=1', test.vitest], { timeoutMs: 600000 });
+  const ran = /Tests\s+.*?(\d+) passed/.exec(r.output.replace(/\x1b\[[0-9;]*m/g, ''));
+  return { passed: r.code === 0 && ran !== null && Number(ran[1]) > 0, what: test.vitest, seconds: r.seconds, output: r.output, code: r.code };
+}
+
+// ---- mutating ----
+
+function applyMutation(m) {
+  const file = path.join(scratch, m.file);
+  const original = fs.readFileSync(file, 'utf8');
+  let count;
+  let mutated;
+  if (typeof m.find === 'string') {
+    count = original.split(m.find).length - 1;
+    mutated = original.replace(m.find, () => m.replace);
+  } else {
+    const global = new RegExp(m.find.source, m.find.flags.includes('g') ? m.find.flags : `${m.find.flags}g`);
+    count = [...original.matchAll(global)].length;
+    mutated = original.replace(m.find, m.replace);
+  }
+  if (count !== 1) return { error: `the pattern matches ${count} times in ${m.file} (must be once): update the entry` };
+  fs.writeFileSync(file, mutated);
+  markDirty(m.file);
+  return {
+    restore: () => {
+      fs.writeFileSync(file, original);
+      markDirty(m.file);
+    },
+  };
+}
+
+function markDirty(file) {
+  if (file.startsWith('lib/')) tsDirty = true;
+  if (file.startsWith('native/')) addonDirty = true;
+}
+
+function testKey(t) {
+  return t.native ? `native:${t.native.join(' ')}` : `vitest:${t.vitest}`;
+}
+
+// ---- main ----
+
+syncScratch();
+const results = [];
+const startedAll = Date.now();
+
+if (!flag('no-baseline')) {
+  const claimed = new Map();
+  for (const m of selected) for (const t of m.tests) claimed.set(testKey(t), t);
+  console.log(`\nbaseline: the ${claimed.size} claimed test runs on the unchanged copy`);
+  let bad = 0;
+  for (const t of claimed.values()) {
+    const r = await runTest(t);
+    console.log(`  ${r.passed ? 'pass' : 'FAIL'} ${r.what} (${r.seconds.toFixed(1)} s)`);
+    if (!r.passed) {
+      bad++;
+      console.log(r.output.slice(-3000));
+    }
+  }
+  if (bad > 0) {
+    console.error(`\nbaseline: ${bad} claimed test run(s) fail without any mutation; fix them first`);
+    process.exit(1);
+  }
+}
+
+for (const m of selected) {
+  console.log(`\n== ${m.name}: ${m.rule}\n   ${m.file}`);
+  const applied = applyMutation(m);
+  if (applied.error) {
+    console.log(`   NOT APPLIED: ${applied.error}`);
+    results.push({ m, verdict: 'not applied', by: applied.error });
+    continue;
+  }
+  const verdicts = [];
+  restoreCurrent = applied.restore;
+  try {
+    for (const t of m.tests) {
+      const r = await runTest(t);
+      verdicts.push(r);
+      console.log(`   ${r.passed ? 'passed' : `FAILED${r.code === 'timeout' ? ' (timeout)' : ''}`} ${r.what} (${r.seconds.toFixed(1)} s)`);
+      if (!r.passed) {
+        const lines = r.output.replace(/\x1b\[[0-9;]*m/g, '').split('\n');
+        const telling = lines.filter((l) => /FAIL|CHECK|REQUIRE|AssertionError|expected|Error:/.test(l)).slice(0, 6);
+        for (const l of telling) console.log(`     | ${l.trim().slice(0, 200)}`);
+        if (!flag('all-tests')) break;
+      }
+    }
+  } finally {
+    applied.restore();
+    restoreCurrent = null;
+  }
+  const killers = verdicts.filter((v) => !v.passed).map((v) => v.what);
+  results.push({ m, verdict: killers.length > 0 ? 'killed' : 'SURVIVED', by: killers.join(', ') });
+  console.log(`   => ${killers.length > 0 ? 'killed' : 'SURVIVED'}`);
+}
+
+// Leave the copy built from the unchanged sources for the next run.
+if (addonDirty || tsDirty) console.log('\n(the scratch copy is rebuilt from the unchanged sources on the next run)');
+
+console.log(`\n| mutation | rule | result | killed by |\n| --- | --- | --- | --- |`);
+for (const { m, verdict, by } of results) console.log(`| ${m.name} | ${m.rule} | ${verdict} | ${verdict === 'killed' ? by : by || '-'} |`);
+const killed = results.filter((r) => r.verdict === 'killed').length;
+console.log(`\nmutants: ${killed} killed, ${results.length - killed} not killed, of ${results.length} (${((Date.now() - startedAll) / 60000).toFixed(1)} min)`);
+process.exitCode = killed === results.length ? 0 : 1;
