@@ -389,9 +389,10 @@ async function buildTs() {
 
 async function buildAddon() {
   if (!addonDirty) return;
-  const gyp = ['node_modules/node-gyp/bin/node-gyp.js'];
-  if (!fs.existsSync(path.join(scratch, 'build', 'Makefile'))) await mustRun('node-gyp configure', process.execPath, [...gyp, 'configure']);
-  await mustRun('node-gyp build', process.execPath, [...gyp, 'build', '-j', '2']);
+  // Through npx: node-gyp then gets the npm configuration (nodedir, ...) as `npm install` gives it.
+  const gyp = ['--no-install', 'node-gyp'];
+  if (!fs.existsSync(path.join(scratch, 'build', 'Makefile'))) await mustRun('node-gyp configure', 'npx', [...gyp, 'configure']);
+  await mustRun('node-gyp build', 'npx', [...gyp, 'build', '-j', '2']);
   addonDirty = false;
 }
 

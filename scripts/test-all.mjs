@@ -1,11 +1,15 @@
 #!/usr/bin/env node
 // `npm test`: the whole test suite. Runs every step in scripts/test-steps
 // in name order (each installs what it needs), prints each step's output,
-// and ends with one summary line: "all: N passed, M failed[, K skipped]".
+// and ends with one summary line:
+// "all: N passed, M failed[, K skipped][, F flaky]".
 //
-// A step is an executable script. Its last line may be
-// "STEP-RESULT: N passed, M failed[, K skipped]" to report test counts;
-// otherwise the step counts as one test, passed when it exits 0.
+// A step is an executable script. It reports its test counts with a line
+// "STEP-RESULT: N passed, M failed[, K skipped][, F flaky]" (the last
+// such line counts; "flaky": passed only when run again, already counted
+// as passed); without one it counts as one test, passed when it exits 0.
+// A step fails when it exits non-zero, reports a failure, or ran nothing
+// (a STEP-RESULT with no test passed or failed).
 // Options: --only=<substring> runs the matching steps; --skip=<substring>.
 import { spawn } from 'node:child_process';
 import * as fs from 'node:fs';
@@ -38,33 +42,48 @@ function run(file) {
   });
 }
 
-let passed = 0;
-let failed = 0;
-let skipped = 0;
-const report = [];
-for (const file of steps) {
-  const started = Date.now();
-  console.log(`\n===== ${file} =====`);
-  const { code, signal, tail } = await run(file);
-  const seconds = ((Date.now() - started) / 1000).toFixed(1);
-  const m = /STEP-RESULT: (\d+) passed, (\d+) failed(?:, (\d+) skipped)?/.exec(tail);
-  let p = 0;
-  let f = 0;
-  let s = 0;
-  if (m) {
-    p = Number(m[1]);
-    f = Number(m[2]);
-    s = Number(m[3] ?? 0);
-  } else if (code === 0) {
-    p = 1;
-  }
-  if (code !== 0 && f === 0) f = 1; // a failing step always counts
-  passed += p;
-  failed += f;
-  skipped += s;
-  report.push(`${code === 0 ? 'ok  ' : 'FAIL'} ${file} (${seconds} s): ${p} passed, ${f} failed${s ? `, ${s} skipped` : ''}${signal ? ` (${signal})` : ''}`);
+/** The counts of a step's last STEP-RESULT line, or null. */
+export function stepResult(output) {
+  const all = [...output.matchAll(/^STEP-RESULT: (\d+) passed, (\d+) failed(?:, (\d+) skipped)?(?:, (\d+) flaky)?\s*$/gm)];
+  const m = all.at(-1);
+  if (!m) return null;
+  return { passed: Number(m[1]), failed: Number(m[2]), skipped: Number(m[3] ?? 0), flaky: Number(m[4] ?? 0) };
 }
-console.log('\n===== summary =====');
-for (const line of report) console.log(line);
-console.log(`all: ${passed} passed, ${failed} failed${skipped ? `, ${skipped} skipped` : ''}`);
-process.exitCode = failed > 0 || steps.length === 0 ? 1 : 0;
+
+/** How a step ends: its counts and verdict from its exit and its STEP-RESULT. */
+export function judgeStep(code, output) {
+  const r = stepResult(output);
+  const counts = r ?? { passed: code === 0 ? 1 : 0, failed: 0, skipped: 0, flaky: 0 };
+  const notes = [];
+  if (r && r.passed === 0 && r.failed === 0) {
+    notes.push('ran nothing');
+    counts.failed = 1;
+  }
+  if (code !== 0 && counts.failed === 0) counts.failed = 1; // a failing step always counts
+  return { ...counts, ok: code === 0 && counts.failed === 0, notes };
+}
+
+function countsText(c) {
+  return `${c.passed} passed, ${c.failed} failed${c.skipped ? `, ${c.skipped} skipped` : ''}${c.flaky ? `, ${c.flaky} flaky` : ''}`;
+}
+
+async function main() {
+  const total = { passed: 0, failed: 0, skipped: 0, flaky: 0 };
+  const report = [];
+  for (const file of steps) {
+    const started = Date.now();
+    console.log(`\n===== ${file} =====`);
+    const { code, signal, tail } = await run(file);
+    const seconds = ((Date.now() - started) / 1000).toFixed(1);
+    const step = judgeStep(code, tail);
+    for (const k of Object.keys(total)) total[k] += step[k];
+    const notes = [...step.notes, ...(signal ? [signal] : [])];
+    report.push(`${step.ok ? 'ok  ' : 'FAIL'} ${file} (${seconds} s): ${countsText(step)}${notes.length ? ` (${notes.join(', ')})` : ''}`);
+  }
+  console.log('\n===== summary =====');
+  for (const line of report) console.log(line);
+  console.log(`all: ${countsText(total)}`);
+  process.exitCode = total.failed > 0 || steps.length === 0 ? 1 : 0;
+}
+
+if (process.argv[1] && path.resolve(process.argv[1]) === fileURLToPath(import.meta.url)) await main();

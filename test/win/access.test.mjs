@@ -2,9 +2,10 @@
 // (FILE_FLAG_FIRST_PIPE_INSTANCE).
 //
 // Wine stores a pipe's DACL and returns it from GetSecurityInfo, so the
-// read-back checks run there. It enforces neither the DACL nor the first
-// instance flag: those checks run on real Windows only and are reported as
-// skipped under Wine.
+// read-back checks run there. Whether the runtime enforces the DACL and
+// the first-instance flag is probed (test/win/helpers.mjs, with bare
+// pipes): the enforcement checks are skipped, with the probe's answer,
+// only where it shows the runtime does not (Wine so far).
 import assert from 'node:assert/strict';
 
 import {

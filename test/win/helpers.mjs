@@ -32,13 +32,6 @@ export const probe = loadProbe();
 export const wineVersion = probe ? probe.isWine() : process.env.UNDER_WINE ? 'unknown' : null;
 export const underWine = wineVersion !== null;
 
-// Skip reasons (false: run). Printed by the test runner and listed at the
-// end of `npm run test:win`.
-export const NEEDS_WINDOWS_FIRST_INSTANCE =
-  underWine &&
-  `real Windows only: Wine ${wineVersion} ignores FILE_FLAG_FIRST_PIPE_INSTANCE (a second CreateNamedPipeW on a taken name succeeds)`;
-export const NEEDS_WINDOWS_DACL =
-  underWine && `real Windows only: Wine ${wineVersion} stores pipe DACLs but never checks them when a client opens a pipe`;
 export const NEEDS_PROBE = !probe && 'the Win32 probe addon (sipc_wintest.node) is not built: npm run test:win builds it';
 
 export const sleep = (ms) => new Promise((resolve) => setTimeout(resolve, ms));
@@ -60,6 +53,51 @@ let unique = 0;
 export function uniquePipeName(tag = 'pipe') {
   return `\\\\.\\pipe\\sipc-test-${process.pid}-${Date.now()}-${++unique}-${tag}`;
 }
+
+// What this runtime (Windows, or Wine) does, probed once with bare pipes
+// of the probe addon, never with the code under test. A test skips only
+// when its probe shows the runtime cannot show the behaviour; every
+// answer is printed. Without the probe addon nothing is skipped for this.
+const ERROR_SUCCESS = 0;
+const ERROR_ACCESS_DENIED = 5;
+const runtime = wineVersion ? `Wine ${wineVersion}` : 'Windows';
+
+/** Does a second CreateNamedPipeW with FILE_FLAG_FIRST_PIPE_INSTANCE on a taken name fail? */
+function probeFirstInstance() {
+  const name = uniquePipeName('probe-first-instance');
+  const first = probe.createPipe(name, 1, 0);
+  if (first.error !== ERROR_SUCCESS) return { can: true, answer: `could not create the probe pipe (error ${first.error}): not skipping` };
+  const second = probe.createPipe(name, 1, 0);
+  probe.closePipe(first.id);
+  if (second.id !== undefined) probe.closePipe(second.id);
+  return {
+    can: second.error === ERROR_ACCESS_DENIED,
+    answer: `a second instance with FILE_FLAG_FIRST_PIPE_INSTANCE on a taken name: ${second.error === ERROR_SUCCESS ? 'created' : `error ${second.error}`}`,
+  };
+}
+
+/** Does opening a pipe whose DACL grants nothing (D:P) fail with ERROR_ACCESS_DENIED? */
+function probeDaclEnforced() {
+  const name = uniquePipeName('probe-dacl');
+  const pipe = probe.createPipe(name, 1, 0, 'D:P');
+  if (pipe.error !== ERROR_SUCCESS) return { can: true, answer: `could not create the probe pipe (error ${pipe.error}): not skipping` };
+  const opened = probe.tryOpen(name);
+  probe.closePipe(pipe.id);
+  return {
+    can: opened === ERROR_ACCESS_DENIED,
+    answer: `opening a pipe whose DACL grants nothing (D:P): ${opened === ERROR_SUCCESS ? 'opened' : `error ${opened}`}`,
+  };
+}
+
+const firstInstance = probe ? probeFirstInstance() : { can: true, answer: 'not probed (no probe addon)' };
+const daclEnforced = probe ? probeDaclEnforced() : { can: true, answer: 'not probed (no probe addon)' };
+console.log(`runtime probes (${runtime}): ${firstInstance.answer}; ${daclEnforced.answer}`);
+
+// Skip reasons (false: run). Printed by the test runner and listed at the
+// end of `npm run test:win`.
+export const NEEDS_WINDOWS_FIRST_INSTANCE =
+  !firstInstance.can && `${runtime} ignores FILE_FLAG_FIRST_PIPE_INSTANCE (probe: ${firstInstance.answer})`;
+export const NEEDS_WINDOWS_DACL = !daclEnforced.can && `${runtime} does not enforce pipe DACLs (probe: ${daclEnforced.answer})`;
 
 /**
  * Git's real path of `p`, written out independently of native/win: the

@@ -11,7 +11,9 @@
  *   normalizeDacl(sddl)           -> canonical ACE list, generic rights mapped
  *                                    with the file mapping, or null if invalid
  *   tryOpen(pipeName)             -> Win32 error of CreateFileW(read|write), 0
- *   createPipe(name, first, max)  -> { error, id }: a bare instance
+ *   createPipe(name, first, max[, sddl])
+ *                                 -> { error, id }: a bare instance (with
+ *                                    that security descriptor if given)
  *   closePipe(id)
  *   busyServerStart(name, holdMs) -> id; a one-instance pipe server thread: its
  *                                    first client holds the only instance for
@@ -206,15 +208,29 @@ static napi_value JsCreatePipe(napi_env env, napi_callback_info info) {
   napi_value obj;
   int first = ArgNum(env, info, 1) != 0;
   DWORD max = (DWORD)ArgNum(env, info, 2);
+  wchar_t sddl[512];
+  SECURITY_ATTRIBUTES sa;
+  PSECURITY_DESCRIPTOR sd = NULL;
+  DWORD err;
   HANDLE h;
   int i;
   napi_create_object(env, &obj);
   if (!ArgWide(env, info, 0, name, 300)) return obj;
+  if (ArgWide(env, info, 3, sddl, 512) &&
+      !ConvertStringSecurityDescriptorToSecurityDescriptorW(sddl, SDDL_REVISION_1, &sd, NULL)) {
+    napi_set_named_property(env, obj, "error", Num(env, GetLastError()));
+    return obj;
+  }
+  sa.nLength = sizeof sa;
+  sa.lpSecurityDescriptor = sd;
+  sa.bInheritHandle = FALSE;
   h = CreateNamedPipeW(name, PIPE_ACCESS_DUPLEX | FILE_FLAG_OVERLAPPED | (first ? FILE_FLAG_FIRST_PIPE_INSTANCE : 0),
                        PIPE_TYPE_BYTE | PIPE_READMODE_BYTE | PIPE_WAIT, max ? max : PIPE_UNLIMITED_INSTANCES, 1024,
-                       1024, 0, NULL);
+                       1024, 0, sd ? &sa : NULL);
+  err = GetLastError();
+  if (sd) LocalFree(sd);
   if (h == INVALID_HANDLE_VALUE) {
-    napi_set_named_property(env, obj, "error", Num(env, GetLastError()));
+    napi_set_named_property(env, obj, "error", Num(env, err));
     return obj;
   }
   for (i = 0; i < MAX_HANDLES; i++) {
