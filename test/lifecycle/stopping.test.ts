@@ -152,8 +152,9 @@ describe.runIf(posix)('idleTimeoutMs', () => {
     release();
     expect((await waiting).toString()).toBe('pong');
     expect(await server.closed).toBe('idle');
-    // The idle clock started when that conversation ended, after the release.
-    expect(closedAt - releasedAt).toBeGreaterThanOrEqual(idle);
+    // The idle clock started when that conversation ended, after the
+    // release (the server's clock counts whole milliseconds: up to 1 ms early).
+    expect(closedAt - releasedAt).toBeGreaterThan(idle - 1);
     expect(fs.existsSync(p)).toBe(false);
   }, 20000);
 
