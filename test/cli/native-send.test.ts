@@ -14,6 +14,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 
 import { bigResponseText } from '../../dist/test-app.js';
 import * as exitCodes from '../../dist/cli/exit-codes.js';
+// @ts-expect-error: a plain ES module without types
 import { findGitTestTool } from '../../bench/lib/git-ref.mjs';
 import { onCleanup, posix, repoRoot, socketPath, staleSocket, tempDir } from '../helpers.js';
 import { serve } from '../servers.js';
@@ -220,7 +221,7 @@ describe('simple-ipc-send: what goes wrong has its own exit code', () => {
       let got = '';
       conn.on('data', (d) => {
         got += d.toString('latin1');
-        if (got.endsWith('0000')) conn.end(reply.get(got.slice(4, -4)));
+        if (got.endsWith('0000')) conn.end(reply.get(got.slice(4, -4)) ?? Buffer.alloc(0));
       });
       conn.on('error', () => {});
     });
