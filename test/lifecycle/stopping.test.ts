@@ -134,7 +134,7 @@ describe.runIf(posix)('idleTimeoutMs', () => {
         if (request.toString() === 'wait') await released;
         return 'pong';
       },
-      { idleTimeoutMs: idle },
+      { idleTimeoutMs: idle, threads: 1 },
     );
     onCleanup(() => server.close({ timeoutMs: 0 }));
     let closedAt = 0;
@@ -151,6 +151,10 @@ describe.runIf(posix)('idleTimeoutMs', () => {
     const releasedAt = performance.now();
     release();
     expect((await waiting).toString()).toBe('pong');
+    // A probe (connect, hang up) makes the one serving thread look at the
+    // idle clock now: one that did not restart at the last close would
+    // stop the server at once, not by chance at a later wake-up.
+    expect(await getActiveState(p)).toBe('listening');
     expect(await server.closed).toBe('idle');
     // The idle clock started when that conversation ended, after the
     // release (the server's clock counts whole milliseconds: up to 1 ms early).
