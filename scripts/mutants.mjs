@@ -173,8 +173,8 @@ const MUTANTS = [
     name: 'stolen-path-ignored',
     rule: 'a server whose path was removed or replaced stops',
     file: 'native/posix/server_posix.cc',
-    find: 'if (ListenerPathStolen(options_.path, listener_)) RequestStop(StopReason::kStolen, 0);',
-    replace: 'if (false) RequestStop(StopReason::kStolen, 0);',
+    find: /if \(ListenerPathStolen\(options_\.path, listener_\)\) (RequestStop\(StopReason::kStolen,)/,
+    replace: 'if (false) $1',
     tests: [server('stolen_path'), vitest('test/rendezvous.test.ts')],
   },
 
