@@ -1,7 +1,8 @@
 #!/usr/bin/env node
 // Checks what `npm pack` put in the tarball: exactly the compiled JS and
 // types, binding.gyp and CMakeLists.txt with the native sources they build
-// (native/test excluded), the five committed prebuilds, byte for byte
+// (native/test excluded), the five committed prebuilds and the five native
+// clients (simple-ipc-send), byte for byte
 // the files in prebuilds/ (scripts/prebuild/targets.mjs), and the documents
 // the README links to (LICENSE, CHANGELOG.md, CONTRIBUTING.md, the manual
 // in docs/, examples/, bench/README.md); nothing else (no tests, benchmark
@@ -12,7 +13,7 @@ import { execFileSync } from 'node:child_process';
 import * as crypto from 'node:crypto';
 import * as fs from 'node:fs';
 import * as path from 'node:path';
-import { ADDON_FILE, ALL_TARGETS } from '../prebuild/targets.mjs';
+import { ADDON_FILE, ALL_TARGETS, CLI_TARGETS, cliFile } from '../prebuild/targets.mjs';
 
 const [tgz, root] = process.argv.slice(2);
 const entries = execFileSync('tar', ['-tzf', tgz], { encoding: 'utf8' })
@@ -36,13 +37,16 @@ const allowed = [
   /^dist\/(cli\/)?[A-Za-z0-9_-]+\.(js|mjs|d\.ts|d\.mts)$/,
   /^native\/(core|posix|addon|win)\/[A-Za-z0-9_-]+\.(h|cc)$/,
   new RegExp(`^prebuilds/(${ALL_TARGETS.join('|')})/${ADDON_FILE.replace('.', '\\.')}$`),
+  new RegExp(`^prebuilds/(${Object.keys(CLI_TARGETS).join('|')})/simple-ipc-send(\\.exe)?$`),
 ];
 for (const e of entries) {
   if (!allowed.some((re) => re.test(e))) problems.push(`not allowed in the package: ${e}`);
 }
 
 // 2. Everything a user needs is there.
-const prebuilds = ALL_TARGETS.map((t) => `prebuilds/${t}/${ADDON_FILE}`);
+// The addon and the native client simple-ipc-send of every platform.
+const clients = Object.keys(CLI_TARGETS).map((t) => `prebuilds/${t}/${cliFile(t)}`);
+const prebuilds = [...ALL_TARGETS.map((t) => `prebuilds/${t}/${ADDON_FILE}`), ...clients];
 const required = ['package.json', 'README.md', 'LICENSE', 'CHANGELOG.md', 'CONTRIBUTING.md', 'bench/README.md', 'binding.gyp', 'CMakeLists.txt', ...prebuilds];
 // Every compiled module of lib/ with its types (index.mts gives .mjs/.d.mts).
 // lib/cli/ holds the command line tool's modules.
@@ -68,6 +72,19 @@ for (const f of prebuilds) {
   if (!have.has(f) || !fs.existsSync(path.join(root, f))) continue;
   const packed = execFileSync('tar', ['-xzOf', tgz, `package/${f}`], { maxBuffer: 64 << 20 });
   if (sha256(packed) !== sha256(fs.readFileSync(path.join(root, f)))) problems.push(`packed ${f} differs from the one in prebuilds/`);
+}
+
+// The native client is packed executable (npm keeps the mode; the bin
+// launcher restores it if an installer dropped it, when it may).
+const modes = new Map(
+  execFileSync('tar', ['-tvzf', tgz], { encoding: 'utf8' })
+    .split('\n')
+    .map((l) => /^(\S+)\s.*\spackage\/(\S+)$/.exec(l))
+    .filter(Boolean)
+    .map((m) => [m[2], m[1]]),
+);
+for (const f of clients) {
+  if (have.has(f) && !/^-rwx/.test(modes.get(f) ?? '')) problems.push(`${f} is packed without its execute bit (${modes.get(f)})`);
 }
 
 // 3. package.json's entry points all exist in the tarball.

@@ -26,7 +26,7 @@ import * as path from 'node:path';
 import { ROOT } from '../build/sources.mjs';
 import { libSystemStubDir, zigEnv } from './build.mjs';
 import { zigBinary } from './deps.mjs';
-import { recordTarget } from './manifest.mjs';
+import { packageVersion, recordTarget } from './manifest.mjs';
 import { CLI_TARGETS, cliFile } from './targets.mjs';
 
 const CORE = ['status', 'pkt_line', 'client_common', 'connect_policy'].map((f) => `native/core/${f}.cc`);
@@ -41,13 +41,10 @@ export function cliSources(os) {
     : [...CORE, ...POSIX, ...CLI, 'native/cli/cli_io_posix.cc'];
 }
 
-function version() {
-  return JSON.parse(fs.readFileSync(path.join(ROOT, 'package.json'), 'utf8')).version;
-}
 
 function commonFlags(os) {
   return [
-    '-std=c++17', '-Os', '-Wall', '-Wextra', '-Wpedantic', '-DNDEBUG', `-DSIPC_VERSION="${version()}"`,
+    '-std=c++17', '-Os', '-Wall', '-Wextra', '-Wpedantic', '-DNDEBUG', `-DSIPC_VERSION="${packageVersion()}"`,
     // No checkout path in the binary: the same sources give the same bytes.
     `-ffile-prefix-map=${ROOT}=.`,
     ...(os === 'win' ? ['-DUNICODE', '-D_UNICODE', '-D_WIN32_WINNT=0x0A00'] : []),

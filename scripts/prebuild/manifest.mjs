@@ -55,11 +55,17 @@ export function cliInputFiles(target) {
   ].sort();
 }
 
-// The client's inputs, and the version it prints (package.json's, not the
-// whole file: anything else there does not reach the binary).
+// The package's version, which the client prints (--version): from
+// package-lock.json, like the header packages, and not the whole of
+// package.json, whose other fields do not reach the binary.
+export function packageVersion(root = ROOT) {
+  return JSON.parse(fs.readFileSync(path.join(root, 'package-lock.json'), 'utf8')).packages[''].version;
+}
+
+// The client's inputs, and its version.
 export function cliInputsHash(target) {
   const lines = cliInputFiles(target).map((f) => `${sha256(fs.readFileSync(path.join(ROOT, f)))}  ${f}`);
-  const version = JSON.parse(fs.readFileSync(path.join(ROOT, 'package.json'), 'utf8')).version;
+  const version = packageVersion();
   return sha256([...lines, `version ${version}`].join('\n') + '\n');
 }
 
