@@ -1,7 +1,7 @@
 #!/usr/bin/env node
 // Checks what `npm pack` put in the tarball: exactly the compiled JS and
 // types, binding.gyp and CMakeLists.txt with the native sources they build
-// (native/test excluded), the five committed prebuilds and the five native
+// (native/test excluded), the seven committed prebuilds (two of them musl) and the five native
 // clients (simple-ipc-send), byte for byte
 // the files in prebuilds/ (scripts/prebuild/targets.mjs), and the documents
 // the README links to (LICENSE, CHANGELOG.md, CONTRIBUTING.md, the manual
@@ -13,7 +13,7 @@ import { execFileSync } from 'node:child_process';
 import * as crypto from 'node:crypto';
 import * as fs from 'node:fs';
 import * as path from 'node:path';
-import { ADDON_FILE, ALL_TARGETS, CLI_TARGETS, cliFile } from '../prebuild/targets.mjs';
+import { ALL_TARGETS, CLI_TARGETS, addonPath, cliFile } from '../prebuild/targets.mjs';
 
 const [tgz, root] = process.argv.slice(2);
 const entries = execFileSync('tar', ['-tzf', tgz], { encoding: 'utf8' })
@@ -36,7 +36,7 @@ const allowed = [
   /^CMakeLists\.txt$/,
   /^dist\/(cli\/)?[A-Za-z0-9_-]+\.(js|mjs|d\.ts|d\.mts)$/,
   /^native\/(core|posix|addon|win)\/[A-Za-z0-9_-]+\.(h|cc)$/,
-  new RegExp(`^prebuilds/(${ALL_TARGETS.join('|')})/${ADDON_FILE.replace('.', '\\.')}$`),
+  ...ALL_TARGETS.map((t) => new RegExp(`^prebuilds/${addonPath(t).replace(/\./g, '\\.')}$`)),
   new RegExp(`^prebuilds/(${Object.keys(CLI_TARGETS).join('|')})/simple-ipc-send(\\.exe)?$`),
 ];
 for (const e of entries) {
@@ -46,7 +46,7 @@ for (const e of entries) {
 // 2. Everything a user needs is there.
 // The addon and the native client simple-ipc-send of every platform.
 const clients = Object.keys(CLI_TARGETS).map((t) => `prebuilds/${t}/${cliFile(t)}`);
-const prebuilds = [...ALL_TARGETS.map((t) => `prebuilds/${t}/${ADDON_FILE}`), ...clients];
+const prebuilds = [...ALL_TARGETS.map((t) => `prebuilds/${addonPath(t)}`), ...clients];
 const required = ['package.json', 'README.md', 'LICENSE', 'CHANGELOG.md', 'CONTRIBUTING.md', 'bench/README.md', 'binding.gyp', 'CMakeLists.txt', ...prebuilds];
 // Every compiled module of lib/ with its types (index.mts gives .mjs/.d.mts).
 // lib/cli/ holds the command line tool's modules.

@@ -1,11 +1,12 @@
 #!/usr/bin/env node
 // npm run prebuild:all -- every prebuilt binary the package ships, from
 // the current sources, then the checks of check-binaries.mjs:
-//   1. linux-x64, linux-arm64, darwin-x64, darwin-arm64 with `zig c++`
+//   1. linux-x64, linux-arm64, darwin-x64, darwin-arm64 and the musl
+//      linux-x64-musl, linux-arm64-musl with `zig c++`
 //      (build.mjs; records each in prebuilds/manifest.json)
 //   2. win32-x64 with MinGW-w64 (npm run build:win), then recorded too
 //   3. the native client simple-ipc-send for all five (cli.mjs, zig)
-//   4. node scripts/prebuild/check-binaries.mjs (all five, both files)
+//   4. node scripts/prebuild/check-binaries.mjs (every file)
 // Commit prebuilds/ afterwards: CI checks that the manifest matches the
 // sources (node scripts/prebuild/manifest.mjs check).
 import { spawnSync } from 'node:child_process';

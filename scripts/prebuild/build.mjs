@@ -3,8 +3,10 @@
 // sources and defines (scripts/build/sources.mjs):
 //
 //   node scripts/prebuild/build.mjs [options] [target ...]
-//     target           linux-x64 linux-arm64 darwin-x64 darwin-arm64 (default: all four)
-//     --out=DIR        write DIR/<target>/simple-ipc.node instead of prebuilds/
+//     target           linux-x64 linux-arm64 darwin-x64 darwin-arm64
+//                      linux-x64-musl linux-arm64-musl (default: all six)
+//     --out=DIR        write DIR/<target>/simple-ipc.node (the musl ones:
+//                      DIR/linux-<arch>/simple-ipc.musl.node) instead of prebuilds/
 //                      (and leave prebuilds/manifest.json alone)
 //     --define=NAME    one more preprocessor define (repeatable), e.g.
 //                      NODE_API_NO_EXTERNAL_BUFFERS_ALLOWED for the Electron
@@ -19,7 +21,7 @@ import * as path from 'node:path';
 import { ROOT, compileDefines, gypList } from '../build/sources.mjs';
 import { CACHE, uvIncludeDir, zigBinary } from './deps.mjs';
 import { recordTarget } from './manifest.mjs';
-import { ADDON_FILE, ZIG_TARGETS } from './targets.mjs';
+import { ADDON_FILE, ZIG_TARGETS, addonPath } from './targets.mjs';
 
 // lstat() for glibc < 2.33 targets (see the file).
 const GLIBC_COMPAT = 'scripts/prebuild/glibc_compat.cc';
@@ -149,7 +151,7 @@ export async function build(targets, { outDir = path.join(ROOT, 'prebuilds'), de
   const links = [];
   for (const name of targets) {
     const flags = compileFlags(name, defines);
-    const sources = [...gypList('sources', ZIG_TARGETS[name].os), ...(ZIG_TARGETS[name].os === 'linux' ? [GLIBC_COMPAT] : [])];
+    const sources = [...gypList('sources', ZIG_TARGETS[name].os), ...(ZIG_TARGETS[name].glibc ? [GLIBC_COMPAT] : [])];
     const started = Date.now();
     await pool(
       sources.map((source) => async () => {
@@ -165,7 +167,7 @@ export async function build(targets, { outDir = path.join(ROOT, 'prebuilds'), de
       jobs,
     );
     console.log(`[prebuild] ${name}: compiled ${sources.length} sources in ${((Date.now() - started) / 1000).toFixed(0)} s`);
-    const file = path.join(outDir, name, ADDON_FILE);
+    const file = path.join(outDir, addonPath(name));
     fs.mkdirSync(path.dirname(file), { recursive: true });
     const objects = sources.map((s) => objectPath(name, variant, s));
     const linkStarted = Date.now();

@@ -9,7 +9,8 @@
 //    only Node-API registration (targets.mjs EXPORTS).
 //  - Linux: no glibc symbol version newer than 2.28, no GLIBCXX_/CXXABI_
 //    newer than GCC 8's, no libstdc++/libc++ dependency (linked in), only
-//    napi_* left for Node to provide.
+//    napi_* left for Node to provide. musl: no versioned symbol at all, only
+//    libc.so needed, every import Node-API or a symbol musl's libc exports.
 //  - macOS: the minimum macOS it was built for (targets.mjs), and for
 //    darwin-x64, built with macOS 11's SDK for 10.15, that everything it
 //    imports from libSystem exists in 10.15; it links only libSystem
@@ -32,7 +33,7 @@ import * as path from 'node:path';
 import { ROOT } from '../build/sources.mjs';
 import { compileFlags, zigEnv } from './build.mjs';
 import { zigBinary } from './deps.mjs';
-import { ADDON_FILE, ALL_TARGETS, CLI_MAX_BYTES, CLI_TARGETS, EXPORTS, LINUX_FLOORS, WIN_TARGET, ZIG_TARGETS, cliFile } from './targets.mjs';
+import { ALL_TARGETS, CLI_MAX_BYTES, CLI_TARGETS, EXPORTS, LINUX_FLOORS, WIN_TARGET, ZIG_TARGETS, addonPath, cliFile } from './targets.mjs';
 
 const sh = (cmd, args, input) => execFileSync(cmd, args, { encoding: 'utf8', input, maxBuffer: 64 << 20, cwd: ROOT });
 const versionLE = (a, b) => {
@@ -65,6 +66,14 @@ function checkElf(target, file, t, ok, bad) {
       } else if (name && f[4] !== 'WEAK') undefinedPlain.push(name);
     } else if (f[4] === 'GLOBAL' || f[4] === 'WEAK') exported.push(name);
   }
+  if (t.libc === 'musl') {
+    checkMuslImports(versions, undefinedPlain, ok, bad);
+    checkExports(exported, ok, bad);
+    const needed = [...sh('readelf', ['-d', file]).matchAll(/\(NEEDED\)\s+Shared library: \[(.*)\]/g)].map((m) => m[1]);
+    if (needed.join(' ') === 'libc.so') ok('shared libraries: libc.so only (musl\'s loader serves that name itself; C++ runtime linked in)');
+    else bad(`shared libraries: ${needed.join(' ') || 'none'}, not libc.so alone`);
+    return;
+  }
   for (const [lib, floor] of Object.entries(LINUX_FLOORS)) {
     const need = versions[lib];
     if (!need) ok(`needs no ${lib}_ symbol versions`);
@@ -79,6 +88,22 @@ function checkElf(target, file, t, ok, bad) {
   const cxx = needed.filter((n) => /libstdc\+\+|libc\+\+|libgcc_s/.test(n));
   if (cxx.length) bad(`links a C++ runtime dynamically: ${cxx.join(' ')}`);
   else ok(`shared libraries: ${needed.join(' ')} (C++ runtime linked in)`);
+}
+
+// A musl file has no symbol versions: every import must be Node-API or a
+// symbol that musl's libc exports (the list Zig builds musl's libc.so
+// stub from, lib/libc/musl/libc.S).
+function checkMuslImports(versions, undefinedPlain, ok, bad) {
+  if (Object.keys(versions).length) bad(`versioned imports (glibc?): ${Object.entries(versions).map(([l, v]) => `${l}_${v}`).join(' ')}`);
+  else ok('no versioned imports (no glibc symbol)');
+  const libcS = fs.readFileSync(path.join(path.dirname(zigBinary()), 'lib', 'libc', 'musl', 'libc.S'), 'utf8');
+  const musl = new Set([...libcS.matchAll(/^([A-Za-z_][\w.$]*):$/gm)].map((m) => m[1]));
+  const napi = undefinedPlain.filter((s) => s.startsWith('napi_') || s.startsWith('node_api_'));
+  const others = undefinedPlain.filter((s) => !napi.includes(s));
+  const unknown = others.filter((s) => !musl.has(s));
+  if (musl.size < 1000) bad(`musl's symbol list has only ${musl.size} entries`);
+  else if (unknown.length) bad(`imports that musl's libc does not export: ${unknown.join(' ')}`);
+  else ok(`imports: ${napi.length} napi_* left for Node, ${others.length} from musl's libc (all among its ${musl.size} exports)`);
 }
 
 function checkExports(exported, ok, bad) {
@@ -238,7 +263,7 @@ function checkCli(target, file, ok, bad) {
 }
 
 export function checkTarget(target, dir = path.join(ROOT, 'prebuilds')) {
-  const file = path.join(dir, target, ADDON_FILE);
+  const file = path.join(dir, addonPath(target));
   const lines = [];
   let failed = false;
   const ok = (m) => lines.push(`  ok   ${m}`);
@@ -254,10 +279,12 @@ export function checkTarget(target, dir = path.join(ROOT, 'prebuilds')) {
     else checkMacho(target, file, t, ok, bad);
     checkPlatformMacros(target, t, ok, bad);
   }
-  const cli = path.join(dir, target, cliFile(target));
-  lines.push(`${target}: ${path.relative(ROOT, cli)}`);
-  if (!fs.existsSync(cli)) bad(`no ${cli}`);
-  else checkCli(target, cli, ok, bad);
+  if (CLI_TARGETS[target]) {
+    const cli = path.join(dir, target, cliFile(target));
+    lines.push(`${target}: ${path.relative(ROOT, cli)}`);
+    if (!fs.existsSync(cli)) bad(`no ${cli}`);
+    else checkCli(target, cli, ok, bad);
+  }
   return { failed, text: `${target}: ${path.relative(ROOT, file)}\n${lines.join('\n')}` };
 }
 

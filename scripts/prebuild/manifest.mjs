@@ -16,7 +16,7 @@ import * as crypto from 'node:crypto';
 import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { ROOT } from '../build/sources.mjs';
-import { ADDON_FILE, ALL_TARGETS, CLI_NAME, CLI_TARGETS, WIN_TARGET, ZIG_TARGETS, cliFile } from './targets.mjs';
+import { ALL_TARGETS, CLI_NAME, CLI_TARGETS, WIN_TARGET, ZIG_TARGETS, addonPath, cliFile } from './targets.mjs';
 
 const MANIFEST = path.join(ROOT, 'prebuilds', 'manifest.json');
 
@@ -90,7 +90,7 @@ function readManifest() {
   return fs.existsSync(MANIFEST) ? JSON.parse(fs.readFileSync(MANIFEST, 'utf8')) : {};
 }
 
-export function recordTarget(target, file = path.join(ROOT, 'prebuilds', target, ADDON_FILE), kind = 'addon') {
+export function recordTarget(target, file = path.join(ROOT, 'prebuilds', addonPath(target)), kind = 'addon') {
   const manifest = readManifest();
   if (kind === 'cli') {
     manifest[`${target}/${CLI_NAME}`] = {
@@ -124,9 +124,9 @@ export function check() {
   const problems = [];
   for (const target of ALL_TARGETS) {
     const entry = manifest[target];
-    const file = path.join(ROOT, 'prebuilds', target, ADDON_FILE);
+    const file = path.join(ROOT, 'prebuilds', addonPath(target));
     if (!entry) problems.push(`${target}: not in prebuilds/manifest.json`);
-    else if (!fs.existsSync(file)) problems.push(`${target}: prebuilds/${target}/${ADDON_FILE} is missing`);
+    else if (!fs.existsSync(file)) problems.push(`${target}: prebuilds/${addonPath(target)} is missing`);
     else if (sha256(fs.readFileSync(file)) !== entry.sha256) problems.push(`${target}: the binary is not the one the manifest records`);
     else if (inputsHash(target) !== entry.inputsSha256) problems.push(`${target}: built from other inputs than the current ones (stale)`);
   }

@@ -5,7 +5,7 @@
 // scripts/win/build.sh.
 //
 // Floors, and why:
-//  - Linux: glibc 2.28 (Node 20's own floor), chosen through Zig's
+//  - Linux (glibc): glibc 2.28 (Node 20's own floor), chosen through Zig's
 //    glibc-versioned target; LLVM's libc++ is linked in statically, so the
 //    binary needs no libstdc++ (no GLIBCXX_/CXXABI_ versions at all).
 //  - macOS: 10.15 on x64 (binding.gyp's MACOSX_DEPLOYMENT_TARGET for
@@ -25,6 +25,11 @@ export const ZIG_TARGETS = {
   'linux-arm64': { zig: 'aarch64-linux-gnu.2.28', os: 'linux', glibc: '2.28', elfMachine: 'AArch64' },
   'darwin-x64': { zig: 'x86_64-macos.10.15', os: 'mac', macos: '10.15', machoArch: 'x86_64', sdkFrom: '11' },
   'darwin-arm64': { zig: 'aarch64-macos.11.0', os: 'mac', macos: '11.0', machoArch: 'arm64' },
+  // musl (Alpine): beside the glibc file in the same directory, named with
+  // node-gyp-build's libc tag, which picks it on a musl system (and skips
+  // it elsewhere); linked to the system's musl (libc.so), libc++ inside.
+  'linux-x64-musl': { zig: 'x86_64-linux-musl', os: 'linux', libc: 'musl', elfMachine: 'X86-64', dir: 'linux-x64', file: 'simple-ipc.musl.node' },
+  'linux-arm64-musl': { zig: 'aarch64-linux-musl', os: 'linux', libc: 'musl', elfMachine: 'AArch64', dir: 'linux-arm64', file: 'simple-ipc.musl.node' },
 };
 export const WIN_TARGET = 'win32-x64';
 export const ALL_TARGETS = [...Object.keys(ZIG_TARGETS), WIN_TARGET];
@@ -35,6 +40,13 @@ export const ALL_TARGETS = [...Object.keys(ZIG_TARGETS), WIN_TARGET];
 export const LINUX_FLOORS = { GLIBC: '2.28', GLIBCXX: '3.4.25', CXXABI: '1.3.11' };
 
 export const ADDON_FILE = 'simple-ipc.node';
+
+// A target's addon under prebuilds/: <target>/simple-ipc.node, or its
+// own directory and file name (the musl ones).
+export function addonPath(target) {
+  const t = ZIG_TARGETS[target];
+  return `${t?.dir ?? target}/${t?.file ?? ADDON_FILE}`;
+}
 
 // What a prebuild exports: Node-API registration, and the Node-API
 // version it was built for (node_api.h defines both in NAPI_MODULE).
