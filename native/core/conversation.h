@@ -73,6 +73,40 @@ struct StopRequest {
   void Request(StopReason why, int64_t now, uint32_t grace_ms);
 };
 
+// Whether a stop serves the connections whose request has not reached the
+// application yet (docs/protocol.md#stopping), rather than dropping them:
+// only once nobody new can reach the server. An idle stop makes itself
+// unreachable first, so that a client arriving at the idle deadline is
+// answered (docs/protocol.md#idle-stop); any other stop drains only when
+// the transport knows it is `unreachable` already (POSIX: the path leads
+// to another server).
+inline bool StopDrains(StopReason reason, bool unreachable) { return reason == StopReason::kIdle || unreachable; }
+// Once a stop has begun, whether a request that completes now is dropped
+// unanswered rather than handed to the application: always, except in a
+// stop that drains, until its grace is over.
+inline bool StopRefusesRequests(bool drains, bool grace_over) { return !drains || grace_over; }
+
+// The idle stop (docs/protocol.md#idle-stop): a server that has had no
+// connection open for `timeout_ms` stops by itself (StopReason::kIdle).
+// Any open connection counts as activity, whatever it does: a silent
+// client, a request being read, a conversation in the application's hands.
+// The transport keeps the count of open connections and the time the last
+// one closed (or the server started); this says when the stop is due.
+struct IdleRule {
+  static constexpr int64_t kNever = INT64_MAX;
+  uint32_t timeout_ms = 0;  // 0: never stop for being idle
+
+  // When the idle stop falls due: `timeout_ms` after `idle_since`, or
+  // kNever while a connection is open (or without a timeout).
+  int64_t DueAt(uint64_t open_connections, int64_t idle_since) const {
+    if (timeout_ms == 0 || open_connections > 0) return kNever;
+    return idle_since + timeout_ms;
+  }
+  bool Due(int64_t now, uint64_t open_connections, int64_t idle_since) const {
+    return now >= DueAt(open_connections, idle_since);
+  }
+};
+
 // Delegate calls about one conversation, collected under the transport's
 // lock and made after it is released (docs/design.md#lock-order).
 struct ConversationNotices {

@@ -138,7 +138,9 @@ class Server {
   // connection for a client that leaves (OnConversationLost). Transports
   // that always watch ignore it.
   virtual void Watch(ConnId id) { (void)id; }
-  virtual ServerStats Stats() { return ServerStats{}; }
+  // The counters of ServerStats, with the same meaning on every transport.
+  // Any thread.
+  virtual ServerStats Stats() = 0;
 
   // Closes without the flush: the client sees an incomplete response.
   virtual void Abort(ConnId id) = 0;

@@ -193,6 +193,7 @@ class PosixServer : public Server {
         request_memory_(options.max_buffered_request_bytes) {
     if (options_.threads < 1) options_.threads = 1;
     if (options_.threads > (1 << kThreadBits)) options_.threads = 1 << kThreadBits;
+    idle_.timeout_ms = options_.idle_timeout_ms;
   }
   ~PosixServer() override {
     if (listener_.fd >= 0) close(listener_.fd);
@@ -228,7 +229,7 @@ class PosixServer : public Server {
   // within its grace time (docs/protocol.md#stopping). Serving threads
   // call it under their mu, which orders it with AbortAllConversations.
   bool refuses_new_requests() const {
-    return stopping() && (drop_unstarted_on_stop() || grace_over());
+    return stopping() && StopRefusesRequests(!drop_unstarted_on_stop(), grace_over());
   }
   void RequestStop(StopReason reason, uint32_t grace_ms);
   bool TryOpen();  // counts a new connection; false over maxConnections
@@ -256,6 +257,10 @@ class PosixServer : public Server {
   std::atomic<uint64_t> bytes_out{0};
 
  private:
+  uint64_t OpenConnections() const {
+    int64_t open = open_connections_.load(std::memory_order_acquire);
+    return open > 0 ? static_cast<uint64_t>(open) : 0;
+  }
   ServingThread* ThreadOf(ConnId id) {
     size_t index = static_cast<size_t>(id & ((ConnId{1} << kThreadBits) - 1));
     return index < threads_.size() ? threads_[index].get() : nullptr;
@@ -278,6 +283,7 @@ class PosixServer : public Server {
   std::atomic<int> threads_off_listener_{0};
   std::atomic<int64_t> open_connections_{0};
   std::atomic<int64_t> idle_since_{0};
+  IdleRule idle_;
 
   mutable std::mutex stop_mutex_;
   StopRequest stop_;  // (stop_mutex_)
@@ -502,9 +508,7 @@ void PosixServer::Closed() {
 
 int PosixServer::CoordinatorTimeout(int64_t now) const {
   int64_t wake = next_stolen_check_;
-  if (options_.idle_timeout_ms > 0 && open_connections_.load() == 0) {
-    wake = std::min(wake, idle_since_.load() + options_.idle_timeout_ms);
-  }
+  wake = std::min(wake, idle_.DueAt(OpenConnections(), idle_since_.load()));
   if (stop_begun_) {
     std::lock_guard<std::mutex> lock(stop_mutex_);
     if (!grace_over()) wake = std::min(wake, stop_.grace_deadline);
@@ -519,10 +523,7 @@ void PosixServer::Coordinate(int64_t now) {
       next_stolen_check_ = now + kStolenCheckMs;
       if (ListenerPathStolen(options_.path, listener_)) RequestStop(StopReason::kStolen, options_.quit_grace_ms);
     }
-    if (options_.idle_timeout_ms > 0 && open_connections_.load() == 0 &&
-        now - idle_since_.load() >= options_.idle_timeout_ms) {
-      RequestStop(StopReason::kIdle, options_.quit_grace_ms);
-    }
+    if (idle_.Due(now, OpenConnections(), idle_since_.load())) RequestStop(StopReason::kIdle, options_.quit_grace_ms);
     bool requested;
     {
       std::lock_guard<std::mutex> lock(stop_mutex_);
@@ -558,7 +559,7 @@ void PosixServer::BeginStop() {
   stop_begun_ = true;
   bool path_elsewhere = (stop_reason_seen_ == StopReason::kQuit || stop_reason_seen_ == StopReason::kStolen) &&
                         ListenerPathStolen(options_.path, listener_);
-  drain_on_stop_.store(stop_reason_seen_ == StopReason::kIdle || path_elsewhere, std::memory_order_release);
+  drain_on_stop_.store(StopDrains(stop_reason_seen_, path_elsewhere), std::memory_order_release);
   stopping_.store(true, std::memory_order_release);
   if (stop_reason_seen_ == StopReason::kIdle) RemoveListenerPath(options_.path, listener_);
   // Linux refuses new connects on a shut-down listener but still lets us

@@ -9,6 +9,9 @@
 namespace sipc {
 namespace win {
 
+static_assert(((FILE_GENERIC_READ | FILE_GENERIC_WRITE) & ~FILE_CREATE_PIPE_INSTANCE) == 0x12019b,
+              "kEveryoneReadWrite is read and write without instance creation");
+
 namespace {
 
 // SID string of the user of `token` (TOKEN_QUERY access).
@@ -42,10 +45,21 @@ Status PipeSecurity::Init(PipeAccess access, const std::string& sddl) {
       sddl_ = "D:P(A;;GA;;;" + user + ")(A;;GA;;;SY)(A;;GA;;;BA)";
       break;
     }
-    case PipeAccess::kEveryone:
-      // Git's ACL: one ACE, Everyone GENERIC_READ | GENERIC_WRITE.
-      sddl_ = "D:(A;;GRGW;;;WD)";
+    case PipeAccess::kEveryone: {
+      // Git's openness without its hole (docs/windows.md#pipeaccess-everyone):
+      // Git grants Everyone GENERIC_READ | GENERIC_WRITE, and for a pipe
+      // GENERIC_WRITE includes FILE_CREATE_PIPE_INSTANCE, which lets any
+      // local user add instances to the running server's pipe and take
+      // some of its clients. Everyone gets read and write without it
+      // (kEveryoneReadWrite); only the server's own user (and SYSTEM and
+      // Administrators) may create instances. Clients are not asked for
+      // that right when they open the pipe, so every client still connects.
+      std::string user;
+      Status st = CurrentUserSid(&user);
+      if (!st.ok()) return st;
+      sddl_ = "D:P(A;;GA;;;" + user + ")(A;;GA;;;SY)(A;;GA;;;BA)(A;;" + kEveryoneReadWrite + ";;;WD)";
       break;
+    }
     case PipeAccess::kSddl:
       sddl_ = sddl;
       break;

@@ -10,6 +10,10 @@
 namespace sipc {
 namespace win {
 
+// FILE_GENERIC_READ | FILE_GENERIC_WRITE without FILE_CREATE_PIPE_INSTANCE
+// (0x4, the same bit as FILE_APPEND_DATA): what 'everyone' grants others.
+constexpr const char* kEveryoneReadWrite = "0x12019b";
+
 // The security attributes every instance is created with. Only the first
 // instance's descriptor counts: Windows keeps one per pipe name.
 class PipeSecurity {
@@ -20,7 +24,9 @@ class PipeSecurity {
   PipeSecurity& operator=(const PipeSecurity&) = delete;
 
   // kCurrentUser: D:P(A;;GA;;;<current user>)(A;;GA;;;SY)(A;;GA;;;BA)
-  // kEveryone:    D:(A;;GRGW;;;WD)  (Git's DACL: Everyone read and write)
+  // kEveryone:    D:P(A;;GA;;;<current user>)(A;;GA;;;SY)(A;;GA;;;BA)
+  //               (A;;0x12019b;;;WD): Everyone reads and writes, as with
+  //               Git's D:(A;;GRGW;;;WD), but cannot create instances.
   // kSddl:        `sddl` as given; EINVAL if Windows cannot parse it.
   Status Init(PipeAccess access, const std::string& sddl);
 

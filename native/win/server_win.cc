@@ -171,6 +171,7 @@ class WinServer : public Server {
   WinServer(const ServerOptions& options, ServerDelegate* delegate) : options_(options), delegate_(delegate) {
     if (options_.threads < 1) options_.threads = 1;
     listening_target_ = options_.threads > kMinListeningInstances ? options_.threads : kMinListeningInstances;
+    idle_.timeout_ms = options_.idle_timeout_ms;
   }
 
   ~WinServer() override {
@@ -217,7 +218,7 @@ class WinServer : public Server {
       std::lock_guard<std::mutex> lock(mutex_);
       Pipe* pipe = FindConnected(id);
       if (pipe == nullptr || pipe->conv.phase != Phase::kPeerCheck) return;
-      if (!allowed || stopping_) {
+      if (!allowed || RefusesNewRequestsLocked()) {
         Retire(pipe);
       } else {
         // The request deadline starts now (docs/protocol.md#limits): the
@@ -228,6 +229,13 @@ class WinServer : public Server {
       }
     }
     ReportReleased();
+  }
+
+  ServerStats Stats() override {
+    std::lock_guard<std::mutex> lock(mutex_);
+    ServerStats stats = counters_;
+    for (auto& kv : conns_) CountConnection(kv.second->conv.phase, &stats);
+    return stats;
   }
 
   void Stop(uint32_t grace_ms) override { RequestStop(StopReason::kClosed, grace_ms); }
@@ -253,6 +261,27 @@ class WinServer : public Server {
     pipe->conv.Abort();
     Retire(pipe);
     return lost;
+  }
+  // Once a stop has begun: whether a new client, or a request completing
+  // now, is dropped rather than served (only an idle stop, within its
+  // grace, still serves them: docs/protocol.md#idle-stop).
+  bool RefusesNewRequestsLocked() const {
+    return stopping_ && StopRefusesRequests(StopDrainsLocked(), NowMs() >= stop_.grace_deadline);
+  }
+  // Whether the stop serves the clients that reached us (an idle stop). A
+  // pipe name cannot lead elsewhere while we hold it: no other stop does.
+  bool StopDrainsLocked() const { return StopDrains(stop_.reason, false); }
+  // A client connected to an instance: it counts as activity (the idle
+  // stop) from now until its instance is recycled.
+  void ConnectionOpenedLocked() { open_connections_++; }
+  void ConnectionClosedLocked() {
+    if (--open_connections_ > 0) return;
+    idle_since_ = NowMs();
+    if (idle_.DueAt(0, idle_since_) < control_wakes_at_) SetEvent(wake_);
+  }
+  void CountDropLocked(ReadVerdict::Counter counter) {
+    if (counter == ReadVerdict::Counter::kProtocol) counters_.dropped_protocol++;
+    if (counter == ReadVerdict::Counter::kTooLarge) counters_.dropped_too_large++;
   }
   // The request deadline runs from now; wakes the control thread if it
   // would look too late.
@@ -329,6 +358,14 @@ class WinServer : public Server {
   bool stopping_ = false;                                   // (mu) stop sequence begun
   std::vector<ConversationNotices> released_;  // (mu) borrowed tokens to report
   std::atomic<bool> has_released_{false};
+  // The idle stop (docs/protocol.md#idle-stop): clients connected now, and
+  // since when none has been.
+  IdleRule idle_;                  // (set once)
+  uint64_t open_connections_ = 0;  // (mu)
+  int64_t idle_since_ = 0;         // (mu)
+  // Stats(): every counter but the connection snapshot, which Stats()
+  // takes from `conns_`.
+  ServerStats counters_;  // (mu)
 };
 
 // ---------------------------------------------------------------------------
@@ -410,6 +447,7 @@ void WinServer::StartThreads() {
   for (int i = 0; i < options_.threads; i++) workers_.emplace_back([this] { WorkerLoop(); });
   {
     std::lock_guard<std::mutex> lock(mutex_);
+    idle_since_ = NowMs();
     for (auto& kv : pipes_) Listen(kv.second.get());
   }
   control_thread_ = std::thread([this] { ControlLoop(); });
@@ -572,6 +610,7 @@ void WinServer::Recycle(Pipe* pipe, bool allow_reuse) {
   bool reuse = allow_reuse && !pipe->close_after && !stopping_ && listeners_ < 2 * listening_target_;
   pipe->close_after = false;
   if (pipe->connected && reuse && !DisconnectNamedPipe(pipe->handle)) reuse = false;
+  if (pipe->connected) ConnectionClosedLocked();
   pipe->connected = false;
   if (reuse) {
     Listen(pipe);
@@ -665,7 +704,8 @@ bool WinServer::TakeConnectedLocked(Pipe* pipe, DWORD error) {
     return false;
   }
   pipe->connected = true;
-  if (stopping_) {
+  ConnectionOpenedLocked();
+  if (RefusesNewRequestsLocked()) {
     Recycle(pipe);  // came as we stopped: dropped (docs/protocol.md#stopping)
     return false;
   }
@@ -681,12 +721,13 @@ void WinServer::Admit(Pipe* pipe, const PeerInfo& peer) {
   bool too_many = false;
   {
     std::lock_guard<std::mutex> lock(mutex_);
-    if (stopping_) {
+    if (RefusesNewRequestsLocked()) {
       Recycle(pipe);
       return;
     }
     too_many = conns_.size() >= options_.max_connections;
     if (too_many) {
+      counters_.dropped_too_many++;
       Recycle(pipe);
     } else {
       id = next_id_++;
@@ -715,6 +756,7 @@ void WinServer::Admit(Pipe* pipe, const PeerInfo& peer) {
 ReadVerdict WinServer::JudgeReadLocked(Pipe* pipe, DWORD bytes, DWORD error) {
   if (error == ERROR_MORE_DATA) error = ERROR_SUCCESS;  // a message boundary; the bytes are valid
   if (error == ERROR_SUCCESS) {
+    counters_.bytes_in += bytes;
     size_t size = pipe->read_buffer.size();
     ReadVerdict verdict = pipe->conv.Feed(pipe->read_buffer.data(), bytes, options_.max_request_bytes);
     if (verdict.kind == ReadVerdict::Kind::kNeedMore) {
@@ -749,7 +791,14 @@ void WinServer::OnRead(Pipe* pipe, DWORD bytes, DWORD error) {
     verdict = JudgeReadLocked(pipe, bytes, error);
     if (verdict.kind == ReadVerdict::Kind::kNeedMore) return;
     peer = pipe->conv.peer;
+    if (verdict.kind == ReadVerdict::Kind::kComplete && RefusesNewRequestsLocked()) {
+      // Complete only after an idle stop's grace ran out: it would escape
+      // the grace that ends the stop.
+      Retire(pipe);
+      return;
+    }
     if (verdict.kind == ReadVerdict::Kind::kDrop) {
+      CountDropLocked(verdict.counter);
       Retire(pipe);
     } else {
       id = pipe->conv.id;
@@ -805,10 +854,12 @@ void WinServer::OnWritten(Pipe* pipe, DWORD bytes, DWORD error) {
     if (error != ERROR_SUCCESS) {
       notices.Lose(EndWithoutFlush(pipe), win::StatusFromWin32(error, "write", "client went away"));
     } else {
+      counters_.bytes_out += bytes;
       pipe->conv.Wrote(bytes, &notices.written);
       if (!pipe->conv.out.empty()) {
         KickWrite(pipe);
       } else if (pipe->conv.ended) {
+        counters_.requests++;  // the flush packet is out: a response completed
         // The flush packet is written (docs/protocol.md#quit: the server
         // stops only after that).
         if (pipe->conv.quit) {
@@ -847,6 +898,12 @@ void WinServer::ControlLoop() {
     {
       std::lock_guard<std::mutex> lock(mutex_);
       int64_t now = NowMs();
+      // Checked under the same lock that begins the stop: no client can
+      // connect in between unseen (a client connecting later is served,
+      // as the idle stop does).
+      if (!stopping_ && idle_.Due(now, open_connections_, idle_since_)) {
+        stop_.Request(StopReason::kIdle, now, options_.quit_grace_ms);
+      }
       if (stop_.requested && !stopping_) BeginStopLocked();
       int64_t next = now + (stopping_ ? kStoppingTickMs : kTickMs);
       EnforceLimitsLocked(now, &next, &reports);
@@ -855,6 +912,8 @@ void WinServer::ControlLoop() {
       } else {
         ReplenishListeners(now);
         if (listeners_ < listening_target_ && next_replenish_ < next) next = next_replenish_;
+        int64_t idle_at = idle_.DueAt(open_connections_, idle_since_);
+        if (idle_at < next) next = idle_at;
       }
       control_wakes_at_ = next;
       wait_ms = next > now ? static_cast<DWORD>(next - now) : 0;
@@ -868,15 +927,18 @@ void WinServer::ControlLoop() {
   FinishStop();
 }
 
-// (mu) Stop accepting; drop everything that has not reached the
-// application (docs/protocol.md#stopping); conversations in progress may
-// finish.
+// (mu) Stop accepting: the listening instances close, and once no
+// instance is left the name is gone. Drop everything that has not reached
+// the application (docs/protocol.md#stopping), except in an idle stop,
+// which serves it (docs/protocol.md#idle-stop); conversations in progress
+// may finish.
 void WinServer::BeginStopLocked() {
   stopping_ = true;
+  bool drop_unstarted = !StopDrainsLocked();
   for (Pipe* pipe : AllPipes()) {
     if (pipe->conv.phase == Phase::kIdle) {
       CancelIoEx(pipe->handle, &pipe->connect_op.ov);
-    } else if (pipe->conv.phase == Phase::kPeerCheck || pipe->conv.phase == Phase::kReading) {
+    } else if (drop_unstarted && (pipe->conv.phase == Phase::kPeerCheck || pipe->conv.phase == Phase::kReading)) {
       Retire(pipe);
     }
   }
@@ -890,12 +952,14 @@ void WinServer::EnforceLimitsLocked(int64_t now, int64_t* next, ControlReports* 
   for (Pipe* pipe : AllPipes()) {
     Conversation& conv = pipe->conv;
     if (conv.RequestExpired(now)) {
+      counters_.dropped_timeout++;
       reports->client_errors.push_back(ClientErrorReport{Conversation::TimeoutStatus(timeout_ms), conv.peer});
       Retire(pipe);
       continue;
     }
     if (conv.phase == Phase::kReading && conv.deadline != 0 && conv.deadline < *next) *next = conv.deadline;
     if (conv.phase == Phase::kHandling && conv.WriteStalled(now, timeout_ms)) {
+      counters_.dropped_timeout++;
       ConnId id = conv.id;
       if (EndWithoutFlush(pipe)) reports->lost.push_back(LostReport{id, Conversation::WriteStalledStatus()});
       continue;
@@ -921,6 +985,8 @@ bool WinServer::RunGraceLocked(int64_t now, int64_t* next, ControlReports* repor
       if (EndWithoutFlush(pipe)) {
         reports->lost.push_back(LostReport{id, Conversation::GraceOverStatus()});
       }
+    } else if (pipe->conv.phase == Phase::kPeerCheck || pipe->conv.phase == Phase::kReading) {
+      Retire(pipe);  // an idle stop kept them: now they go too (a peer check has nothing to cancel)
     } else if (pipe->pending > 0) {
       CancelIoEx(pipe->handle, nullptr);
     }

@@ -25,6 +25,35 @@ import { describe, it } from './runner.mjs';
 const { createServer, sendCommand } = sipc;
 const ERROR_ACCESS_DENIED = 5;
 const SYSTEM = 'S-1-5-18';
+const EVERYONE = 'S-1-1-0';
+// FILE_CREATE_PIPE_INSTANCE: adding an instance to a pipe (the same bit
+// as FILE_APPEND_DATA, part of GENERIC_WRITE).
+const CREATE_PIPE_INSTANCE = 0x4;
+// What 'everyone' grants others: FILE_GENERIC_READ | FILE_GENERIC_WRITE
+// without FILE_CREATE_PIPE_INSTANCE.
+const EVERYONE_READ_WRITE = 0x12019b;
+
+/** The entries of a normalized DACL: [{ type, mask, sid }]. */
+function entriesOf(sddl) {
+  return probe.normalizeDacl(sddl).split(';').map((e) => {
+    const [type, mask, sid] = e.split(':');
+    return { type, mask: Number(mask), sid };
+  });
+}
+
+/**
+ * What a principal that only the DACL's Everyone entry matches may do with
+ * `name` (probe.asOther). Wine does no access check on pipes: there the
+ * test is skipped, saying what the probe found.
+ */
+function otherPrincipal(t, name) {
+  const found = probe.asOther(name);
+  if (NEEDS_WINDOWS_DACL) {
+    t.skip(`${NEEDS_WINDOWS_DACL}; the probe found: token ${found.token}, add an instance ${found.create}, open ${found.open} (Win32 errors, 0 = allowed)`);
+  }
+  assert.equal(found.token, 0, 'making the restricted token');
+  return found;
+}
 
 function daclOf(name) {
   const { error, sddl } = probe.pipeDacl(name);
@@ -47,10 +76,20 @@ describe('the DACL the pipe is created with (read back with GetSecurityInfo)', {
     assert.equal((await sendCommand(p, 'ping')).toString(), 'pong');
   });
 
-  it("'everyone': Git's DACL, Everyone read and write", async (t) => {
+  it("'everyone': Everyone reads and writes (as with Git's DACL) but cannot add instances; the server's user can", async (t) => {
     const p = ipcPath(t);
     await serve(t, p, undefined, { pipeAccess: 'everyone' });
-    assertSameDacl(daclOf(gitPipeName(p)), 'D:(A;;GRGW;;;WD)');
+    const sid = probe.currentUserSid();
+    const dacl = daclOf(gitPipeName(p));
+    assertSameDacl(dacl, `D:P(A;;GA;;;${sid})(A;;GA;;;SY)(A;;GA;;;BA)(A;;0x12019b;;;WD)`);
+    const everyone = entriesOf(dacl).filter((e) => e.sid === EVERYONE);
+    assert.deepEqual(everyone, [{ type: 'A', mask: EVERYONE_READ_WRITE, sid: EVERYONE }]);
+    // Git's GRGW, read and write, minus exactly the instance right.
+    const git = entriesOf('D:(A;;GRGW;;;WD)')[0].mask;
+    assert.equal(git & ~CREATE_PIPE_INSTANCE, EVERYONE_READ_WRITE);
+    assert.ok(git & CREATE_PIPE_INSTANCE, "Git's DACL lets Everyone add instances");
+    const own = entriesOf(dacl).find((e) => e.sid === sid);
+    assert.ok(own.mask & CREATE_PIPE_INSTANCE, 'the server needs the instance right for itself');
     assert.equal((await sendCommand(p, 'ping')).toString(), 'pong');
   });
 
@@ -66,8 +105,9 @@ describe('the DACL the pipe is created with (read back with GetSecurityInfo)', {
   it('the first instance carries it: instances made later (for more clients) change nothing', async (t) => {
     const p = ipcPath(t);
     await serve(t, p, undefined, { pipeAccess: 'everyone', threads: 1 });
+    const before = daclOf(gitPipeName(p));
     await Promise.all(Array.from({ length: 20 }, () => sendCommand(p, 'ping')));
-    assertSameDacl(daclOf(gitPipeName(p)), 'D:(A;;GRGW;;;WD)');
+    assertSameDacl(daclOf(gitPipeName(p)), before);
   });
 });
 
@@ -94,6 +134,23 @@ describe('enforcement (real Windows)', () => {
     const error = await rejection(sendCommand(name, 'x'));
     assert.equal(error.code, 'EACCES');
     assert.equal(error.state, 'other-error');
+  });
+
+  it("'everyone': another user connects but cannot add an instance to the running server's pipe", { skip: NEEDS_PROBE }, async (t) => {
+    const name = uniquePipeName('everyone');
+    await serve(t, name, undefined, { pipeAccess: 'everyone' });
+    const found = otherPrincipal(t, name);
+    assert.equal(found.create, ERROR_ACCESS_DENIED, 'adding an instance');
+    assert.equal(found.open, 0, 'opening as a client');
+    assert.equal((await sendCommand(name, 'ping')).toString(), 'pong');
+  });
+
+  it("default 'user': another user can neither connect nor add an instance", { skip: NEEDS_PROBE }, async (t) => {
+    const name = uniquePipeName('user');
+    await serve(t, name);
+    const found = otherPrincipal(t, name);
+    assert.equal(found.create, ERROR_ACCESS_DENIED, 'adding an instance');
+    assert.equal(found.open, ERROR_ACCESS_DENIED, 'opening as a client');
   });
 
   it('a second server on the name fails with EADDRINUSE; the first keeps serving', { skip: NEEDS_WINDOWS_FIRST_INSTANCE }, async (t) => {

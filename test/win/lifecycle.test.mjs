@@ -95,3 +95,87 @@ describe('shutdown', () => {
     assert.equal((await waiting).toString(), 'pong');
   });
 });
+
+// docs/protocol.md#idle-stop, with the rule of native/core (IdleRule) that
+// the POSIX server follows too.
+describe('idleTimeoutMs', () => {
+  /** Resolves with [reason, when] once the server stops. */
+  const closedAt = (server) => server.closed.then((reason) => [reason, Date.now()]);
+
+  it("stops with 'idle' once no client has been connected for that long, not before; the name is gone", async (t) => {
+    const p = ipcPath(t);
+    const server = await serve(t, p, undefined, { idleTimeoutMs: 300 });
+    const closed = closedAt(server);
+    let stopped = false;
+    void closed.then(() => (stopped = true));
+    // Requests 100 ms apart keep it: each connection is activity.
+    let last = 0;
+    for (let i = 0; i < 5; i++) {
+      assert.equal((await sendCommand(p, 'ping')).toString(), 'pong');
+      last = Date.now();
+      await sleep(100);
+    }
+    assert.equal(stopped, false, 'stopped while clients kept coming');
+    const [reason, at] = await Promise.race([closed, sleep(10000).then(() => ['still running', 0])]);
+    assert.equal(reason, 'idle');
+    // The server's clock starts when it has recycled the last instance,
+    // a moment after the client had its answer.
+    assert.ok(at - last >= 300 - 50, `stopped ${at - last} ms after the last client`);
+    assert.equal(await getActiveState(p), 'path-not-found');
+  });
+
+  it('an open connection holds it off: a silent client, then a conversation in the handler', async (t) => {
+    const p = ipcPath(t);
+    const inHandler = latch();
+    const release = latch();
+    const server = await serve(t, p, async () => {
+      inHandler.fire();
+      await release.fired;
+      return 'done';
+    }, { idleTimeoutMs: 200, requestTimeoutMs: 0 });
+    let stopped = false;
+    const closed = closedAt(server);
+    void closed.then(() => (stopped = true));
+    const silent = await rawConnect(t, gitPipeName(p));
+    await sleep(600); // three idle timeouts with only a silent client
+    assert.equal(stopped, false, 'stopped with a client connected');
+    const answer = sendCommand(p, 'x');
+    await inHandler.fired;
+    silent.destroy();
+    await sleep(600); // three more with only a conversation in the handler
+    assert.equal(stopped, false, 'stopped with a conversation in the handler');
+    release.fire();
+    assert.equal((await answer).toString(), 'done');
+    const done = Date.now();
+    const [reason, at] = await Promise.race([closed, sleep(10000).then(() => ['still running', 0])]);
+    assert.equal(reason, 'idle');
+    assert.ok(at - done >= 200 - 50, `stopped ${at - done} ms after the conversation ended`);
+  });
+
+  it('clients arriving around the deadline are answered or find no server: never a lost request', async (t) => {
+    const outcomes = new Map();
+    for (let round = 0; round < 3; round++) {
+      const p = ipcPath(t);
+      const server = await serve(t, p, undefined, { idleTimeoutMs: 150, threads: 2 });
+      let stopped = false;
+      void server.closed.then(() => (stopped = true));
+      assert.equal((await sendCommand(p, 'ping')).toString(), 'pong');
+      // Bursts of clients spaced close to the idle timeout (the first that
+      // comes late finds the server stopping), until it is gone.
+      for (let i = 0; i < 100 && !stopped; i++) {
+        await sleep(125 + ((i * 7) % 40));
+        const burst = await Promise.all(Array.from({ length: 4 }, () =>
+          sendCommand(p, 'ping', { waitIfBusy: false }).then((b) => b.toString(), (e) => `${e.code}/${e.state}`)));
+        for (const o of burst) outcomes.set(o, (outcomes.get(o) ?? 0) + 1);
+      }
+      assert.equal(await server.closed, 'idle');
+    }
+    console.log(`idle deadline outcomes: ${JSON.stringify(Object.fromEntries(outcomes))}`);
+    for (const o of outcomes.keys()) {
+      // Answered, no pipe, or every instance taken as the server stops:
+      // never an accepted request without its answer.
+      assert.ok(['pong', 'ENOENT/path-not-found', 'EBUSY/not-listening'].includes(o), `outcome ${o}: ${JSON.stringify(Object.fromEntries(outcomes))}`);
+    }
+    assert.ok(outcomes.get('pong') > 0);
+  });
+});

@@ -2,7 +2,7 @@
 // maxConnections, allowPeer, and reply.write() backpressure.
 import assert from 'node:assert/strict';
 
-import { gitPipeName, ipcPath, rawConnect, rejection, serve, sipc, sleep, testAppHandlerOr, waitFor } from './helpers.mjs';
+import { gitPipeName, ipcPath, latch, rawConnect, rejection, serve, sipc, sleep, testAppHandlerOr, waitFor } from './helpers.mjs';
 import { describe, it } from './runner.mjs';
 
 const { sendCommand } = sipc;
@@ -110,5 +110,74 @@ describe('limits', () => {
     assert.equal(response.length, 20 * 50000);
     for (let i = 0; i < 20; i++) assert.equal(response[i * 50000], 97 + i);
     assert.equal(written.length, 20);
+  });
+});
+
+describe('stats()', () => {
+  // The same fields and meanings as on POSIX (docs/design.md: the
+  // transport's counters): each is driven to a known value and read back.
+  it('counts connections by phase, responses, bytes and every kind of drop', async (t) => {
+    const p = ipcPath(t);
+    const inHandler = latch();
+    const release = latch();
+    const server = await serve(t, p, async (request) => {
+      if (request.toString() !== 'hold') return 'pong';
+      inHandler.fire();
+      await release.fired;
+      return 'held';
+    }, { maxRequestBytes: 100, requestTimeoutMs: 500, threads: 1 });
+    const stats = () => server.stats();
+
+    // Three pings: "0008ping0000" in, "0008pong0000" out, 12 bytes each.
+    for (let i = 0; i < 3; i++) assert.equal((await sendCommand(p, 'ping')).toString(), 'pong');
+    await waitFor(() => stats().requests === 3, 3000, 'three responses counted');
+    assert.equal(stats().bytesIn, 36);
+    assert.equal(stats().bytesOut, 36);
+    assert.deepEqual(stats().connections, { open: 0, sending: 0, awaitingAllowPeer: 0, beingAnswered: 0 });
+
+    // A conversation in the handler, then a silent client beside it.
+    const held = sendCommand(p, 'hold');
+    await inHandler.fired;
+    assert.equal(stats().connections.beingAnswered, 1);
+    await rawConnect(t, gitPipeName(p));
+    await waitFor(() => stats().connections.sending === 1, 3000, 'the silent client to be counted');
+    assert.equal(stats().connections.open, 2);
+
+    // A malformed request, and one over maxRequestBytes.
+    const garbage = await rawConnect(t, gitPipeName(p));
+    garbage.write('zzzz');
+    await waitFor(() => stats().dropped.protocol === 1, 3000, 'the protocol drop');
+    await rejection(sendCommand(p, Buffer.alloc(200, 'x')));
+    await waitFor(() => stats().dropped.tooLarge === 1, 3000, 'the too-large drop');
+
+    // The silent client runs out of requestTimeoutMs.
+    await waitFor(() => stats().dropped.timeout === 1, 5000, 'the timeout drop');
+    assert.equal(stats().connections.sending, 0);
+
+    release.fire();
+    assert.equal((await held).toString(), 'held');
+    await waitFor(() => stats().requests === 4, 3000, 'the held response counted');
+    const s = stats();
+    assert.deepEqual(s.dropped, { protocol: 1, tooLarge: 1, timeout: 1, tooManyConnections: 0 });
+    assert.deepEqual(s.connections, { open: 0, sending: 0, awaitingAllowPeer: 0, beingAnswered: 0 });
+    // In: the pings, "0008hold0000", "zzzz" and at least the too-large
+    // request's header. Out: the pongs and "0008held0000".
+    assert.ok(s.bytesIn >= 36 + 12 + 4 + 4, `bytesIn ${s.bytesIn}`);
+    assert.equal(s.bytesOut, 36 + 12);
+  });
+
+  it('counts connections waiting for allowPeer, and those refused over maxConnections', async (t) => {
+    const p = ipcPath(t);
+    const decide = latch();
+    const server = await serve(t, p, () => 'x', { maxConnections: 2, threads: 1, allowPeer: () => decide.fired.then(() => false) });
+    // On Windows allowPeer is asked as soon as a client connects.
+    await rawConnect(t, gitPipeName(p));
+    await rawConnect(t, gitPipeName(p));
+    await waitFor(() => server.stats().connections.open === 2, 3000, 'two open connections');
+    assert.equal(server.stats().connections.awaitingAllowPeer, 2);
+    const third = await rawConnect(t, gitPipeName(p));
+    await new Promise((resolve) => (third.closed ? resolve() : third.once('close', resolve)));
+    await waitFor(() => server.stats().dropped.tooManyConnections === 1, 3000, 'the refused connection counted');
+    decide.fire();
   });
 });

@@ -22,6 +22,16 @@
  *   busyServerResult(id)          -> null while running, then a status string
  *   threadCount(pid)              -> threads of process `pid` now (Toolhelp
  *                                    snapshot), or -1
+ *   asOther(pipeName)             -> { token, create, open }: what a principal
+ *                                    that only the DACL's Everyone entry
+ *                                    matches may do. The thread impersonates a
+ *                                    restricted copy of the process token (its
+ *                                    user, Administrators and SYSTEM deny-only),
+ *                                    adds an instance to the pipe
+ *                                    (CreateNamedPipeW, not the first) and
+ *                                    opens it as a client (read | write).
+ *                                    Win32 errors, 0 = done; token: making or
+ *                                    impersonating the token
  */
 #define WIN32_LEAN_AND_MEAN
 #include <windows.h>
@@ -357,6 +367,57 @@ static napi_value ThreadCount(napi_env env, napi_callback_info info) {
   return Num(env, count);
 }
 
+/* The process token with its user, Administrators and SYSTEM made
+ * deny-only: such a token still matches Everyone, but no allow entry for
+ * those three. Returns a Win32 error (0: *out is the token). */
+static DWORD MakeOtherToken(HANDLE* out) {
+  HANDLE process_token = NULL;
+  BYTE user[256];
+  BYTE admins[SECURITY_MAX_SID_SIZE], system[SECURITY_MAX_SID_SIZE];
+  DWORD len = 0, admins_len = sizeof admins, system_len = sizeof system;
+  SID_AND_ATTRIBUTES disable[3];
+  DWORD err = 0;
+  if (!OpenProcessToken(GetCurrentProcess(), TOKEN_DUPLICATE | TOKEN_QUERY | TOKEN_ASSIGN_PRIMARY, &process_token)) {
+    return GetLastError();
+  }
+  if (!GetTokenInformation(process_token, TokenUser, user, sizeof user, &len) ||
+      !CreateWellKnownSid(WinBuiltinAdministratorsSid, NULL, admins, &admins_len) ||
+      !CreateWellKnownSid(WinLocalSystemSid, NULL, system, &system_len)) {
+    err = GetLastError();
+  } else {
+    disable[0].Sid = ((TOKEN_USER*)user)->User.Sid;
+    disable[1].Sid = admins;
+    disable[2].Sid = system;
+    disable[0].Attributes = disable[1].Attributes = disable[2].Attributes = 0;
+    if (!CreateRestrictedToken(process_token, 0, 3, disable, 0, NULL, 0, NULL, out)) err = GetLastError();
+  }
+  CloseHandle(process_token);
+  return err;
+}
+
+static napi_value AsOther(napi_env env, napi_callback_info info) {
+  wchar_t name[300];
+  napi_value obj;
+  HANDLE token = NULL, h;
+  DWORD err;
+  napi_create_object(env, &obj);
+  if (!ArgWide(env, info, 0, name, 300)) return obj;
+  err = MakeOtherToken(&token);
+  if (err == 0 && !ImpersonateLoggedOnUser(token)) err = GetLastError();
+  napi_set_named_property(env, obj, "token", Num(env, err));
+  if (token) CloseHandle(token);
+  if (err != 0) return obj;
+  h = CreateNamedPipeW(name, PIPE_ACCESS_DUPLEX, PIPE_TYPE_BYTE | PIPE_READMODE_BYTE | PIPE_WAIT,
+                       PIPE_UNLIMITED_INSTANCES, 1024, 1024, 0, NULL);
+  napi_set_named_property(env, obj, "create", Num(env, h == INVALID_HANDLE_VALUE ? GetLastError() : 0));
+  if (h != INVALID_HANDLE_VALUE) CloseHandle(h);
+  h = CreateFileW(name, GENERIC_READ | GENERIC_WRITE, 0, NULL, OPEN_EXISTING, 0, NULL);
+  napi_set_named_property(env, obj, "open", Num(env, h == INVALID_HANDLE_VALUE ? GetLastError() : 0));
+  if (h != INVALID_HANDLE_VALUE) CloseHandle(h);
+  if (!RevertToSelf()) abort(); /* the JS thread must never go on as another principal */
+  return obj;
+}
+
 NAPI_MODULE_INIT() {
   napi_property_descriptor props[] = {
       {"isWine", NULL, IsWine, NULL, NULL, NULL, napi_default, NULL},
@@ -369,6 +430,7 @@ NAPI_MODULE_INIT() {
       {"busyServerStart", NULL, BusyServerStart, NULL, NULL, NULL, napi_default, NULL},
       {"busyServerResult", NULL, BusyServerResult, NULL, NULL, NULL, napi_default, NULL},
       {"threadCount", NULL, ThreadCount, NULL, NULL, NULL, napi_default, NULL},
+      {"asOther", NULL, AsOther, NULL, NULL, NULL, napi_default, NULL},
   };
   napi_define_properties(env, exports, sizeof props / sizeof props[0], props);
   return exports;
