@@ -104,6 +104,30 @@ TEST(stop_request_without_a_time_limit_waits_until_a_finite_one_comes) {
   CHECK(stop.reason == StopReason::kQuit);
 }
 
+TEST(idle_stop_is_due_exactly_the_timeout_after_the_last_close_and_never_while_a_connection_is_open) {
+  sipc::IdleRule idle;
+  CHECK_EQ(idle.DueAt(0, 1000), sipc::IdleRule::kNever);  // no timeout: never
+  idle.timeout_ms = 300;
+  CHECK_EQ(idle.DueAt(0, 1000), int64_t{1300});
+  CHECK(!idle.Due(1299, 0, 1000));
+  CHECK(idle.Due(1300, 0, 1000));  // at the deadline
+  CHECK(idle.Due(5000, 0, 1000));
+  // Any open connection holds it off, however long.
+  CHECK_EQ(idle.DueAt(1, 1000), sipc::IdleRule::kNever);
+  CHECK(!idle.Due(INT64_MAX - 1, 1, 1000));
+}
+
+TEST(an_idle_stop_serves_what_it_accepted_until_its_grace_is_over_every_other_stop_drops_it) {
+  CHECK(!sipc::StopDropsUnstarted(StopReason::kIdle));
+  CHECK(!sipc::StopRefusesRequests(StopReason::kIdle, false));
+  CHECK(sipc::StopRefusesRequests(StopReason::kIdle, true));
+  for (StopReason reason : {StopReason::kClosed, StopReason::kQuit, StopReason::kStolen}) {
+    CHECK(sipc::StopDropsUnstarted(reason));
+    CHECK(sipc::StopRefusesRequests(reason, false));
+    CHECK(sipc::StopRefusesRequests(reason, true));
+  }
+}
+
 TEST(request_clock_runs_from_the_start_and_expires_at_the_deadline) {
   Conversation conv(SIZE_MAX);
   CHECK(!conv.RequestClockStopped(0));  // no limit: nothing to start

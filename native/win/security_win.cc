@@ -46,7 +46,7 @@ Status PipeSecurity::Init(PipeAccess access, const std::string& sddl) {
       break;
     }
     case PipeAccess::kEveryone: {
-      // Git's openness without its hole (docs/windows.md#pipeaccess-everyone):
+      // Git's openness without its hole (docs/windows.md#the-everyone-dacl):
       // Git grants Everyone GENERIC_READ | GENERIC_WRITE, and for a pipe
       // GENERIC_WRITE includes FILE_CREATE_PIPE_INSTANCE, which lets any
       // local user add instances to the running server's pipe and take
