@@ -96,17 +96,18 @@ export interface ServerOptions {
    * first, then whatever was accepted is still served. 0 (default): never.
    */
   idleTimeoutMs?: number;
-  /** POSIX: mode of the socket file (e.g. 0o600), set before the server listens. Default: from the umask. */
+  /** POSIX: mode of the socket file (e.g. 0o600), set before the server listens. Default: from the umask. Refused on Windows (ERR_INVALID_ARG_VALUE): use `pipeAccess`. */
   socketMode?: number;
   /** Called before a connection's request is read; false (or a rejection) disconnects the peer. */
   allowPeer?: (peer: PeerInfo) => boolean | Promise<boolean>;
-  /** Windows: who may open the pipe. Default 'user' (current user, SYSTEM, Administrators). */
+  /** Windows: who may open the pipe. Default 'user' (current user, SYSTEM, Administrators). Refused on POSIX (ERR_INVALID_ARG_VALUE): use `socketMode`. */
   pipeAccess?: PipeAccess;
   /**
    * POSIX: serve this inherited listening Unix socket (systemd socket
    * activation: see `systemdListenFd()`) instead of creating one at the
    * path: no lock, bind or unlink, and no stolen-path check (the socket
-   * file is not ours). `undefined` creates the socket as usual.
+   * file is not ours). `undefined` creates the socket as usual. Refused on
+   * Windows (ERR_INVALID_ARG_VALUE).
    */
   listenFd?: number;
   /**
@@ -212,7 +213,7 @@ export function checkOptions<T extends object>(name: string, options: T | undefi
   return options;
 }
 
-const CLIENT_OPTION_NAMES: OptionNames<ClientOptions> = {
+export const CLIENT_OPTION_NAMES: OptionNames<ClientOptions> = {
   waitIfBusy: true,
   waitIfNotFound: true,
   connectTimeoutMs: true,
@@ -238,7 +239,7 @@ export const enum ClientCall {
 
 const CLIENT_CALL_OPTION_NAMES: readonly Readonly<Record<string, true>>[] = [CLIENT_OPTION_NAMES, SYNC_CLIENT_OPTION_NAMES, CONNECT_OPTION_NAMES];
 
-const SERVER_OPTION_NAMES: OptionNames<ServerOptions> = {
+export const SERVER_OPTION_NAMES: OptionNames<ServerOptions> = {
   threads: true,
   maxRequestBytes: true,
   maxBufferedRequestBytes: true,
@@ -356,11 +357,17 @@ export function normalizeClientOptions(options: ClientOptions | undefined, call:
   };
 }
 
+// No option is silently ignored: one that this platform cannot honour is
+// refused (docs/windows.md#options-that-differ).
+function refuseOn(platform: 'posix' | 'win32', name: string, value: unknown, why: string): void {
+  if (value === undefined || (process.platform === 'win32') !== (platform === 'win32')) return;
+  const where = platform === 'win32' ? 'Windows' : 'POSIX';
+  throw argError(name, `undefined on ${where} (${why})`, value, 'ERR_INVALID_ARG_VALUE');
+}
+
 function checkListenFd(value: unknown): number {
   if (value === undefined) return -1;
-  if (process.platform === 'win32') {
-    throw argError('options.listenFd', 'undefined on Windows (named pipes cannot be inherited listeners)', value, 'ERR_INVALID_ARG_VALUE');
-  }
+  refuseOn('win32', 'options.listenFd', value, 'named pipes cannot be inherited listeners');
   return checkInteger('options.listenFd', value, -1, 0, 0x7fffffff);
 }
 
@@ -391,6 +398,8 @@ export function normalizeServerOptions(path: string, options: ServerOptions | un
     options.maxBufferedRequestBytes,
     Math.max(DEFAULT_MAX_BUFFERED_REQUEST_BYTES, maxRequestBytes),
   );
+  refuseOn('win32', 'options.socketMode', options.socketMode, 'a named pipe has no file mode: use options.pipeAccess');
+  refuseOn('posix', 'options.pipeAccess', options.pipeAccess, 'a Unix socket has no DACL: use options.socketMode');
   let socketMode = -1;
   if (options.socketMode !== undefined) socketMode = checkInteger('options.socketMode', options.socketMode, -1, 0, 0o7777);
   if (options.allowPeer !== undefined && typeof options.allowPeer !== 'function') {
