@@ -44,7 +44,8 @@
 //    stop grace runs out.
 //  - The control thread (the server's own thread, joined by Join()) runs
 //    the timers (request timeout, stalled writes and flushes, retrying
-//    listener creation) and the shutdown sequence, and calls OnStopped.
+//    listener creation, the idle stop: core IdleRule) and the shutdown
+//    sequence, and calls OnStopped.
 //  - Any thread (in practice the JS thread) calls Write/End/Abort/
 //    AllowPeer, which queue bytes and start overlapped operations; they
 //    never wait.
