@@ -688,12 +688,28 @@ void WinServer::OnConnected(Pipe* pipe, DWORD error) {
   Admit(pipe, peer);
 }
 
+// Whether a client is connected to an instance whose ConnectNamedPipe was
+// cancelled. Cancelling the listen does not stop clients from connecting
+// to the instance until its handle is closed, so an idle stop looks
+// before closing it; the check and the close run under one lock hold.
+// PeekNamedPipe never blocks: it succeeds only on a connected instance.
+bool ClientArrivedAfterCancel(HANDLE handle) {
+  DWORD available = 0;
+  return PeekNamedPipe(handle, nullptr, 0, nullptr, &available, nullptr) != FALSE;
+}
+
 // (mu) A connect completed on a listening instance. Returns true when it
 // brought a client to admit; otherwise the instance is recycled.
 bool WinServer::TakeConnectedLocked(Pipe* pipe, DWORD error) {
   pipe->pending--;
   listeners_--;
   pipe->conv.phase = Phase::kClosing;
+  if (error == ERROR_OPERATION_ABORTED && !RefusesNewRequestsLocked() && ClientArrivedAfterCancel(pipe->handle)) {
+    // An idle stop cancelled the listen, and a client connected to the
+    // still-listening instance before we closed it: it is served, as the
+    // idle stop serves every client that reached us.
+    error = ERROR_SUCCESS;
+  }
   if (error == ERROR_OPERATION_ABORTED) {
     Recycle(pipe);  // cancelled by the stop: closes
     return false;

@@ -155,7 +155,7 @@ describe('idleTimeoutMs', () => {
 
   it('clients arriving around the deadline are answered or find no server: never a lost request', async (t) => {
     const outcomes = new Map();
-    for (let round = 0; round < 3; round++) {
+    for (let round = 0; round < 5; round++) {
       const p = ipcPath(t);
       const server = await serve(t, p, undefined, { idleTimeoutMs: 150, threads: 2 });
       let stopped = false;
