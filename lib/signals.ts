@@ -24,12 +24,20 @@ let closing: Promise<void> | null = null;
 /** The option, checked synchronously: the signals to close on (empty: off). */
 export function checkCloseOnSignals(value: unknown): readonly CloseSignal[] {
   if (value === undefined || value === false) return [];
-  if (value === true) return DEFAULT_CLOSE_SIGNALS;
+  if (value === true) return process.platform === 'win32' ? WINDOWS_CLOSE_SIGNALS : DEFAULT_CLOSE_SIGNALS;
   if (!Array.isArray(value) || value.length === 0 || !value.every((s) => (DEFAULT_CLOSE_SIGNALS as readonly unknown[]).includes(s))) {
     throw argError('options.closeOnSignals', "a boolean or a non-empty array of 'SIGINT', 'SIGTERM', 'SIGHUP'", value, 'ERR_INVALID_ARG_VALUE');
   }
+  // No option is silently ignored (docs/windows.md#options-that-differ).
+  if (process.platform === 'win32' && value.includes('SIGTERM')) {
+    throw argError('options.closeOnSignals', "without 'SIGTERM' on Windows (Windows never delivers SIGTERM to a process)", value, 'ERR_INVALID_ARG_VALUE');
+  }
   return [...new Set(value as CloseSignal[])];
 }
+
+// What Windows delivers: SIGINT (Ctrl+C, Ctrl+Break) and SIGHUP (the
+// console window closes); never SIGTERM.
+const WINDOWS_CLOSE_SIGNALS: readonly CloseSignal[] = ['SIGINT', 'SIGHUP'];
 
 /** Closes `server` on these signals until it is unregistered (it stopped). */
 export function registerForSignals(server: SignalClosable, signals: readonly CloseSignal[]): void {

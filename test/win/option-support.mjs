@@ -50,6 +50,10 @@ export const SERVER_OPTIONS = {
     posix: effect('test/lifecycle/socket-activation.test.ts', 'serves the socket inherited as fd 3 (LISTEN_FDS=1, LISTEN_PID), unsets the variables, never removes the file'),
     win32: refused(3),
   },
+  closeOnSignals: {
+    posix: effect('test/lifecycle/signals.test.ts', 'the running request is answered, the socket file removed, the process ends by'),
+    win32: effect('test/win/options.test.mjs', "closeOnSignals: SIGINT (Ctrl+C) closes the server gracefully, then the process ends; 'SIGTERM' is refused"),
+  },
   replace: {
     posix: effect('test/lifecycle/replace.test.ts', 'starts normally when nothing runs, and replaces a server in this process'),
     win32: effect('test/win/options.test.mjs', 'replace: the running server is asked to quit, then ours takes the name'),

@@ -7,7 +7,7 @@ import * as fs from 'node:fs';
 import { createRequire } from 'node:module';
 import * as path from 'node:path';
 
-import { hang, ipcPath, latch, rejection, repoRoot, serve, sipc, testAppHandler, waitFor } from './helpers.mjs';
+import { exited, hang, ipcPath, latch, rejection, repoRoot, serve, sipc, spawnNode, testAppHandler, waitFor, waitForLine } from './helpers.mjs';
 import { CLIENT_OPTIONS, SERVER_OPTIONS } from './option-support.mjs';
 import { describe, it } from './runner.mjs';
 
@@ -62,6 +62,29 @@ describe('option effects shown here', () => {
     // Not before the grace (the point), and not at the default 30 s.
     assert.ok(took >= 400 - 20 && took < 10000, `close() took ${took} ms`);
     assert.equal((await answer).code, 'ERR_IPC_INCOMPLETE_RESPONSE');
+  });
+
+  it("closeOnSignals: SIGINT (Ctrl+C) closes the server gracefully, then the process ends; 'SIGTERM' is refused", async (t) => {
+    const p = ipcPath(t);
+    // Windows delivers Ctrl+C to Node as a 'SIGINT' event of `process`;
+    // the child emits that event itself when told to (a test cannot press
+    // Ctrl+C in another process's console).
+    const script = `const { createServer } = require(${JSON.stringify(path.join(repoRoot, 'dist', 'index.js'))});
+      createServer(${JSON.stringify(p)}, () => 'x', { closeOnSignals: true }).then((server) => {
+        server.closed.then((reason) => console.log('closed ' + reason));
+        process.stdin.once('data', () => process.emit('SIGINT'));
+        console.log('up');
+      });`;
+    const child = spawnNode(t, ['-e', script], { stdio: ['pipe', 'pipe', 'pipe'] });
+    await waitForLine(child, /^up/);
+    assert.equal((await sendCommand(p, 'ping')).toString(), 'x');
+    child.stdin.write('\n');
+    await exited(child);
+    assert.match(child.output(), /closed closed/);
+    assert.equal(await getActiveState(p), 'path-not-found');
+    const error = await rejection(Promise.resolve().then(() => createServer(ipcPath(t), () => 'x', { closeOnSignals: ['SIGINT', 'SIGTERM'] })));
+    assert.equal(error.code, 'ERR_INVALID_ARG_VALUE');
+    assert.match(error.message, /SIGTERM.*on Windows/);
   });
 
   it('replace: the running server is asked to quit, then ours takes the name', async (t) => {
