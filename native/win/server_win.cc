@@ -704,10 +704,11 @@ bool WinServer::TakeConnectedLocked(Pipe* pipe, DWORD error) {
   pipe->pending--;
   listeners_--;
   pipe->conv.phase = Phase::kClosing;
-  if (error == ERROR_OPERATION_ABORTED && !RefusesNewRequestsLocked() && ClientArrivedAfterCancel(pipe->handle)) {
-    // An idle stop cancelled the listen, and a client connected to the
-    // still-listening instance before we closed it: it is served, as the
-    // idle stop serves every client that reached us.
+  if (error != ERROR_SUCCESS && stopping_ && !RefusesNewRequestsLocked() && ClientArrivedAfterCancel(pipe->handle)) {
+    // An idle stop cancelled the listen (whatever the cancel completed
+    // with), and a client connected to the still-listening instance
+    // before we closed it: it is served, as the idle stop serves every
+    // client that reached us.
     error = ERROR_SUCCESS;
   }
   if (error == ERROR_OPERATION_ABORTED) {

@@ -2,7 +2,7 @@
 // maxConnections, allowPeer, and reply.write() backpressure.
 import assert from 'node:assert/strict';
 
-import { gitPipeName, ipcPath, latch, rawConnect, rejection, serve, sipc, sleep, testAppHandlerOr, waitFor } from './helpers.mjs';
+import { frame, gitPipeName, ipcPath, latch, rawConnect, rejection, serve, sipc, sleep, testAppHandlerOr, unframe, waitFor } from './helpers.mjs';
 import { describe, it } from './runner.mjs';
 
 const { sendCommand } = sipc;
@@ -83,17 +83,27 @@ describe('limits', () => {
   it('requestTimeoutMs pauses while allowPeer decides and starts anew once it allows', async (t) => {
     const p = ipcPath(t);
     const errors = [];
+    // allowPeer takes 1200 ms (within its own bound, requestTimeoutMs);
+    // the request's second half comes 2600 ms after the connect. A deadline
+    // running from the connect would drop the client at 2000 ms; the one
+    // that starts when allowPeer allows runs until about 3200 ms.
     const server = await serve(t, p, testAppHandlerOr('ping'), {
-      requestTimeoutMs: 300,
-      // Three times the request's limit: a deadline still running from the
-      // connect would drop the client before the answer.
+      requestTimeoutMs: 2000,
       allowPeer: async () => {
-        await sleep(900);
+        await sleep(1200);
         return true;
       },
     });
     server.on('clientError', (e) => errors.push(e.code));
-    assert.equal((await sendCommand(p, 'ping')).toString(), 'pong');
+    const socket = await rawConnect(t, gitPipeName(p));
+    const chunks = [];
+    socket.on('data', (d) => chunks.push(d));
+    const request = frame('ping');
+    socket.write(request.subarray(0, 6));
+    await sleep(2600);
+    socket.write(request.subarray(6));
+    await new Promise((resolve) => (socket.closed ? resolve() : socket.once('close', resolve)));
+    assert.equal(unframe(Buffer.concat(chunks)).payload.toString(), 'pong');
     assert.deepEqual(errors, []);
   });
 
