@@ -91,7 +91,7 @@ describe('option effects shown here', () => {
     const p = ipcPath(t);
     const old = await serve(t, p, testAppHandler);
     const replacement = await createServer(p, () => 'new', { replace: true });
-    t.onTestFinished(() => replacement.close({ timeoutMs: 0 }));
+    t.onTestFinished(() => replacement.close({ force: true }));
     assert.equal(await old.closed, 'quit');
     assert.equal((await sendCommand(p, 'x')).toString(), 'new');
   });
