@@ -117,15 +117,16 @@ TEST(idle_stop_is_due_exactly_the_timeout_after_the_last_close_and_never_while_a
   CHECK(!idle.Due(INT64_MAX - 1, 1, 1000));
 }
 
-TEST(an_idle_stop_serves_what_it_accepted_until_its_grace_is_over_every_other_stop_drops_it) {
-  CHECK(!sipc::StopDropsUnstarted(StopReason::kIdle));
-  CHECK(!sipc::StopRefusesRequests(StopReason::kIdle, false));
-  CHECK(sipc::StopRefusesRequests(StopReason::kIdle, true));
+TEST(a_stop_drains_only_once_nobody_new_can_reach_the_server_and_only_within_its_grace) {
+  CHECK(sipc::StopDrains(StopReason::kIdle, false));  // an idle stop makes itself unreachable
   for (StopReason reason : {StopReason::kClosed, StopReason::kQuit, StopReason::kStolen}) {
-    CHECK(sipc::StopDropsUnstarted(reason));
-    CHECK(sipc::StopRefusesRequests(reason, false));
-    CHECK(sipc::StopRefusesRequests(reason, true));
+    CHECK(!sipc::StopDrains(reason, false));
+    CHECK(sipc::StopDrains(reason, true));  // e.g. the path leads to another server
   }
+  CHECK(!sipc::StopRefusesRequests(true, false));
+  CHECK(sipc::StopRefusesRequests(true, true));  // the grace is over
+  CHECK(sipc::StopRefusesRequests(false, false));
+  CHECK(sipc::StopRefusesRequests(false, true));
 }
 
 TEST(request_clock_runs_from_the_start_and_expires_at_the_deadline) {
