@@ -398,10 +398,9 @@ export function normalizeServerOptions(path: string, options: ServerOptions | un
     options.maxBufferedRequestBytes,
     Math.max(DEFAULT_MAX_BUFFERED_REQUEST_BYTES, maxRequestBytes),
   );
-  refuseOn('win32', 'options.socketMode', options.socketMode, 'a named pipe has no file mode: use options.pipeAccess');
-  refuseOn('posix', 'options.pipeAccess', options.pipeAccess, 'a Unix socket has no DACL: use options.socketMode');
   let socketMode = -1;
   if (options.socketMode !== undefined) socketMode = checkInteger('options.socketMode', options.socketMode, -1, 0, 0o7777);
+  refuseOn('win32', 'options.socketMode', options.socketMode, 'a named pipe has no file mode: use options.pipeAccess');
   if (options.allowPeer !== undefined && typeof options.allowPeer !== 'function') {
     throw argError('options.allowPeer', 'a function', options.allowPeer);
   }
@@ -417,6 +416,8 @@ export function normalizeServerOptions(path: string, options: ServerOptions | un
   } else if (access !== undefined) {
     throw argError('options.pipeAccess', "'user', 'everyone' or { sddl: string }", access, 'ERR_INVALID_ARG_VALUE');
   }
+  // A valid value (a malformed one has its own error first) is still refused off Windows.
+  refuseOn('posix', 'options.pipeAccess', access, 'a Unix socket has no DACL: use options.socketMode');
   const closeTimeoutMs = checkInteger('options.closeTimeoutMs', options.closeTimeoutMs, 30000, 0, MAX_TIMEOUT);
   const listenFd = checkListenFd(options.listenFd);
   return {
