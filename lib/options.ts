@@ -76,7 +76,7 @@ export interface ServerOptions {
   /** Largest request accepted, in bytes; `Infinity` for no limit. Default 64 MiB. */
   maxRequestBytes?: number;
   /**
-   * POSIX: the bytes all requests still being read may hold together; a
+   * The bytes all requests still being read may hold together; a
    * read past it drops its connection (`clientError` `ERR_IPC_BUFFER_FULL`).
    * `Infinity` for no limit. Default 256 MiB, or `maxRequestBytes` if larger.
    */

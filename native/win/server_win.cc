@@ -64,6 +64,7 @@
 #include <thread>
 #include <unordered_map>
 
+#include "../core/admission.h"
 #include "../core/clock.h"
 #include "../core/conversation.h"
 #include "../core/output_queue.h"
@@ -116,6 +117,7 @@ struct Pipe {
   // the instance's too: kIdle while it listens, kClosing once it is over.
   Conversation conv;
   std::vector<uint8_t> read_buffer;
+  size_t buffered = 0;  // request bytes charged to WinServer::request_memory_
   bool watching = false;
   uint8_t watch_byte = 0;
   OutputQueue::HeaderScratch<64> headers;  // pkt headers of borrowed entries, for Fill
@@ -362,6 +364,8 @@ class WinServer : public Server {
   // The idle stop (docs/protocol.md#idle-stop): clients connected now, and
   // since when none has been.
   IdleRule idle_;                  // (set once)
+  // maxBufferedRequestBytes: the bytes of every request still being read.
+  RequestMemory request_memory_{options_.max_buffered_request_bytes};  // (mu)
   uint64_t open_connections_ = 0;  // (mu)
   int64_t idle_since_ = 0;         // (mu)
   // Stats(): every counter but the connection snapshot, which Stats()
@@ -607,6 +611,7 @@ void WinServer::Recycle(Pipe* pipe, bool allow_reuse) {
   }
   // A quit conversation that ended early (the client left) still quits.
   if (pipe->conv.quit) RequestStopLocked(StopReason::kQuit, options_.quit_grace_ms);
+  request_memory_.Release(&pipe->buffered);
   pipe->ResetConnection(options_.max_request_bytes);
   bool reuse = allow_reuse && !pipe->close_after && !stopping_ && listeners_ < 2 * listening_target_;
   pipe->close_after = false;
@@ -777,6 +782,14 @@ ReadVerdict WinServer::JudgeReadLocked(Pipe* pipe, DWORD bytes, DWORD error) {
     counters_.bytes_in += bytes;
     size_t size = pipe->read_buffer.size();
     ReadVerdict verdict = pipe->conv.Feed(pipe->read_buffer.data(), bytes, options_.max_request_bytes);
+    if (verdict.kind == ReadVerdict::Kind::kNeedMore &&
+        !request_memory_.Grow(&pipe->buffered, pipe->conv.request.size())) {
+      // maxBufferedRequestBytes: the newest bytes drop their connection;
+      // the others keep theirs (counted as too large, as on POSIX).
+      counters_.dropped_too_large++;
+      return ReadVerdict::Drop(true, ReadVerdict::Counter::kNone,
+                               RequestMemory::FullStatus(options_.max_buffered_request_bytes));
+    }
     if (verdict.kind == ReadVerdict::Kind::kNeedMore) {
       // A request that fills small reads gets larger ones.
       if (bytes == size && size < kLargeReadSize) pipe->read_buffer.resize(kLargeReadSize);
@@ -821,6 +834,7 @@ void WinServer::OnRead(Pipe* pipe, DWORD bytes, DWORD error) {
     } else {
       id = pipe->conv.id;
       request = pipe->conv.TakeRequest();
+      request_memory_.Release(&pipe->buffered);  // the application's memory now
       std::vector<uint8_t>().swap(pipe->read_buffer);
     }
   }

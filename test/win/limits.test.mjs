@@ -20,6 +20,33 @@ describe('limits', () => {
     assert.deepEqual(errors, ['ERR_IPC_REQUEST_TOO_LARGE']);
   });
 
+  it('maxBufferedRequestBytes: the read that would pass the budget drops its connection (ERR_IPC_BUFFER_FULL); the others keep theirs', async (t) => {
+    const p = ipcPath(t);
+    const server = await serve(t, p, (r) => `got ${r.length}`, { maxBufferedRequestBytes: 100000, threads: 1 });
+    const errors = [];
+    server.on('clientError', (e) => errors.push(e.code));
+    const collect = (socket) => {
+      const chunks = [];
+      socket.on('data', (d) => chunks.push(d));
+      return new Promise((resolve) => socket.once('close', () => resolve(unframe(Buffer.concat(chunks)))));
+    };
+    // A holds 60000 request bytes, then B's 50000 would make 110000.
+    const a = await rawConnect(t, gitPipeName(p));
+    const aDone = collect(a);
+    const aRequest = frame(Buffer.alloc(70000, 97));
+    a.write(aRequest.subarray(0, 60004));
+    await waitFor(() => server.stats().bytesIn >= 60004, 5000, "A's first 60000 bytes read");
+    const b = await rawConnect(t, gitPipeName(p));
+    const bDone = collect(b);
+    b.write(frame(Buffer.alloc(60000, 98)).subarray(0, 50004));
+    assert.equal((await bDone).complete, false);
+    await waitFor(() => errors.length === 1, 3000, 'the client error');
+    assert.deepEqual(errors, ['ERR_IPC_BUFFER_FULL']);
+    assert.equal(server.stats().dropped.tooLarge, 1);
+    a.write(aRequest.subarray(60004));
+    assert.equal((await aDone).payload.toString(), 'got 70000');
+  });
+
   it('requestTimeoutMs: a client that sends nothing is dropped and reported', async (t) => {
     const p = ipcPath(t);
     const server = await serve(t, p, testAppHandlerOr('ping'), { requestTimeoutMs: 300 });

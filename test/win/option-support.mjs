@@ -18,6 +18,10 @@ export const SERVER_OPTIONS = {
     posix: effect('test/limits.test.ts', 'a request of exactly the limit is served; one byte more is dropped and reported'),
     win32: effect('test/win/limits.test.mjs', 'maxRequestBytes: the limit is served, one byte more is dropped and reported'),
   },
+  maxBufferedRequestBytes: {
+    posix: effect('test/security/crowding.test.ts', '8 incomplete large requests stay within maxBufferedRequestBytes'),
+    win32: effect('test/win/limits.test.mjs', 'maxBufferedRequestBytes: the read that would pass the budget drops its connection (ERR_IPC_BUFFER_FULL); the others keep theirs'),
+  },
   requestTimeoutMs: {
     posix: effect('test/limits.test.ts', 'silent and half-sent requests are dropped after the timeout and reported'),
     win32: effect('test/win/limits.test.mjs', 'requestTimeoutMs: a client that sends nothing is dropped and reported'),
