@@ -62,6 +62,10 @@ export const SERVER_OPTIONS = {
     posix: effect('test/lifecycle/replace.test.ts', 'starts normally when nothing runs, and replaces a server in this process'),
     win32: effect('test/win/options.test.mjs', 'replace: the running server is asked to quit, then ours takes the name'),
   },
+  version: {
+    posix: effect('test/daemon.test.ts', 'a client that needs another version replaces the running daemon, and a client loop loses nothing'),
+    win32: effect('test/win/options.test.mjs', 'version: a server that announces another version is asked to quit, then ours takes the name'),
+  },
 };
 
 export const CLIENT_OPTIONS = {

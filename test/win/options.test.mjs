@@ -96,6 +96,15 @@ describe('option effects shown here', () => {
     assert.equal((await sendCommand(p, 'x')).toString(), 'new');
   });
 
+  it('version: a server that announces another version is asked to quit, then ours takes the name', async (t) => {
+    const p = ipcPath(t);
+    const old = await serve(t, p, testAppHandler, { version: '1' });
+    const current = await createServer(p, () => 'v2', { version: '2' });
+    t.onTestFinished(() => current.close({ force: true }));
+    assert.equal(await old.closed, 'quit');
+    assert.equal((await sendCommand(p, 'x')).toString(), 'v2');
+  });
+
   it('autoStart: sendCommand starts the daemon when no pipe has the name, then sends', async (t) => {
     const p = ipcPath(t);
     // The daemon stops by itself once idle, should the test fail first.
