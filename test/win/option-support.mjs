@@ -23,7 +23,7 @@ export const SERVER_OPTIONS = {
     win32: effect('test/win/limits.test.mjs', 'maxBufferedRequestBytes: the read that would pass the budget drops its connection (ERR_IPC_BUFFER_FULL); the others keep theirs'),
   },
   requestTimeoutMs: {
-    posix: effect('test/limits.test.ts', 'silent and half-sent requests are dropped after the timeout and reported'),
+    posix: effect('test/limits.test.ts', 'silent, half-sent and 1-byte-per-100-ms clients are each dropped between the timeout and twice it'),
     win32: effect('test/win/limits.test.mjs', 'requestTimeoutMs: a client that sends nothing is dropped and reported'),
   },
   maxConnections: {
@@ -35,7 +35,7 @@ export const SERVER_OPTIONS = {
     win32: effect('test/win/options.test.mjs', 'closeTimeoutMs: close() drops a handler that never answers once it has passed'),
   },
   idleTimeoutMs: {
-    posix: effect('test/lifecycle/stopping.test.ts', "stops with 'idle' once nobody has been connected for that long, and removes its path"),
+    posix: effect('test/lifecycle/stopping.test.ts', "an open conversation holds the idle stop off; its end starts the clock; then it stops with 'idle' and removes its path"),
     win32: effect('test/win/lifecycle.test.mjs', "stops with 'idle' once no client has been connected for that long, not before; the name is gone"),
   },
   socketMode: {
