@@ -8,7 +8,7 @@ import { Worker } from 'node:worker_threads';
 import { gitPipeName, hang, ipcPath, latch, rawConnect, rejection, repoRoot, serve, sipc, sleep, spawnNode, waitFor } from './helpers.mjs';
 import { describe, it } from './runner.mjs';
 
-const { createServer, getActiveState, sendCommand } = sipc;
+const { createServer, defaultSocketPath, getActiveState, sendCommand } = sipc;
 
 describe('lifecycle', () => {
   it('a server and clients in a worker thread; the worker exits with its server running', async (t) => {
@@ -30,6 +30,19 @@ describe('lifecycle', () => {
     assert.equal(await getActiveState(p), 'listening');
     await worker.terminate();
     await waitFor(async () => (await getActiveState(p)) === 'path-not-found', 5000, 'the pipe to go');
+  });
+
+  it('defaultSocketPath: a path in the user\'s temporary directory, where a server and a client meet', async () => {
+    const os = await import('node:os');
+    const name = `sipc-default-${process.pid}`;
+    const p = defaultSocketPath(name);
+    assert.equal(p, path.join(os.tmpdir(), `${name}.ipc`));
+    const server = await createServer(p, () => 'here');
+    try {
+      assert.equal((await sendCommand(defaultSocketPath(name), 'x')).toString(), 'here');
+    } finally {
+      await server.close();
+    }
   });
 
   it('an unref()d server lets the process exit', async (t) => {
