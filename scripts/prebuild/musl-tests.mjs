@@ -4,7 +4,15 @@
 // libc, without an Alpine machine (a static executable needs no C library
 // from the system it runs on):
 //
-//   node scripts/prebuild/musl-tests.mjs [x64] [arm64]   (default: x64)
+//   node scripts/prebuild/musl-tests.mjs [x64] [arm64] [--addon=FILE]   (default: x64)
+//
+// Then the x64 musl prebuild itself (prebuilds/linux-x64/simple-ipc.musl.node,
+// or --addon=FILE) is loaded by musl's own dynamic loader, from a small C
+// program built with Debian's musl-gcc that stands in for Node.js: it
+// defines every napi_* function the file imports (as stubs), dlopen()s
+// it with RTLD_NOW (musl resolves libc.so and every import, the C++
+// runtime's constructors run) and calls node_api_module_get_api_version_v1.
+// Skipped, saying so, without musl-gcc or without the file.
 //
 // arm64 runs under qemu-aarch64. The tests are the ones CMakeLists.txt
 // builds (the server tests make one program); the library is binding.gyp's
@@ -78,11 +86,55 @@ async function build(arch) {
   return programs;
 }
 
+// The musl loader test of the x64 prebuild: [passed, failed] (0, 0: skipped).
+function loadAddonOnMusl(addon) {
+  const loader = '/lib/ld-musl-x86_64.so.1';
+  const cc = spawnSync('sh', ['-c', 'command -v musl-gcc'], { encoding: 'utf8' }).stdout.trim();
+  if (!fs.existsSync(addon) || !cc || !fs.existsSync(loader)) {
+    console.log(`[musl-tests] loading the musl addon: skipped (${!fs.existsSync(addon) ? `no ${path.relative(ROOT, addon)}: npm run prebuild:all` : 'no musl-gcc or musl loader: apt-get install musl-tools'})`);
+    return [0, 0];
+  }
+  const imports = spawnSync('readelf', ['-W', '--dyn-syms', addon], { encoding: 'utf8' })
+    .stdout.split('\n')
+    .map((l) => l.trim().split(/\s+/))
+    .filter((f) => f[6] === 'UND' && /^(napi|node_api)_/.test(f[7] ?? ''))
+    .map((f) => f[7]);
+  const dir = path.join(CACHE, 'musl-tests', 'load');
+  fs.mkdirSync(dir, { recursive: true });
+  const program = [
+    '#include <dlfcn.h>',
+    '#include <stdio.h>',
+    // Stubs for what Node.js would provide; never called here.
+    ...imports.map((name) => `int ${name}(void) { return 9; }`),
+    'int main(int argc, char** argv) {',
+    '  void* h = dlopen(argv[1], RTLD_NOW | RTLD_LOCAL);',
+    '  if (!h) { printf("dlopen: %s\\n", dlerror()); return 1; }',
+    '  int (*version)(void) = (int (*)(void))dlsym(h, "node_api_module_get_api_version_v1");',
+    '  if (!version || !dlsym(h, "napi_register_module_v1")) { printf("entry points missing\\n"); return 1; }',
+    '  printf("Node-API version %d\\n", version());',
+    '  return version() == 8 ? 0 : 1;',
+    '}',
+    '',
+  ].join('\n');
+  fs.writeFileSync(path.join(dir, 'load.c'), program);
+  const built = spawnSync(cc, ['-rdynamic', '-o', path.join(dir, 'load'), path.join(dir, 'load.c')], { encoding: 'utf8' });
+  if (built.status !== 0) {
+    console.log(`[musl-tests] loading the musl addon: musl-gcc failed:\n${built.stderr}`);
+    return [0, 1];
+  }
+  const r = spawnSync(path.join(dir, 'load'), [addon], { encoding: 'utf8' });
+  const ok = r.status === 0;
+  console.log(`[musl-tests] ${path.relative(ROOT, addon)} loaded by ${loader} (${imports.length} napi_* stubbed): ${ok ? 'ok' : 'FAILED'}: ${(r.stdout + r.stderr).trim()}`);
+  return ok ? [1, 0] : [0, 1];
+}
+
 async function main() {
-  const arches = process.argv.slice(2);
+  const addonArg = process.argv.find((a) => a.startsWith('--addon='));
+  const addon = addonArg ? path.resolve(addonArg.slice(8)) : path.join(ROOT, 'prebuilds', 'linux-x64', 'simple-ipc.musl.node');
+  const arches = process.argv.slice(2).filter((a) => !a.startsWith('--addon='));
   if (!arches.length) arches.push('x64');
   if (arches.some((a) => !ARCHES[a])) {
-    console.error('usage: musl-tests.mjs [x64] [arm64]');
+    console.error('usage: musl-tests.mjs [x64] [arm64] [--addon=FILE]');
     process.exit(2);
   }
   let passed = 0;
@@ -106,6 +158,9 @@ async function main() {
       if (f) console.log(out.split('\n').filter((l) => !/^\[ (RUN  | OK  )\]/.test(l)).slice(-40).join('\n'));
     }
   }
+  const [p, f] = loadAddonOnMusl(addon);
+  passed += p;
+  failed += f;
   console.log(`${passed} passed, ${failed} failed`);
   process.exit(failed ? 1 : 0);
 }

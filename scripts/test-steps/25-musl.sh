@@ -3,10 +3,13 @@
 # musl with the prebuilds' Zig toolchain (scripts/prebuild/musl-tests.mjs)
 # and run here, so that the code of the musl prebuilds
 # (prebuilds/linux-<arch>/simple-ipc.musl.node) is proved on musl's libc
-# itself; a static program needs no Alpine system to run. (Node.js on musl
-# cannot run here: the musl addon itself is checked by check-binaries.mjs
-# and its selection by test/musl-prebuild.test.ts.) x64 only; add arm64
-# (under qemu-aarch64) with `node scripts/prebuild/musl-tests.mjs x64 arm64`.
+# itself; a static program needs no Alpine system to run. Then the x64
+# musl prebuild is loaded by musl's own dynamic loader (Debian's musl-tools)
+# from a C program standing in for Node.js, which calls its Node-API
+# version entry point. Node.js itself on musl cannot run here; the file's
+# imports are checked by check-binaries.mjs and node-gyp-build's choice of
+# it by test/musl-prebuild.test.ts. x64 only; add arm64 (under
+# qemu-aarch64) with `node scripts/prebuild/musl-tests.mjs x64 arm64`.
 set -u
 cd "$(dirname "$0")/../.."
 out=$(mktemp)
