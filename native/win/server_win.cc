@@ -696,7 +696,9 @@ void WinServer::OnConnected(Pipe* pipe, DWORD error) {
 // Whether a client is connected to an instance whose ConnectNamedPipe was
 // cancelled. Cancelling the listen does not stop clients from connecting
 // to the instance until its handle is closed, so an idle stop looks
-// before closing it; the check and the close run under one lock hold.
+// right before closing it (back to back, under one lock hold). A client
+// that connects between the look and the close is still lost: a pipe has
+// no atomic "stop accepting" (docs/windows.md#options-that-differ).
 // PeekNamedPipe never blocks: it succeeds only on a connected instance.
 bool ClientArrivedAfterCancel(HANDLE handle) {
   DWORD available = 0;
