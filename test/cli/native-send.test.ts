@@ -145,6 +145,24 @@ describe('simple-ipc-send against our daemon', () => {
     expect((await cli(['call', path.join(dir, 'none'), 'ping'], dir)).code).toBe(exitCodes.EXIT_NO_DAEMON);
   });
 
+  it('the launcher falls back to `simple-ipc call` where no native client fits, with the same exit codes', () => {
+    // A copy of the package with no prebuilds/ and no build/cli: only the
+    // addon is found, through SIMPLE_IPC_PREBUILD.
+    const copy = tempDir('sipc-nsend-pkg-');
+    fs.cpSync(path.join(repoRoot, 'dist'), path.join(copy, 'dist'), { recursive: true });
+    fs.copyFileSync(path.join(repoRoot, 'package.json'), path.join(copy, 'package.json'));
+    fs.symlinkSync(path.join(repoRoot, 'node_modules'), path.join(copy, 'node_modules'));
+    const env = { ...process.env, SIMPLE_IPC_PREBUILD: repoRoot };
+    const launcher = path.join(copy, 'dist', 'send.js');
+    const run = (args: string[]) => spawnSync(process.execPath, [launcher, ...args], { env, encoding: 'utf8' });
+    const which = run(['--which']);
+    expect({ status: which.status, stdout: which.stdout }).toEqual({ status: 1, stdout: '' });
+    expect(which.stderr).toMatch(/no native client for .*simple-ipc call/);
+    expect(run([sock, 'ping'])).toMatchObject({ status: 0, stdout: 'pong' });
+    expect(run([path.join(dir, 'none'), 'ping']).status).toBe(exitCodes.EXIT_NO_DAEMON);
+    expect(run([sock, 'slow', '--timeout=0.3']).status).toBe(exitCodes.EXIT_TIMED_OUT);
+  });
+
   it.runIf(posix)('dies of SIGPIPE, as Git does, when stdout goes away', async () => {
     const r = spawnSync('bash', ['-c', '"$0" "$1" big | head -c 10 >/dev/null; echo "${PIPESTATUS[0]}"', binary, sock], { encoding: 'utf8' });
     expect(r.stdout).toBe('141\n'); // 128 + SIGPIPE
