@@ -89,6 +89,8 @@ export interface NativeServer {
   stats(): NativeServerStats;
   abort(id: number): void;
   allowPeer(id: number, allowed: boolean): void;
+  /** A request's peer that came deferred (pid undefined in the batch), read now; null once the connection is closed. */
+  peer(id: number): NativePeer | null;
   stop(graceMs: number): void;
   stopNow(): void;
   ref(): void;

@@ -90,6 +90,7 @@ function toPeer(p: { pid: number | null; uid: number | null; gid: number | null;
 }
 
 const writtenPromise = Promise.resolve();
+const UNKNOWN_PEER = { pid: null, uid: null, gid: null } as const;
 
 // Fields per request in the addon's onRequests batch.
 const REQUEST_FIELDS = 6;
@@ -122,8 +123,9 @@ class Conversation implements Reply, RequestContext {
 
   // The peer's fields from the request batch (not the batch itself: it
   // holds the other requests' buffers, which must not live as long as
-  // this conversation).
-  private readonly pid: number | null;
+  // this conversation). pid undefined: not read yet (POSIX reads a peer's
+  // credentials only when asked, docs/api.md#requestcontext).
+  private readonly pid: number | null | undefined;
   private readonly uid: number | null;
   private readonly gid: number | null;
   private readonly sid: string | undefined;
@@ -135,7 +137,7 @@ class Conversation implements Reply, RequestContext {
     batch: unknown[],
     at: number,
   ) {
-    this.pid = batch[at + 2] as number | null;
+    this.pid = batch[at + 2] as number | null | undefined;
     this.uid = batch[at + 3] as number | null;
     this.gid = batch[at + 4] as number | null;
     this.sid = batch[at + 5] as string | undefined;
@@ -143,7 +145,15 @@ class Conversation implements Reply, RequestContext {
 
   // Built on first use: most handlers never look.
   get peer(): PeerInfo {
-    if (this.peerInfo === null) this.peerInfo = toPeer({ pid: this.pid, uid: this.uid, gid: this.gid, sid: this.sid });
+    if (this.peerInfo === null) {
+      if (this.pid === undefined) {
+        // One getsockopt() on the JS thread, while the connection is open;
+        // once it is closed nobody can tell any more.
+        this.peerInfo = toPeer(this.nativeServer.peer(this.id) ?? UNKNOWN_PEER);
+      } else {
+        this.peerInfo = toPeer({ pid: this.pid, uid: this.uid, gid: this.gid, sid: this.sid });
+      }
+    }
     return this.peerInfo;
   }
 
@@ -444,6 +454,8 @@ export class IpcServer extends EventEmitter<IpcServerEvents> {
   private fail(conversation: Conversation, error: unknown, request: Buffer): void {
     if (conversation.done) return;
     if (conversation.trace !== null) serverResponseEnded(conversation.trace, 'handler-error', error);
+    // Read while the connection is still open: the abort below closes it.
+    if (this.listenerCount('handlerError') > 0) void conversation.peer;
     this.conversations.delete(conversation.id);
     conversation.settle(error instanceof Error ? error : new Error(String(error)));
     // No flush: the client must see an incomplete response, never a

@@ -93,6 +93,50 @@ describe('peer identity', () => {
   });
 });
 
+// Credentials are read from the socket only when used (POSIX): these read
+// ctx.peer late, in the ways a handler can.
+describe.runIf(process.platform !== 'win32')('ctx.peer read late', () => {
+  const ours = () => ({ pid: process.pid, uid: process.getuid!(), gid: process.getgid!() });
+
+  test('after an await, while the client waits: the client\'s credentials', async () => {
+    const socket = path.join(tempDir(), 's.ipc');
+    const server = await createServer(socket, async (_request, _reply, ctx) => {
+      await new Promise((resolve) => setTimeout(resolve, 20));
+      return JSON.stringify(ctx.peer);
+    });
+    onCleanup(() => server.close({ force: true }));
+    expect(JSON.parse((await sendCommand(socket, 'x')).toString())).toEqual(ours());
+  });
+
+  test('in a handlerError listener, after the conversation was aborted: the client\'s credentials', async () => {
+    const socket = path.join(tempDir(), 's.ipc');
+    const server = await createServer(socket, () => {
+      throw new Error('planned');
+    });
+    onCleanup(() => server.close({ force: true }));
+    const seen = new Promise<PeerInfo>((resolve) => server.on('handlerError', (_e, _r, peer) => resolve(peer)));
+    await expect(sendCommand(socket, 'x')).rejects.toThrow();
+    expect(await seen).toEqual(ours());
+  });
+
+  test('first read after the client left and the server closed the connection: pid, uid and gid null', async () => {
+    const socket = path.join(tempDir(), 's.ipc');
+    let late: PeerInfo | undefined;
+    const server = await createServer(socket, async (_request, _reply, ctx) => {
+      await new Promise((resolve) => ctx.signal.addEventListener('abort', resolve));
+      late = ctx.peer;
+    });
+    onCleanup(() => server.close({ force: true }));
+    const controller = new AbortController();
+    const call = sendCommand(socket, 'x', { signal: controller.signal });
+    await waitFor(() => server.stats().connections.beingAnswered === 1);
+    controller.abort();
+    await expect(call).rejects.toThrow();
+    await waitFor(() => late !== undefined);
+    expect(late).toEqual({ pid: null, uid: null, gid: null });
+  });
+});
+
 describe('socketMode', () => {
   test.each([
     ['0o600', 0o600],

@@ -45,8 +45,13 @@ const char* StopReasonName(StopReason reason) {
 }
 
 // A peer's fields for the flat request batch: pid, uid, gid (null where
-// unknown), sid (undefined off Windows).
+// unknown), sid (undefined off Windows). A deferred peer (not read yet)
+// has pid undefined: JS asks peer(id) when it needs it.
 void AppendPeer(Napi::Env env, const PeerInfo& peer, napi_value* out) {
+  if (peer.deferred) {
+    out[0] = out[1] = out[2] = out[3] = env.Undefined();
+    return;
+  }
   auto id = [&](int64_t v) -> napi_value {
     return v >= 0 ? Napi::Number::New(env, static_cast<double>(v)) : env.Null();
   };
@@ -87,6 +92,7 @@ Napi::Function ServerWrap::Init(Napi::Env env) {
                          InstanceMethod<&ServerWrap::StatsCall>("stats"),
                          InstanceMethod<&ServerWrap::AbortConversation>("abort"),
                          InstanceMethod<&ServerWrap::AllowPeerCall>("allowPeer"),
+                         InstanceMethod<&ServerWrap::PeerCall>("peer"),
                          InstanceMethod<&ServerWrap::StopCall>("stop"),
                          InstanceMethod<&ServerWrap::RefCall>("ref"),
                          InstanceMethod<&ServerWrap::UnrefCall>("unref"),
@@ -244,6 +250,16 @@ Napi::Value ServerWrap::AbortConversation(const Napi::CallbackInfo& info) {
 Napi::Value ServerWrap::AllowPeerCall(const Napi::CallbackInfo& info) {
   if (server_) server_->AllowPeer(static_cast<ConnId>(info[0].As<Napi::Number>().Int64Value()), info[1].ToBoolean());
   return info.Env().Undefined();
+}
+
+// peer(id): a deferred peer, read now (one non-blocking getsockopt);
+// null once the connection is closed.
+Napi::Value ServerWrap::PeerCall(const Napi::CallbackInfo& info) {
+  PeerInfo peer;
+  if (!server_ || !server_->PeerOf(static_cast<ConnId>(info[0].As<Napi::Number>().Int64Value()), &peer)) {
+    return info.Env().Null();
+  }
+  return PeerToJs(info.Env(), peer);
 }
 
 // stop(graceMs)

@@ -37,6 +37,7 @@ class ServerWrap : public Napi::ObjectWrap<ServerWrap>, public ServerDelegate {
   Napi::Value StatsCall(const Napi::CallbackInfo& info);
   Napi::Value AbortConversation(const Napi::CallbackInfo& info);
   Napi::Value AllowPeerCall(const Napi::CallbackInfo& info);
+  Napi::Value PeerCall(const Napi::CallbackInfo& info);
   Napi::Value StopCall(const Napi::CallbackInfo& info);
   Napi::Value RefCall(const Napi::CallbackInfo& info);
   Napi::Value UnrefCall(const Napi::CallbackInfo& info);

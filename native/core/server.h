@@ -27,6 +27,9 @@ struct PeerInfo {
   int64_t uid = -1;
   int64_t gid = -1;
   std::string sid;   // Windows: the client's user SID (string form)
+  // POSIX: not read from the socket yet (most handlers never look);
+  // Server::PeerOf reads it while the connection is open.
+  bool deferred = false;
 };
 
 enum class PipeAccess { kCurrentUser, kEveryone, kSddl };
@@ -72,6 +75,7 @@ struct ServerStats {
   uint64_t dropped_too_many = 0;       // over maxConnections
   uint64_t bytes_in = 0;               // bytes read from clients
   uint64_t bytes_out = 0;              // bytes written to clients
+  uint64_t peer_lookups = 0;           // POSIX: credentials read from a socket (not shown to users)
 };
 
 // What Server::Reply did with a chunk.
@@ -144,6 +148,15 @@ class Server {
 
   // Closes without the flush: the client sees an incomplete response.
   virtual void Abort(ConnId id) = 0;
+  // The credentials of a connection whose PeerInfo came `deferred`: read
+  // now, once. False when the connection is closed (answered, aborted,
+  // or dropped after its client left). Any thread; one non-blocking
+  // system call at most.
+  virtual bool PeerOf(ConnId id, PeerInfo* peer) {
+    (void)id;
+    (void)peer;
+    return false;
+  }
   // Answer to OnPeerCheck.
   virtual void AllowPeer(ConnId id, bool allowed) = 0;
   // Graceful stop (docs/protocol.md#stopping): conversations already handed to the

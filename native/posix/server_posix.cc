@@ -78,7 +78,13 @@ constexpr int64_t kStolenCheckMs = 1000;  // docs/protocol.md#stolen-path: at le
 constexpr int64_t kAcceptPauseMs = 100;   // out of descriptors: retry accept() then
 constexpr size_t kReadBufferSize = 256 * 1024;
 constexpr int kMaxReadsPerEvent = 16;     // fairness between uploads
-constexpr int kMaxAcceptsPerEvent = 64;   // fairness between accepting and reading
+// One accept() per wake-up: the listener is level-triggered, so a backlog
+// that holds more wakes this thread's next Wait() at once, and the
+// accept() that would find the backlog empty (EAGAIN) is never made when a
+// wake-up was for one connection, the usual case. With several serving
+// threads each arrival also wakes one idle thread (EPOLLEXCLUSIVE).
+constexpr int kAcceptsPerWakeUp = 1;
+constexpr int kMaxAcceptsOnStop = 1 << 20;  // a draining stop takes the whole backlog
 constexpr int kMaxWritesPerEvent = 16;    // fairness between large responses
 constexpr uint64_t kListenKey = ~uint64_t{0} - 1;  // Poller::kWakeKey is ~0
 constexpr int kThreadBits = 10;                    // up to 1024 serving threads
@@ -89,7 +95,8 @@ using Phase = ConversationPhase;
 // and the socket it runs on.
 struct Conn {
   int fd = -1;
-  // conv.id and conv.peer never change after Adopt. conv.reader and
+  // conv.id never changes after Adopt; conv.peer only once, when read
+  // (see peer_known). conv.reader and
   // conv.request: the serving thread's alone, while kAwaitFirstByte or
   // kReading. Every other conv field: (mu).
   Conversation conv;
@@ -97,6 +104,11 @@ struct Conn {
   bool registered = false;  // known to the owner's poller
   bool busy = false;        // a thread is in a system call on fd
   bool undecided = false;   // counted in the server's UndecidedPeers
+  // conv.peer was read from the socket: at accept with allowPeer, else on
+  // first use (Server::PeerOf, or a client error that reports it). Set
+  // once, by the serving thread before the request is handed over, or
+  // (mu) after.
+  bool peer_known = false;
   // The request bytes charged to the server's RequestMemory: the serving
   // thread's alone (only it reads, hands over or drops a request).
   size_t buffered = 0;
@@ -138,6 +150,7 @@ class ServingThread {
   size_t CountLocked() const { return conns_.size(); }
   void CountPhasesLocked(ServerStats* stats) const;
   std::vector<ConnId> AbortAllLocked(Notices* notices);
+  const PeerInfo& KnownPeer(Conn* conn);
 
   // Serving thread.
   void Deliver(Notices& notices);
@@ -146,7 +159,7 @@ class ServingThread {
   void Run();
   int NextTimeout(int64_t now) const;
   void Dispatch(const PollEvent& event);
-  void AcceptAll();
+  void Accept(int max_accepts);
   void Adopt(int fd);
   void AwaitFirstByte(Conn* conn);
   void StartPeerCheck(Conn* conn);
@@ -207,6 +220,7 @@ class PosixServer : public Server {
   ServerStats Stats() override;
   void Abort(ConnId id) override;
   void AllowPeer(ConnId id, bool allowed) override;
+  bool PeerOf(ConnId id, PeerInfo* peer) override;
   void Stop(uint32_t grace_ms) override { RequestStop(StopReason::kClosed, grace_ms); }
   void Join() override { threads_[0]->Join(); }
 
@@ -242,6 +256,11 @@ class PosixServer : public Server {
   bool ChargeRequest(size_t* held, size_t now_held);
   void ReleaseRequest(size_t* held);
   void CountDrop(ReadVerdict::Counter counter);
+  // The only getsockopt(SO_PEERCRED) of the server, counted (Stats).
+  PeerInfo ReadPeer(int fd) {
+    peer_lookups.fetch_add(1, std::memory_order_relaxed);
+    return GetPeerInfo(fd);
+  }
   void Closed();
   void ThreadLeftListener() { threads_off_listener_.fetch_add(1, std::memory_order_acq_rel); }
   void Coordinate(int64_t now);
@@ -255,6 +274,7 @@ class PosixServer : public Server {
   std::atomic<uint64_t> dropped_too_many{0};
   std::atomic<uint64_t> bytes_in{0};
   std::atomic<uint64_t> bytes_out{0};
+  std::atomic<uint64_t> peer_lookups{0};
 
  private:
   uint64_t OpenConnections() const {
@@ -440,6 +460,21 @@ void PosixServer::AllowPeer(ConnId id, bool allowed) {
   }
 }
 
+// Under the owner's mu, so that the descriptor cannot be closed (and its
+// number reused by another client) while getsockopt() reads it: a
+// non-blocking call, the one system call this file makes under a lock.
+// The kernel keeps a socket's peer credentials after the peer has gone,
+// so a connection still open answers right even when its client left.
+bool PosixServer::PeerOf(ConnId id, PeerInfo* peer) {
+  ServingThread* t = ThreadOf(id);
+  if (t == nullptr) return false;
+  std::lock_guard<std::mutex> lock(t->mu);
+  Conn* c = t->Find(id);
+  if (c == nullptr) return false;
+  *peer = t->KnownPeer(c);
+  return true;
+}
+
 ServerStats PosixServer::Stats() {
   ServerStats stats;
   for (auto& t : threads_) {
@@ -453,6 +488,7 @@ ServerStats PosixServer::Stats() {
   stats.dropped_too_many = dropped_too_many.load(std::memory_order_relaxed);
   stats.bytes_in = bytes_in.load(std::memory_order_relaxed);
   stats.bytes_out = bytes_out.load(std::memory_order_relaxed);
+  stats.peer_lookups = peer_lookups.load(std::memory_order_relaxed);
   return stats;
 }
 
@@ -619,6 +655,17 @@ void ServingThread::CloseLocked(Conn* conn, Notices* notices) {
   server_->Closed();
 }
 
+// The connection's credentials, read from its socket on first use
+// (docs/design.md#the-posix-server: most handlers never look). The caller
+// holds mu, or is the serving thread before the request is handed over.
+const PeerInfo& ServingThread::KnownPeer(Conn* conn) {
+  if (!conn->peer_known) {
+    conn->conv.peer = server_->ReadPeer(conn->fd);
+    conn->peer_known = true;
+  }
+  return conn->conv.peer;
+}
+
 // Ends a conversation without the flush. Returns true the first time.
 bool ServingThread::AbortLocked(Conn* conn, Notices* notices) {
   bool first = conn->conv.Abort();
@@ -716,7 +763,7 @@ void ServingThread::Dispatch(const PollEvent& event) {
   if (event.key == Poller::kWakeKey) return;
   if (event.key == kListenKey) {
     if (!server_->stopping()) {
-      AcceptAll();
+      Accept(kAcceptsPerWakeUp);
     } else if (on_listener_) {
       LeaveListener();
     }
@@ -755,7 +802,7 @@ void ServingThread::Dispatch(const PollEvent& event) {
 void ServingThread::LeaveListener() {
   on_listener_ = false;
   if (server_->listen_fd() >= 0) {
-    if (!server_->drop_unstarted_on_stop() && index_ == 0) AcceptAll();  // idle: serve the queued ones
+    if (!server_->drop_unstarted_on_stop() && index_ == 0) Accept(kMaxAcceptsOnStop);  // serve the queued ones
     poller_->Remove(server_->listen_fd());
   }
   if (server_->drop_unstarted_on_stop()) DropUnstartedAll();
@@ -772,9 +819,11 @@ void ServingThread::DropUnstartedAll() {
   for (Conn* c : unstarted) CloseLocked(c, &notices);
 }
 
-void ServingThread::AcceptAll() {
+// Accepts up to `max_accepts` connections; fewer when the backlog runs dry
+// (EAGAIN) first.
+void ServingThread::Accept(int max_accepts) {
   int listen_fd = server_->listen_fd();
-  for (int i = 0; i < kMaxAcceptsPerEvent; i++) {
+  for (int i = 0; i < max_accepts; i++) {
 #if defined(__linux__)
     int fd = accept4(listen_fd, nullptr, nullptr, SOCK_NONBLOCK | SOCK_CLOEXEC);
 #else
@@ -816,7 +865,10 @@ void ServingThread::AcceptAll() {
 // calls are what a small request costs).
 void ServingThread::Adopt(int fd) {
   const ServerOptions& options = server_->options();
-  PeerInfo peer = GetPeerInfo(fd);
+  // Credentials cost a system call: read now only for allowPeer, which
+  // needs them at once (and its per-user count needs the uid).
+  PeerInfo peer;
+  if (options.check_peer) peer = server_->ReadPeer(fd);
   // With allowPeer, a user may hold only its share of the connections not
   // decided on yet (docs/security.md#refused-and-undecided-peers).
   if (options.check_peer && !server_->AdmitUndecided(peer.uid)) {
@@ -826,6 +878,7 @@ void ServingThread::Adopt(int fd) {
     return;
   }
   if (!server_->TryOpen()) {
+    if (!options.check_peer) peer = server_->ReadPeer(fd);  // reported below; a rare path
     close(fd);
     if (options.check_peer) server_->UndecidedDone(peer.uid);
     server_->dropped_too_many.fetch_add(1, std::memory_order_relaxed);
@@ -838,6 +891,8 @@ void ServingThread::Adopt(int fd) {
   conn->conv.id = (next_seq_++ << kThreadBits) | static_cast<ConnId>(index_);
   conn->fd = fd;
   conn->conv.peer = peer;
+  conn->conv.peer.deferred = !options.check_peer;
+  conn->peer_known = options.check_peer;
   conn->conv.phase = options.check_peer ? Phase::kAwaitFirstByte : Phase::kReading;
   conn->undecided = options.check_peer;
   StartRequestClock(conn);
@@ -981,10 +1036,11 @@ void ServingThread::RequestComplete(Conn* conn) {
 
 // Closes a connection that has not reached the application.
 void ServingThread::DropUnstarted(Conn* conn, const Status& why, bool report) {
-  PeerInfo peer = conn->conv.peer;
   Notices notices;
+  PeerInfo peer;
   {
     std::lock_guard<std::mutex> lock(mu);
+    if (report) peer = KnownPeer(conn);  // errors are rare: their peer is read
     CloseLocked(conn, &notices);
   }
   if (report) server_->delegate()->OnClientError(why, peer);
@@ -1078,7 +1134,7 @@ void ServingThread::RunTimers(int64_t now) {
       std::lock_guard<std::mutex> lock(mu);
       Conn* c = Find(due.second);
       if (c == nullptr || c->conv.deadline != due.first || !c->conv.RequestExpired(now)) continue;
-      peer = c->conv.peer;
+      peer = KnownPeer(c);
       CloseLocked(c, &notices);
     }
     server_->dropped_timeout.fetch_add(1, std::memory_order_relaxed);

@@ -24,6 +24,51 @@ TEST(allow_peer_true_and_false) {
   CHECK_EQ(h.delegate.requests(), before);
 }
 
+// ---- credentials read only when used ----
+
+TEST(peer_credentials_read_only_when_asked) {
+  // Without allowPeer no request costs a getsockopt(SO_PEERCRED): the
+  // peer comes deferred and PeerOf reads it, once, while the connection is
+  // open (its client done sending); once closed there is nothing to read.
+  Harness h;
+  REQUIRE(h.start_status.ok());
+  std::string response;
+  for (int i = 0; i < 20; i++) CHECK(Send(h.path, "ping", &response).status.ok());
+  CHECK_EQ(h.server->Stats().peer_lookups, uint64_t{0});
+  CHECK(h.delegate.last_peer().deferred);
+  CHECK_EQ(h.delegate.last_peer().pid, int64_t{-1});
+
+  int fd = ConnectRaw(h.path);
+  REQUIRE(SendAll(fd, Frame("hang")));
+  REQUIRE(h.delegate.WaitHanging(1));
+  ConnId id = h.delegate.hanging()[0];
+  shutdown(fd, SHUT_WR);  // the client is done sending; the socket stays open
+  PeerInfo peer;
+  CHECK(h.server->PeerOf(id, &peer));
+  CHECK(!peer.deferred);
+  CHECK_EQ(peer.pid, static_cast<int64_t>(getpid()));
+  CHECK_EQ(peer.uid, static_cast<int64_t>(geteuid()));
+  CHECK_EQ(peer.gid, static_cast<int64_t>(getegid()));
+  CHECK(h.server->PeerOf(id, &peer));  // read once, then kept
+  CHECK_EQ(h.server->Stats().peer_lookups, uint64_t{1});
+  close(fd);  // the client leaves; the watched conversation is lost, closed
+  CHECK_EQ(h.delegate.WaitLost(1).size(), size_t{1});
+  CHECK(!h.server->PeerOf(id, &peer));
+  CHECK_EQ(h.server->Stats().peer_lookups, uint64_t{1});
+}
+
+TEST(peer_credentials_read_at_accept_with_allow_peer) {
+  ServerOptions options;
+  options.check_peer = true;
+  Harness h(options);
+  REQUIRE(h.start_status.ok());
+  std::string response;
+  for (int i = 0; i < 3; i++) CHECK(Send(h.path, "ping", &response).status.ok());
+  CHECK_EQ(h.server->Stats().peer_lookups, uint64_t{3});
+  CHECK(!h.delegate.last_peer().deferred);
+  CHECK_EQ(h.delegate.last_peer().uid, static_cast<int64_t>(geteuid()));
+}
+
 TEST(peer_check_pending_when_client_hangs_up_does_not_spin) {
   // A connection waiting for AllowPeer whose client hangs up must not make
   // the I/O thread busy-loop on the hang-up.

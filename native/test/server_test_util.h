@@ -259,6 +259,10 @@ class TestDelegate : public ServerDelegate {
     std::unique_lock<std::mutex> lock(mu_);
     return cv_.wait_for(lock, std::chrono::milliseconds(ms), [&] { return hanging_.size() >= n; });
   }
+  std::vector<ConnId> hanging() {
+    std::lock_guard<std::mutex> lock(mu_);
+    return hanging_;
+  }
   size_t peer_checks() {
     std::lock_guard<std::mutex> lock(mu_);
     return peer_checks_;
