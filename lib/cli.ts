@@ -10,21 +10,30 @@
 // This entry only dispatches: options in ./cli/options.ts and
 // ./cli/args.ts, texts in ./cli/usage.ts, exit codes in
 // ./cli/exit-codes.ts. Everything goes through the library's public API
-// (./index.js).
+// (what ./index.js exports, taken from the module that defines it, so that
+// a client subcommand does not load the server's modules).
+//
+// A start loads only what the subcommand needs: the command modules (and
+// through them the library and its addon) are required when their
+// subcommand runs, so that --version, help and usage errors load none of
+// them, and each subcommand only its own.
 import * as fs from 'node:fs';
 import * as nodePath from 'node:path';
 
 import { ArgsError } from './cli/args.js';
-import { call, state, stop } from './cli/call-commands.js';
-import { multiple, send, sendbytes } from './cli/client-commands.js';
-import { runDaemon, startDaemon, stopDaemon } from './cli/daemon-commands.js';
+import type * as CallCommands from './cli/call-commands.js';
+import type * as ClientCommands from './cli/client-commands.js';
+import type * as DaemonCommands from './cli/daemon-commands.js';
 import { HelpRequest, parseOptions, UsageError, type Options } from './cli/options.js';
 import { flushOut, installStdoutHandlers, writeErr, writeOut } from './cli/output.js';
-import { probe } from './cli/state.js';
+import type * as State from './cli/state.js';
 import { nearest } from './cli/suggest.js';
 import { COMMAND_HELP, COMMANDS, EXIT_FAILED, EXIT_FATAL, EXIT_OK, EXIT_USAGE, HELP, PROGRAM, USAGE } from './cli/usage.js';
 
-export { stateMessage } from './cli/state.js';
+const callCommands = (): typeof CallCommands => require('./cli/call-commands.js') as typeof CallCommands;
+const clientCommands = (): typeof ClientCommands => require('./cli/client-commands.js') as typeof ClientCommands;
+const daemonCommands = (): typeof DaemonCommands => require('./cli/daemon-commands.js') as typeof DaemonCommands;
+const probe = (options: Options): number => (require('./cli/state.js') as typeof State).probe(options);
 
 /** Options, or the exit code of a usage error or help request (already reported). */
 function parseOrReport(subcommand: string, args: string[]): Options | number {
@@ -47,14 +56,18 @@ function parseOrReport(subcommand: string, args: string[]): Options | number {
 
 /** Git's test-helper client subcommands: each first checks, as is-active does, that a server listens. */
 const CLIENT_COMMANDS: Readonly<Record<string, (options: Options) => Promise<number>>> = {
-  'stop-daemon': stopDaemon,
-  send: (options) => send(options, options.token),
-  sendbytes,
-  multiple,
+  'stop-daemon': (options) => daemonCommands().stopDaemon(options),
+  send: (options) => clientCommands().send(options, options.token),
+  sendbytes: (options) => clientCommands().sendbytes(options),
+  multiple: (options) => clientCommands().multiple(options),
 };
 
 /** The daemon author's commands: they parse their own arguments. */
-const CALL_COMMANDS: Readonly<Record<string, (args: string[]) => Promise<number>>> = { call, state, stop };
+const CALL_COMMANDS: Readonly<Record<string, (args: string[]) => Promise<number>>> = {
+  call: (args) => callCommands().call(args),
+  state: (args) => callCommands().state(args),
+  stop: (args) => callCommands().stop(args),
+};
 
 function has<T>(table: Readonly<Record<string, T>>, key: string): boolean {
   return Object.prototype.hasOwnProperty.call(table, key);
@@ -143,9 +156,9 @@ export async function main(argv: string[]): Promise<number> {
     case 'is-active':
       return probe(options);
     case 'run-daemon':
-      return runDaemon(options);
+      return daemonCommands().runDaemon(options);
     case 'start-daemon':
-      return startDaemon(options);
+      return daemonCommands().startDaemon(options);
   }
   if (probe(options) !== EXIT_OK) return EXIT_FAILED;
   return CLIENT_COMMANDS[subcommand]!(options);

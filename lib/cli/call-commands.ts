@@ -12,7 +12,7 @@ import { once } from 'node:events';
 import * as fs from 'node:fs';
 import { setTimeout as sleep } from 'node:timers/promises';
 
-import { getActiveState, sendCommand, streamCommand, type ActiveState } from '../index.js';
+import { getActiveState, sendCommand, streamCommand, type ActiveState } from '../client.js';
 import { ArgsError, parseArgs, parseSeconds, type OptionSpec } from './args.js';
 import { EXIT_FAILED, EXIT_INCOMPLETE, EXIT_NO_DAEMON, EXIT_OK, EXIT_TIMED_OUT } from './exit-codes.js';
 import { flushOut, writeErr, writeOut } from './output.js';

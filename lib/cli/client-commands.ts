@@ -1,5 +1,6 @@
 // The client subcommands: send, sendbytes, multiple.
-import { sendCommand, sendCommandSync, type ClientOptions } from '../index.js';
+import { sendCommand, sendCommandSync } from '../client.js';
+import type { ClientOptions } from '../options.js';
 import type { Options } from './options.js';
 import { error, writeErr, writeOut } from './output.js';
 import { shown } from './state.js';

@@ -1,6 +1,6 @@
 // The active state of a path as the tool reports it, and the is-active
 // probe every client subcommand runs first.
-import { getActiveState, getActiveStateSync, type ActiveState } from '../index.js';
+import { getActiveState, getActiveStateSync, type ActiveState } from '../client.js';
 import type { Options } from './options.js';
 import { error } from './output.js';
 import { EXIT_OK } from './usage.js';
