@@ -124,7 +124,7 @@ class Conversation implements Reply, RequestContext {
   // The peer's fields from the request batch (not the batch itself: it
   // holds the other requests' buffers, which must not live as long as
   // this conversation). pid undefined: not read yet (POSIX reads a peer's
-  // credentials only when asked, docs/api.md#requestcontext).
+  // credentials only when asked, docs/api.md#the-handler).
   private readonly pid: number | null | undefined;
   private readonly uid: number | null;
   private readonly gid: number | null;
