@@ -5,6 +5,7 @@
 //   node bench/count.mjs [--pairs client/server,...] [--requests N]
 //                        [--concurrency T] [--daemon-threads D] [--bytecount B]
 //                        [--tracer perf|strace|none] [--json]
+//                        [--before DIR] [--no-warmup]
 //
 // Implementations (client and server):
 //   git   Git's test-tool simple-ipc (multiple / run-daemon), found as
@@ -12,12 +13,16 @@
 //         default output, bench/git/build-test-tool.sh)
 //   ours  our CLI: node dist/cli.js multiple / run-daemon
 //   c     bench/c: ref_client -c T / ref_server -t D
+//   before  another build of ours, given with --before DIR (a copy of
+//         the package with its dist/ and build/Release/), to count a
+//         change before and after in the same run: --pairs git/before,git/ours
 // Default pairs: git/git, git/ours, ours/git, ours/ours, c/c. The client
 // sends N requests of B bytes from T threads (Git's `multiple`; ours: T
 // concurrent senders), each on a new connection; the daemon runs with
 // --threads=D (8, as in Git's t0052).
 //
-// Two passes over one daemon, after a warm-up of N/10 requests:
+// Two passes over one daemon, after a warm-up of N/10 requests (none with
+// --no-warmup: pass 1 then counts a fresh daemon's first batch):
 //  1. counters, nothing stopped: `perf stat` on the daemon (-p, all its
 //     threads) while the client runs, and on the client (its whole
 //     process): raw_syscalls:sys_enter, syscalls:sys_enter_futex,
@@ -50,11 +55,13 @@ const { values: opts } = parseArgs({
     tracer: { type: 'string', default: 'perf' },
     rounds: { type: 'string', default: '3' },
     json: { type: 'boolean', default: false },
+    before: { type: 'string' },
+    'no-warmup': { type: 'boolean', default: false },
     help: { type: 'boolean', short: 'h', default: false },
   },
 });
 if (opts.help) {
-  console.log(fs.readFileSync(fileURLToPath(import.meta.url), 'utf8').split('\n').slice(1, 33).join('\n'));
+  console.log(fs.readFileSync(fileURLToPath(import.meta.url), 'utf8').split('\n').slice(1, 36).join('\n'));
   process.exit(0);
 }
 const T = Number(opts.concurrency);
@@ -67,6 +74,7 @@ const { env: ENV, note: envNote } = benchEnv();
 const sleep = (ms) => new Promise((r) => setTimeout(r, ms));
 
 const git = findGitTestTool();
+const BEFORE_CLI = opts.before ? path.resolve(opts.before, 'dist/cli.js') : null;
 const children = new Set();
 let tmpDir = fs.mkdtempSync(path.join(os.tmpdir(), 'sipc-count-'));
 function cleanup() {
@@ -92,6 +100,7 @@ function daemonCommand(impl, sockPath) {
   switch (impl) {
     case 'git': return [git.tool, ['simple-ipc', 'run-daemon', `--name=${sockPath}`, `--threads=${DAEMON_THREADS}`]];
     case 'ours': return [process.execPath, [OUR_CLI, 'run-daemon', `--name=${sockPath}`, `--threads=${DAEMON_THREADS}`]];
+    case 'before': return [process.execPath, [BEFORE_CLI, 'run-daemon', `--name=${sockPath}`, `--threads=${DAEMON_THREADS}`]];
     case 'c': return [path.join(BUILD, 'ref_server'), ['-p', sockPath, '-t', String(DAEMON_THREADS)]];
   }
   throw new Error(`unknown server ${impl}`);
@@ -102,6 +111,7 @@ function clientCommand(impl, sockPath, batch) {
   switch (impl) {
     case 'git': return [git.tool, ['simple-ipc', ...multiple]];
     case 'ours': return [process.execPath, [OUR_CLI, ...multiple]];
+    case 'before': return [process.execPath, [BEFORE_CLI, ...multiple]];
     case 'c': return [path.join(BUILD, 'ref_client'), ['-p', sockPath, '-n', String(batch * T), '-c', String(T), '-s', `${BYTES}:${BYTES}`]];
   }
   throw new Error(`unknown client ${impl}`);
@@ -285,8 +295,10 @@ async function countPair(clientImpl, serverImpl, withNames) {
   const daemon = await startDaemon(serverImpl, sockPath);
   const pid = daemon.pid;
   try {
-    const [wf, wa] = clientCommand(clientImpl, sockPath, Math.max(1, Math.ceil(BATCH / 10)));
-    await run(wf, wa);
+    if (!opts['no-warmup']) {
+      const [wf, wa] = clientCommand(clientImpl, sockPath, Math.max(1, Math.ceil(BATCH / 10)));
+      await run(wf, wa);
+    }
 
     // Pass 1: counters.
     const [file, args] = clientCommand(clientImpl, sockPath, BATCH);
@@ -405,6 +417,7 @@ async function main() {
   pairs = pairs.filter(([c, s]) => {
     if ((c === 'git' || s === 'git') && !git.tool) return skipped.push(`${c}/${s}: ${git.reason}`), false;
     if ((c === 'ours' || s === 'ours') && !oursBuilt) return skipped.push(`${c}/${s}: ${OUR_CLI} not built`), false;
+    if ((c === 'before' || s === 'before') && !(BEFORE_CLI && fs.existsSync(BEFORE_CLI))) return skipped.push(`${c}/${s}: no --before DIR with dist/cli.js`), false;
     return true;
   });
   if (!['perf', 'strace', 'none'].includes(opts.tracer)) throw new Error(`--tracer must be perf, strace or none`);
