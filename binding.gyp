@@ -10,6 +10,7 @@
         "native/core/client_common.cc",
         "native/core/stale_lock.cc",
         "native/core/connect_policy.cc",
+        "native/core/exchange.cc",
         "native/core/conversation.cc",
         "native/addon/addon.cc",
         "native/addon/client_wrap.cc",
@@ -23,7 +24,7 @@
           "sources": [
             "native/posix/unix_address.cc",
             "native/posix/socket_util.cc",
-            "native/posix/exchange.cc",
+            "native/posix/socket_exchange.cc",
             "native/posix/client_posix.cc",
             "native/posix/async_client_posix.cc",
             "native/posix/listener_posix.cc",

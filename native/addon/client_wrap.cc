@@ -3,9 +3,10 @@
 #include <string>
 #include <utility>
 
-#include "../core/pkt_line.h"
+#include "../core/byte_buffer.h"
 #include "errors.h"
 #include "js_bytes.h"
+#include "js_callback.h"
 #include "promise_work.h"
 
 namespace sipc {
@@ -25,12 +26,6 @@ ClientOptions ParseClientOptions(const Napi::Value& value) {
 }
 
 uint64_t IdArg(const Napi::Value& value) { return static_cast<uint64_t>(value.As<Napi::Number>().Int64Value()); }
-
-std::vector<uint8_t> Framed(const JsBytes& bytes) {
-  std::vector<uint8_t> framed;
-  pkt::AppendMessage(bytes.data(), bytes.size(), &framed);
-  return framed;
-}
 
 }  // namespace
 
@@ -59,13 +54,7 @@ void ClientWrap::Export(Napi::Object exports) {
 
 // ---- events from the I/O thread ---------------------------------------------
 
-void ClientWrap::OnChunk(uint64_t id, std::vector<uint8_t>&& chunk) {
-  Event e(Event::kChunk, id);
-  e.data = ByteBuffer(std::move(chunk));
-  Post(std::move(e));
-}
-
-void ClientWrap::OnChunkBuffer(uint64_t id, ByteBuffer&& chunk) {
+void ClientWrap::OnChunk(uint64_t id, ByteBuffer&& chunk) {
   Event e(Event::kChunk, id);
   e.data = std::move(chunk);
   Post(std::move(e));
@@ -200,13 +189,11 @@ Napi::Value ClientWrap::Start(const Napi::CallbackInfo& info) {
   ClientOptions options = ParseClientOptions(info[3]);
   bool stream = info[4].ToBoolean();
   ExchangeStarted();
-  if (request.borrowed() && request.size() >= kBorrowThreshold) {
-    client_->StartBorrowed(id, path, request.data(), request.size(), options, stream);
-  } else {
-    // Sent from the request's memory now if the kernel takes it at once;
-    // copied only otherwise.
-    client_->StartTransient(id, path, request.data(), request.size(), options, stream);
-  }
+  bool borrowed = request.borrowed() && request.size() >= kBorrowThreshold;
+  client_->Start(id, path,
+                 borrowed ? ClientRequest::Borrowed(request.data(), request.size())
+                          : ClientRequest::Transient(request.data(), request.size()),
+                 options, stream);
   return env.Undefined();
 }
 
@@ -216,16 +203,17 @@ Napi::Value ClientWrap::Connect(const Napi::CallbackInfo& info) {
   EnsureStarted(env);
   uint64_t id = IdArg(info[0]);
   ExchangeStarted();
-  client_->StartConnect(id, info[1].As<Napi::String>().Utf8Value(), ParseClientOptions(info[2]));
+  client_->Start(id, info[1].As<Napi::String>().Utf8Value(), ClientRequest::None(), ParseClientOptions(info[2]), false);
   return env.Undefined();
 }
 
-// clientSend(id, request, stream)
+// clientSend(id, request): the request of a clientConnect exchange (never
+// a stream).
 Napi::Value ClientWrap::Send(const Napi::CallbackInfo& info) {
   Napi::Env env = info.Env();
   EnsureStarted(env);
   JsBytes request(info[1], "request");
-  client_->Send(IdArg(info[0]), Framed(request), info[2].ToBoolean());
+  client_->Send(IdArg(info[0]), request.data(), request.size());
   return env.Undefined();
 }
 

@@ -31,8 +31,7 @@ class ClientWrap : public ClientDelegate {
   void Export(Napi::Object exports);
 
   // ClientDelegate: I/O thread (or the JS thread inside Start()).
-  void OnChunk(uint64_t id, std::vector<uint8_t>&& chunk) override;
-  void OnChunkBuffer(uint64_t id, ByteBuffer&& chunk) override;
+  void OnChunk(uint64_t id, ByteBuffer&& chunk) override;
   void OnConnected(uint64_t id) override;
   void OnComplete(uint64_t id, const ClientResult& result, ByteBuffer&& response) override;
 

@@ -8,7 +8,6 @@
 //    native memory (no second pass over 50 MB); smaller ones, and every
 //    message in builds with NODE_API_NO_EXTERNAL_BUFFERS_ALLOWED (Electron
 //    forbids external buffers), are copied into JS-owned memory.
-//  - CallJsCallback: a callback call that survives environment teardown.
 //
 // All of it: JS thread only.
 #pragma once
@@ -17,17 +16,15 @@
 
 #include <cstddef>
 #include <cstdint>
-#include <initializer_list>
 #include <string>
 #include <utility>
 
 #include "../core/byte_buffer.h"
-#include "../core/output_queue.h"
 
 namespace sipc {
 
 // Received messages of kBorrowThreshold bytes and more (the one threshold,
-// defined in core/output_queue.h) are handed to JS without a copy; below
+// defined in core/byte_buffer.h) are handed to JS without a copy; below
 // it a copy costs less than the bookkeeping.
 constexpr size_t kExternalThreshold = kBorrowThreshold;
 
@@ -134,28 +131,6 @@ inline Napi::Buffer<uint8_t> ToJsBuffer(Napi::Env env, ByteBuffer&& bytes) {
   Napi::Buffer<uint8_t> copy = CopyToJs(env, bytes.data(), bytes.size());
   bytes.Reset();
   return copy;
-}
-
-// Calls a JS callback from a thread-safe function's callback. An exception
-// the callback throws becomes an uncaught exception, as it would for any
-// EventEmitter listener ('uncaughtException', or the process ends);
-// Node-API would otherwise swallow it with only a warning. Returns false
-// only when the environment is shutting down (worker.terminate(), process
-// exit): then JS cannot run, and nothing more should be delivered. Unlike
-// Napi::FunctionReference::Call this never aborts the process.
-inline bool CallJsCallback(Napi::Env env, const Napi::FunctionReference& fn, napi_value recv,
-                           std::initializer_list<napi_value> args) {
-  napi_value result;
-  napi_status status =
-      napi_call_function(env, recv, fn.Value(), args.size(), args.size() ? args.begin() : nullptr, &result);
-  if (status == napi_ok) return true;
-  bool pending = false;
-  napi_is_exception_pending(env, &pending);
-  if (!pending) return false;  // the environment is going away
-  napi_value error;
-  napi_get_and_clear_last_exception(env, &error);
-  napi_fatal_exception(env, error);
-  return true;
 }
 
 }  // namespace sipc

@@ -20,6 +20,7 @@
 
 #include "errors.h"
 #include "js_bytes.h"
+#include "js_callback.h"
 #include "promise_work.h"
 
 namespace sipc {

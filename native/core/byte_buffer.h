@@ -17,6 +17,14 @@
 
 namespace sipc {
 
+// Messages at least this large are not copied between JS and native code:
+// a request or reply chunk is sent from the caller's memory (borrowed)
+// when it cannot be written at once, and a received message becomes an
+// external Buffer. Below it a copy costs less than keeping the memory
+// alive and reporting it back. The one definition, for the server, the
+// client and the addon.
+constexpr size_t kBorrowThreshold = 64 * 1024;
+
 class ByteBuffer {
  public:
   ByteBuffer() = default;

@@ -24,6 +24,7 @@ struct ClientOptions {
   bool wait_if_not_found = false;
   uint32_t connect_timeout_ms = 1000;  // Git: retry every 50 ms for 1000 ms
   int64_t timeout_ms = -1;             // whole exchange; -1: no limit
+  uint64_t max_response_bytes = 0;     // response payload limit; 0: none
 };
 
 // Interval between connect attempts (docs/protocol.md#client).
@@ -63,41 +64,47 @@ ClientResult SendCommandSyncStreaming(const std::string& path, const uint8_t* re
 class ClientDelegate {
  public:
   virtual ~ClientDelegate() = default;
-  // Streaming exchanges: response payload as it arrives.
-  virtual void OnChunk(uint64_t id, std::vector<uint8_t>&& chunk) = 0;
-  // The same, for a transport that reads into a ByteBuffer: handed over
-  // without a copy. The default copies into a vector for OnChunk.
-  virtual void OnChunkBuffer(uint64_t id, ByteBuffer&& chunk) {
-    OnChunk(id, std::vector<uint8_t>(chunk.data(), chunk.data() + chunk.size()));
-  }
-  // ConnectOnly exchanges: the connection is up and waits for Send().
+  // Streaming exchanges: response payload as it arrives, handed over
+  // without a copy.
+  virtual void OnChunk(uint64_t id, ByteBuffer&& chunk) = 0;
+  // Connect-only exchanges: the connection is up and waits for Send().
   virtual void OnConnected(uint64_t id) = 0;
-  // The end of an exchange (also of a ConnectOnly one that failed or was
+  // The end of an exchange (also of a connect-only one that failed or was
   // cancelled). `response` is the whole reply for non-streaming exchanges.
   virtual void OnComplete(uint64_t id, const ClientResult& result, ByteBuffer&& response) = 0;
 };
 
+// The request an exchange starts with (raw bytes; framed by the client).
+struct ClientRequest {
+  enum class Kind {
+    kNone,       // connect only: OnConnected, then Send() (or Cancel)
+    kBorrowed,   // the caller keeps the bytes alive and unchanged until OnComplete
+    kTransient,  // the bytes are the caller's again when Start() returns
+  };
+  Kind kind = Kind::kNone;
+  const uint8_t* data = nullptr;
+  size_t size = 0;
+
+  static ClientRequest None() { return ClientRequest{}; }
+  static ClientRequest Borrowed(const uint8_t* data, size_t size) { return ClientRequest{Kind::kBorrowed, data, size}; }
+  static ClientRequest Transient(const uint8_t* data, size_t size) {
+    return ClientRequest{Kind::kTransient, data, size};
+  }
+};
+
 // Runs any number of exchanges at once on one I/O thread of its own, so
 // that they neither block the JS thread nor queue behind libuv's pool.
+// The rules of each exchange are ClientExchange's (exchange.h); the
+// transports only do I/O.
 class AsyncClient {
  public:
   virtual ~AsyncClient() = default;
-  // Connect, send, read. `stream`: report payload through OnChunk.
-  virtual void Start(uint64_t id, const std::string& path, std::vector<uint8_t>&& request,
-                     const ClientOptions& options, bool stream) = 0;
-  // Like Start, but sends `request` without copying it: the caller keeps
-  // the bytes alive and unchanged until OnComplete. The default copies.
-  virtual void StartBorrowed(uint64_t id, const std::string& path, const uint8_t* request, size_t len,
-                             const ClientOptions& options, bool stream);
-  // Like Start, but `request` (raw, framed here) need only stay valid
-  // during this call: a transport that sends on the calling thread sends
-  // straight from it and copies only what the kernel did not take at once.
-  // The default frames a copy for Start.
-  virtual void StartTransient(uint64_t id, const std::string& path, const uint8_t* request, size_t len,
-                              const ClientOptions& options, bool stream);
-  // Connect only; OnConnected, then the caller calls Send (or Cancel).
-  virtual void StartConnect(uint64_t id, const std::string& path, const ClientOptions& options) = 0;
-  virtual void Send(uint64_t id, std::vector<uint8_t>&& request, bool stream) = 0;
+  // Connect, send `request`, read the response. `stream`: report payload
+  // through OnChunk as it arrives.
+  virtual void Start(uint64_t id, const std::string& path, const ClientRequest& request, const ClientOptions& options,
+                     bool stream) = 0;
+  // The request of a connect-only exchange (raw; framed and copied here).
+  virtual void Send(uint64_t id, const uint8_t* request, size_t len) = 0;
   // Ends an exchange early with `why` (kAborted, kTimeout, ...). No-op if
   // it already completed.
   virtual void Cancel(uint64_t id, const Status& why) = 0;
@@ -106,11 +113,9 @@ class AsyncClient {
   // Streaming exchanges: stop reading the response until Resume(), so that
   // a slow consumer holds the server back instead of piling chunks up in
   // memory (the server sees ordinary socket or pipe backpressure). Both
-  // may be called in any phase; no-ops for unknown ids. Both clients keep
-  // the state in a StreamFlow (stream_flow.h). The defaults do nothing (a
-  // transport without flow control reads on).
-  virtual void Pause(uint64_t id) { (void)id; }
-  virtual void Resume(uint64_t id) { (void)id; }
+  // may be called in any phase; no-ops for unknown ids.
+  virtual void Pause(uint64_t id) = 0;
+  virtual void Resume(uint64_t id) = 0;
 };
 
 std::unique_ptr<AsyncClient> CreateAsyncClient(ClientDelegate* delegate);

@@ -1,6 +1,5 @@
 #include "client.h"
 
-#include "pkt_line.h"
 
 namespace sipc {
 
@@ -18,18 +17,6 @@ const char* ActiveStateName(ActiveState state) {
       return "other-error";
   }
   return "other-error";
-}
-
-void AsyncClient::StartTransient(uint64_t id, const std::string& path, const uint8_t* request, size_t len,
-                                 const ClientOptions& options, bool stream) {
-  std::vector<uint8_t> framed;
-  pkt::AppendMessage(request, len, &framed);
-  Start(id, path, std::move(framed), options, stream);
-}
-
-void AsyncClient::StartBorrowed(uint64_t id, const std::string& path, const uint8_t* request, size_t len,
-                                const ClientOptions& options, bool stream) {
-  StartTransient(id, path, request, len, options, stream);
 }
 
 }  // namespace sipc

@@ -17,15 +17,10 @@
 #include <deque>
 #include <vector>
 
+#include "byte_buffer.h"  // kBorrowThreshold
 #include "pkt_line.h"
 
 namespace sipc {
-
-// Chunks at least this large are sent from the caller's memory (borrowed)
-// when they cannot be written at once; below it a copy costs less than
-// keeping the caller's buffer alive and reporting it back. The one
-// definition, for every transport and the client.
-constexpr size_t kBorrowThreshold = 64 * 1024;
 
 class OutputQueue {
  public:

@@ -95,6 +95,10 @@ LibInfo LibCodeInfo(int code) {
       return {"ERR_IPC_UNSAFE_FILE", "not a regular file of this user; left as it is"};
     case LibCode::kBufferFull:
       return {"ERR_IPC_BUFFER_FULL", "incomplete requests hold maxBufferedRequestBytes"};
+    case LibCode::kResponseTooLarge:
+      return {"ERR_IPC_RESPONSE_TOO_LARGE", "response exceeds maxResponseBytes"};
+    case LibCode::kServerIdentity:
+      return {"ERR_IPC_SERVER_IDENTITY", "the server is not run by the user serverUid requires"};
   }
   return {"ERR_IPC_UNKNOWN", "unknown error"};
 }

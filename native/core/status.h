@@ -26,6 +26,8 @@ enum class LibCode : int {
   kWriteStalled = 100012,        // client stopped reading its response
   kUnsafeFile = 100013,          // a file beside the socket is not a regular file of ours
   kBufferFull = 100014,          // incomplete requests hold maxBufferedRequestBytes
+  kResponseTooLarge = 100015,    // client: response over maxResponseBytes
+  kServerIdentity = 100016,      // client: the server is not the user serverUid requires
 };
 
 struct Status {

@@ -33,8 +33,7 @@
 #include <unordered_map>
 
 #include "../core/clock.h"
-#include "../core/stream_flow.h"
-#include "exchange.h"
+#include "socket_exchange.h"
 #include "poller.h"
 
 namespace sipc {
@@ -45,7 +44,7 @@ uint32_t ToPollerEvents(short events) {
   return ((events & POLLIN) ? kPollIn : 0) | ((events & POLLOUT) ? kPollOut : 0);
 }
 
-class PosixAsyncClient : public AsyncClient {
+class PosixAsyncClient : public QueuedAsyncClient {
  public:
   PosixAsyncClient(ClientDelegate* delegate, std::unique_ptr<Poller> poller)
       : delegate_(delegate), poller_(std::move(poller)) {
@@ -54,52 +53,18 @@ class PosixAsyncClient : public AsyncClient {
 
   ~PosixAsyncClient() override { Shutdown(); }
 
-  // Calling thread.
-  void Start(uint64_t id, const std::string& path, std::vector<uint8_t>&& request,
-             const ClientOptions& options, bool stream) override {
-    std::unique_ptr<Exchange> exchange(new Exchange(path, options, stream));
-    exchange->SetFramedRequest(std::move(request));
-    StartHere(id, std::move(exchange), false);
+  // Calling thread: connects and sends right here, then hands the
+  // exchange to the loop. Usually the kernel takes the whole request at
+  // once; a transient request is copied only when it did not (a connect
+  // still in progress or retried, a full socket).
+  void Start(uint64_t id, const std::string& path, const ClientRequest& request, const ClientOptions& options,
+             bool stream) override {
+    std::unique_ptr<SocketExchange> exchange(new SocketExchange(path, options, stream));
+    exchange->SetRequest(request);
+    exchange->Step(0, NowMs());
+    if (request.kind == ClientRequest::Kind::kTransient) exchange->OwnRequest();
+    StartHere(id, std::move(exchange));
   }
-
-  // Calling thread.
-  void StartBorrowed(uint64_t id, const std::string& path, const uint8_t* request, size_t len,
-                     const ClientOptions& options, bool stream) override {
-    std::unique_ptr<Exchange> exchange(new Exchange(path, options, stream));
-    exchange->SetBorrowedRequest(request, len);
-    StartHere(id, std::move(exchange), false);
-  }
-
-  // Calling thread. Usually the kernel takes the whole request at once:
-  // then it is never copied. Otherwise (a connect still in progress or
-  // retried, a full socket) the rest is copied before the loop takes over.
-  void StartTransient(uint64_t id, const std::string& path, const uint8_t* request, size_t len,
-                      const ClientOptions& options, bool stream) override {
-    std::unique_ptr<Exchange> exchange(new Exchange(path, options, stream));
-    exchange->SetBorrowedRequest(request, len);
-    StartHere(id, std::move(exchange), false, /*copy_unsent=*/true);
-  }
-
-  // Calling thread.
-  void StartConnect(uint64_t id, const std::string& path, const ClientOptions& options) override {
-    StartHere(id, std::unique_ptr<Exchange>(new Exchange(path, options, false)), true);
-  }
-
-  void Send(uint64_t id, std::vector<uint8_t>&& request, bool stream) override {
-    (void)stream;  // fixed at StartConnect (never a stream)
-    Command c(Command::kSend, id);
-    c.data = std::move(request);
-    Push(std::move(c));
-  }
-
-  void Cancel(uint64_t id, const Status& why) override {
-    Command c(Command::kCancel, id);
-    c.why = why;
-    Push(std::move(c));
-  }
-
-  void Pause(uint64_t id) override { Push(Command(Command::kPause, id)); }
-  void Resume(uint64_t id) override { Push(Command(Command::kResume, id)); }
 
   void Shutdown() override {
     {
@@ -112,24 +77,10 @@ class PosixAsyncClient : public AsyncClient {
   }
 
  private:
-  struct Command {
-    enum Kind { kAdopt, kSend, kCancel, kPause, kResume };
-    Command(Kind k, uint64_t i) : kind(k), id(i) {}
-    Kind kind;
-    uint64_t id;
-    std::unique_ptr<Exchange> exchange;  // kAdopt
-    bool connect_only = false;           // kAdopt
-    bool reported_connected = false;     // kAdopt
-    uint32_t registered_events = 0;      // kAdopt: what the caller registered
-    std::vector<uint8_t> data;           // kSend: the framed request
-    Status why;                          // kCancel
-  };
+  using Command = ExchangeCommand;
 
   struct Entry {
-    std::unique_ptr<Exchange> exchange;
-    bool connect_only = false;
-    bool reported_connected = false;
-    StreamFlow flow;  // Pause()/Resume()
+    std::unique_ptr<SocketExchange> exchange;
     int registered_fd = -1;
     uint32_t registered_generation = 0;
     uint32_t registered_events = 0;
@@ -143,32 +94,24 @@ class PosixAsyncClient : public AsyncClient {
     bool operator>(const Timer& other) const { return at > other.at; }
   };
 
-  // Calling thread: connects and sends right here, then hands the
-  // exchange to the loop. An exchange that ends here (nothing at the path,
-  // say) reports at once; the delegate queues the report, so the caller is
-  // never re-entered. `copy_unsent`: the request is the caller's only for
-  // this call, so what is left of it is copied before the hand-over.
-  void StartHere(uint64_t id, std::unique_ptr<Exchange> exchange, bool connect_only, bool copy_unsent = false) {
-    exchange->Step(0, NowMs());
-    if (copy_unsent) exchange->OwnRequest();
-    bool reported_connected = false;
-    if (connect_only && exchange->phase() == Exchange::Phase::kIdle) {
-      delegate_->OnConnected(id);
-      reported_connected = true;
-    }
+  // Calling thread: reports what the first step brought, then hands the
+  // exchange to the loop. An exchange that ends here (nothing at the
+  // path, say) reports at once; the delegate queues the report, so the
+  // caller is never re-entered.
+  void StartHere(uint64_t id, std::unique_ptr<SocketExchange> exchange) {
+    if (exchange->TakeConnectedNotice()) delegate_->OnConnected(id);
     if (exchange->done()) {
       delegate_->OnComplete(id, exchange->result(), std::move(exchange->response()));
       return;
     }
-    Command c(Command::kAdopt, id);
     int fd = exchange->fd();
     uint32_t want = ToPollerEvents(exchange->wanted_events());
     // The loop must wake to learn a deadline; an exchange that only waits
     // for its socket is found through the socket's first event.
     bool needs_wake = fd < 0 || want == 0 || exchange->next_deadline() >= 0;
+    SocketExchange* started = exchange.get();
+    Command c(Command::Kind::kAdopt, id);
     c.exchange = std::move(exchange);
-    c.connect_only = connect_only;
-    c.reported_connected = reported_connected;
     std::lock_guard<std::mutex> lock(mutex_);
     if (stopping_) return;  // the exchange closes its socket; no report after Shutdown
     // Queued (and flagged) before the socket is registered: a loop that
@@ -176,16 +119,15 @@ class PosixAsyncClient : public AsyncClient {
     // take it while we hold the lock, so it is still ours to fill in.
     commands_.push_back(std::move(c));
     have_commands_.store(true, std::memory_order_release);
-    Command& queued = commands_.back();
     if (fd >= 0 && want != 0 && poller_->Add(fd, want, id, false)) {
-      queued.registered_events = want;
+      started->registered_by_caller = want;
     } else {
       needs_wake = true;  // the loop registers it
     }
     WakeLocked(needs_wake);
   }
 
-  void Push(Command&& c) {
+  void Push(Command&& c) override {
     std::lock_guard<std::mutex> lock(mutex_);
     commands_.push_back(std::move(c));
     have_commands_.store(true, std::memory_order_release);
@@ -256,50 +198,27 @@ class PosixAsyncClient : public AsyncClient {
   }
 
   void HandleCommand(Command& c, int64_t now) {
-    if (c.kind == Command::kAdopt) {
+    if (c.kind == Command::Kind::kAdopt) {
       Adopt(c);
       return;
     }
     auto it = entries_.find(c.id);
-    if (it == entries_.end()) return;
-    Entry& entry = it->second;
-    switch (c.kind) {
-      case Command::kAdopt:
-        break;
-      case Command::kSend:
-        if (entry.exchange->phase() != Exchange::Phase::kIdle) return;
-        entry.exchange->SetFramedRequest(std::move(c.data));
-        entry.connect_only = false;
-        Drive(it, 0, now);
-        break;
-      case Command::kCancel:
-        entry.exchange->Fail(c.why);
-        Drive(it, 0, now);
-        break;
-      case Command::kPause:
-        entry.flow.Pause();
-        UpdateRegistration(c.id, &entry);
-        break;
-      case Command::kResume:
-        entry.flow.Resume();
-        UpdateRegistration(c.id, &entry);
-        break;
-    }
+    if (it == entries_.end()) return;  // over already
+    c.ApplyTo(it->second.exchange.get());
+    Drive(it, 0, now);
   }
 
   // Takes over an exchange started on the calling thread, with the
   // registration that thread made.
   void Adopt(Command& c) {
     Entry entry;
-    Exchange* ex = c.exchange.get();
-    entry.connect_only = c.connect_only;
-    entry.reported_connected = c.reported_connected;
-    if (c.registered_events != 0) {
+    entry.exchange.reset(static_cast<SocketExchange*>(c.exchange.release()));
+    SocketExchange* ex = entry.exchange.get();
+    if (ex->registered_by_caller != 0) {
       entry.registered_fd = ex->fd();
       entry.registered_generation = ex->fd_generation();
-      entry.registered_events = c.registered_events;
+      entry.registered_events = ex->registered_by_caller;
     }
-    entry.exchange = std::move(c.exchange);
     auto it = entries_.emplace(c.id, std::move(entry)).first;
     UpdateRegistration(c.id, &it->second);
     ScheduleTimer(c.id, &it->second);
@@ -342,15 +261,10 @@ class PosixAsyncClient : public AsyncClient {
   void Drive(EntryIt it, int revents, int64_t now) {
     uint64_t id = it->first;
     Entry& entry = it->second;
-    Exchange* ex = entry.exchange.get();
+    SocketExchange* ex = entry.exchange.get();
     ex->Step(revents, now);
 
-    if (ex->stream() && !ex->response().empty()) {
-      // Handed over whole (external in JS when large); the exchange reads
-      // the next chunk into fresh memory.
-      ByteBuffer chunk(std::move(ex->response()));
-      delegate_->OnChunkBuffer(id, std::move(chunk));
-    }
+    if (ex->has_chunk()) delegate_->OnChunk(id, ex->TakeChunk());
     if (ex->done()) {
       // The exchange closed its socket, which also ended its registration
       // (with epoll; the poll() backend is told). Told after the close: a
@@ -363,21 +277,17 @@ class PosixAsyncClient : public AsyncClient {
       delegate_->OnComplete(id, result, std::move(response));
       return;
     }
-    if (entry.connect_only && !entry.reported_connected && ex->phase() == Exchange::Phase::kIdle) {
-      entry.reported_connected = true;
-      delegate_->OnConnected(id);
-    }
+    if (ex->TakeConnectedNotice()) delegate_->OnConnected(id);
     UpdateRegistration(id, &entry);
     ScheduleTimer(id, &entry);
   }
 
   void UpdateRegistration(uint64_t id, Entry* entry) {
-    Exchange* ex = entry->exchange.get();
+    SocketExchange* ex = entry->exchange.get();
     int fd = ex->fd();
+    // None for a paused stream: it reads nothing, its socket fills up and
+    // the server sees ordinary backpressure.
     uint32_t want = ToPollerEvents(ex->wanted_events());
-    // A paused stream reads nothing: its socket fills up and the server
-    // sees ordinary backpressure.
-    if (!entry->flow.MayRead(ex->phase() == Exchange::Phase::kReceive)) want = 0;
     bool same_socket = fd >= 0 && fd == entry->registered_fd &&
                        ex->fd_generation() == entry->registered_generation;
     if (!same_socket && entry->registered_fd >= 0) {

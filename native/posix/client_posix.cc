@@ -1,4 +1,5 @@
-// The blocking client: an Exchange driven by poll() on the calling thread.
+// The blocking client: a SocketExchange driven by poll() on the calling
+// thread.
 #include <poll.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
@@ -8,7 +9,7 @@
 #include <thread>
 
 #include "../core/clock.h"
-#include "exchange.h"
+#include "socket_exchange.h"
 #include "socket_util.h"
 
 namespace sipc {
@@ -16,7 +17,7 @@ namespace sipc {
 namespace {
 
 // `sink` (streaming exchanges only) takes the payload read by each step.
-void RunToCompletion(Exchange* exchange, ResponseSink* sink) {
+void RunToCompletion(SocketExchange* exchange, ResponseSink* sink) {
   auto step = [exchange, sink](int revents) {
     exchange->Step(revents, NowMs());
     ByteBuffer& got = exchange->response();
@@ -54,8 +55,9 @@ void RunToCompletion(Exchange* exchange, ResponseSink* sink) {
 
 ClientResult SendCommandSync(const std::string& path, const uint8_t* request, size_t request_len,
                              const ClientOptions& options, ByteBuffer* response) {
-  Exchange exchange(path, options, false);
-  exchange.SetRequest(request, request_len);
+  SocketExchange exchange(path, options, false);
+  // The caller's bytes outlive this call: sent from where they are.
+  exchange.SetRequest(ClientRequest::Borrowed(request, request_len));
   RunToCompletion(&exchange, nullptr);
   *response = std::move(exchange.response());
   return exchange.result();
@@ -63,8 +65,8 @@ ClientResult SendCommandSync(const std::string& path, const uint8_t* request, si
 
 ClientResult SendCommandSyncStreaming(const std::string& path, const uint8_t* request, size_t request_len,
                                       const ClientOptions& options, ResponseSink* sink) {
-  Exchange exchange(path, options, true);
-  exchange.SetBorrowedRequest(request, request_len);  // alive for the whole call
+  SocketExchange exchange(path, options, true);
+  exchange.SetRequest(ClientRequest::Borrowed(request, request_len));  // alive for the whole call
   RunToCompletion(&exchange, sink);
   return exchange.result();
 }

@@ -43,6 +43,11 @@ std::vector<uint8_t> Framed(const std::string& payload) {
   return out;
 }
 
+// A request whose bytes are the caller's only during Start().
+ClientRequest Transient(const std::string& payload) {
+  return ClientRequest::Transient(reinterpret_cast<const uint8_t*>(payload.data()), payload.size());
+}
+
 std::string TempSocketPath() {
   char tmpl[] = "/tmp/sipc-client-XXXXXX";
   char* dir = mkdtemp(tmpl);
@@ -152,12 +157,7 @@ class Recorder : public ClientDelegate {
     std::thread::id thread;
   };
 
-  void OnChunk(uint64_t id, std::vector<uint8_t>&& chunk) override {
-    std::lock_guard<std::mutex> lock(mu_);
-    streamed_[id] += chunk.size();
-    cv_.notify_all();
-  }
-  void OnChunkBuffer(uint64_t id, ByteBuffer&& chunk) override {
+  void OnChunk(uint64_t id, ByteBuffer&& chunk) override {
     std::lock_guard<std::mutex> lock(mu_);
     streamed_[id] += chunk.size();
     stream_ok_ = stream_ok_ && CheckPattern(streamed_[id] - chunk.size(), chunk);
@@ -240,13 +240,13 @@ TEST(exchanges_started_from_another_thread_complete) {
   // The "JS thread": connects and sends there; the I/O thread reads.
   std::thread starter([&] {
     for (uint64_t id = 1; id <= 200; id++) {
-      std::vector<uint8_t> request = Framed("echo-" + std::to_string(id));
       if (id % 2) {
-        client->Start(id, server.path(), std::move(request), Options(), false);
+        client->Start(id, server.path(), Transient("echo-" + std::to_string(id)), Options(), false);
       } else {
         static const std::string kBorrowed = std::string(100000, 'b');
-        client->StartBorrowed(id, server.path(), reinterpret_cast<const uint8_t*>(kBorrowed.data()),
-                              kBorrowed.size(), Options(), false);
+        client->Start(id, server.path(),
+                      ClientRequest::Borrowed(reinterpret_cast<const uint8_t*>(kBorrowed.data()), kBorrowed.size()),
+                      Options(), false);
       }
     }
   });
@@ -266,7 +266,7 @@ TEST(an_exchange_that_fails_at_once_reports_on_the_starting_thread) {
   Recorder recorder;
   std::unique_ptr<AsyncClient> client = CreateAsyncClient(&recorder);
   std::string missing = TempSocketPath();  // nothing listens there
-  client->Start(1, missing, Framed("x"), Options(), false);
+  client->Start(1, missing, Transient("x"), Options(), false);
   REQUIRE(recorder.WaitDone(1));
   Recorder::Outcome o = recorder.outcome(1);
   CHECK_EQ(o.status.code, ENOENT);
@@ -283,7 +283,7 @@ TEST(timeouts_fire_in_deadline_order_from_the_timer_heap) {
   // One hanging exchange at a time (the raw server serves one connection
   // at a time; the others wait in its backlog): all time out.
   const int64_t timeouts[] = {400, 100, 250};
-  for (uint64_t id = 1; id <= 3; id++) client->Start(id, server.path(), Framed("hang"), Options(timeouts[id - 1]), false);
+  for (uint64_t id = 1; id <= 3; id++) client->Start(id, server.path(), Transient("hang"), Options(timeouts[id - 1]), false);
   REQUIRE(recorder.WaitDone(3));
   for (uint64_t id = 1; id <= 3; id++) CHECK(recorder.outcome(id).status.is(LibCode::kTimeout));
   CHECK(recorder.order() == (std::vector<uint64_t>{2, 3, 1}));
@@ -294,13 +294,13 @@ TEST(cancel_and_connect_only_then_send) {
   RawServer server;
   Recorder recorder;
   std::unique_ptr<AsyncClient> client = CreateAsyncClient(&recorder);
-  client->StartConnect(1, server.path(), Options());
+  client->Start(1, server.path(), ClientRequest::None(), Options(), false);
   REQUIRE(recorder.WaitFor([&] { return recorder.connected_[1]; }));  // under its mutex
-  client->Send(1, Framed("later"), false);
+  client->Send(1, reinterpret_cast<const uint8_t*>("later"), 5);
   REQUIRE(recorder.WaitDone(1));
   CHECK_EQ(recorder.outcome(1).response, std::string("later"));
 
-  client->Start(2, server.path(), Framed("hang"), Options(), false);
+  client->Start(2, server.path(), Transient("hang"), Options(), false);
   client->Cancel(2, Status::Lib(LibCode::kAborted, "cancelled"));
   client->Cancel(2, Status::Lib(LibCode::kAborted, "twice"));  // no-op
   client->Cancel(99, Status::Lib(LibCode::kAborted, "unknown"));  // no-op
@@ -314,7 +314,7 @@ TEST(a_paused_stream_stops_reading_and_resumes_intact) {
   Recorder recorder;
   std::unique_ptr<AsyncClient> client = CreateAsyncClient(&recorder);
   const size_t kTotal = 16 * 1024 * 1024;
-  client->Start(1, server.path(), Framed("stream:" + std::to_string(kTotal)), Options(), true);
+  client->Start(1, server.path(), Transient("stream:" + std::to_string(kTotal)), Options(), true);
   client->Pause(1);
   // However fast the server writes, a paused stream takes at most what
   // was read before the pause arrived plus one step (1 MiB per step).
@@ -341,7 +341,7 @@ TEST(a_full_backlog_outlasts_the_connect_timeout) {
   options.connect_timeout_ms = 50;
   // Backlog 1: the first connections queue, the rest see EAGAIN and wait
   // far beyond connect_timeout_ms.
-  for (uint64_t id = 1; id <= 10; id++) client->Start(id, server.path(), Framed("b" + std::to_string(id)), options, false);
+  for (uint64_t id = 1; id <= 10; id++) client->Start(id, server.path(), Transient("b" + std::to_string(id)), options, false);
   std::this_thread::sleep_for(std::chrono::milliseconds(400));
   server.StartAccepting();
   REQUIRE(recorder.WaitDone(10));
@@ -351,7 +351,7 @@ TEST(a_full_backlog_outlasts_the_connect_timeout) {
   client->Shutdown();
 }
 
-// StartTransient's bytes are the caller's only during the call. With a
+// A transient request's bytes are the caller's only during the call. With a
 // backlog of 1 the first requests go out at once and the rest wait to
 // connect again: those must have been copied, since the caller's buffer is
 // scribbled over and freed right after each call (ASan sees any later read).
@@ -362,7 +362,7 @@ TEST(transient_requests_that_wait_to_connect_are_copied) {
   for (uint64_t id = 1; id <= 10; id++) {
     std::string payload = "transient-" + std::to_string(id) + std::string(id * 100, 't');
     std::vector<uint8_t> bytes(payload.begin(), payload.end());
-    client->StartTransient(id, server.path(), bytes.data(), bytes.size(), Options(), false);
+    client->Start(id, server.path(), ClientRequest::Transient(bytes.data(), bytes.size()), Options(), false);
     std::fill(bytes.begin(), bytes.end(), uint8_t{'X'});
   }
   std::this_thread::sleep_for(std::chrono::milliseconds(200));
@@ -380,8 +380,8 @@ TEST(shutdown_with_exchanges_in_every_phase_reports_nothing_after) {
   RawServer server(false);
   Recorder recorder;
   std::unique_ptr<AsyncClient> client = CreateAsyncClient(&recorder);
-  for (uint64_t id = 1; id <= 20; id++) client->Start(id, server.path(), Framed("hang"), Options(), id % 2 == 0);
-  client->StartConnect(21, server.path(), Options());
+  for (uint64_t id = 1; id <= 20; id++) client->Start(id, server.path(), Transient("hang"), Options(), id % 2 == 0);
+  client->Start(21, server.path(), ClientRequest::None(), Options(), false);
   client->Shutdown();
   size_t reported = recorder.order().size();
   std::this_thread::sleep_for(std::chrono::milliseconds(50));

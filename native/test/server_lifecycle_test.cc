@@ -25,7 +25,7 @@ TEST(stop_drops_hanging_handlers_after_the_grace_time) {
   Collector collector;
   std::unique_ptr<AsyncClient> client = CreateAsyncClient(&collector);
   ClientOptions copts;
-  for (uint64_t id = 1; id <= 5; id++) client->Start(id, h.path, Bytes(Frame("hang")), copts, false);
+  for (uint64_t id = 1; id <= 5; id++) client->Start(id, h.path, Transient("hang"), copts, false);
   CHECK(h.delegate.WaitHanging(5));
   int64_t start = NowMs();
   h.server->Stop(200);

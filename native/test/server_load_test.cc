@@ -32,7 +32,7 @@ TEST(many_concurrent_sync_and_async_clients) {
   copts.timeout_ms = kWaitMs;
   const uint64_t kAsync = 1000;
   for (uint64_t id = 1; id <= kAsync; id++) {
-    client->Start(id, h.path, Bytes(Frame("async-" + std::to_string(id))), copts, false);
+    client->Start(id, h.path, Transient("async-" + std::to_string(id)), copts, false);
   }
   for (std::thread& t : threads) t.join();
   CHECK(collector.Wait(kAsync, 60000));
@@ -56,7 +56,7 @@ TEST(thousand_connections_at_once) {
   ClientOptions copts;
   copts.timeout_ms = 60000;
   copts.connect_timeout_ms = 30000;
-  for (uint64_t id = 1; id <= 1000; id++) client->Start(id, h.path, Bytes(Frame("ping")), copts, false);
+  for (uint64_t id = 1; id <= 1000; id++) client->Start(id, h.path, Transient("ping"), copts, false);
   CHECK(collector.Wait(1000, 90000));
   size_t good = 0;
   for (auto& kv : collector.results()) good += kv.second.first == 0 && kv.second.second == "pong";
@@ -76,7 +76,7 @@ TEST(no_descriptor_or_thread_leak_across_a_server_lifetime) {
     std::unique_ptr<AsyncClient> client = CreateAsyncClient(&collector);
     ClientOptions copts;
     for (uint64_t id = 1; id <= 2000; id++) {
-      client->Start(id, h.path, Bytes(Frame(id % 3 == 0 ? "abort" : "ping")), copts, false);
+      client->Start(id, h.path, Transient(id % 3 == 0 ? "abort" : "ping"), copts, false);
     }
     CHECK(collector.Wait(2000, 60000));
     client->Shutdown();

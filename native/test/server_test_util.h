@@ -75,6 +75,10 @@ constexpr int64_t kWaitMs = 20000;
 inline void SleepMs(int ms) { std::this_thread::sleep_for(std::chrono::milliseconds(ms)); }
 
 inline std::vector<uint8_t> Bytes(const std::string& s) { return std::vector<uint8_t>(s.begin(), s.end()); }
+// An AsyncClient request (raw) whose bytes are the caller's only during Start().
+inline ClientRequest Transient(const std::string& s) {
+  return ClientRequest::Transient(reinterpret_cast<const uint8_t*>(s.data()), s.size());
+}
 inline std::string Str(const std::vector<uint8_t>& v) { return std::string(v.begin(), v.end()); }
 inline std::string Str(const ByteBuffer& b) { return std::string(reinterpret_cast<const char*>(b.data()), b.size()); }
 
@@ -533,7 +537,7 @@ inline ClientResult Send(const std::string& path, const std::string& request, st
 // An AsyncClient delegate that collects results.
 class Collector : public ClientDelegate {
  public:
-  void OnChunk(uint64_t, std::vector<uint8_t>&&) override {}
+  void OnChunk(uint64_t, ByteBuffer&&) override {}
   void OnConnected(uint64_t) override {}
   void OnComplete(uint64_t id, const ClientResult& result, ByteBuffer&& response) override {
     std::lock_guard<std::mutex> lock(mu_);

@@ -1,10 +1,14 @@
 // The simple-ipc clients on Windows (docs/protocol.md#windows-client): the blocking
 // client, the asynchronous client and getActiveState, over named pipes.
 //
+// Both drive PipeExchange objects: a ClientExchange (native/core/exchange.h,
+// the rules of an exchange, shared with POSIX) plus a pipe handle. They
+// only do the I/O.
+//
 // Threads:
-//  - The synchronous client (PipeExchange) runs one conversation on the
-//    caller's thread: connect with Git's rules, send, read, with
-//    overlapped I/O waited for within the exchange deadline (timeoutMs).
+//  - The synchronous client (BlockingPipeClient) runs one exchange on the
+//    caller's thread: connect, send, read, with overlapped I/O waited for
+//    within the exchange deadline (timeoutMs).
 //  - The asynchronous client runs every exchange of its JS environment on
 //    one thread of its own that waits on one I/O completion port: pipe
 //    handles are opened with FILE_FLAG_OVERLAPPED and associated with the
@@ -15,8 +19,6 @@
 //    wake the port. Flow control too: a paused stream posts no next
 //    ReadFile (the pipe fills and the server waits) until Resume(), a
 //    command like the others, posts it on that thread.
-//  - Both follow Git's connect rules through ConnectPolicy (core, shared
-//    with POSIX): what to do after a failed CreateFileW.
 #include <algorithm>
 #include <atomic>
 #include <cerrno>
@@ -29,9 +31,7 @@
 
 #include "../core/client.h"
 #include "../core/clock.h"
-#include "../core/connect_policy.h"
-#include "../core/pkt_line.h"
-#include "../core/stream_flow.h"
+#include "../core/exchange.h"
 #include "pipe_name.h"
 #include "win_util.h"
 
@@ -54,8 +54,8 @@ HANDLE OpenPipe(const std::wstring& name) {
 }
 
 // Git's connect rules (retry a missing or busy pipe every 50 ms within
-// connectTimeoutMs, or give up) come from ConnectPolicy, shared with the
-// POSIX client; these two functions are the Windows side of it.
+// connectTimeoutMs, or give up) are ClientExchange's; these two functions
+// are the Windows side of them.
 ConnectFailure ClassifyConnectError(DWORD error) {
   switch (error) {
     case ERROR_FILE_NOT_FOUND:
@@ -77,132 +77,169 @@ Status GiveUpStatus(DWORD error, const std::string& path, const ClientOptions& o
   return win::StatusFromWin32(error, "connect", path);
 }
 
-Status TimeoutStatus(const ClientOptions& options) {
-  return Status::Lib(LibCode::kTimeout, "after " + std::to_string(options.timeout_ms) + " ms");
-}
-
-Status IncompleteResponse() {
-  return Status::Lib(LibCode::kIncompleteResponse, "server closed the connection before the flush packet");
-}
-
 bool IsHangUp(DWORD error) {
   return error == ERROR_BROKEN_PIPE || error == ERROR_PIPE_NOT_CONNECTED || error == ERROR_NO_DATA;
 }
 
-// Frames the next piece of an unframed payload (read from the caller's
-// memory, never framed as a whole) into `staging`, at most kMaxWriteSize
-// bytes; `*offset` counts framed bytes already taken. False when all of it
-// was taken.
-bool StageFramed(const uint8_t* data, size_t len, size_t* offset, std::vector<uint8_t>* staging) {
-  constexpr size_t kMaxSpans = 32;
-  pkt::Span spans[kMaxSpans];
-  char headers[kMaxSpans / 2 + 1][pkt::kHeaderSize];
-  size_t count = pkt::FramedSpans(data, len, *offset, spans, kMaxSpans, headers);
-  if (count == 0) return false;
-  staging->clear();
-  for (size_t i = 0; i < count && staging->size() < kMaxWriteSize; i++) {
-    size_t take = spans[i].size;
-    if (take > kMaxWriteSize - staging->size()) take = kMaxWriteSize - staging->size();
-    staging->insert(staging->end(), spans[i].data, spans[i].data + take);
+// ---------------------------------------------------------------------------
+// One exchange over a pipe, and the I/O results both clients report to it.
+
+struct PipeExchange : ClientExchange {
+  PipeExchange(std::string path, const ClientOptions& options, bool stream)
+      : ClientExchange(std::move(path), options, stream, ActiveState::kPathNotFound) {}
+
+  // The pipe name for the path; false (and over) when there is none.
+  bool ResolveName() {
+    Status st = win::PipeNameForPath(path(), &name);
+    if (st.ok()) return true;
+    st.syscall = "connect";
+    OnConnectImpossible(ActiveState::kInvalidPath, st);
+    return false;
   }
-  *offset += staging->size();
-  return true;
-}
+
+  // A CreateFileW that failed with `error`.
+  void ConnectError(DWORD error, int64_t now) {
+    OnConnectFailed(ClassifyConnectError(error), GiveUpStatus(error, path(), options()), now);
+  }
+
+  // The next piece of the framed request to write: straight from an owned
+  // request, else (a borrowed payload, framed on the fly) through
+  // `staging`, at most kMaxWriteSize bytes. Empty once all is sent.
+  pkt::Span NextWrite() {
+    constexpr size_t kMaxSpans = 32;
+    pkt::Span spans[kMaxSpans];
+    char headers[kMaxSpans / 2 + 1][pkt::kHeaderSize];
+    size_t count = SendSpans(spans, kMaxSpans, headers);
+    if (count == 0) return pkt::Span{nullptr, 0};
+    if (!request_borrowed()) {
+      size_t piece = spans[0].size < kMaxWriteSize ? spans[0].size : kMaxWriteSize;
+      return pkt::Span{spans[0].data, piece};
+    }
+    staging.clear();
+    for (size_t i = 0; i < count && staging.size() < kMaxWriteSize; i++) {
+      size_t take = spans[i].size;
+      if (take > kMaxWriteSize - staging.size()) take = kMaxWriteSize - staging.size();
+      staging.insert(staging.end(), spans[i].data, spans[i].data + take);
+    }
+    return pkt::Span{staging.data(), staging.size()};
+  }
+
+  void Written(DWORD bytes, DWORD error) {
+    if (error != ERROR_SUCCESS) {
+      Fail(win::StatusFromWin32(error, "write", path()));
+      return;
+    }
+    OnSent(bytes);
+  }
+
+  void Read(const uint8_t* data, DWORD bytes, DWORD error) {
+    if (error == ERROR_MORE_DATA) error = ERROR_SUCCESS;  // message boundary; the bytes are valid
+    if (error == ERROR_SUCCESS) {
+      OnReceived(data, bytes);
+    } else if (IsHangUp(error)) {
+      OnServerClosed();
+    } else {
+      Fail(win::StatusFromWin32(error, "read", path()));
+    }
+  }
+
+  std::wstring name;
+  std::vector<uint8_t> staging;  // a piece of a borrowed request, framed
+};
 
 // ---------------------------------------------------------------------------
 // Synchronous client: one exchange on the caller's thread.
 
-class PipeExchange {
+class BlockingPipeClient {
  public:
-  PipeExchange(std::string path, const ClientOptions& options)
-      : path_(std::move(path)), options_(options), start_(NowMs()) {}
+  // `sink` (streaming exchanges only) takes the payload of each read
+  // instead of the exchange keeping it.
+  explicit BlockingPipeClient(PipeExchange* exchange, ResponseSink* sink = nullptr) : ex_(exchange), sink_(sink) {}
 
-  // Each step returns false once the exchange failed; result() says why.
-  bool Connect();
-  bool SendMessage(const uint8_t* data, size_t len);
-  bool Receive();
-
-  const ClientResult& result() const { return result_; }
-  ByteBuffer& response() { return response_; }
-  // Streams the response to `sink` as it is read instead of keeping it.
-  void set_sink(ResponseSink* sink) { sink_ = sink; }
+  void Run() {
+    ex_->Begin(NowMs());
+    if (!Connect()) return;
+    while (ex_->phase() == ClientExchange::Phase::kSend) {
+      pkt::Span piece = ex_->NextWrite();
+      DWORD done = 0;
+      DWORD error = 0;
+      if (!Transfer(true, const_cast<uint8_t*>(piece.data), static_cast<DWORD>(piece.size), &done, &error)) return;
+      ex_->Written(done, error);
+    }
+    thread_local std::vector<uint8_t> buffer(kLargeReadSize);
+    while (ex_->phase() == ClientExchange::Phase::kReceive) {
+      DWORD n = 0;
+      DWORD error = 0;
+      if (!Transfer(false, buffer.data(), static_cast<DWORD>(buffer.size()), &n, &error)) return;
+      ex_->Read(buffer.data(), n, error);
+      ByteBuffer& got = ex_->response();
+      if (sink_ != nullptr && !got.empty()) {
+        sink_->OnResponseBytes(got.data(), got.size());
+        got.Clear();
+      }
+    }
+    pipe_.reset();
+  }
 
  private:
-  int64_t exchange_deadline() const { return options_.timeout_ms >= 0 ? start_ + options_.timeout_ms : -1; }
+  bool Connect();
   // Sleeps until `until` (absolute ms).
-  static void SleepUntil(int64_t until);
-  bool Fail(const Status& status) {
-    pipe_.reset();
-    result_.status = status;
-    result_.address = path_;
-    return false;
-  }
-  bool FailConnect(ActiveState state, const Status& status) {
-    result_.connect_state = state;
-    return Fail(status);
+  static void SleepUntil(int64_t until) {
+    for (int64_t now = NowMs(); now < until; now = NowMs()) Sleep(static_cast<DWORD>(until - now));
   }
   // One overlapped read or write, waited for within the exchange
   // deadline. False when the deadline passed (the exchange failed);
   // otherwise `*error` is the operation's own result.
   bool Transfer(bool write, void* data, DWORD len, DWORD* done, DWORD* error);
 
-  std::string path_;
-  ClientOptions options_;
-  int64_t start_;
-  std::wstring name_;
+  PipeExchange* ex_;
+  ResponseSink* sink_;
   win::UniqueHandle pipe_;
   win::UniqueHandle io_event_;
-  pkt::Reader reader_;
-  ByteBuffer response_;
-  ResponseSink* sink_ = nullptr;
-  ClientResult result_;
 };
 
-void PipeExchange::SleepUntil(int64_t until) {
-  for (int64_t now = NowMs(); now < until; now = NowMs()) Sleep(static_cast<DWORD>(until - now));
-}
-
-bool PipeExchange::Connect() {
-  Status st = win::PipeNameForPath(path_, &name_);
-  if (!st.ok()) {
-    st.syscall = "connect";
-    return FailConnect(ActiveState::kInvalidPath, st);
-  }
+bool BlockingPipeClient::Connect() {
+  if (!ex_->ResolveName()) return false;
   io_event_.reset(CreateEventW(nullptr, TRUE, FALSE, nullptr));
-  if (!io_event_.valid()) return FailConnect(ActiveState::kOtherError, win::StatusFromWin32(GetLastError(), "CreateEvent"));
-  ConnectPolicy policy(options_, start_, ActiveState::kPathNotFound);
+  if (!io_event_.valid()) {
+    ex_->OnConnectImpossible(ActiveState::kOtherError, win::StatusFromWin32(GetLastError(), "CreateEvent"));
+    return false;
+  }
   for (;;) {
-    HANDLE h = OpenPipe(name_);
+    HANDLE h = OpenPipe(ex_->name);
     if (h != INVALID_HANDLE_VALUE) {
       pipe_.reset(h);
       break;
     }
     DWORD err = GetLastError();
-    int64_t now = NowMs();
-    ConnectDecision d = policy.OnFailure(ClassifyConnectError(err), now);
-    if (d.action == ConnectDecision::Action::kTimeout) return Fail(TimeoutStatus(options_));
-    if (d.action == ConnectDecision::Action::kGiveUp) return FailConnect(d.state, GiveUpStatus(err, path_, options_));
+    ex_->ConnectError(err, NowMs());
+    if (ex_->phase() != ClientExchange::Phase::kRetryWait) return false;
+    int64_t retry_at = ex_->next_deadline();
     if (err == ERROR_PIPE_BUSY) {
       // This thread may block: WaitNamedPipeW returns as soon as an
       // instance is free, or at the retry time. Whatever it answers, the
       // next CreateFileW tells what is there.
-      int64_t wait = d.retry_at_ms - now;
-      if (!WaitNamedPipeW(name_.c_str(), static_cast<DWORD>(wait > 1 ? wait : 1)) && GetLastError() != ERROR_SEM_TIMEOUT) {
-        SleepUntil(d.retry_at_ms);  // it failed at once: wait out the interval anyway
+      int64_t wait = retry_at - NowMs();
+      if (!WaitNamedPipeW(ex_->name.c_str(), static_cast<DWORD>(wait > 1 ? wait : 1)) &&
+          GetLastError() != ERROR_SEM_TIMEOUT) {
+        SleepUntil(retry_at);  // it failed at once: wait out the interval anyway
       }
     } else {
-      SleepUntil(d.retry_at_ms);
+      SleepUntil(retry_at);
     }
+    ex_->RetryNow();
   }
   DWORD mode = PIPE_READMODE_BYTE;
   if (!SetNamedPipeHandleState(pipe_.get(), &mode, nullptr, nullptr)) {
-    return FailConnect(ActiveState::kOtherError, win::StatusFromWin32(GetLastError(), "SetNamedPipeHandleState", path_));
+    ex_->OnConnectImpossible(ActiveState::kOtherError,
+                             win::StatusFromWin32(GetLastError(), "SetNamedPipeHandleState", ex_->path()));
+    return false;
   }
-  result_.connected = true;
+  ex_->OnConnected();
   return true;
 }
 
-bool PipeExchange::Transfer(bool write, void* data, DWORD len, DWORD* done, DWORD* error) {
+bool BlockingPipeClient::Transfer(bool write, void* data, DWORD len, DWORD* done, DWORD* error) {
   OVERLAPPED ov;
   ZeroMemory(&ov, sizeof(ov));
   ov.hEvent = io_event_.get();
@@ -216,7 +253,7 @@ bool PipeExchange::Transfer(bool write, void* data, DWORD len, DWORD* done, DWOR
       return true;
     }
   }
-  int64_t expires = exchange_deadline();
+  int64_t expires = ex_->deadline();
   DWORD wait = INFINITE;
   if (expires >= 0) {
     int64_t now = NowMs();
@@ -226,54 +263,12 @@ bool PipeExchange::Transfer(bool write, void* data, DWORD len, DWORD* done, DWOR
     // The buffer and `ov` must outlive the operation: cancel and wait.
     CancelIoEx(pipe_.get(), &ov);
     GetOverlappedResult(pipe_.get(), &ov, done, TRUE);
-    return Fail(TimeoutStatus(options_));
+    pipe_.reset();
+    ex_->Fail(ClientExchange::TimeoutStatus(ex_->options().timeout_ms));
+    return false;
   }
   *error = GetOverlappedResult(pipe_.get(), &ov, done, FALSE) ? ERROR_SUCCESS : GetLastError();
   return true;
-}
-
-bool PipeExchange::SendMessage(const uint8_t* data, size_t len) {
-  std::vector<uint8_t> staging;
-  staging.reserve(kMaxWriteSize);
-  size_t offset = 0;
-  while (StageFramed(data, len, &offset, &staging)) {
-    size_t sent = 0;
-    while (sent < staging.size()) {
-      DWORD done = 0;
-      DWORD error = 0;
-      if (!Transfer(true, staging.data() + sent, static_cast<DWORD>(staging.size() - sent), &done, &error)) return false;
-      if (error != ERROR_SUCCESS) return Fail(win::StatusFromWin32(error, "write", path_));
-      sent += done;
-    }
-  }
-  return true;
-}
-
-bool PipeExchange::Receive() {
-  thread_local std::vector<uint8_t> buffer(kLargeReadSize);
-  for (;;) {
-    DWORD n = 0;
-    DWORD error = 0;
-    if (!Transfer(false, buffer.data(), static_cast<DWORD>(buffer.size()), &n, &error)) return false;
-    if (error == ERROR_MORE_DATA) error = ERROR_SUCCESS;  // message boundary; the bytes are valid
-    if (error != ERROR_SUCCESS) return Fail(IsHangUp(error) ? IncompleteResponse() : win::StatusFromWin32(error, "read", path_));
-    reader_.Feed(buffer.data(), n, &response_);
-    if (sink_ != nullptr && !response_.empty()) {
-      sink_->OnResponseBytes(response_.data(), response_.size());
-      response_.Clear();
-    }
-    switch (reader_.state()) {
-      case pkt::Reader::State::kNeedMore:
-        continue;
-      case pkt::Reader::State::kDone:
-        pipe_.reset();
-        result_.status = Status::Ok();
-        return true;
-      case pkt::Reader::State::kProtocolError:
-      case pkt::Reader::State::kTooLarge:
-        return Fail(Status::Lib(LibCode::kProtocol, std::string(reader_.error_text()) + " in response"));
-    }
-  }
 }
 
 // ---------------------------------------------------------------------------
@@ -293,54 +288,29 @@ struct IoOp {
   bool write;
 };
 
-// One exchange. Loop thread only, from Start to its end.
-struct Conversation {
-  enum class Phase { kConnecting, kIdle, kWriting, kReading, kOver };
-
-  uint64_t id = 0;
-  std::string path;
-  ClientOptions options;
-  bool stream = false;
-  bool connect_only = false;
-  Phase phase = Phase::kConnecting;
-  int64_t start = 0;
-  int64_t retry_at = -1;  // next connect attempt (kConnecting)
-  ConnectPolicy policy{ClientOptions(), 0};
-  std::wstring name;
-  HANDLE pipe = INVALID_HANDLE_VALUE;
-  int pending = 0;  // operations started whose packet has not come yet
-  IoOp write_op{};
-  IoOp read_op{};
-  // A ReadFile whose packet has not come yet. A paused stream (`flow`)
-  // posts no next read; Resume() posts it unless one is still out.
-  bool read_in_flight = false;
-  StreamFlow flow;
-
-  std::vector<uint8_t> framed;        // owned request, framed
-  const uint8_t* borrowed = nullptr;  // or the caller's payload, unframed,
-  size_t borrowed_len = 0;            // valid until OnComplete,
-  size_t borrowed_offset = 0;         // framed into `staging` piece by piece
-  std::vector<uint8_t> staging;       // (up to this offset so far)
-  size_t sent = 0;                    // bytes of `framed` or `staging` written
-
-  std::vector<uint8_t> read_buffer;
-  pkt::Reader reader;
-  ByteBuffer response;
-  ClientResult result;
-
-  Conversation() {
+// One exchange of the asynchronous client. Made by the calling thread,
+// then the loop thread's alone from its kAdopt command to its end.
+struct Conversation : PipeExchange {
+  Conversation(uint64_t exchange_id, std::string path, const ClientOptions& options, bool stream)
+      : PipeExchange(std::move(path), options, stream), id(exchange_id) {
     write_op.conversation = read_op.conversation = this;
     write_op.write = true;
   }
 
-  int64_t deadline() const {
-    int64_t expires = options.timeout_ms >= 0 ? start + options.timeout_ms : -1;
-    if (phase == Phase::kConnecting && retry_at >= 0 && (expires < 0 || retry_at < expires)) return retry_at;
-    return expires;
-  }
+  uint64_t id;
+  int64_t begun = 0;  // when the loop took it: retries go oldest first
+  HANDLE pipe = INVALID_HANDLE_VALUE;
+  int pending = 0;  // operations started whose packet has not come yet
+  IoOp write_op{};
+  IoOp read_op{};
+  bool write_in_flight = false;
+  // A ReadFile whose packet has not come yet. A paused stream posts no
+  // next read; Resume() posts it unless one is still out.
+  bool read_in_flight = false;
+  std::vector<uint8_t> read_buffer;
 };
 
-class WinAsyncClient : public AsyncClient {
+class WinAsyncClient : public QueuedAsyncClient {
  public:
   explicit WinAsyncClient(ClientDelegate* delegate) : delegate_(delegate) {}
   ~WinAsyncClient() override {
@@ -361,52 +331,17 @@ class WinAsyncClient : public AsyncClient {
     return true;
   }
 
-  void Start(uint64_t id, const std::string& path, std::vector<uint8_t>&& request, const ClientOptions& options,
+  // Calling thread: the exchange is made here (a transient request
+  // copied) and handed to the loop thread, which does all of its I/O.
+  void Start(uint64_t id, const std::string& path, const ClientRequest& request, const ClientOptions& options,
              bool stream) override {
-    Command c(Command::kStart, id);
-    c.path = path;
-    c.data = std::move(request);
-    c.options = options;
-    c.stream = stream;
-    Push(std::move(c));
+    std::unique_ptr<Conversation> c(new Conversation(id, path, options, stream));
+    c->SetRequest(request);
+    if (request.kind == ClientRequest::Kind::kTransient) c->OwnRequest();
+    ExchangeCommand command(ExchangeCommand::Kind::kAdopt, id);
+    command.exchange = std::move(c);
+    Push(std::move(command));
   }
-
-  void StartBorrowed(uint64_t id, const std::string& path, const uint8_t* request, size_t len,
-                     const ClientOptions& options, bool stream) override {
-    Command c(Command::kStart, id);
-    c.path = path;
-    c.borrowed = request;
-    c.borrowed_len = len;
-    c.options = options;
-    c.stream = stream;
-    Push(std::move(c));
-  }
-
-  void StartConnect(uint64_t id, const std::string& path, const ClientOptions& options) override {
-    Command c(Command::kConnect, id);
-    c.path = path;
-    c.options = options;
-    Push(std::move(c));
-  }
-
-  void Send(uint64_t id, std::vector<uint8_t>&& request, bool stream) override {
-    Command c(Command::kSend, id);
-    c.data = std::move(request);
-    c.stream = stream;
-    Push(std::move(c));
-  }
-
-  void Cancel(uint64_t id, const Status& why) override {
-    Command c(Command::kCancel, id);
-    c.why = why;
-    Push(std::move(c));
-  }
-
-  // Flow control reaches the loop thread as commands, like the rest:
-  // there, an id that is over (completed, cancelled, timed out) is gone
-  // from `live_`, and the command is dropped.
-  void Pause(uint64_t id) override { Push(Command(Command::kPause, id)); }
-  void Resume(uint64_t id) override { Push(Command(Command::kResume, id)); }
 
   // Any thread but the loop's. Idempotent.
   void Shutdown() override {
@@ -419,22 +354,12 @@ class WinAsyncClient : public AsyncClient {
   }
 
  private:
-  struct Command {
-    enum Kind { kStart, kConnect, kSend, kCancel, kPause, kResume } kind;
-    uint64_t id;
-    std::string path;
-    std::vector<uint8_t> data;
-    const uint8_t* borrowed = nullptr;
-    size_t borrowed_len = 0;
-    ClientOptions options;
-    bool stream = false;
-    Status why;
-    Command(Kind k, uint64_t i) : kind(k), id(i) {}
-  };
-
   // Any thread (in practice the JS thread): queue, and wake the loop with
   // one packet per batch (it takes every queued command per wake-up).
-  void Push(Command&& c) {
+  // Flow control and cancels are commands like the rest: on the loop
+  // thread, an id that is over is gone from `live_`, and its command is
+  // dropped.
+  void Push(ExchangeCommand&& c) override {
     bool wake;
     {
       std::lock_guard<std::mutex> lock(mutex_);
@@ -448,18 +373,17 @@ class WinAsyncClient : public AsyncClient {
   // ---- loop thread ----
   void Run();
   DWORD NextWaitMs(int64_t now) const;
-  void HandleCommands(std::vector<Command>* batch);
-  void HandleCommand(Conversation* conversation, Command& c);
-  void Begin(Command& c);
+  void HandleCommands(std::vector<ExchangeCommand>* batch);
+  void Adopt(ExchangeCommand& command);
   // `busy`: pipe names known busy right now (skipped, and added to).
   void TryConnect(Conversation* c, std::unordered_set<std::wstring>* busy = nullptr);
   void RunTimers();
-  void StartWrite(Conversation* c);
-  void StartRead(Conversation* c);
+  // Starts what the exchange's phase asks for and reports what it brought.
+  void Advance(Conversation* c);
+  bool StartWrite(Conversation* c);
+  bool StartRead(Conversation* c);
   void OnIo(IoOp* op, DWORD bytes, DWORD error);
-  void OnWritten(Conversation* c, DWORD bytes, DWORD error);
-  void OnRead(Conversation* c, DWORD bytes, DWORD error);
-  void Finish(Conversation* c, const Status& status);
+  void Report(Conversation* c);
   void Sweep();
   void Release(Conversation* c);
   void CloseAll();
@@ -469,8 +393,8 @@ class WinAsyncClient : public AsyncClient {
   std::thread thread_;
 
   std::mutex mutex_;
-  std::vector<Command> commands_;  // (mutex_)
-  bool stopping_ = false;          // (mutex_)
+  std::vector<ExchangeCommand> commands_;  // (mutex_)
+  bool stopping_ = false;                  // (mutex_)
 
   // Loop thread only. `all_` owns every conversation until its last
   // operation completed; `live_` lists those not over yet, by id; `over_`
@@ -481,7 +405,7 @@ class WinAsyncClient : public AsyncClient {
 };
 
 void WinAsyncClient::Run() {
-  std::vector<Command> batch;
+  std::vector<ExchangeCommand> batch;
   for (;;) {
     DWORD bytes = 0;
     ULONG_PTR key = 0;
@@ -515,16 +439,15 @@ void WinAsyncClient::RunTimers() {
   int64_t now = NowMs();
   std::vector<Conversation*> due;
   for (auto& kv : live_) {
-    int64_t at = kv.second->deadline();
+    int64_t at = kv.second->next_deadline();
     if (at >= 0 && at <= now) due.push_back(kv.second);
   }
-  std::sort(due.begin(), due.end(), [](const Conversation* a, const Conversation* b) { return a->start < b->start; });
+  std::sort(due.begin(), due.end(), [](const Conversation* a, const Conversation* b) { return a->begun < b->begun; });
   std::unordered_set<std::wstring> busy;
   for (Conversation* c : due) {
-    int64_t expires = c->options.timeout_ms >= 0 ? c->start + c->options.timeout_ms : -1;
-    if (expires >= 0 && expires <= now) {
-      Finish(c, TimeoutStatus(c->options));
-    } else if (c->phase == Conversation::Phase::kConnecting) {
+    if (c->Expire(now)) {
+      Advance(c);
+    } else if (c->RetryDue(now)) {
       TryConnect(c, &busy);
     }
   }
@@ -533,74 +456,36 @@ void WinAsyncClient::RunTimers() {
 DWORD WinAsyncClient::NextWaitMs(int64_t now) const {
   int64_t next = -1;
   for (const auto& kv : live_) {
-    int64_t at = kv.second->deadline();
+    int64_t at = kv.second->next_deadline();
     if (at >= 0 && (next < 0 || at < next)) next = at;
   }
   if (next < 0) return INFINITE;
   return next > now ? static_cast<DWORD>(next - now) : 0;
 }
 
-void WinAsyncClient::HandleCommands(std::vector<Command>* batch) {
-  for (Command& c : *batch) {
-    if (c.kind == Command::kStart || c.kind == Command::kConnect) {
-      Begin(c);
+void WinAsyncClient::HandleCommands(std::vector<ExchangeCommand>* batch) {
+  for (ExchangeCommand& c : *batch) {
+    if (c.kind == ExchangeCommand::Kind::kAdopt) {
+      Adopt(c);
       continue;
     }
     auto it = live_.find(c.id);
     if (it == live_.end()) continue;  // already over
-    HandleCommand(it->second, c);
+    c.ApplyTo(it->second);
+    Advance(it->second);
   }
   batch->clear();
 }
 
-// A command for a conversation that is not over yet.
-void WinAsyncClient::HandleCommand(Conversation* conversation, Command& c) {
-  switch (c.kind) {
-    case Command::kStart:
-    case Command::kConnect:
-      return;  // Begin()
-    case Command::kCancel:
-      Finish(conversation, c.why);
-      return;
-    case Command::kSend:
-      if (conversation->phase != Conversation::Phase::kIdle) return;
-      conversation->framed = std::move(c.data);
-      conversation->stream = c.stream;
-      conversation->connect_only = false;
-      StartWrite(conversation);
-      return;
-    case Command::kPause:
-      conversation->flow.Pause();
-      return;
-    case Command::kResume:
-      conversation->flow.Resume();
-      // The read a pause held back; if one is still out, its completion
-      // posts the next.
-      if (conversation->phase == Conversation::Phase::kReading && !conversation->read_in_flight) StartRead(conversation);
-      return;
-  }
-}
-
-void WinAsyncClient::Begin(Command& command) {
-  std::unique_ptr<Conversation> owned(new Conversation());
+void WinAsyncClient::Adopt(ExchangeCommand& command) {
+  std::unique_ptr<Conversation> owned(static_cast<Conversation*>(command.exchange.release()));
   Conversation* c = owned.get();
-  c->id = command.id;
-  c->path = std::move(command.path);
-  c->options = command.options;
-  c->stream = command.stream;
-  c->connect_only = command.kind == Command::kConnect;
-  c->framed = std::move(command.data);
-  c->borrowed = command.borrowed;
-  c->borrowed_len = command.borrowed_len;
-  c->start = NowMs();
-  c->policy = ConnectPolicy(c->options, c->start, ActiveState::kPathNotFound);
+  c->begun = NowMs();
+  c->Begin(c->begun);
   all_.emplace(c, std::move(owned));
   live_[c->id] = c;
-  Status st = win::PipeNameForPath(c->path, &c->name);
-  if (!st.ok()) {
-    st.syscall = "connect";
-    c->result.connect_state = ActiveState::kInvalidPath;
-    Finish(c, st);
+  if (!c->ResolveName()) {
+    Advance(c);
     return;
   }
   TryConnect(c);
@@ -612,81 +497,60 @@ void WinAsyncClient::TryConnect(Conversation* c, std::unordered_set<std::wstring
   if (h == INVALID_HANDLE_VALUE) {
     DWORD err = known_busy ? ERROR_PIPE_BUSY : GetLastError();
     if (err == ERROR_PIPE_BUSY && busy != nullptr) busy->insert(c->name);
-    ConnectDecision d = c->policy.OnFailure(ClassifyConnectError(err), NowMs());
-    switch (d.action) {
-      case ConnectDecision::Action::kRetry:
-        c->retry_at = d.retry_at_ms;  // Run() calls again then
-        return;
-      case ConnectDecision::Action::kTimeout:
-        Finish(c, TimeoutStatus(c->options));
-        return;
-      case ConnectDecision::Action::kGiveUp:
-        c->result.connect_state = d.state;
-        Finish(c, GiveUpStatus(err, c->path, c->options));
-        return;
-    }
+    c->ConnectError(err, NowMs());  // a retry: RunTimers() calls again then
+    Advance(c);
     return;
   }
   c->pipe = h;
   DWORD mode = PIPE_READMODE_BYTE;
   if (CreateIoCompletionPort(h, port_, kIoKey, 0) == nullptr || !SetNamedPipeHandleState(h, &mode, nullptr, nullptr)) {
-    c->result.connect_state = ActiveState::kOtherError;
-    Finish(c, win::StatusFromWin32(GetLastError(), "connect", c->path));
-    return;
+    c->OnConnectImpossible(ActiveState::kOtherError, win::StatusFromWin32(GetLastError(), "connect", c->path()));
+  } else {
+    c->OnConnected();
   }
-  c->result.connected = true;
-  if (c->connect_only) {
-    c->phase = Conversation::Phase::kIdle;
-    delegate_->OnConnected(c->id);
-    return;
-  }
-  StartWrite(c);
+  Advance(c);
 }
 
-// Writes the request, one bounded piece at a time (an owned request from
-// its own vector, a borrowed one through `staging`); then reads.
-void WinAsyncClient::StartWrite(Conversation* c) {
-  c->phase = Conversation::Phase::kWriting;
-  const std::vector<uint8_t>* source = &c->framed;
-  if (c->borrowed != nullptr) {
-    source = &c->staging;
-    if (c->sent == c->staging.size()) {
-      c->sent = 0;
-      if (!StageFramed(c->borrowed, c->borrowed_len, &c->borrowed_offset, &c->staging)) c->staging.clear();
+void WinAsyncClient::Advance(Conversation* c) {
+  for (;;) {
+    if (c->TakeConnectedNotice()) delegate_->OnConnected(c->id);
+    if (c->has_chunk()) delegate_->OnChunk(c->id, c->TakeChunk());
+    if (c->done()) {
+      Report(c);
+      return;
     }
-  }
-  const uint8_t* data = source->data() + c->sent;
-  size_t left = source->size() - c->sent;
-  if (left == 0) {
-    std::vector<uint8_t>().swap(c->framed);
-    std::vector<uint8_t>().swap(c->staging);
-    StartRead(c);
+    // A write or read that failed at once was reported to the exchange:
+    // look again. Otherwise its packet brings us back (OnIo).
+    if (c->phase() == ClientExchange::Phase::kSend && !c->write_in_flight) {
+      if (!StartWrite(c)) continue;
+    } else if (c->MayRead() && !c->read_in_flight) {
+      if (!StartRead(c)) continue;
+    }
     return;
   }
-  DWORD piece = static_cast<DWORD>(left < kMaxWriteSize ? left : kMaxWriteSize);
+}
+
+// One bounded piece of the request. False when it failed at once.
+bool WinAsyncClient::StartWrite(Conversation* c) {
+  pkt::Span piece = c->NextWrite();
   ZeroMemory(&c->write_op.ov, sizeof(OVERLAPPED));
   c->pending++;
-  if (!WriteFile(c->pipe, data, piece, nullptr, &c->write_op.ov) && GetLastError() != ERROR_IO_PENDING) {
+  c->write_in_flight = true;
+  if (!WriteFile(c->pipe, piece.data, static_cast<DWORD>(piece.size), nullptr, &c->write_op.ov) &&
+      GetLastError() != ERROR_IO_PENDING) {
+    DWORD error = GetLastError();
     c->pending--;  // failed at once: no packet comes
-    OnWritten(c, 0, GetLastError());
+    c->write_in_flight = false;
+    c->Written(0, error);
+    return false;
   }
+  return true;
 }
 
-void WinAsyncClient::OnWritten(Conversation* c, DWORD bytes, DWORD error) {
-  if (c->phase != Conversation::Phase::kWriting) return;
-  if (error != ERROR_SUCCESS) {
-    Finish(c, win::StatusFromWin32(error, "write", c->path));
-    return;
-  }
-  c->sent += bytes;
-  StartWrite(c);
-}
-
-// Posts the next read of the response, unless the stream is paused: then
-// the pipe fills up and the server waits, until Resume() calls again.
-void WinAsyncClient::StartRead(Conversation* c) {
-  c->phase = Conversation::Phase::kReading;
-  if (!c->flow.MayRead(true)) return;
+// The next read of the response. Not called for a paused stream: then the
+// pipe fills up and the server waits, until Resume() reads again. False
+// when it failed at once.
+bool WinAsyncClient::StartRead(Conversation* c) {
   if (c->read_buffer.empty()) c->read_buffer.resize(kFirstReadSize);
   ZeroMemory(&c->read_op.ov, sizeof(OVERLAPPED));
   c->pending++;
@@ -696,65 +560,40 @@ void WinAsyncClient::StartRead(Conversation* c) {
     DWORD error = GetLastError();
     c->pending--;  // failed at once: no packet comes
     c->read_in_flight = false;
-    OnRead(c, 0, error);
+    c->Read(c->read_buffer.data(), 0, error);
+    return false;
   }
-}
-
-void WinAsyncClient::OnRead(Conversation* c, DWORD bytes, DWORD error) {
-  if (c->phase != Conversation::Phase::kReading) return;
-  if (error == ERROR_MORE_DATA) error = ERROR_SUCCESS;  // message boundary; the bytes are valid
-  if (error != ERROR_SUCCESS) {
-    Finish(c, IsHangUp(error) ? IncompleteResponse() : win::StatusFromWin32(error, "read", c->path));
-    return;
-  }
-  size_t size = c->read_buffer.size();
-  size_t before = c->response.size();
-  c->reader.Feed(c->read_buffer.data(), bytes, &c->response);
-  if (c->stream && c->response.size() > before) {
-    delegate_->OnChunk(c->id, std::vector<uint8_t>(c->response.data(), c->response.data() + c->response.size()));
-    c->response.Clear();
-  }
-  switch (c->reader.state()) {
-    case pkt::Reader::State::kNeedMore:
-      // A response that fills small reads gets larger ones.
-      if (bytes == size && size < kLargeReadSize) c->read_buffer.resize(kLargeReadSize);
-      StartRead(c);
-      return;
-    case pkt::Reader::State::kDone:
-      Finish(c, Status::Ok());
-      return;
-    case pkt::Reader::State::kProtocolError:
-    case pkt::Reader::State::kTooLarge:
-      Finish(c, Status::Lib(LibCode::kProtocol, std::string(c->reader.error_text()) + " in response"));
-      return;
-  }
+  return true;
 }
 
 void WinAsyncClient::OnIo(IoOp* op, DWORD bytes, DWORD error) {
   Conversation* c = op->conversation;
   c->pending--;
   if (op->write) {
-    OnWritten(c, bytes, error);
+    c->write_in_flight = false;
+    if (c->done()) return;  // over: Sweep() frees it
+    c->Written(bytes, error);
   } else {
     c->read_in_flight = false;
-    OnRead(c, bytes, error);
+    if (c->done()) return;
+    size_t size = c->read_buffer.size();
+    c->Read(c->read_buffer.data(), bytes, error);
+    // A response that fills small reads gets larger ones.
+    if (bytes == size && size < kLargeReadSize) c->read_buffer.resize(kLargeReadSize);
   }
+  Advance(c);
 }
 
-// Ends the conversation and reports it. Its memory stays until the
+// Reports the end of the conversation. Its memory stays until the
 // operations it has outstanding completed (closing the handle cancels
 // them; each still delivers its packet): Sweep() frees it.
-void WinAsyncClient::Finish(Conversation* c, const Status& status) {
-  if (c->phase == Conversation::Phase::kOver) return;
-  c->phase = Conversation::Phase::kOver;
-  c->result.status = status;
-  if (!status.ok()) c->result.address = c->path;
+void WinAsyncClient::Report(Conversation* c) {
   Release(c);
   live_.erase(c->id);
   over_.push_back(c);
   ByteBuffer response;
-  if (status.ok()) response.Swap(c->response);
-  delegate_->OnComplete(c->id, c->result, std::move(response));
+  if (c->result().status.ok()) response.Swap(c->response());
+  delegate_->OnComplete(c->id, c->result(), std::move(response));
 }
 
 void WinAsyncClient::Sweep() {
@@ -805,17 +644,19 @@ void WinAsyncClient::CloseAll() {
 
 ClientResult SendCommandSync(const std::string& path, const uint8_t* request, size_t request_len,
                              const ClientOptions& options, ByteBuffer* response) {
-  PipeExchange exchange(path, options);
-  if (exchange.Connect() && exchange.SendMessage(request, request_len)) exchange.Receive();
+  PipeExchange exchange(path, options, false);
+  // The caller's bytes outlive this call: sent from where they are.
+  exchange.SetRequest(ClientRequest::Borrowed(request, request_len));
+  BlockingPipeClient(&exchange).Run();
   *response = std::move(exchange.response());
   return exchange.result();
 }
 
 ClientResult SendCommandSyncStreaming(const std::string& path, const uint8_t* request, size_t request_len,
                                       const ClientOptions& options, ResponseSink* sink) {
-  PipeExchange exchange(path, options);
-  exchange.set_sink(sink);
-  if (exchange.Connect() && exchange.SendMessage(request, request_len)) exchange.Receive();
+  PipeExchange exchange(path, options, true);
+  exchange.SetRequest(ClientRequest::Borrowed(request, request_len));  // alive for the whole call
+  BlockingPipeClient(&exchange, sink).Run();
   return exchange.result();
 }
 

@@ -48,6 +48,7 @@ if build_native asan -DSIPC_SANITIZE=address,undefined; then
   run "asan+ubsan core" native/test/build/asan/sipc_core_test
   run "asan+ubsan conversation" native/test/build/asan/sipc_conversation_test
   run "asan+ubsan connect policy" native/test/build/asan/sipc_connect_policy_test
+  run "asan+ubsan client exchange" native/test/build/asan/sipc_exchange_test
   run "asan+ubsan client" native/test/build/asan/sipc_client_test
   run "asan+ubsan server" native/test/build/asan/sipc_server_test
   run "asan+ubsan inherited listener" native/test/build/asan/sipc_inherited_listener_test
