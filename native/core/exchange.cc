@@ -16,6 +16,7 @@ ClientExchange::ClientExchange(std::string path, const ClientOptions& options, b
 
 void ClientExchange::SetRequest(const ClientRequest& request) {
   if (request.kind == ClientRequest::Kind::kNone) return;
+  borrowed_mode_ = true;
   borrowed_ = request.data;
   borrowed_len_ = request.size;
   have_request_ = true;
@@ -23,16 +24,18 @@ void ClientExchange::SetRequest(const ClientRequest& request) {
 
 void ClientExchange::SetFramedRequest(std::vector<uint8_t>&& framed) {
   request_ = std::move(framed);
+  borrowed_mode_ = false;
   borrowed_ = nullptr;
   have_request_ = true;
 }
 
 void ClientExchange::OwnRequest() {
   bool unsent = phase_ == Phase::kConnect || phase_ == Phase::kRetryWait || phase_ == Phase::kSend;
-  if (borrowed_ == nullptr || !unsent) return;
+  if (!borrowed_mode_ || !unsent) return;
   // Framed as the borrowed bytes are framed on the fly, so `sent_` (an
   // offset into the framed request) stays right.
   pkt::AppendMessage(borrowed_, borrowed_len_, &request_);
+  borrowed_mode_ = false;
   borrowed_ = nullptr;
   borrowed_len_ = 0;
 }
@@ -127,7 +130,7 @@ bool ClientExchange::TakeConnectedNotice() {
 size_t ClientExchange::SendSpans(pkt::Span* spans, size_t max_spans, char (*headers)[pkt::kHeaderSize]) const {
   if (phase_ != Phase::kSend || max_spans == 0) return 0;
   // A borrowed payload is framed on the fly; an owned request is framed.
-  if (borrowed_ != nullptr) return pkt::FramedSpans(borrowed_, borrowed_len_, sent_, spans, max_spans, headers);
+  if (borrowed_mode_) return pkt::FramedSpans(borrowed_, borrowed_len_, sent_, spans, max_spans, headers);
   if (sent_ >= request_.size()) return 0;
   spans[0] = pkt::Span{request_.data() + sent_, request_.size() - sent_};
   return 1;
@@ -139,6 +142,7 @@ void ClientExchange::OnSent(size_t n) {
   pkt::Span span;
   char header[1][pkt::kHeaderSize];
   if (SendSpans(&span, 1, header) != 0) return;
+  borrowed_mode_ = false;
   borrowed_ = nullptr;
   std::vector<uint8_t>().swap(request_);
   phase_ = Phase::kReceive;
@@ -194,7 +198,8 @@ void ClientExchange::Finish(const Status& status) {
   result_.status = status;
   if (!status.ok()) result_.address = path_;
   phase_ = Phase::kDone;
-  borrowed_ = nullptr;  // the caller's bytes may go once it hears of the end
+  borrowed_mode_ = false;  // the caller's bytes may go once it hears of the end
+  borrowed_ = nullptr;
 }
 
 // ---- commands ----------------------------------------------------------------

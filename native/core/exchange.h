@@ -101,7 +101,7 @@ class ClientExchange {
   size_t SendSpans(pkt::Span* spans, size_t max_spans, char (*headers)[pkt::kHeaderSize]) const;
   // Whether SendSpans() points into memory that lives until the exchange
   // ends (an owned or borrowed request) beyond the headers.
-  bool request_borrowed() const { return borrowed_ != nullptr; }
+  bool request_borrowed() const { return borrowed_mode_; }
   // `n` more framed bytes were taken by the kernel. Once all are, kReceive
   // (the transport reads when the socket or pipe says so).
   void OnSent(size_t n);
@@ -154,7 +154,8 @@ class ClientExchange {
 
   bool have_request_ = false;
   std::vector<uint8_t> request_;       // owned, framed
-  const uint8_t* borrowed_ = nullptr;  // or the caller's payload, unframed
+  bool borrowed_mode_ = false;         // the request is the caller's payload,
+  const uint8_t* borrowed_ = nullptr;  // unframed (may be null when empty)
   size_t borrowed_len_ = 0;
   size_t sent_ = 0;  // framed bytes taken so far
 

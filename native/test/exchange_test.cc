@@ -77,6 +77,19 @@ TEST(the_request_is_framed_and_ends_with_a_flush) {
   CHECK(ex.phase() == Phase::kReceive);
 }
 
+TEST(an_empty_request_is_a_flush_packet_even_without_memory_behind_it) {
+  // An empty Buffer may have no memory at all (a null pointer).
+  for (ClientRequest::Kind kind : {ClientRequest::Kind::kBorrowed, ClientRequest::Kind::kTransient}) {
+    ClientExchange ex("/p", Options(), false);
+    ex.SetRequest(ClientRequest{kind, nullptr, 0});
+    ex.OwnRequest();
+    ex.Begin(0);
+    ex.OnConnected();
+    CHECK(ex.phase() == Phase::kSend);
+    CHECK_EQ(SendAll(&ex), std::string("0000"));
+  }
+}
+
 TEST(a_partly_sent_request_continues_where_the_kernel_stopped) {
   std::string payload(70000, 'x');  // two packets
   ClientExchange ex("/p", Options(), false);
