@@ -12,10 +12,15 @@
 //  - The asynchronous client runs every exchange of its JS environment on
 //    one thread of its own that waits on one I/O completion port: pipe
 //    handles are opened with FILE_FLAG_OVERLAPPED and associated with the
-//    port, and reads and writes complete there. A busy or missing pipe is
-//    retried by a timer on that thread (Git's 50 ms), never by a blocking
-//    WaitNamedPipeW, so a thousand exchanges at once take one thread, not a
-//    thousand. The JS thread only queues commands and posts one packet to
+//    port, and reads and writes complete there. Connecting is not done on
+//    that thread: making the pipe name touches the file system and opening
+//    the pipe asks the pipe file system, so one slow connect would hold
+//    every other exchange. Connect attempts run as jobs on the system
+//    thread pool (ConnectJob) and come back to the port as one packet per
+//    job. A busy or missing pipe is retried by a timer on the port thread
+//    (Git's 50 ms), never by a blocking WaitNamedPipeW, so a thousand
+//    exchanges at once take one thread (and one job per retry round), not
+//    a thousand. The JS thread only queues commands and posts one packet to
 //    wake the port. Flow control too: a paused stream posts no next
 //    ReadFile (the pipe fills and the server waits) until Resume(), a
 //    command like the others, posts it on that thread.
@@ -91,10 +96,14 @@ struct PipeExchange : ClientExchange {
   // The pipe name for the path; false (and over) when there is none.
   bool ResolveName() {
     Status st = win::PipeNameForPath(path(), &name);
-    if (st.ok()) return true;
-    st.syscall = "connect";
-    OnConnectImpossible(ActiveState::kInvalidPath, st);
-    return false;
+    if (!st.ok()) NoName(st);
+    return st.ok();
+  }
+
+  // The path names no pipe (win::PipeNameForPath said why).
+  void NoName(Status why) {
+    why.syscall = "connect";
+    OnConnectImpossible(ActiveState::kInvalidPath, why);
   }
 
   // A CreateFileW that failed with `error`.
@@ -274,9 +283,11 @@ bool BlockingPipeClient::Transfer(bool write, void* data, DWORD len, DWORD* done
 // ---------------------------------------------------------------------------
 // Asynchronous client: every exchange on one completion-port thread.
 
-// Completion keys: I/O of a pipe, or a wake-up posted by the JS thread.
+// Completion keys: I/O of a pipe, a wake-up posted by the JS thread, or
+// the results of a ConnectJob.
 constexpr ULONG_PTR kIoKey = 0;
 constexpr ULONG_PTR kWakeKey = 1;
+constexpr ULONG_PTR kConnectKey = 2;
 // Packets handled before timers and commands are looked at again.
 constexpr int kMaxPacketsPerRound = 256;
 
@@ -307,7 +318,69 @@ struct Conversation : PipeExchange {
   // A ReadFile whose packet has not come yet. A paused stream posts no
   // next read; Resume() posts it unless one is still out.
   bool read_in_flight = false;
+  bool connecting = false;  // a ConnectJob has it: kept until it is back
   std::vector<uint8_t> read_buffer;
+};
+
+// The port as the connect jobs see it: they post their results there
+// while the client is open, and close what they opened once it is not.
+struct PortLink {
+  std::mutex mutex;
+  HANDLE port = nullptr;  // (mutex)
+  bool open = true;       // (mutex)
+};
+
+// Connect attempts made on a thread-pool thread, in order. A job carries
+// copies of what it needs, never a conversation, so the loop may end and
+// free conversations while it runs; `key` is read back on the loop only.
+struct ConnectAttempt {
+  Conversation* key = nullptr;
+  std::string path;
+  std::wstring name;  // empty: make it first (win::PipeNameForPath)
+  Status name_status;
+  HANDLE pipe = INVALID_HANDLE_VALUE;
+  DWORD error = ERROR_SUCCESS;
+};
+
+struct ConnectJob {
+  std::shared_ptr<PortLink> link;
+  std::vector<ConnectAttempt> attempts;
+
+  // Thread-pool thread. Once a pipe answered busy in this job, the other
+  // attempts for it count as busy too without asking again: a thousand
+  // waiters must not cost a thousand CreateFileW calls (and wineserver or
+  // kernel round trips) every 50 ms.
+  static void CALLBACK Run(PTP_CALLBACK_INSTANCE, void* arg) {
+    std::unique_ptr<ConnectJob> job(static_cast<ConnectJob*>(arg));
+    std::unordered_set<std::wstring> busy;
+    for (ConnectAttempt& a : job->attempts) {
+      if (a.name.empty()) {
+        a.name_status = win::PipeNameForPath(a.path, &a.name);
+        if (!a.name_status.ok()) continue;
+      }
+      if (busy.count(a.name) > 0) {
+        a.error = ERROR_PIPE_BUSY;
+        continue;
+      }
+      a.pipe = OpenPipe(a.name);
+      a.error = a.pipe == INVALID_HANDLE_VALUE ? GetLastError() : ERROR_SUCCESS;
+      if (a.error == ERROR_PIPE_BUSY) busy.insert(a.name);
+    }
+    std::lock_guard<std::mutex> lock(job->link->mutex);
+    if (job->link->open &&
+        PostQueuedCompletionStatus(job->link->port, 0, kConnectKey, reinterpret_cast<OVERLAPPED*>(job.get()))) {
+      job.release();  // the loop's now
+      return;
+    }
+    job->CloseUnused();  // the client is gone
+  }
+
+  void CloseUnused() {
+    for (ConnectAttempt& a : attempts) {
+      if (a.pipe != INVALID_HANDLE_VALUE) CloseHandle(a.pipe);
+      a.pipe = INVALID_HANDLE_VALUE;
+    }
+  }
 };
 
 class WinAsyncClient : public QueuedAsyncClient {
@@ -323,6 +396,7 @@ class WinAsyncClient : public QueuedAsyncClient {
   bool Init() {
     port_ = CreateIoCompletionPort(INVALID_HANDLE_VALUE, nullptr, 0, 1);
     if (port_ == nullptr) return false;
+    link_->port = port_;
     try {
       thread_ = std::thread([this] { Run(); });
     } catch (const std::system_error&) {
@@ -375,8 +449,10 @@ class WinAsyncClient : public QueuedAsyncClient {
   DWORD NextWaitMs(int64_t now) const;
   void HandleCommands(std::vector<ExchangeCommand>* batch);
   void Adopt(ExchangeCommand& command);
-  // `busy`: pipe names known busy right now (skipped, and added to).
-  void TryConnect(Conversation* c, std::unordered_set<std::wstring>* busy = nullptr);
+  // Hands connect attempts to the thread pool, oldest first.
+  void SubmitConnects(const std::vector<Conversation*>& conversations);
+  void OnConnectJob(std::unique_ptr<ConnectJob> job);
+  void Connected(Conversation* c, HANDLE pipe);
   void RunTimers();
   // Starts what the exchange's phase asks for and reports what it brought.
   void Advance(Conversation* c);
@@ -390,6 +466,7 @@ class WinAsyncClient : public QueuedAsyncClient {
 
   ClientDelegate* delegate_;
   HANDLE port_ = nullptr;
+  std::shared_ptr<PortLink> link_ = std::make_shared<PortLink>();
   std::thread thread_;
 
   std::mutex mutex_;
@@ -415,7 +492,11 @@ void WinAsyncClient::Run() {
       BOOL ok = GetQueuedCompletionStatus(port_, &bytes, &key, &ov, wait);
       if (ov == nullptr) break;  // timed out, or a wake-up
       DWORD error = ok ? ERROR_SUCCESS : GetLastError();
-      OnIo(reinterpret_cast<IoOp*>(ov), bytes, error);
+      if (key == kConnectKey) {
+        OnConnectJob(std::unique_ptr<ConnectJob>(reinterpret_cast<ConnectJob*>(ov)));
+      } else {
+        OnIo(reinterpret_cast<IoOp*>(ov), bytes, error);
+      }
       wait = 0;  // take what else is queued, then look at timers
     }
     {
@@ -430,11 +511,8 @@ void WinAsyncClient::Run() {
   CloseAll();
 }
 
-// Connect retries and exchange deadlines that are due. Retries go oldest
-// first, and once a pipe answered busy in this pass, the others waiting
-// for it count as busy too without asking again: a thousand waiters must
-// not cost a thousand CreateFileW calls (and wineserver or kernel round
-// trips) every 50 ms.
+// Connect retries and exchange deadlines that are due. The retries of one
+// pass go to the thread pool as one job, oldest first.
 void WinAsyncClient::RunTimers() {
   int64_t now = NowMs();
   std::vector<Conversation*> due;
@@ -443,14 +521,15 @@ void WinAsyncClient::RunTimers() {
     if (at >= 0 && at <= now) due.push_back(kv.second);
   }
   std::sort(due.begin(), due.end(), [](const Conversation* a, const Conversation* b) { return a->begun < b->begun; });
-  std::unordered_set<std::wstring> busy;
+  std::vector<Conversation*> retries;
   for (Conversation* c : due) {
     if (c->Expire(now)) {
       Advance(c);
     } else if (c->RetryDue(now)) {
-      TryConnect(c, &busy);
+      retries.push_back(c);
     }
   }
+  SubmitConnects(retries);
 }
 
 DWORD WinAsyncClient::NextWaitMs(int64_t now) const {
@@ -484,23 +563,56 @@ void WinAsyncClient::Adopt(ExchangeCommand& command) {
   c->Begin(c->begun);
   all_.emplace(c, std::move(owned));
   live_[c->id] = c;
-  if (!c->ResolveName()) {
-    Advance(c);
-    return;
-  }
-  TryConnect(c);
+  // A job of its own: a slow file system on its path holds no one else.
+  SubmitConnects({c});
 }
 
-void WinAsyncClient::TryConnect(Conversation* c, std::unordered_set<std::wstring>* busy) {
-  bool known_busy = busy != nullptr && busy->count(c->name) > 0;
-  HANDLE h = known_busy ? INVALID_HANDLE_VALUE : OpenPipe(c->name);
-  if (h == INVALID_HANDLE_VALUE) {
-    DWORD err = known_busy ? ERROR_PIPE_BUSY : GetLastError();
-    if (err == ERROR_PIPE_BUSY && busy != nullptr) busy->insert(c->name);
-    c->ConnectError(err, NowMs());  // a retry: RunTimers() calls again then
-    Advance(c);
+void WinAsyncClient::SubmitConnects(const std::vector<Conversation*>& conversations) {
+  if (conversations.empty()) return;
+  std::unique_ptr<ConnectJob> job(new ConnectJob());
+  job->link = link_;
+  for (Conversation* c : conversations) {
+    ConnectAttempt a;
+    a.key = c;
+    a.path = c->path();
+    a.name = c->name;
+    job->attempts.push_back(std::move(a));
+  }
+  if (!TrySubmitThreadpoolCallback(&ConnectJob::Run, job.get(), nullptr)) {
+    Status why = win::StatusFromWin32(GetLastError(), "connect");
+    for (Conversation* c : conversations) {
+      c->OnConnectImpossible(ActiveState::kOtherError, why);
+      Advance(c);
+    }
     return;
   }
+  for (Conversation* c : conversations) c->connecting = true;
+  job.release();  // ConnectJob::Run's now
+}
+
+// The results of a job, in its order. A conversation that ended meanwhile
+// (cancelled, timed out) closes the pipe it was given.
+void WinAsyncClient::OnConnectJob(std::unique_ptr<ConnectJob> job) {
+  for (ConnectAttempt& a : job->attempts) {
+    Conversation* c = a.key;
+    c->connecting = false;
+    if (c->done()) continue;
+    if (!a.name_status.ok()) {
+      c->NoName(a.name_status);
+    } else if (a.pipe == INVALID_HANDLE_VALUE) {
+      c->name = a.name;
+      c->ConnectError(a.error, NowMs());  // a retry: RunTimers() submits it then
+    } else {
+      c->name = a.name;
+      Connected(c, a.pipe);
+      a.pipe = INVALID_HANDLE_VALUE;
+    }
+    Advance(c);
+  }
+  job->CloseUnused();
+}
+
+void WinAsyncClient::Connected(Conversation* c, HANDLE h) {
   c->pipe = h;
   DWORD mode = PIPE_READMODE_BYTE;
   if (CreateIoCompletionPort(h, port_, kIoKey, 0) == nullptr || !SetNamedPipeHandleState(h, &mode, nullptr, nullptr)) {
@@ -508,7 +620,6 @@ void WinAsyncClient::TryConnect(Conversation* c, std::unordered_set<std::wstring
   } else {
     c->OnConnected();
   }
-  Advance(c);
 }
 
 void WinAsyncClient::Advance(Conversation* c) {
@@ -599,7 +710,7 @@ void WinAsyncClient::Report(Conversation* c) {
 void WinAsyncClient::Sweep() {
   size_t kept = 0;
   for (Conversation* c : over_) {
-    if (c->pending == 0) {
+    if (c->pending == 0 && !c->connecting) {
       all_.erase(c);
     } else {
       over_[kept++] = c;
@@ -618,6 +729,11 @@ void WinAsyncClient::Release(Conversation* c) {
 // Shutdown: no delegate call any more; every handle closed and every
 // outstanding operation's packet taken before the memory goes.
 void WinAsyncClient::CloseAll() {
+  {
+    // Jobs still running close what they open themselves from now on.
+    std::lock_guard<std::mutex> lock(link_->mutex);
+    link_->open = false;
+  }
   int pending = 0;
   for (auto& kv : all_) {
     Release(kv.second.get());
@@ -632,8 +748,25 @@ void WinAsyncClient::CloseAll() {
       if (key == kWakeKey) continue;
       break;  // a cancelled operation that never completes: should not happen
     }
+    if (key == kConnectKey) {
+      reinterpret_cast<ConnectJob*>(ov)->CloseUnused();
+      delete reinterpret_cast<ConnectJob*>(ov);
+      continue;
+    }
     reinterpret_cast<IoOp*>(ov)->conversation->pending--;
     pending--;
+  }
+  // Jobs posted before the link closed.
+  for (;;) {
+    DWORD bytes = 0;
+    ULONG_PTR key = 0;
+    OVERLAPPED* ov = nullptr;
+    GetQueuedCompletionStatus(port_, &bytes, &key, &ov, 0);
+    if (ov == nullptr && key != kWakeKey) break;
+    if (ov != nullptr && key == kConnectKey) {
+      reinterpret_cast<ConnectJob*>(ov)->CloseUnused();
+      delete reinterpret_cast<ConnectJob*>(ov);
+    }
   }
   live_.clear();
   over_.clear();
