@@ -29,8 +29,8 @@ import { zigBinary } from './deps.mjs';
 import { packageVersion, recordTarget } from './manifest.mjs';
 import { CLI_TARGETS, cliFile } from './targets.mjs';
 
-const CORE = ['status', 'pkt_line', 'client_common', 'connect_policy'].map((f) => `native/core/${f}.cc`);
-const POSIX = ['unix_address', 'socket_util', 'exchange', 'client_posix'].map((f) => `native/posix/${f}.cc`);
+const CORE = ['status', 'pkt_line', 'client_common', 'connect_policy', 'exchange'].map((f) => `native/core/${f}.cc`);
+const POSIX = ['unix_address', 'socket_util', 'socket_exchange', 'client_posix'].map((f) => `native/posix/${f}.cc`);
 const WIN = ['win_util', 'pipe_name', 'client_win'].map((f) => `native/win/${f}.cc`);
 const CLI = ['native/cli/send_main.cc'];
 
