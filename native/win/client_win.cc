@@ -15,9 +15,9 @@
 //    port, and reads and writes complete there. Connecting is not done on
 //    that thread: making the pipe name touches the file system and opening
 //    the pipe asks the pipe file system, so one slow connect would hold
-//    every other exchange. Connect attempts run as jobs on the system
-//    thread pool (ConnectJob) and come back to the port as one packet per
-//    job. A busy or missing pipe is retried by a timer on the port thread
+//    every other exchange. Connect attempts run as jobs on a pool of two
+//    threads of the client's own (ConnectJob) and come back to the port as
+//    one packet per job. A busy or missing pipe is retried by a timer on the port thread
 //    (Git's 50 ms), never by a blocking WaitNamedPipeW, so a thousand
 //    exchanges at once take one thread (and one job per retry round), not
 //    a thousand. The JS thread only queues commands and posts one packet to
@@ -288,6 +288,10 @@ bool BlockingPipeClient::Transfer(bool write, void* data, DWORD len, DWORD* done
 constexpr ULONG_PTR kIoKey = 0;
 constexpr ULONG_PTR kWakeKey = 1;
 constexpr ULONG_PTR kConnectKey = 2;
+// Threads of the client's own pool for connect jobs: one slow connect
+// leaves the other free, and a thousand new exchanges at once do not make
+// a thousand threads (the process's default pool would).
+constexpr DWORD kConnectThreads = 2;
 // Packets handled before timers and commands are looked at again.
 constexpr int kMaxPacketsPerRound = 256;
 
@@ -388,6 +392,12 @@ class WinAsyncClient : public QueuedAsyncClient {
   explicit WinAsyncClient(ClientDelegate* delegate) : delegate_(delegate) {}
   ~WinAsyncClient() override {
     Shutdown();
+    if (pool_ != nullptr) {
+      // Jobs still queued or running finish on their own (the link is
+      // closed: they close what they opened); the pool goes after them.
+      DestroyThreadpoolEnvironment(&pool_env_);
+      CloseThreadpool(pool_);
+    }
     if (port_ != nullptr) CloseHandle(port_);
   }
 
@@ -397,6 +407,11 @@ class WinAsyncClient : public QueuedAsyncClient {
     port_ = CreateIoCompletionPort(INVALID_HANDLE_VALUE, nullptr, 0, 1);
     if (port_ == nullptr) return false;
     link_->port = port_;
+    pool_ = CreateThreadpool(nullptr);
+    if (pool_ == nullptr) return false;
+    SetThreadpoolThreadMaximum(pool_, kConnectThreads);
+    InitializeThreadpoolEnvironment(&pool_env_);
+    SetThreadpoolCallbackPool(&pool_env_, pool_);
     try {
       thread_ = std::thread([this] { Run(); });
     } catch (const std::system_error&) {
@@ -467,6 +482,8 @@ class WinAsyncClient : public QueuedAsyncClient {
   ClientDelegate* delegate_;
   HANDLE port_ = nullptr;
   std::shared_ptr<PortLink> link_ = std::make_shared<PortLink>();
+  PTP_POOL pool_ = nullptr;  // connect jobs (kConnectThreads)
+  TP_CALLBACK_ENVIRON pool_env_;
   std::thread thread_;
 
   std::mutex mutex_;
@@ -578,7 +595,7 @@ void WinAsyncClient::SubmitConnects(const std::vector<Conversation*>& conversati
     a.name = c->name;
     job->attempts.push_back(std::move(a));
   }
-  if (!TrySubmitThreadpoolCallback(&ConnectJob::Run, job.get(), nullptr)) {
+  if (!TrySubmitThreadpoolCallback(&ConnectJob::Run, job.get(), &pool_env_)) {
     Status why = win::StatusFromWin32(GetLastError(), "connect");
     for (Conversation* c : conversations) {
       c->OnConnectImpossible(ActiveState::kOtherError, why);
