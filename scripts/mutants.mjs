@@ -130,9 +130,9 @@ const MUTANTS = [
   {
     name: 'idle-stop-ignores-open-connections',
     rule: 'idleTimeoutMs runs only while no connection is open',
-    file: 'native/posix/server_posix.cc',
-    find: /(options_\.idle_timeout_ms > 0 && )open_connections_\.load\(\) == 0 &&(\s*now - idle_since_)/,
-    replace: '$1$2',
+    file: 'native/core/conversation.h',
+    find: 'if (timeout_ms == 0 || open_connections > 0) return kNever;',
+    replace: 'if (timeout_ms == 0) return kNever;',
     tests: [server('idle_timeout'), vitest('test/lifecycle/stopping.test.ts')],
   },
   {

@@ -14,7 +14,6 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 
 import { bigResponseText } from '../../dist/test-app.js';
 import * as exitCodes from '../../dist/cli/exit-codes.js';
-// @ts-expect-error: a plain ES module without types
 import { findGitTestTool } from '../../bench/lib/git-ref.mjs';
 import { onCleanup, posix, repoRoot, socketPath, staleSocket, tempDir } from '../helpers.js';
 import { serve } from '../servers.js';

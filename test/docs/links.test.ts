@@ -6,7 +6,6 @@ import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { describe, expect, it } from 'vitest';
 
-// @ts-expect-error: a plain ES module without types
 import { anchorsOf, checkLinks, slugify } from '../../scripts/check-links.mjs';
 import { tempDir } from '../helpers.js';
 
