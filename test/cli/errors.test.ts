@@ -85,7 +85,7 @@ int connect(int fd, const struct sockaddr *addr, socklen_t len) {
     // No time to come up; the daemon still starts in the background.
     stopAfterTest(dir);
     expect(await cli(['start-daemon', '--max-wait=0'], dir)).toEqual({ code: 1, stdout: '', stderr: 'error: daemon not online yet\n' });
-    await waitFor(() => fs.existsSync(path.join(dir, 'ipc-test')), 10000, 'the late daemon');
+    await waitFor(() => fs.existsSync(path.join(dir, 'ipc-test')), 30000, 'the late daemon');
     expect((await cli(['stop-daemon'], dir)).code).toBe(0);
   });
 
