@@ -102,6 +102,8 @@ export interface NativeClientOptions {
   waitIfNotFound: boolean;
   connectTimeoutMs: number;
   timeoutMs: number | undefined;
+  serverUid: 'self' | number | undefined;
+  maxResponseBytes: number | undefined;
 }
 
 export interface NativeClientCallbacks {

@@ -15,6 +15,14 @@ export interface ClientOptions {
   /** Cancels the exchange; the promise rejects with an `AbortError`. */
   signal?: AbortSignal;
   /**
+   * Whom the server must run as, checked on the connected socket or pipe
+   * before the request is sent: `'self'` (this process's user) or, on
+   * POSIX, a uid. Otherwise `ERR_IPC_SERVER_IDENTITY`. Default: no check.
+   */
+  serverUid?: 'self' | number;
+  /** Most response payload bytes accepted; more fails with `ERR_IPC_RESPONSE_TOO_LARGE`. Default: no limit. */
+  maxResponseBytes?: number;
+  /**
    * Starts the daemon when the connect finds nobody there (`not-listening`
    * or `path-not-found`), then sends once more (see `ensureDaemon`).
    * Not for `sendCommandSync` or `connect`.
@@ -219,6 +227,8 @@ export const CLIENT_OPTION_NAMES: OptionNames<ClientOptions> = {
   connectTimeoutMs: true,
   timeoutMs: true,
   signal: true,
+  serverUid: true,
+  maxResponseBytes: true,
   autoStart: true,
 };
 
@@ -354,6 +364,11 @@ export function normalizeClientOptions(options: ClientOptions | undefined, call:
     connectTimeoutMs: checkTimeLimit('options.connectTimeoutMs', options.connectTimeoutMs, DEFAULT_CONNECT_TIMEOUT_MS),
     // The addon's "none" is undefined (no deadline at all).
     timeoutMs: options.timeoutMs === undefined ? undefined : checkInteger('options.timeoutMs', options.timeoutMs, 0, 0, MAX_TIMEOUT) || undefined,
+    serverUid: checkServerUid(options.serverUid),
+    maxResponseBytes:
+      options.maxResponseBytes === undefined
+        ? undefined
+        : checkInteger('options.maxResponseBytes', options.maxResponseBytes, 0, 1, Number.MAX_SAFE_INTEGER),
   };
 }
 
@@ -363,6 +378,16 @@ function refuseOn(platform: 'posix' | 'win32', name: string, value: unknown, why
   if (value === undefined || (process.platform === 'win32') !== (platform === 'win32')) return;
   const where = platform === 'win32' ? 'Windows' : 'POSIX';
   throw argError(name, `undefined on ${where} (${why})`, value, 'ERR_INVALID_ARG_VALUE');
+}
+
+// A uid is POSIX's: a Windows server is a user SID, which only 'self' names.
+function checkServerUid(value: unknown): 'self' | number | undefined {
+  if (value === undefined || value === 'self') return value;
+  if (process.platform === 'win32') {
+    throw argError('options.serverUid', "'self' on Windows (a pipe server's user is a SID, not a uid)", value, 'ERR_INVALID_ARG_VALUE');
+  }
+  if (typeof value !== 'number') throw argError('options.serverUid', "'self' or a uid", value);
+  return checkInteger('options.serverUid', value, 0, 0, 0xfffffffe);
 }
 
 function checkListenFd(value: unknown): number {

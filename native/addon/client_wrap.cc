@@ -22,6 +22,16 @@ ClientOptions ParseClientOptions(const Napi::Value& value) {
   options.connect_timeout_ms = obj.Get("connectTimeoutMs").As<Napi::Number>().Uint32Value();
   Napi::Value timeout = obj.Get("timeoutMs");
   options.timeout_ms = timeout.IsNumber() ? timeout.As<Napi::Number>().Int64Value() : -1;
+  // Checked by lib/options.ts: a safe integer, 'self' or a uid.
+  Napi::Value max_response = obj.Get("maxResponseBytes");
+  if (max_response.IsNumber()) options.max_response_bytes = static_cast<uint64_t>(max_response.As<Napi::Number>().Int64Value());
+  Napi::Value server_uid = obj.Get("serverUid");
+  if (server_uid.IsString()) {
+    options.server_identity = ServerIdentity::kSelf;
+  } else if (server_uid.IsNumber()) {
+    options.server_identity = ServerIdentity::kUid;
+    options.server_uid = server_uid.As<Napi::Number>().Uint32Value();
+  }
   return options;
 }
 

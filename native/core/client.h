@@ -19,12 +19,21 @@ enum class ActiveState { kListening, kNotListening, kInvalidPath, kPathNotFound,
 // "listening", "not-listening", "invalid-path", "path-not-found", "other-error".
 const char* ActiveStateName(ActiveState state);
 
+// serverUid: whom the client requires the server to run as.
+enum class ServerIdentity {
+  kAny,   // no check
+  kSelf,  // the client's own user (POSIX: effective uid; Windows: token user SID)
+  kUid,   // POSIX: ClientOptions::server_uid
+};
+
 struct ClientOptions {
   bool wait_if_busy = true;
   bool wait_if_not_found = false;
   uint32_t connect_timeout_ms = 1000;  // Git: retry every 50 ms for 1000 ms
   int64_t timeout_ms = -1;             // whole exchange; -1: no limit
   uint64_t max_response_bytes = 0;     // response payload limit; 0: none
+  ServerIdentity server_identity = ServerIdentity::kAny;
+  uint32_t server_uid = 0;  // with kUid
 };
 
 // Interval between connect attempts (docs/protocol.md#client).

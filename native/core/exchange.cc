@@ -202,6 +202,47 @@ void ClientExchange::Finish(const Status& status) {
   borrowed_ = nullptr;
 }
 
+// ---- serverUid ---------------------------------------------------------------
+
+namespace {
+
+Status IdentityMismatch(const std::string& path, const std::string& expected, const std::string& actual) {
+  return Status::Lib(LibCode::kServerIdentity, "'" + path + "': expected " + expected + ", the server runs as " + actual);
+}
+
+std::string UidText(int64_t uid) { return uid < 0 ? "an unknown user" : "uid " + std::to_string(uid); }
+
+}  // namespace
+
+Status CheckServerUid(const ClientOptions& options, const std::string& path, int64_t server_uid, int64_t own_uid) {
+  int64_t expected;
+  switch (options.server_identity) {
+    case ServerIdentity::kAny:
+      return Status::Ok();
+    case ServerIdentity::kSelf:
+      expected = own_uid;
+      break;
+    case ServerIdentity::kUid:
+    default:
+      expected = options.server_uid;
+      break;
+  }
+  if (server_uid >= 0 && server_uid == expected) return Status::Ok();
+  return IdentityMismatch(path, UidText(expected), UidText(server_uid));
+}
+
+Status CheckServerUser(const ClientOptions& options, const std::string& path, const std::string& server_sid,
+                       const std::string& own_sid) {
+  if (options.server_identity == ServerIdentity::kAny) return Status::Ok();
+  if (options.server_identity != ServerIdentity::kSelf) {
+    return IdentityMismatch(path, "uid " + std::to_string(options.server_uid) + " (a number is POSIX only)",
+                            server_sid.empty() ? "an unknown user" : server_sid);
+  }
+  if (!own_sid.empty() && server_sid == own_sid) return Status::Ok();
+  return IdentityMismatch(path, own_sid.empty() ? "this user" : own_sid,
+                          server_sid.empty() ? "an unknown user" : server_sid);
+}
+
 // ---- commands ----------------------------------------------------------------
 
 void ExchangeCommand::ApplyTo(ClientExchange* exchange) {

@@ -166,6 +166,17 @@ class ClientExchange {
   ClientResult result_;
 };
 
+// serverUid, checked by the transport on the connected socket or pipe
+// before the request is sent: Ok, or ERR_IPC_SERVER_IDENTITY naming the
+// path, whom the option requires and whom the server runs as.
+// POSIX: `server_uid` from the peer credentials (-1: unknown), `own_uid`
+// the client's effective uid.
+Status CheckServerUid(const ClientOptions& options, const std::string& path, int64_t server_uid, int64_t own_uid);
+// Windows ('self' only): the user SIDs (string form) of the pipe server's
+// process token and of the client's; empty when unknown.
+Status CheckServerUser(const ClientOptions& options, const std::string& path, const std::string& server_sid,
+                       const std::string& own_sid);
+
 // Both asynchronous clients queue what the calling thread asks for and
 // apply it on their I/O thread: one command, one meaning.
 struct ExchangeCommand {

@@ -157,8 +157,15 @@ void SocketExchange::ConnectFailed(int err, int64_t now) {
 
 void SocketExchange::Connected(int64_t now) {
   (void)now;
-  OnConnected();
+  Status identity;
+  if (options().server_identity != ServerIdentity::kAny) {
+    // serverUid: the credentials the kernel recorded when the server
+    // called listen(), before a byte of the request goes out.
+    identity = CheckServerUid(options(), path(), GetPeerInfo(fd_).uid, static_cast<int64_t>(geteuid()));
+  }
+  OnConnected(identity);
   if (phase() == Phase::kSend) DoSend();
+  if (done()) CloseFd();
 }
 
 void SocketExchange::DoSend() {

@@ -252,6 +252,30 @@ TEST(a_failed_identity_check_ends_a_connected_exchange_before_sending) {
   CHECK_EQ(ex.SendSpans(spans, 4, headers), size_t{0});  // nothing of the request goes out
 }
 
+TEST(server_uid_rules_self_a_uid_and_an_unknown_server) {
+  ClientOptions any = Options();
+  CHECK(sipc::CheckServerUid(any, "/p", 65534, 0).ok());
+  ClientOptions self = Options();
+  self.server_identity = sipc::ServerIdentity::kSelf;
+  CHECK(sipc::CheckServerUid(self, "/p", 1000, 1000).ok());
+  Status other = sipc::CheckServerUid(self, "/p", 65534, 0);
+  CHECK(other.is(LibCode::kServerIdentity));
+  CHECK(other.detail.find("/p") != std::string::npos);
+  CHECK(other.detail.find("uid 0") != std::string::npos);
+  CHECK(other.detail.find("uid 65534") != std::string::npos);
+  CHECK(sipc::CheckServerUid(self, "/p", -1, 0).is(LibCode::kServerIdentity));  // unknown is never a match
+  ClientOptions uid = Options();
+  uid.server_identity = sipc::ServerIdentity::kUid;
+  uid.server_uid = 65534;
+  CHECK(sipc::CheckServerUid(uid, "/p", 65534, 0).ok());
+  CHECK(sipc::CheckServerUid(uid, "/p", 65533, 65533).is(LibCode::kServerIdentity));
+  // Windows: 'self' is the same user SID; an unknown server never matches.
+  CHECK(sipc::CheckServerUser(self, "p", "S-1-5-21-1", "S-1-5-21-1").ok());
+  CHECK(sipc::CheckServerUser(self, "p", "S-1-5-21-2", "S-1-5-21-1").is(LibCode::kServerIdentity));
+  CHECK(sipc::CheckServerUser(self, "p", "", "").is(LibCode::kServerIdentity));
+  CHECK(sipc::CheckServerUser(any, "p", "", "").ok());
+}
+
 // ---- reading the response ----
 
 TEST(the_flush_packet_ends_the_exchange_with_the_whole_response) {

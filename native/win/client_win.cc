@@ -38,6 +38,7 @@
 #include "../core/clock.h"
 #include "../core/exchange.h"
 #include "pipe_name.h"
+#include "security_win.h"
 #include "win_util.h"
 
 namespace sipc {
@@ -104,6 +105,15 @@ struct PipeExchange : ClientExchange {
   void NoName(Status why) {
     why.syscall = "connect";
     OnConnectImpossible(ActiveState::kInvalidPath, why);
+  }
+
+  // serverUid: the user of the pipe server's process against ours
+  // (CheckServerUser in the core). Any thread: no state touched.
+  static Status CheckServer(const ClientOptions& options, const std::string& path, HANDLE pipe) {
+    if (options.server_identity == ServerIdentity::kAny) return Status::Ok();
+    std::string own;
+    win::CurrentUserSid(&own);
+    return CheckServerUser(options, path, win::PipeServerUserSid(pipe), own);
   }
 
   // A CreateFileW that failed with `error`.
@@ -244,8 +254,8 @@ bool BlockingPipeClient::Connect() {
                              win::StatusFromWin32(GetLastError(), "SetNamedPipeHandleState", ex_->path()));
     return false;
   }
-  ex_->OnConnected();
-  return true;
+  ex_->OnConnected(PipeExchange::CheckServer(ex_->options(), ex_->path(), pipe_.get()));
+  return ex_->phase() == ClientExchange::Phase::kSend;
 }
 
 bool BlockingPipeClient::Transfer(bool write, void* data, DWORD len, DWORD* done, DWORD* error) {
@@ -344,6 +354,8 @@ struct ConnectAttempt {
   Status name_status;
   HANDLE pipe = INVALID_HANDLE_VALUE;
   DWORD error = ERROR_SUCCESS;
+  ClientOptions options;  // serverUid, checked here once the pipe is open
+  Status identity;
 };
 
 struct ConnectJob {
@@ -369,6 +381,7 @@ struct ConnectJob {
       a.pipe = OpenPipe(a.name);
       a.error = a.pipe == INVALID_HANDLE_VALUE ? GetLastError() : ERROR_SUCCESS;
       if (a.error == ERROR_PIPE_BUSY) busy.insert(a.name);
+      if (a.pipe != INVALID_HANDLE_VALUE) a.identity = PipeExchange::CheckServer(a.options, a.path, a.pipe);
     }
     std::lock_guard<std::mutex> lock(job->link->mutex);
     if (job->link->open &&
@@ -467,7 +480,7 @@ class WinAsyncClient : public QueuedAsyncClient {
   // Hands connect attempts to the thread pool, oldest first.
   void SubmitConnects(const std::vector<Conversation*>& conversations);
   void OnConnectJob(std::unique_ptr<ConnectJob> job);
-  void Connected(Conversation* c, HANDLE pipe);
+  void Connected(Conversation* c, HANDLE pipe, const Status& identity);
   void RunTimers();
   // Starts what the exchange's phase asks for and reports what it brought.
   void Advance(Conversation* c);
@@ -592,6 +605,7 @@ void WinAsyncClient::SubmitConnects(const std::vector<Conversation*>& conversati
     ConnectAttempt a;
     a.key = c;
     a.path = c->path();
+    a.options = c->options();
     a.name = c->name;
     job->attempts.push_back(std::move(a));
   }
@@ -621,7 +635,7 @@ void WinAsyncClient::OnConnectJob(std::unique_ptr<ConnectJob> job) {
       c->ConnectError(a.error, NowMs());  // a retry: RunTimers() submits it then
     } else {
       c->name = a.name;
-      Connected(c, a.pipe);
+      Connected(c, a.pipe, a.identity);
       a.pipe = INVALID_HANDLE_VALUE;
     }
     Advance(c);
@@ -629,13 +643,13 @@ void WinAsyncClient::OnConnectJob(std::unique_ptr<ConnectJob> job) {
   job->CloseUnused();
 }
 
-void WinAsyncClient::Connected(Conversation* c, HANDLE h) {
+void WinAsyncClient::Connected(Conversation* c, HANDLE h, const Status& identity) {
   c->pipe = h;
   DWORD mode = PIPE_READMODE_BYTE;
   if (CreateIoCompletionPort(h, port_, kIoKey, 0) == nullptr || !SetNamedPipeHandleState(h, &mode, nullptr, nullptr)) {
     c->OnConnectImpossible(ActiveState::kOtherError, win::StatusFromWin32(GetLastError(), "connect", c->path()));
   } else {
-    c->OnConnected();
+    c->OnConnected(identity);
   }
 }
 

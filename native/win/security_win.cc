@@ -117,5 +117,18 @@ PeerInfo GetPipePeer(HANDLE pipe) {
   return peer;
 }
 
+std::string PipeServerUserSid(HANDLE pipe) {
+  std::string sid;
+  ULONG pid = 0;
+  if (!GetNamedPipeServerProcessId(pipe, &pid)) return sid;
+  UniqueHandle process(OpenProcess(PROCESS_QUERY_LIMITED_INFORMATION, FALSE, pid));
+  HANDLE token = nullptr;
+  if (process.valid() && OpenProcessToken(process.get(), TOKEN_QUERY, &token)) {
+    UniqueHandle owned(token);
+    TokenUserSid(owned.get(), &sid);
+  }
+  return sid;
+}
+
 }  // namespace win
 }  // namespace sipc

@@ -47,5 +47,10 @@ Status CurrentUserSid(std::string* sid);
 // tell. Worker thread (may impersonate the client for a moment).
 PeerInfo GetPipePeer(HANDLE pipe);
 
+// The user SID of the process serving the pipe a client opened
+// (GetNamedPipeServerProcessId, then its token); empty when it cannot be
+// learned. The client's serverUid check.
+std::string PipeServerUserSid(HANDLE pipe);
+
 }  // namespace win
 }  // namespace sipc

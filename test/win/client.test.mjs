@@ -74,6 +74,31 @@ describe('connecting off the completion-port thread', () => {
   });
 });
 
+describe('serverUid and maxResponseBytes', () => {
+  // Wine runs every process as one user: a server of another user cannot
+  // be made here; the check itself runs (GetNamedPipeServerProcessId and
+  // the server process's token) and must find the same user.
+  it("serverUid: 'self' is served by our own server, in both clients; a uid is refused", async (t) => {
+    const p = ipcPath(t);
+    await serve(t, p);
+    assert.equal((await sendCommand(p, 'ping', { serverUid: 'self' })).toString(), 'pong');
+    const child = spawnNode(t, ['-e', `
+      const { sendCommandSync } = require(${JSON.stringify(path.join(repoRoot, 'dist', 'index.js'))});
+      console.log('sync ' + sendCommandSync(${JSON.stringify(p)}, 'ping', { serverUid: 'self' }).toString());`]);
+    await waitForLine(child, /^sync pong/);
+    assert.throws(() => sendCommand(p, 'ping', { serverUid: 0 }), { code: 'ERR_INVALID_ARG_VALUE' });
+  });
+
+  it('maxResponseBytes: exactly the limit is taken, one byte more is ERR_IPC_RESPONSE_TOO_LARGE', async (t) => {
+    const p = ipcPath(t);
+    await serve(t, p, () => 'x'.repeat(1000));
+    assert.equal((await sendCommand(p, 'q', { maxResponseBytes: 1000 })).length, 1000);
+    const error = await rejection(sendCommand(p, 'q', { maxResponseBytes: 999 }));
+    assert.equal(error.code, 'ERR_IPC_RESPONSE_TOO_LARGE');
+    assert.equal(error.address, p);
+  });
+});
+
 describe('cancellation and timeouts', () => {
   it('timeoutMs ends an exchange the server never answers with ERR_IPC_TIMEOUT', async (t) => {
     const p = ipcPath(t);
