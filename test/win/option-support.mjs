@@ -89,6 +89,14 @@ export const CLIENT_OPTIONS = {
     posix: effect('test/client/exchanges.test.ts', 'an AbortSignal cancels a pending exchange with an AbortError'),
     win32: effect('test/win/client.test.mjs', 'an AbortSignal cancels a pending exchange with an AbortError'),
   },
+  serverUid: {
+    posix: effect('test/client/server-identity.test.ts', "'self' refuses it with ERR_IPC_SERVER_IDENTITY before the request is sent, in every client"),
+    win32: effect('test/win/client.test.mjs', "serverUid: 'self' is served by our own server, in both clients; a uid is refused"),
+  },
+  maxResponseBytes: {
+    posix: effect('test/client/server-identity.test.ts', 'maxResponseBytes takes a response of exactly the limit and refuses one byte more'),
+    win32: effect('test/win/client.test.mjs', 'maxResponseBytes: exactly the limit is taken, one byte more is ERR_IPC_RESPONSE_TOO_LARGE'),
+  },
   autoStart: {
     posix: effect('test/daemon.test.ts', 'sendCommand starts the daemon when nobody listens, then sends; later calls reach the same daemon'),
     win32: effect('test/win/options.test.mjs', 'autoStart: sendCommand starts the daemon when no pipe has the name, then sends'),
