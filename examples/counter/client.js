@@ -18,6 +18,10 @@ async function main() {
   // rather than talk to whatever listens there.
   const socketPath = process.env.COUNTER_SOCKET || defaultSocketPath('counter');
   const response = await sendCommand(socketPath, request, {
+    // Only a daemon of our own user may answer: a socket another user put
+    // in our daemon's place (say, COUNTER_SOCKET in a shared directory)
+    // fails with ERR_IPC_SERVER_IDENTITY before the request is sent.
+    serverUid: 'self',
     // quit should not start a daemon just to stop it.
     autoStart:
       request === 'quit'

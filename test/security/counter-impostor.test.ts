@@ -33,10 +33,11 @@ const IMPOSTOR = `
   }
 `;
 
-function counterClient(tmp: string, args: string[]): Promise<{ code: number; stdout: string; stderr: string }> {
+function counterClient(tmp: string, args: string[], socket?: string): Promise<{ code: number; stdout: string; stderr: string }> {
   const env: NodeJS.ProcessEnv = { ...process.env, TMPDIR: tmp };
   delete env.XDG_RUNTIME_DIR;
   delete env.COUNTER_SOCKET;
+  if (socket !== undefined) env.COUNTER_SOCKET = socket;
   return new Promise((resolve) => {
     execFile(process.execPath, [path.join(repoRoot, 'examples', 'counter', 'client.js'), ...args], { env, cwd: repoRoot, timeout: 60000 }, (error, stdout, stderr) =>
       resolve({ code: error ? Number(error.code ?? 1) : 0, stdout, stderr }),
@@ -59,5 +60,17 @@ describe.skipIf(cannotSwitchUser !== null)('examples/counter against an impostor
     expect(result.code).not.toBe(0);
     expect(result.stderr).toMatch(/^counter: ERR_IPC_UNSAFE_DIRECTORY: /);
     expect(fs.lstatSync(path.join(shared, `simple-ipc-${uid}`)).uid).toBe(OTHER_UID); // left alone
+  });
+
+  test('a socket of another user at COUNTER_SOCKET gets no request: the client requires its own user (serverUid)', async () => {
+    const { shared } = territory();
+    const socket = path.join(shared, 'counter.ipc'); // a shared place the other user took first
+    const impostor = runAsOther(IMPOSTOR, [socket]);
+    await ready(impostor);
+    const result = await counterClient(shared, ['incr', 'builds'], socket);
+    console.log(`counter client as root: exit ${result.code}, stdout ${JSON.stringify(result.stdout)}, stderr ${JSON.stringify(result.stderr.trim())}`);
+    expect(impostor.output()).not.toContain('request');
+    expect(result.stdout).not.toContain('forged');
+    expect(result.stderr).toMatch(/^counter: ERR_IPC_SERVER_IDENTITY: /);
   });
 });
