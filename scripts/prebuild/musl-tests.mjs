@@ -32,6 +32,7 @@ const PROGRAMS = {
   core_test: ['core_test'],
   conversation_test: ['conversation_test'],
   connect_policy_test: ['connect_policy_test'],
+  exchange_test: ['exchange_test'],
   client_test: ['client_test'],
   server_test: SERVER_TEST,
   inherited_listener_test: ['inherited_listener_test'],

@@ -82,9 +82,11 @@ int connect(int fd, const struct sockaddr *addr, socklen_t len) {
     expect(fs.readFileSync(path.join(dir, 'file'), 'utf8')).toBe('data');
     // The daemon cannot create its socket and exits.
     expect(await cli(['start-daemon', '--name=missing/x.ipc'], dir)).toEqual({ code: 1, stdout: '', stderr: 'error: daemon terminated\n' });
-    // No time to come up; the daemon still starts in the background.
+    // No time to come up (the daemon is made to take 2 s); it still starts
+    // in the background.
     stopAfterTest(dir);
-    expect(await cli(['start-daemon', '--max-wait=0'], dir)).toEqual({ code: 1, stdout: '', stderr: 'error: daemon not online yet\n' });
+    const slowStart = { NODE_OPTIONS: `--require ${path.join(__dirname, '../fixtures/slow-run-daemon.cjs')}` };
+    expect(await cli(['start-daemon', '--max-wait=0'], dir, slowStart)).toEqual({ code: 1, stdout: '', stderr: 'error: daemon not online yet\n' });
     await waitFor(() => fs.existsSync(path.join(dir, 'ipc-test')), 30000, 'the late daemon');
     expect((await cli(['stop-daemon'], dir)).code).toBe(0);
   });
