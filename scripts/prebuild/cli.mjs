@@ -31,7 +31,7 @@ import { CLI_TARGETS, cliFile } from './targets.mjs';
 
 const CORE = ['status', 'pkt_line', 'client_common', 'connect_policy', 'exchange'].map((f) => `native/core/${f}.cc`);
 const POSIX = ['unix_address', 'socket_util', 'socket_exchange', 'client_posix'].map((f) => `native/posix/${f}.cc`);
-const WIN = ['win_util', 'pipe_name', 'client_win'].map((f) => `native/win/${f}.cc`);
+const WIN = ['win_util', 'pipe_name', 'security_win', 'client_win'].map((f) => `native/win/${f}.cc`);
 const CLI = ['native/cli/send_main.cc'];
 
 /** The sources of the program for an OS ('linux', 'mac', 'win'). */
