@@ -25,11 +25,23 @@ function probeSwitch(): string | null {
 export const cannotSwitchUser = probeSwitch();
 if (cannotSwitchUser !== null) console.warn(`test/security: tests with another user SKIPPED: ${cannotSwitchUser}`);
 
+// The other user's environment: ours, less the variables that point the
+// addon loader at an installed package (step 60 runs the suite that way,
+// from a 0700 directory of root's that uid 65534 cannot enter); its
+// scripts load the repository's own build instead.
+function otherEnv(): NodeJS.ProcessEnv {
+  const env = { ...process.env };
+  delete env.SIMPLE_IPC_PREBUILD;
+  delete env.PREBUILDS_ONLY;
+  return env;
+}
+
 /** Runs `node -e script ...args` as uid 65534 (no groups); killed after the test. */
 export function runAsOther(script: string, args: string[] = []): ChildProcess & { output: () => string } {
   const child = spawn('setpriv', ['--reuid=65534', '--regid=65534', '--clear-groups', process.execPath, '-e', script, ...args], {
     stdio: ['ignore', 'pipe', 'pipe'],
     cwd: '/',
+    env: otherEnv(),
   });
   let out = '';
   child.stdout!.on('data', (d) => (out += d));
@@ -45,6 +57,7 @@ export function doAsOther(script: string, args: string[] = []): string {
   const r = spawnSync('setpriv', ['--reuid=65534', '--regid=65534', '--clear-groups', process.execPath, '-e', script, ...args], {
     encoding: 'utf8',
     cwd: '/',
+    env: otherEnv(),
   });
   if (r.status !== 0) throw new Error(`as uid 65534: exit ${r.status}: ${r.stderr}`);
   return r.stdout;
