@@ -7,14 +7,16 @@ import * as fs from 'node:fs';
 import * as os from 'node:os';
 import * as path from 'node:path';
 
-import { onCleanup, waitForLine } from '../helpers';
+import { onCleanup, track, waitForLine } from '../helpers';
 
 export const OTHER_UID = 65534;
+/** setpriv's arguments that make the rest of its command line run as uid 65534, with no groups. */
+const AS_OTHER = [`--reuid=${OTHER_UID}`, `--regid=${OTHER_UID}`, '--clear-groups'];
 
 function probeSwitch(): string | null {
   if (process.platform === 'win32') return 'POSIX only';
   if (process.getuid?.() !== 0) return 'not root: cannot switch to uid 65534';
-  const r = spawnSync('setpriv', ['--reuid=65534', '--regid=65534', '--clear-groups', process.execPath, '-e', 'process.stdout.write(String(process.getuid()))'], {
+  const r = spawnSync('setpriv', [...AS_OTHER, process.execPath, '-e', 'process.stdout.write(String(process.getuid()))'], {
     encoding: 'utf8',
   });
   if (r.status !== 0 || r.stdout !== '65534') return `setpriv cannot run node as uid 65534 (${r.error?.message ?? r.stderr})`;
@@ -38,23 +40,16 @@ function otherEnv(): NodeJS.ProcessEnv {
 
 /** Runs `node -e script ...args` as uid 65534 (no groups); killed after the test. */
 export function runAsOther(script: string, args: string[] = []): ChildProcess & { output: () => string } {
-  const child = spawn('setpriv', ['--reuid=65534', '--regid=65534', '--clear-groups', process.execPath, '-e', script, ...args], {
+  return track(spawn('setpriv', [...AS_OTHER, process.execPath, '-e', script, ...args], {
     stdio: ['ignore', 'pipe', 'pipe'],
     cwd: '/',
     env: otherEnv(),
-  });
-  let out = '';
-  child.stdout!.on('data', (d) => (out += d));
-  child.stderr!.on('data', (d) => (out += d));
-  onCleanup(() => {
-    if (child.exitCode === null && child.signalCode === null) child.kill('SIGKILL');
-  });
-  return Object.assign(child, { output: () => out });
+  }));
 }
 
 /** Runs a short script as uid 65534 and waits for it (throws on failure). */
 export function doAsOther(script: string, args: string[] = []): string {
-  const r = spawnSync('setpriv', ['--reuid=65534', '--regid=65534', '--clear-groups', process.execPath, '-e', script, ...args], {
+  const r = spawnSync('setpriv', [...AS_OTHER, process.execPath, '-e', script, ...args], {
     encoding: 'utf8',
     cwd: '/',
     env: otherEnv(),
