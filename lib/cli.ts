@@ -20,20 +20,24 @@
 import * as fs from 'node:fs';
 import * as nodePath from 'node:path';
 
-import { ArgsError } from './cli/args.js';
+import type * as Args from './cli/args.js';
 import type * as CallCommands from './cli/call-commands.js';
 import type * as ClientCommands from './cli/client-commands.js';
 import type * as DaemonCommands from './cli/daemon-commands.js';
 import { HelpRequest, parseOptions, UsageError, type Options } from './cli/options.js';
 import { flushOut, installStdoutHandlers, writeErr, writeOut } from './cli/output.js';
 import type * as State from './cli/state.js';
-import { nearest } from './cli/suggest.js';
+import type * as Suggest from './cli/suggest.js';
 import { COMMAND_HELP, COMMANDS, EXIT_FAILED, EXIT_FATAL, EXIT_OK, EXIT_USAGE, HELP, PROGRAM, USAGE } from './cli/usage.js';
 
 const callCommands = (): typeof CallCommands => require('./cli/call-commands.js') as typeof CallCommands;
 const clientCommands = (): typeof ClientCommands => require('./cli/client-commands.js') as typeof ClientCommands;
 const daemonCommands = (): typeof DaemonCommands => require('./cli/daemon-commands.js') as typeof DaemonCommands;
 const probe = (options: Options): number => (require('./cli/state.js') as typeof State).probe(options);
+// Only the daemon author's commands parse with ./cli/args.js; only a mistyped
+// command needs a suggestion.
+const isArgsError = (err: unknown): err is Args.ArgsError => err instanceof (require('./cli/args.js') as typeof Args).ArgsError;
+const nearest = (word: string, candidates: readonly string[]): string | null => (require('./cli/suggest.js') as typeof Suggest).nearest(word, candidates);
 
 /** Options, or the exit code of a usage error or help request (already reported). */
 function parseOrReport(subcommand: string, args: string[]): Options | number {
@@ -56,7 +60,7 @@ function parseOrReport(subcommand: string, args: string[]): Options | number {
 
 /** Git's test-helper client subcommands: each first checks, as is-active does, that a server listens. */
 const CLIENT_COMMANDS: Readonly<Record<string, (options: Options) => Promise<number>>> = {
-  'stop-daemon': (options) => daemonCommands().stopDaemon(options),
+  'stop-daemon': (options) => clientCommands().stopDaemon(options),
   send: (options) => clientCommands().send(options, options.token),
   sendbytes: (options) => clientCommands().sendbytes(options),
   multiple: (options) => clientCommands().multiple(options),
@@ -118,7 +122,7 @@ async function runCallCommand(command: string, args: string[]): Promise<number> 
   try {
     return await CALL_COMMANDS[command]!(args);
   } catch (err) {
-    if (err instanceof ArgsError) return usageError(err.message, command);
+    if (isArgsError(err)) return usageError(err.message, command);
     throw err;
   }
 }

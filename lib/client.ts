@@ -2,7 +2,7 @@
 // and waits for responses on its own I/O thread (POSIX; on Windows the
 // whole exchange runs there); this module only keeps the promises of the
 // exchanges in flight, and a stream's queue (with its backpressure).
-import { sendWithAutoStart, streamWithAutoStart } from './auto-start.js';
+import type * as AutoStart from './auto-start.js';
 import { clientRequestStarted, clientResponseEnded, type ClientTrace } from './diagnostics.js';
 import { abortError, codeError, normalizeNativeError, rethrowWithCallerStack, withCallerStack, type IpcError } from './errors.js';
 import { native, type NativeActiveState, type NativeClientOptions } from './native.js';
@@ -16,6 +16,15 @@ import {
   type ConnectOptions,
   type SyncClientOptions,
 } from './options.js';
+
+// The autoStart machinery (./auto-start.js and through it ./daemon.js,
+// ./start-lock.js, child_process) is loaded by the first call that asks
+// for autoStart: a client that never starts a daemon, such as the CLI's
+// client subcommands, does not pay for loading it.
+let autoStartModule: typeof AutoStart | undefined;
+function autoStart(): typeof AutoStart {
+  return (autoStartModule ??= require('./auto-start.js') as typeof AutoStart);
+}
 
 /** The state of a path, exactly as Git's `ipc_get_active_state()` reports it. */
 export type ActiveState = NativeActiveState;
@@ -71,7 +80,7 @@ export function sendCommand(path: string, request: string | Uint8Array, options?
   checkRequest(request);
   const nativeOptions = normalizeClientOptions(options, ClientCall.Async);
   if (options?.autoStart !== undefined) {
-    return sendWithAutoStart((p, r, o) => sendOnce(p, r, o, normalizeClientOptions(o, ClientCall.Async), false), path, request, options);
+    return autoStart().sendWithAutoStart((p, r, o) => sendOnce(p, r, o, normalizeClientOptions(o, ClientCall.Async), false), path, request, options);
   }
   return sendOnce(path, request, options, nativeOptions, true);
 }
@@ -139,7 +148,7 @@ export function streamCommand(path: string, request: string | Uint8Array, option
   checkRequest(request);
   const nativeOptions = normalizeClientOptions(options, ClientCall.Async);
   if (options?.autoStart !== undefined) {
-    return streamWithAutoStart((p, r, o) => new ResponseStream(p, r, normalizeClientOptions(o, ClientCall.Async), checkSignal(o.signal), false), path, request, options);
+    return autoStart().streamWithAutoStart((p, r, o) => new ResponseStream(p, r, normalizeClientOptions(o, ClientCall.Async), checkSignal(o.signal), false), path, request, options);
   }
   const signal = checkSignal(options?.signal);
   return new ResponseStream(path, request, nativeOptions, signal, true);

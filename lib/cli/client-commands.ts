@@ -1,9 +1,9 @@
-// The client subcommands: send, sendbytes, multiple.
+// The client subcommands: send, sendbytes, multiple, stop-daemon.
 import { sendCommand, sendCommandSync } from '../client.js';
 import type { ClientOptions } from '../options.js';
 import type { Options } from './options.js';
 import { error, writeErr, writeOut } from './output.js';
-import { shown } from './state.js';
+import { activeState, shown } from './state.js';
 import { EXIT_FAILED, EXIT_OK } from './usage.js';
 
 /** Git's helper connects with wait-if-busy and without wait-if-not-found. */
@@ -122,4 +122,16 @@ export async function multiple(options: Options): Promise<number> {
   // "(join N)" counts threads Git's helper could not join: always 0 here.
   writeOut(`client (good ${good}) (join 0), (errors ${errors})\n`);
   return errors > 0 ? EXIT_FAILED : EXIT_OK;
+}
+
+/** Sends `quit`, then waits (checking every 100 ms) until the path no longer listens. */
+export async function stopDaemon(options: Options): Promise<number> {
+  const started = Date.now();
+  const sent = await send(options, 'quit');
+  if (sent !== EXIT_OK) return sent;
+  for (;;) {
+    await new Promise((resolve) => setTimeout(resolve, 100));
+    if ((await activeState(options.name)) !== 'listening') return EXIT_OK;
+    if (Date.now() - started > options.maxWait * 1000) return error('daemon has not shutdown yet');
+  }
 }

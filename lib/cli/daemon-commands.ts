@@ -1,16 +1,20 @@
-// The daemon subcommands: run-daemon, start-daemon, stop-daemon. The
-// daemon runs the test application of docs/protocol.md (../test-app.js).
+// The daemon subcommands: run-daemon and start-daemon (stop-daemon is a
+// client: ./client-commands.ts). The daemon runs the test application of
+// docs/protocol.md (../test-app.js).
 import * as nodePath from 'node:path';
-import { setTimeout as sleep } from 'node:timers/promises';
 import { getSystemErrorMap } from 'node:util';
 
-import { createServer, ensureDaemon, type IpcServer } from '../index.js';
+import type * as Daemon from '../daemon.js';
+import { createServer, type IpcServer } from '../server.js';
 import { testAppHandler } from '../test-app.js';
-import { send } from './client-commands.js';
 import type { Options } from './options.js';
 import { error, writeErr } from './output.js';
-import { activeState, shown } from './state.js';
+import { shown } from './state.js';
 import { EXIT_OK } from './usage.js';
+
+// Only start-daemon starts a daemon: run-daemon does not load ensureDaemon's
+// machinery (../daemon.js, the start lock, child_process).
+const ensureDaemon: typeof Daemon.ensureDaemon = (path, options) => (require('../daemon.js') as typeof Daemon).ensureDaemon(path, options);
 
 /** The library's ceiling for server threads (Git's helper has none). */
 const MAX_SERVER_THREADS = 1024;
@@ -95,17 +99,5 @@ export async function startDaemon(options: Options): Promise<number> {
     return EXIT_OK;
   } catch (err) {
     return error(START_FAILURES[(err as { code?: string }).code ?? ''] ?? 'daemon failed to start');
-  }
-}
-
-/** Sends `quit`, then waits (checking every 100 ms) until the path no longer listens. */
-export async function stopDaemon(options: Options): Promise<number> {
-  const started = Date.now();
-  const sent = await send(options, 'quit');
-  if (sent !== EXIT_OK) return sent;
-  for (;;) {
-    await sleep(100);
-    if ((await activeState(options.name)) !== 'listening') return EXIT_OK;
-    if (Date.now() - started > options.maxWait * 1000) return error('daemon has not shutdown yet');
   }
 }
