@@ -8,14 +8,13 @@
 // goes to stdout as it arrives. Each outcome of an exchange has its own
 // exit code (./exit-codes.ts), and every error names the path and says
 // what to do (docs/cli.md#call).
-import { once } from 'node:events';
 import * as fs from 'node:fs';
 import { setTimeout as sleep } from 'node:timers/promises';
 
 import { getActiveState, sendCommand, streamCommand, type ActiveState } from '../client.js';
 import { ArgsError, parseArgs, parseSeconds, type OptionSpec } from './args.js';
 import { EXIT_FAILED, EXIT_INCOMPLETE, EXIT_NO_DAEMON, EXIT_OK, EXIT_TIMED_OUT } from './exit-codes.js';
-import { flushOut, writeErr, writeOut } from './output.js';
+import { writeErr, writeOut, writeOutAndWait } from './output.js';
 
 /** How the error of a failed exchange is told to the user, and its exit code. */
 interface Verdict {
@@ -75,12 +74,6 @@ async function readStdin(): Promise<Buffer> {
   return Buffer.concat(chunks);
 }
 
-/** Writes one chunk of the response now, waiting while stdout is full. */
-async function writeChunk(chunk: Buffer): Promise<void> {
-  flushOut();
-  if (!process.stdout.write(chunk)) await once(process.stdout, 'drain');
-}
-
 const CALL_OPTIONS: readonly OptionSpec[] = [
   { long: 'file', short: 'f', value: true },
   { long: 'timeout', short: 't', value: true },
@@ -105,7 +98,7 @@ export async function call(args: string[]): Promise<number> {
   }
 
   try {
-    for await (const chunk of streamCommand(path, request, timeoutMs === undefined ? {} : { timeoutMs })) await writeChunk(chunk);
+    for await (const chunk of streamCommand(path, request, timeoutMs === undefined ? {} : { timeoutMs })) await writeOutAndWait(chunk);
   } catch (err) {
     return fail(await exchangeVerdict(err, path, timeoutMs));
   }

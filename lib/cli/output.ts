@@ -6,12 +6,48 @@
 // two streams interleave exactly as they would unbuffered. On a terminal
 // every write goes out at once, as before.
 //
+// On POSIX, a pipe, socket or file is written with write(2) on descriptor
+// 1 (fs.writeSync), the way C's stdio writes it: no process.stdout, whose
+// creation for a pipe loads Node's net module and streams, a few
+// milliseconds of every start. A terminal, Windows, and the cases below go
+// through process.stdout. A descriptor that another process made
+// non-blocking may find the pipe full (EAGAIN): from then on everything
+// goes through process.stdout, which waits for room, in order. A command
+// that streams with backpressure (writeOutAndWait) switches to it too.
+//
 // JS thread only. Node writes to pipes and files synchronously on POSIX,
 // so a flush has reached the kernel when it returns.
+import * as fs from 'node:fs';
+
 import { EXIT_FAILED } from './usage.js';
 
 /** Buffered stdout is written out once it holds this much. */
 const BLOCK_BYTES = 64 * 1024;
+
+/** Whether stdout is a pipe, socket or file that write(2) on descriptor 1 can take. */
+function writableDescriptor(): boolean {
+  if (process.platform === 'win32') return false;
+  try {
+    const stat = fs.fstatSync(1);
+    return stat.isFIFO() || stat.isSocket() || stat.isFile();
+  } catch {
+    return false;
+  }
+}
+
+let stdoutStream: NodeJS.WriteStream | null = null;
+
+/** process.stdout, made on first use, with the handler of a reader that went away. */
+function stream(): NodeJS.WriteStream {
+  if (stdoutStream === null) {
+    stdoutStream = process.stdout;
+    stdoutStream.on('error', (err: NodeJS.ErrnoException) => {
+      if (err.code === 'EPIPE') readerGone();
+      throw err;
+    });
+  }
+  return stdoutStream;
+}
 
 // Data is copied into the current block as it comes (no Buffer per
 // write); a block is handed to stdout when full and never reused, so
@@ -21,13 +57,18 @@ class StdoutBuffer {
   private size = 0;
   /** Set when the reader went away: nothing more is written. */
   broken = false;
+  /** Written with write(2) on descriptor 1 (else through process.stdout). */
+  direct: boolean;
+  private readonly buffered: boolean;
 
-  constructor(private readonly buffered: boolean) {}
+  constructor() {
+    this.direct = writableDescriptor();
+    this.buffered = this.direct || stream().isTTY !== true;
+  }
 
   write(data: string | Uint8Array, encoding: BufferEncoding): void {
     if (!this.buffered) {
-      if (typeof data === 'string') process.stdout.write(data, encoding);
-      else process.stdout.write(data);
+      this.send(data, encoding);
       return;
     }
     const length = typeof data === 'string' ? Buffer.byteLength(data, encoding) : data.byteLength;
@@ -35,9 +76,7 @@ class StdoutBuffer {
       this.flush();
       if (length >= BLOCK_BYTES) {
         // As large as a block: written as it is.
-        if (this.broken) return;
-        if (typeof data === 'string') process.stdout.write(data, encoding);
-        else process.stdout.write(data);
+        this.send(data, encoding);
         return;
       }
     }
@@ -48,15 +87,48 @@ class StdoutBuffer {
   }
 
   flush(): void {
-    if (this.size === 0 || this.broken) return;
+    if (this.size === 0) return;
     const full = this.block.subarray(0, this.size);
     this.block = Buffer.allocUnsafeSlow(BLOCK_BYTES);
     this.size = 0;
-    process.stdout.write(full);
+    this.send(full, 'utf8');
+  }
+
+  private send(data: string | Uint8Array, encoding: BufferEncoding): void {
+    if (this.broken) return;
+    if (!this.direct) {
+      if (typeof data === 'string') stream().write(data, encoding);
+      else stream().write(data);
+      return;
+    }
+    const bytes = typeof data === 'string' ? Buffer.from(data, encoding) : data;
+    let offset = 0;
+    while (offset < bytes.byteLength) {
+      try {
+        offset += fs.writeSync(1, bytes, offset, bytes.byteLength - offset);
+      } catch (err) {
+        const code = (err as NodeJS.ErrnoException).code;
+        if (code === 'EPIPE') return readerGone();
+        if (code !== 'EAGAIN') throw err;
+        // Non-blocking and full: process.stdout waits for room.
+        this.direct = false;
+        stream().write(bytes.subarray(offset));
+        return;
+      }
+    }
   }
 }
 
-const stdout = new StdoutBuffer(process.stdout.isTTY !== true);
+const stdout = new StdoutBuffer();
+
+/**
+ * A reader that went away (`simple-ipc send --token=big | head`) ends us
+ * quietly, as SIGPIPE ends Git's helper; whatever is buffered is dropped.
+ */
+function readerGone(): void {
+  stdout.broken = true;
+  process.exit(EXIT_FAILED);
+}
 
 /** Writes `data` (a string in `encoding`, UTF-8 unless told) to stdout. */
 export function writeOut(data: string | Uint8Array, encoding: BufferEncoding = 'utf8'): void {
@@ -66,6 +138,19 @@ export function writeOut(data: string | Uint8Array, encoding: BufferEncoding = '
 /** Writes what stdout holds (before stderr output, and at exit). */
 export function flushOut(): void {
   stdout.flush();
+}
+
+/**
+ * Writes `chunk` now, through process.stdout, and resolves once stdout
+ * takes more: for output streamed as it arrives, where the wait holds
+ * the sender back. Everything after it goes through process.stdout too.
+ */
+export async function writeOutAndWait(chunk: Uint8Array): Promise<void> {
+  stdout.flush();
+  stdout.direct = false;
+  if (stdout.broken) return;
+  const out = stream();
+  if (!out.write(chunk)) await new Promise((resolve) => out.once('drain', resolve));
 }
 
 export function writeErr(text: string): void {
@@ -79,18 +164,7 @@ export function error(message: string): number {
   return EXIT_FAILED;
 }
 
-/**
- * A reader that went away (`simple-ipc send --token=big | head`) ends us
- * quietly, as SIGPIPE ends Git's helper; whatever is buffered is dropped.
- * Anything left in the buffer at a normal exit is written out.
- */
+/** Anything left in the buffer at a normal exit is written out. */
 export function installStdoutHandlers(): void {
-  process.stdout.on('error', (err: NodeJS.ErrnoException) => {
-    if (err.code === 'EPIPE') {
-      stdout.broken = true;
-      process.exit(EXIT_FAILED);
-    }
-    throw err;
-  });
   process.on('exit', flushOut);
 }

@@ -6,9 +6,13 @@ import * as path from 'node:path';
 import { describe, expect, it } from 'vitest';
 
 import { sendbytesVerdict } from '../../dist/test-app.js';
-import { tempDir } from '../helpers.js';
+import { fixtures, tempDir } from '../helpers.js';
 import { inProcessServer } from '../servers.js';
 import { CLI } from './helpers.js';
+
+/** 16 MiB, far more than a pipe holds, in a pattern that shows any byte lost or out of place. */
+const HUGE = Buffer.alloc(16 * 1024 * 1024);
+for (let i = 0; i < HUGE.length; i++) HUGE[i] = 33 + ((i * 7 + (i >> 12)) % 90);
 
 /** Runs the tool with stdout and stderr on the same pipe; resolves with what came through it, in order. */
 function cliMerged(args: string[], cwd: string): Promise<{ code: number | null; output: string }> {
@@ -55,5 +59,34 @@ describe.skipIf(process.platform === 'win32')('simple-ipc output path', () => {
     for (const line of lines) expect(line).toMatch(/^sent:([A-D])(\d{8}) rcvd:\1\2$/);
     // Every request printed once (the order between senders may vary).
     expect(new Set(lines).size).toBe(2000);
+  });
+
+  it('writes output whole and in order to a non-blocking pipe that fills (EAGAIN: the rest waits for room)', async () => {
+    const dir = tempDir('sipc-cli-');
+    await inProcessServer(path.join(dir, 'x.ipc'), () => HUGE);
+    const env = { ...process.env, NODE_OPTIONS: `--require ${path.join(fixtures, 'nonblocking-stdout.cjs')}` };
+    const child = spawn(process.execPath, [CLI, 'send', '--name=x.ipc', '--token=huge'], { cwd: dir, env, stdio: ['ignore', 'pipe', 'pipe'] });
+    const out: Buffer[] = [];
+    let err = '';
+    child.stdout.on('data', (d: Buffer) => out.push(d));
+    child.stderr.on('data', (d: Buffer) => (err += d));
+    const code = await new Promise((resolve) => child.on('close', resolve));
+    expect({ code, err }).toEqual({ code: 0, err: '' });
+    const output = Buffer.concat(out);
+    expect(output.length).toBe(HUGE.length + 1);
+    expect(output.subarray(0, HUGE.length).equals(HUGE)).toBe(true);
+    expect(output[HUGE.length]).toBe(0x0a);
+  });
+
+  it("ends quietly with exit code 1 when the reader goes away, as SIGPIPE ends Git's helper", async () => {
+    const dir = tempDir('sipc-cli-');
+    await inProcessServer(path.join(dir, 'x.ipc'), () => HUGE);
+    const child = spawn(process.execPath, [CLI, 'send', '--name=x.ipc', '--token=huge'], { cwd: dir, stdio: ['ignore', 'pipe', 'pipe'] });
+    let err = '';
+    child.stderr.on('data', (d: Buffer) => (err += d));
+    // The reader leaves after the first bytes; 16 MiB do not fit in the pipe.
+    child.stdout.once('data', () => child.stdout.destroy());
+    const code = await new Promise((resolve) => child.on('close', resolve));
+    expect({ code, err }).toEqual({ code: 1, err: '' });
   });
 });

@@ -1,8 +1,9 @@
 // A start of the command line tool loads what its subcommand needs and
-// nothing else (docs/cli.md#start-up): a client subcommand does not load the
-// autoStart machinery (auto-start, daemon, start-lock) nor the server, and
-// run-daemon does not load ensureDaemon's. Each run is a real process with a
-// preload that records the modules it loaded.
+// nothing else: a client subcommand does not load the autoStart machinery
+// (auto-start, daemon, start-lock) nor the server, run-daemon does not load
+// ensureDaemon's, and output to a pipe does not make process.stdout (Node's
+// net module and streams). Each run is a real process with a preload that
+// records the modules it loaded.
 import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { describe, expect, it } from 'vitest';
@@ -20,13 +21,16 @@ const SERVER = ['server.js', 'replace.js', 'signals.js', 'test-app.js', 'index.j
 
 let runs = 0;
 
-/** Runs `simple-ipc ...args` in `dir`; its result and the package's modules it loaded (paths under dist/). */
-async function cliLoading(args: string[], dir: string): Promise<Run & { loaded: string[] }> {
+/**
+ * Runs `simple-ipc ...args` in `dir` (stdout and stderr: pipes); its result,
+ * the package's modules it loaded (paths under dist/) and Node's.
+ */
+async function cliLoading(args: string[], dir: string): Promise<Run & { loaded: string[]; builtins: string[] }> {
   const record = path.join(dir, `loaded-${++runs}.json`);
   const run = await cli(args, dir, { NODE_OPTIONS: `--require ${RECORDER}`, LOADED_MODULES_FILE: record });
-  const files = JSON.parse(fs.readFileSync(record, 'utf8')) as string[];
+  const { files, builtins } = JSON.parse(fs.readFileSync(record, 'utf8')) as { files: string[]; builtins: string[] };
   const loaded = files.filter((f) => f.startsWith(DIST + path.sep)).map((f) => path.relative(DIST, f).split(path.sep).join('/'));
-  return { ...run, loaded };
+  return { ...run, loaded, builtins };
 }
 
 describe('simple-ipc: what a start loads', () => {
@@ -49,7 +53,11 @@ describe('simple-ipc: what a start loads', () => {
       // The recorder sees the library's modules (the check below cannot pass by seeing nothing).
       expect(r.loaded).toEqual(expect.arrayContaining(['client.js', 'native.js']));
       expect({ args, loaded: r.loaded.filter((m) => START_MACHINERY.includes(m) || SERVER.includes(m)) }).toEqual({ args, loaded: [] });
+      // Written with write(2), not through process.stdout (call streams through it: it waits for a slow reader).
+      if (args[0] !== 'call') expect({ args, net: r.builtins.includes('net') }).toEqual({ args, net: false });
     }
+    // The recorder sees Node's modules.
+    expect((await cliLoading(['call', socket, 'ping'], dir)).builtins).toContain('net');
   });
 
   it('stop-daemon is a client; run-daemon loads the server, not what starting a daemon needs; start-daemon does', async () => {
@@ -78,10 +86,11 @@ describe('simple-ipc: what a start loads', () => {
     }
   });
 
-  it('--version loads neither the client nor the addon', async () => {
+  it('--version loads neither the client nor the addon, nor process.stdout', async () => {
     const r = await cliLoading(['--version'], tempDir('sipc-cli-start-'));
     expect(r.code).toBe(0);
     expect(r.loaded).toContain('cli.js');
     expect(r.loaded.filter((m) => !m.startsWith('cli'))).toEqual([]);
+    expect(r.builtins).not.toContain('net');
   });
 });
