@@ -3,7 +3,9 @@
 //
 // Each entry of MUTANTS below plants one small bug in a rule that matters
 // (pkt-line framing, every server limit and deadline, the lock and
-// stale-socket rules, allowPeer, the idle stop, the stop grace), in a
+// stale-socket rules, allowPeer and who may hold what, the idle stop, the
+// stop grace, the client's checks, the daemon start, closeOnSignals,
+// defaultSocketPath), in a
 // scratch copy of this tree, rebuilds what it touches and runs the tests
 // that claim the rule. A mutant is "killed" when one of those tests fails
 // (or hangs past its limit), "survived" when they all pass. Every mutant
@@ -37,6 +39,8 @@ const root = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..');
 //   native: [binary, name filter] from the CMake build (native/test)
 //   vitest: a test file
 const core = { native: ['sipc_core_test'] };
+const conversation = { native: ['sipc_conversation_test'] };
+const exchange = (filter) => ({ native: ['sipc_exchange_test', filter] });
 const server = (filter) => ({ native: ['sipc_server_test', filter] });
 const vitest = (file) => ({ vitest: file });
 
@@ -260,6 +264,194 @@ const MUTANTS = [
     find: 'if (!allowed || stopping()) {',
     replace: 'if (stopping()) {',
     tests: [server('allow_peer'), vitest('test/access.test.ts')],
+  },
+
+  // ---- who may hold what (docs/security.md#refused-and-undecided-peers, docs/security.md#memory) ----
+  {
+    name: 'undecided-share-plus-one',
+    rule: "with allowPeer, another user holds at most a quarter of maxConnections undecided",
+    file: 'native/core/admission.h',
+    find: 'if (uid != own_uid_ && n >= cap_) {',
+    replace: 'if (uid != own_uid_ && n > cap_) {',
+    tests: [core, server('undecided_connections_of_another_user_are_capped'), vitest('test/security/crowding.test.ts')],
+  },
+  {
+    name: 'undecided-own-user-capped',
+    rule: "the server's own user is not capped by the undecided share",
+    file: 'native/core/admission.h',
+    find: 'if (uid != own_uid_ && n >= cap_) {',
+    replace: 'if (n >= cap_) {',
+    tests: [core],
+  },
+  {
+    name: 'undecided-share-not-enforced',
+    rule: 'the transport refuses a connection over its user\'s undecided share at once',
+    file: 'native/posix/server_posix.cc',
+    find: 'if (options.check_peer && !server_->AdmitUndecided(peer.uid)) {',
+    replace: 'if (options.check_peer && !server_->AdmitUndecided(peer.uid) && false) {',
+    tests: [server('undecided_connections_of_another_user_are_capped'), vitest('test/security/crowding.test.ts')],
+  },
+  {
+    name: 'silent-peer-never-asked',
+    rule: 'a peer silent for kSilentPeerCheckMs is asked about without a byte',
+    file: 'native/posix/server_posix.cc',
+    find: /(if \(c == nullptr \|\| c->conv\.phase != Phase::kAwaitFirstByte\) continue;\s*\}\s*)StartPeerCheck\(c\);/,
+    replace: '$1(void)c;',
+    tests: [server('silent_peer_is_asked_without_a_byte')],
+  },
+  {
+    name: 'silent-peer-asked-after-5-s',
+    rule: 'a silent peer is asked after 100 ms, not after seconds',
+    file: 'native/core/admission.h',
+    find: 'constexpr int64_t kSilentPeerCheckMs = 100;',
+    replace: 'constexpr int64_t kSilentPeerCheckMs = 5000;',
+    tests: [server('silent_peer_is_asked_without_a_byte')],
+  },
+  {
+    name: 'request-memory-one-byte-over-accepted',
+    rule: 'maxBufferedRequestBytes: incomplete requests up to the budget are kept, one byte more is not',
+    file: 'native/core/admission.h',
+    find: 'if (total_ > budget_ || more > budget_ - total_) return false;',
+    replace: 'if (total_ > budget_ || more > budget_ - total_ + 1) return false;',
+    tests: [core],
+  },
+  {
+    name: 'request-memory-budget-ignored',
+    rule: 'maxBufferedRequestBytes: the read that takes the total past the budget drops its connection',
+    file: 'native/posix/server_posix.cc',
+    find: 'if (server_->ChargeRequest(&conn->buffered, conn->conv.request.size())) continue;',
+    replace: 'server_->ChargeRequest(&conn->buffered, conn->conv.request.size());\n      continue;',
+    tests: [server('incomplete_requests_share_a_memory_budget'), vitest('test/security/crowding.test.ts')],
+  },
+  {
+    name: 'request-memory-kept-after-handover',
+    rule: 'a request handed to the application no longer counts against maxBufferedRequestBytes',
+    file: 'native/posix/server_posix.cc',
+    find: 'if (conn->buffered > 0) server_->ReleaseRequest(&conn->buffered);  // the application\'s memory now',
+    replace: '',
+    tests: [server('memory_budget')],
+  },
+  {
+    name: 'request-memory-kept-after-drop',
+    rule: 'a connection closed before its request is whole gives its bytes back to maxBufferedRequestBytes',
+    file: 'native/posix/server_posix.cc',
+    find: /(if \(conn->undecided\) server_->UndecidedDone\(conn->conv\.peer\.uid\);\s*)if \(conn->buffered > 0\) server_->ReleaseRequest\(&conn->buffered\);/,
+    replace: '$1',
+    tests: [server('memory_budget')],
+  },
+
+  // ---- credentials read on first use (docs/design.md#the-posix-server) ----
+  {
+    name: 'peer-credentials-read-at-every-accept',
+    rule: 'without allowPeer no connection costs a getsockopt(SO_PEERCRED) until its peer is asked for',
+    file: 'native/posix/server_posix.cc',
+    find: 'if (options.check_peer) peer = server_->ReadPeer(fd);',
+    replace: 'peer = server_->ReadPeer(fd);',
+    tests: [server('peer_credentials')],
+  },
+  {
+    name: 'peer-credentials-never-read',
+    rule: 'a deferred peer is read from the socket when it is asked for',
+    file: 'native/posix/server_posix.cc',
+    find: /(if \(!conn->peer_known\) \{\s*)conn->conv\.peer = server_->ReadPeer\(conn->fd\);/,
+    replace: '$1',
+    tests: [server('peer_credentials')],
+  },
+
+  // ---- the client: whom it talks to, how much it takes (docs/api.md) ----
+  {
+    name: 'server-uid-not-checked',
+    rule: 'serverUid: a server of another user gets no byte of the request (ERR_IPC_SERVER_IDENTITY)',
+    file: 'native/posix/socket_exchange.cc',
+    find: /identity = CheckServerUid\(options\(\), path\(\), GetPeerInfo\(fd_\)\.uid, static_cast<int64_t>\(geteuid\(\)\)\);/,
+    replace: 'identity = Status::Ok();',
+    tests: [vitest('test/client/server-identity.test.ts')],
+  },
+  {
+    name: 'server-uid-unknown-user-accepted',
+    rule: 'serverUid: a server whose user cannot be read is never a match',
+    file: 'native/core/exchange.cc',
+    find: 'if (server_uid >= 0 && server_uid == expected) return Status::Ok();',
+    replace: 'if (server_uid < 0 || server_uid == expected) return Status::Ok();',
+    tests: [exchange('server_uid')],
+  },
+  {
+    name: 'max-response-bytes-one-over-accepted',
+    rule: 'maxResponseBytes: a response of the limit is taken, one byte more ends the exchange',
+    file: 'native/core/exchange.cc',
+    find: 'received_ > options_.max_response_bytes) {',
+    replace: 'received_ > options_.max_response_bytes + 1) {',
+    tests: [exchange('max_response_bytes'), vitest('test/client/server-identity.test.ts')],
+  },
+
+  // ---- the daemon start (docs/daemon.md#one-start) ----
+  {
+    name: 'start-lock-stale-holder-kept',
+    rule: 'a start lock whose holder is dead is taken over',
+    file: 'lib/start-lock.ts',
+    find: 'if (pid !== undefined) return !processAlive(Number(pid));',
+    replace: 'if (pid !== undefined) return false;',
+    tests: [vitest('test/daemon.test.ts')],
+  },
+  {
+    name: 'start-lock-live-holder-taken',
+    rule: 'a start lock held by a live caller is never taken: one daemon is spawned',
+    file: 'lib/start-lock.ts',
+    find: 'if (!isStale(lockPath, judged)) return;',
+    replace: '',
+    tests: [vitest('test/daemon.test.ts')],
+  },
+  {
+    name: 'auto-start-waits-out-a-refusing-socket',
+    rule: 'autoStart on Linux: a refused first connect starts the daemon at once, without waiting connectTimeoutMs',
+    file: 'lib/auto-start.ts',
+    find: "const REFUSED_MEANS_NOBODY = process.platform === 'linux';",
+    replace: 'const REFUSED_MEANS_NOBODY = false;',
+    tests: [vitest('test/daemon.test.ts')],
+  },
+
+  // ---- stopping a replaced server, on signals (docs/protocol.md#stopping, docs/daemon.md#signals) ----
+  {
+    name: 'replaced-server-drops-what-it-accepted',
+    rule: 'a server whose path leads to its replacement serves the connections it accepted before',
+    file: 'native/core/conversation.h',
+    find: 'return reason == StopReason::kIdle || unreachable; }',
+    replace: '(void)unreachable; return reason == StopReason::kIdle; }',
+    tests: [conversation, server('quit_after_the_path_moved_on'), vitest('test/lifecycle/replace.test.ts')],
+  },
+  {
+    name: 'close-on-signals-not-raised-again',
+    rule: 'closeOnSignals: once closed, the process ends by the signal as it would have without the option',
+    file: 'lib/signals.ts',
+    find: 'if (process.listenerCount(signal) === 0) process.kill(process.pid, signal);',
+    replace: '',
+    tests: [vitest('test/lifecycle/signals.test.ts')],
+  },
+  {
+    name: 'close-on-signals-second-signal-waits',
+    rule: 'closeOnSignals: a second signal while closing drops what still runs',
+    file: 'lib/signals.ts',
+    find: 'for (const server of targets) void server.close({ force: true });',
+    replace: 'for (const server of targets) void server.close();',
+    tests: [vitest('test/lifecycle/signals.test.ts')],
+  },
+
+  // ---- defaultSocketPath (docs/daemon.md#where-the-socket-lives) ----
+  {
+    name: 'socket-dir-of-another-user-taken',
+    rule: "defaultSocketPath: a directory under its name that another user owns is refused",
+    file: 'lib/socket-path.ts',
+    find: 'if (st.uid !== uid) return',
+    replace: 'if (false) return',
+    tests: [vitest('test/socket-path.test.ts')],
+  },
+  {
+    name: 'socket-dir-open-to-others-taken',
+    rule: 'defaultSocketPath: a directory under its name that group or others may enter is refused',
+    file: 'lib/socket-path.ts',
+    find: 'if ((st.mode & 0o077) !== 0) return',
+    replace: 'if (false) return',
+    tests: [vitest('test/socket-path.test.ts')],
   },
 ];
 
