@@ -48,6 +48,22 @@ void StopRequest::Request(StopReason why, int64_t now, uint32_t grace_ms) {
   grace_deadline = deadline;
 }
 
+bool ListenerOccupation::Record(Attempt result) {
+  switch (result) {
+    case Attempt::kTookOne:
+      taken_++;
+      // One attempt more than the instances that listened must find
+      // none; if it takes one too, the name has instances not ours.
+      return taken_ <= listening_;
+    case Attempt::kNoneListening:
+      complete_ = true;
+      return false;
+    case Attempt::kFailed:
+      return false;
+  }
+  return false;
+}
+
 void ConversationNotices::DeliverTo(ServerDelegate* delegate) const {
   if (!released.empty()) delegate->OnReleased(id, released);
   if (!written.empty()) delegate->OnWritten(id, written);

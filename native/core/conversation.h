@@ -86,6 +86,63 @@ inline bool StopDrains(StopReason reason, bool unreachable) { return reason == S
 // stop that drains, until its grace is over.
 inline bool StopRefusesRequests(bool drains, bool grace_over) { return !drains || grace_over; }
 
+// How a stop that drains makes the server unreachable on a transport
+// without an atomic "stop accepting" (docs/windows.md#options-that-differ):
+// a Windows pipe instance takes a client until its handle is closed, even
+// after its listen was cancelled, so closing the waiting instances one by
+// one could hang up on a client that connected in between. Instead, with
+// no instance created any more, the server connects to its own name as a
+// client again and again, closing each such connection at once. The
+// system hands each connect to one listening instance, so every attempt
+// takes one away from the clients, until an attempt finds none listening
+// (the name is busy or gone): from then on nobody new can connect, and
+// the clients that connected before are served. An attempt that fails
+// otherwise (the name's DACL refuses the server's own user) ends the
+// occupation incomplete; the transport then looks for a client on each
+// instance right before closing it, which a client connecting in between
+// still loses.
+class ListenerOccupation {
+ public:
+  enum class Attempt {
+    kTookOne,        // connected: one instance less listens
+    kNoneListening,  // every instance is taken, or none is left
+    kFailed,         // any other failure
+  };
+  // What the transport finds on an instance whose listen completed or
+  // was cancelled during the stop.
+  enum class Arrival {
+    kNone,              // no client ever connected
+    kClient,            // a client is connected, whether it sent bytes or not
+    kGoneWithoutBytes,  // a client connected and left without a byte
+  };
+
+  // `listening`: the instances that listened when the stop began. Taking
+  // more means instances the server did not create (another process
+  // added them to the name): they are not its to take, so it stops there.
+  explicit ListenerOccupation(uint64_t listening) : listening_(listening) {}
+
+  // Records an attempt; returns whether to make another.
+  bool Record(Attempt result);
+  // Nobody listens any more: no client can connect from now on.
+  bool complete() const { return complete_; }
+
+  // During the stop, whether an instance's client is served (counted
+  // against maxConnections, shown to allowPeer, read). Every client that
+  // reached the server is, even when the instance's listen was cancelled
+  // first (`connected`: the listen completed with a client). A client
+  // gone without a byte brought no request: the server's own occupying
+  // connection, or a probe that left (which the server closes silently
+  // anyway), so it is closed unseen: not counted, not reported.
+  static bool Serves(Arrival arrival, bool connected) {
+    return arrival == Arrival::kClient || (arrival == Arrival::kNone && connected);
+  }
+
+ private:
+  uint64_t listening_;
+  uint64_t taken_ = 0;
+  bool complete_ = false;
+};
+
 // The idle stop (docs/protocol.md#idle-stop): a server that has had no
 // connection open for `timeout_ms` stops by itself (StopReason::kIdle).
 // Any open connection counts as activity, whatever it does: a silent

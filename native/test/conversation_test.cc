@@ -129,6 +129,53 @@ TEST(a_stop_drains_only_once_nobody_new_can_reach_the_server_and_only_within_its
   CHECK(sipc::StopRefusesRequests(false, true));
 }
 
+TEST(listener_occupation_takes_each_listening_instance_then_is_complete_once_none_listens) {
+  using Attempt = sipc::ListenerOccupation::Attempt;
+  sipc::ListenerOccupation occupation(2);
+  CHECK(occupation.Record(Attempt::kTookOne));
+  CHECK(occupation.Record(Attempt::kTookOne));  // one attempt more must find none
+  CHECK(!occupation.complete());
+  CHECK(!occupation.Record(Attempt::kNoneListening));
+  CHECK(occupation.complete());
+  // Clients took some instances first: it is complete sooner.
+  sipc::ListenerOccupation early(4);
+  CHECK(early.Record(Attempt::kTookOne));
+  CHECK(!early.Record(Attempt::kNoneListening));
+  CHECK(early.complete());
+  // No instance listened at all.
+  sipc::ListenerOccupation none(0);
+  CHECK(!none.Record(Attempt::kNoneListening));
+  CHECK(none.complete());
+}
+
+TEST(listener_occupation_is_incomplete_after_a_failure_or_more_instances_than_listened) {
+  using Attempt = sipc::ListenerOccupation::Attempt;
+  sipc::ListenerOccupation refused(3);
+  CHECK(refused.Record(Attempt::kTookOne));
+  CHECK(!refused.Record(Attempt::kFailed));  // e.g. the DACL refuses the server's own user
+  CHECK(!refused.complete());
+  // The third take of two listening instances: someone else's instance.
+  sipc::ListenerOccupation foreign(2);
+  CHECK(foreign.Record(Attempt::kTookOne));
+  CHECK(foreign.Record(Attempt::kTookOne));
+  CHECK(!foreign.Record(Attempt::kTookOne));
+  CHECK(!foreign.complete());
+}
+
+TEST(a_draining_stop_serves_every_client_that_reached_it_and_closes_those_gone_without_a_byte_unseen) {
+  using Arrival = sipc::ListenerOccupation::Arrival;
+  // A client is there: served, even when the cancel completed the listen.
+  CHECK(sipc::ListenerOccupation::Serves(Arrival::kClient, true));
+  CHECK(sipc::ListenerOccupation::Serves(Arrival::kClient, false));
+  // Gone without a byte (the server's own connection, or a probe): unseen.
+  CHECK(!sipc::ListenerOccupation::Serves(Arrival::kGoneWithoutBytes, true));
+  CHECK(!sipc::ListenerOccupation::Serves(Arrival::kGoneWithoutBytes, false));
+  // No client: a cancelled listen closes; a completed one is read (the
+  // read tells what came).
+  CHECK(!sipc::ListenerOccupation::Serves(Arrival::kNone, false));
+  CHECK(sipc::ListenerOccupation::Serves(Arrival::kNone, true));
+}
+
 TEST(request_clock_runs_from_the_start_and_expires_at_the_deadline) {
   Conversation conv(SIZE_MAX);
   CHECK(!conv.RequestClockStopped(0));  // no limit: nothing to start

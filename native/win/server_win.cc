@@ -336,6 +336,7 @@ class WinServer : public Server {
   // ---- control thread ----
   void ControlLoop();
   void BeginStopLocked();
+  void OccupyListenersLocked();
   void EnforceLimitsLocked(int64_t now, int64_t* next, ControlReports* reports);
   bool RunGraceLocked(int64_t now, int64_t* next, ControlReports* reports);
   void FinishStop();
@@ -693,16 +694,17 @@ void WinServer::OnConnected(Pipe* pipe, DWORD error) {
   Admit(pipe, peer);
 }
 
-// Whether a client is connected to an instance whose ConnectNamedPipe was
-// cancelled. Cancelling the listen does not stop clients from connecting
-// to the instance until its handle is closed, so an idle stop looks
-// right before closing it (back to back, under one lock hold). A client
-// that connects between the look and the close is still lost: a pipe has
-// no atomic "stop accepting" (docs/windows.md#options-that-differ).
-// PeekNamedPipe never blocks: it succeeds only on a connected instance.
-bool ClientArrivedAfterCancel(HANDLE handle) {
+// What is on an instance whose listen completed or was cancelled during a
+// stop. Cancelling the listen does not stop clients from connecting to it
+// until its handle is closed, and a client may connect and leave before
+// we look. PeekNamedPipe never blocks: it succeeds on an instance with a
+// client (bytes or not, or bytes a client left behind), and fails with
+// ERROR_BROKEN_PIPE once its client left without a byte to read.
+ListenerOccupation::Arrival LookForClient(HANDLE handle) {
   DWORD available = 0;
-  return PeekNamedPipe(handle, nullptr, 0, nullptr, &available, nullptr) != FALSE;
+  if (PeekNamedPipe(handle, nullptr, 0, nullptr, &available, nullptr)) return ListenerOccupation::Arrival::kClient;
+  if (GetLastError() == ERROR_BROKEN_PIPE) return ListenerOccupation::Arrival::kGoneWithoutBytes;
+  return ListenerOccupation::Arrival::kNone;
 }
 
 // (mu) A connect completed on a listening instance. Returns true when it
@@ -711,11 +713,15 @@ bool WinServer::TakeConnectedLocked(Pipe* pipe, DWORD error) {
   pipe->pending--;
   listeners_--;
   pipe->conv.phase = Phase::kClosing;
-  if (error != ERROR_SUCCESS && stopping_ && !RefusesNewRequestsLocked() && ClientArrivedAfterCancel(pipe->handle)) {
-    // An idle stop cancelled the listen (whatever the cancel completed
-    // with), and a client connected to the still-listening instance
-    // before we closed it: it is served, as the idle stop serves every
-    // client that reached us.
+  if (stopping_ && !RefusesNewRequestsLocked()) {
+    // An idle stop serves every client that reached us, and only those
+    // (ListenerOccupation::Serves): the server's own occupying
+    // connections are closed unseen.
+    bool connected = error == ERROR_SUCCESS;
+    if (!ListenerOccupation::Serves(LookForClient(pipe->handle), connected)) {
+      Recycle(pipe);  // never counted as connected: closes
+      return false;
+    }
     error = ERROR_SUCCESS;
   }
   if (error == ERROR_OPERATION_ABORTED) {
@@ -969,6 +975,9 @@ void WinServer::ControlLoop() {
 void WinServer::BeginStopLocked() {
   stopping_ = true;
   bool drop_unstarted = !StopDrainsLocked();
+  // A stop that serves the clients that reached us first makes sure that
+  // nobody else can: the cancels below do not (see LookForClient).
+  if (!drop_unstarted) OccupyListenersLocked();
   for (Pipe* pipe : AllPipes()) {
     if (pipe->conv.phase == Phase::kIdle) {
       CancelIoEx(pipe->handle, &pipe->connect_op.ov);
@@ -976,6 +985,34 @@ void WinServer::BeginStopLocked() {
       Retire(pipe);
     }
   }
+}
+
+// (mu) Takes every listening instance by connecting to our own name
+// until none listens (core ListenerOccupation), closing each connection
+// at once; no instance is created or reused once stopping_ is set. Never
+// blocks: opening a pipe fails at once when no instance listens. The
+// completions of the instances taken wait for the lock, so each finds its
+// client gone without a byte (TakeConnectedLocked). Identification level
+// only: should the name hold an instance that is not ours, its owner
+// cannot act as us.
+void WinServer::OccupyListenersLocked() {
+  ListenerOccupation occupation(static_cast<uint64_t>(listeners_));
+  ListenerOccupation::Attempt attempt;
+  do {
+    HANDLE h = CreateFileW(pipe_name_.c_str(), GENERIC_READ, 0, nullptr, OPEN_EXISTING,
+                           SECURITY_SQOS_PRESENT | SECURITY_IDENTIFICATION, nullptr);
+    if (h != INVALID_HANDLE_VALUE) {
+      CloseHandle(h);
+      attempt = ListenerOccupation::Attempt::kTookOne;
+    } else {
+      DWORD error = GetLastError();
+      attempt = error == ERROR_PIPE_BUSY || error == ERROR_FILE_NOT_FOUND ? ListenerOccupation::Attempt::kNoneListening
+                                                                           : ListenerOccupation::Attempt::kFailed;
+    }
+  } while (occupation.Record(attempt));
+  // Incomplete (!occupation.complete()): the instances still listening are
+  // looked at right before they close (TakeConnectedLocked), which a client
+  // connecting in between loses (docs/windows.md#options-that-differ).
 }
 
 // (mu) Request deadlines, stalled writes and stalled flushes; lowers

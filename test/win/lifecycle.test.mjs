@@ -145,47 +145,49 @@ describe('idleTimeoutMs', () => {
       inHandler.fire();
       await release.fired;
       return 'done';
-    }, { idleTimeoutMs: 200, requestTimeoutMs: 0 });
+    }, { idleTimeoutMs: 500, requestTimeoutMs: 0 });
     let stopped = false;
     const closed = closedAt(server);
     void closed.then(() => (stopped = true));
+    // (500 ms: on a loaded machine, 200 ms could pass before the client connects.)
     const silent = await rawConnect(t, gitPipeName(p));
-    await sleep(600); // three idle timeouts with only a silent client
+    await sleep(1500); // three idle timeouts with only a silent client
     assert.equal(stopped, false, 'stopped with a client connected');
     const answer = sendCommand(p, 'x');
     // A server that stopped already fails the test here, not by a timeout.
     await Promise.race([inHandler.fired, answer]);
     silent.destroy();
-    await sleep(600); // three more with only a conversation in the handler
+    await sleep(1500); // three more with only a conversation in the handler
     assert.equal(stopped, false, 'stopped with a conversation in the handler');
     release.fire();
     assert.equal((await answer).toString(), 'done');
     const done = Date.now();
     const [reason, at] = await Promise.race([closed, sleep(10000).then(() => ['still running', 0])]);
     assert.equal(reason, 'idle');
-    assert.ok(at - done >= 200 - 50, `stopped ${at - done} ms after the conversation ended`);
+    assert.ok(at - done >= 500 - 50, `stopped ${at - done} ms after the conversation ended`);
   });
 
   // A named pipe has no atomic "stop accepting": a client can still
   // connect to a waiting instance until its handle is closed. The server
-  // looks for such a client right before closing each instance
-  // (ClientArrivedAfterCancel in native/win/server_win.cc); only one that
-  // connects between that look and the close is lost (docs/windows.md#options-that-differ).
-  // Without the look, 4 to 10 of about 100 clients here were lost; with
-  // it, 0 in most runs and 1 in some runs on a loaded machine.
-  it('clients arriving around the deadline are answered or find no server; at most 2 of about 100 lost, in the instant an instance closes', async (t) => {
+  // takes every waiting instance itself first, by connecting to its own
+  // name until none is left (core ListenerOccupation), then serves the
+  // clients that connected before (docs/windows.md#options-that-differ).
+  // When it only looked for a client right before closing each instance,
+  // a client that connected in between was lost (EPIPE): here, in about one
+  // run in two on a loaded machine (more listening instances, more such
+  // instants: hence `threads`).
+  it('clients arriving around the deadline are answered or find no server; none is lost', async (t) => {
     const outcomes = new Map();
-    for (let round = 0; round < 5; round++) {
+    for (let round = 0; round < 10; round++) {
       const p = ipcPath(t);
-      const server = await serve(t, p, undefined, { idleTimeoutMs: 150, threads: 2 });
+      const server = await serve(t, p, undefined, { idleTimeoutMs: 150, threads: 8 });
       let stopped = false;
       void server.closed.then(() => (stopped = true));
-      assert.equal((await sendCommand(p, 'ping')).toString(), 'pong');
       // Bursts of clients spaced close to the idle timeout (the first that
       // comes late finds the server stopping), until it is gone.
       for (let i = 0; i < 100 && !stopped; i++) {
         await sleep(125 + ((i * 7) % 40));
-        const burst = await Promise.all(Array.from({ length: 4 }, () =>
+        const burst = await Promise.all(Array.from({ length: 8 }, () =>
           sendCommand(p, 'ping', { waitIfBusy: false }).then((b) => b.toString(), (e) => `${e.code}/${e.state}`)));
         for (const o of burst) outcomes.set(o, (outcomes.get(o) ?? 0) + 1);
       }
@@ -193,15 +195,39 @@ describe('idleTimeoutMs', () => {
     }
     console.log(`idle deadline outcomes: ${JSON.stringify(Object.fromEntries(outcomes))}`);
     // Answered, no pipe, or every instance taken as the server stops; a
-    // lost request shows as an incomplete response or EPIPE.
+    // lost request would show as an incomplete response or EPIPE.
     const served = ['pong', 'ENOENT/path-not-found', 'EBUSY/not-listening'];
-    const lost = ['ERR_IPC_INCOMPLETE_RESPONSE/undefined', 'EPIPE/undefined'];
-    let lostCount = 0;
-    for (const [o, n] of outcomes) {
-      assert.ok(served.includes(o) || lost.includes(o), `outcome ${o}: ${JSON.stringify(Object.fromEntries(outcomes))}`);
-      if (lost.includes(o)) lostCount += n;
+    for (const o of outcomes.keys()) {
+      assert.ok(served.includes(o), `outcome ${o}: ${JSON.stringify(Object.fromEntries(outcomes))}`);
     }
-    assert.ok(lostCount <= 2, `${lostCount} requests lost: ${JSON.stringify(Object.fromEntries(outcomes))}`);
     assert.ok(outcomes.get('pong') > 0);
+  });
+
+  // The connections the server makes to its own name as it stops are not
+  // clients: allowPeer never sees them, maxConnections never drops them,
+  // and no clientError or stats counter reports them.
+  it("the stop's own connections to its instances are neither shown, reported nor counted", async (t) => {
+    const p = ipcPath(t);
+    const asked = [];
+    const server = await serve(t, p, undefined, {
+      idleTimeoutMs: 150,
+      threads: 3, // listening instances: the larger of threads and 4
+      maxConnections: 1,
+      allowPeer: (peer) => {
+        asked.push(peer.pid);
+        return true;
+      },
+    });
+    const errors = [];
+    server.on('clientError', (e) => errors.push(e.code));
+    assert.equal((await sendCommand(p, 'ping')).toString(), 'pong');
+    assert.deepEqual(asked, [process.pid]);
+    // Every event of the server comes before 'closed' (one queue, in order).
+    assert.equal(await server.closed, 'idle');
+    assert.deepEqual(asked, [process.pid], 'allowPeer asked about the server\'s own connections');
+    assert.deepEqual(errors, []);
+    const stats = server.stats();
+    assert.deepEqual(stats.dropped, { protocol: 0, tooLarge: 0, timeout: 0, tooManyConnections: 0 });
+    assert.equal(stats.connections.open, 0);
   });
 });
