@@ -126,6 +126,7 @@ struct Pipe {
   bool flushing = false;
   int64_t flush_started = 0;
   bool close_after = false;  // close the instance instead of reusing it
+  bool client_left = false;  // the watch saw the hang-up while a write was in flight
 
   Pipe() : conv(SIZE_MAX) {
     InitOp(&connect_op, OpKind::kConnect);
@@ -148,7 +149,7 @@ struct Pipe {
     conv.Reset(max_request);
     conv.phase = phase;
     std::vector<uint8_t>().swap(read_buffer);
-    watching = writing = flushing = false;
+    watching = writing = flushing = client_left = false;
     std::vector<uint8_t>().swap(scratch);
   }
 };
@@ -872,6 +873,14 @@ void WinServer::OnWatch(Pipe* pipe, DWORD bytes, DWORD error) {
     // Bytes after the request are ignored (and no longer watched for);
     // a write failure will tell if the client leaves.
     if (error == ERROR_SUCCESS || error == ERROR_MORE_DATA || error == ERROR_OPERATION_ABORTED) return;
+    // The client went away. With a write in flight, its completion (on
+    // its way) ends the conversation: the client may have read the whole
+    // response before it left, and then the response counts as
+    // completed. Two workers take the two completions in either order.
+    if (pipe->writing) {
+      pipe->client_left = true;
+      return;
+    }
     // The client went away: the conversation is over.
     id = pipe->conv.id;
     if (!EndWithoutFlush(pipe)) id = 0;
@@ -896,7 +905,11 @@ void WinServer::OnWritten(Pipe* pipe, DWORD bytes, DWORD error) {
     } else {
       counters_.bytes_out += bytes;
       pipe->conv.Wrote(bytes, &notices.written);
-      if (!pipe->conv.out.empty()) {
+      bool complete = pipe->conv.out.empty() && pipe->conv.ended;
+      if (!complete && pipe->client_left) {
+        // The watch saw the client leave during this write (OnWatch).
+        notices.Lose(EndWithoutFlush(pipe), Conversation::ClientLeftStatus());
+      } else if (!pipe->conv.out.empty()) {
         KickWrite(pipe);
       } else if (pipe->conv.ended) {
         counters_.requests++;  // the flush packet is out: a response completed

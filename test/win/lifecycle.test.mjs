@@ -227,6 +227,7 @@ describe('idleTimeoutMs', () => {
     assert.deepEqual(asked, [process.pid], 'allowPeer asked about the server\'s own connections');
     assert.deepEqual(errors, []);
     const stats = server.stats();
+    assert.equal(stats.requests, 1);
     assert.deepEqual(stats.dropped, { protocol: 0, tooLarge: 0, timeout: 0, tooManyConnections: 0 });
     assert.equal(stats.connections.open, 0);
   });
