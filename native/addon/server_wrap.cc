@@ -74,7 +74,14 @@ Napi::Value PeerToJs(Napi::Env env, const PeerInfo& peer) {
 }  // namespace
 
 struct ServerWrap::Event {
-  explicit Event(EventType t) : type(t) {}
+  explicit Event(EventType t, ConnId conn = 0) : type(t), id(conn) {}
+  // kWritten, kReleased: the tokens of the borrowed chunks the server is
+  // done with (JS may let go of those chunks).
+  static Event Tokens(EventType t, ConnId conn, const std::vector<uint64_t>& done) {
+    Event e(t, conn);
+    e.tokens = done;
+    return e;
+  }
   EventType type;
   ConnId id = 0;
   ByteBuffer data;
@@ -321,17 +328,11 @@ void ServerWrap::OnPeerCheck(ConnId id, const PeerInfo& peer) {
 }
 
 void ServerWrap::OnWritten(ConnId id, const std::vector<uint64_t>& tokens) {
-  Event e(EventType::kWritten);
-  e.id = id;
-  e.tokens = tokens;
-  Post(std::move(e));
+  Post(Event::Tokens(EventType::kWritten, id, tokens));
 }
 
 void ServerWrap::OnReleased(ConnId id, const std::vector<uint64_t>& tokens) {
-  Event e(EventType::kReleased);
-  e.id = id;
-  e.tokens = tokens;
-  Post(std::move(e));
+  Post(Event::Tokens(EventType::kReleased, id, tokens));
 }
 
 void ServerWrap::OnConversationLost(ConnId id, const Status& why) {
