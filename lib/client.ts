@@ -4,7 +4,7 @@
 // exchanges in flight, and a stream's queue (with its backpressure).
 import type * as AutoStart from './auto-start.js';
 import { clientRequestStarted, clientResponseEnded, type ClientTrace } from './diagnostics.js';
-import { abortError, codeError, normalizeNativeError, rethrowWithCallerStack, withCallerStack, type IpcError } from './errors.js';
+import { abortError, codeError, fromNative, normalizeNativeError, rethrowWithCallerStack, withCallerStack, type IpcError } from './errors.js';
 import { native, type NativeActiveState, type NativeClientOptions } from './native.js';
 import {
   checkPath,
@@ -122,8 +122,16 @@ export function sendCommandSync(path: string, request: string | Uint8Array, opti
   checkRequest(request);
   const nativeOptions = normalizeClientOptions(options, ClientCall.Sync);
   const trace = clientRequestStarted(path, request, 'sync');
-  if (trace === null) return native.sendCommandSync(path, request, nativeOptions);
-  return tracedSync(trace, () => native.sendCommandSync(path, request, nativeOptions));
+  if (trace === null) return nativeSendSync(path, request, nativeOptions);
+  return tracedSync(trace, () => nativeSendSync(path, request, nativeOptions));
+}
+
+function nativeSendSync(path: string, request: string | Uint8Array, nativeOptions: NativeClientOptions): Buffer {
+  try {
+    return native.sendCommandSync(path, request, nativeOptions);
+  } catch (error) {
+    throw fromNative(error);
+  }
 }
 
 function tracedSync(trace: ClientTrace, send: () => Buffer): Buffer {

@@ -6,7 +6,7 @@ import { EventEmitter } from 'node:events';
 import * as nodePath from 'node:path';
 
 import { countResponse, serverRequestStarted, serverResponseEnded, traceHandler, type ServerTrace } from './diagnostics.js';
-import { argError, codeError, rethrowWithCallerStack, type IpcError } from './errors.js';
+import { argError, codeError, fromNative, rethrowWithCallerStack, type IpcError } from './errors.js';
 import { native, ReplyFlags, ReplyOutcome, type NativeServer, type NativeStopReason } from './native.js';
 import {
   checkPath,
@@ -283,11 +283,12 @@ export class IpcServer extends EventEmitter<IpcServerEvents> {
         const conversation = this.conversations.get(id);
         if (conversation === undefined) return;
         this.conversations.delete(id);
+        fromNative(error);
         if (conversation.trace !== null) serverResponseEnded(conversation.trace, 'client-gone', error);
         conversation.settle(error);
       },
       onClientError: (error, peer) => {
-        if (this.listenerCount('clientError') > 0) this.emit('clientError', error as IpcError, toPeer(peer));
+        if (this.listenerCount('clientError') > 0) this.emit('clientError', fromNative(error) as IpcError, toPeer(peer));
       },
       onStopped: (reason) => {
         this.stopped = true;

@@ -57,7 +57,7 @@ class UndecidedPeers {
 
   static Status OverShareStatus(int64_t uid, uint32_t cap) {
     return Status::Lib(LibCode::kTooManyConnections, "uid " + std::to_string(uid) + " already holds " +
-                                                         std::to_string(cap) + " connections allowPeer has not allowed");
+                                                         std::to_string(cap) + " connections not allowed yet");
   }
 
  private:

@@ -60,6 +60,10 @@ ErrnoInfo ErrnoLookup(int err) {
   }
 }
 
+// The texts name limits and checks in neutral words, never by an option
+// of an API on top: the JS layer and the native CLI spell their options
+// differently, and each names its own where it turns a status into words
+// (docs/design.md#errors).
 struct LibInfo {
   const char* name;
   const char* text;
@@ -74,11 +78,11 @@ LibInfo LibCodeInfo(int code) {
     case LibCode::kIncompleteRequest:
       return {"ERR_IPC_INCOMPLETE_REQUEST", "client hung up before the end of its request"};
     case LibCode::kRequestTooLarge:
-      return {"ERR_IPC_REQUEST_TOO_LARGE", "request exceeds maxRequestBytes"};
+      return {"ERR_IPC_REQUEST_TOO_LARGE", "request exceeds the request size limit"};
     case LibCode::kRequestTimeout:
-      return {"ERR_IPC_REQUEST_TIMEOUT", "client did not complete its request within requestTimeoutMs"};
+      return {"ERR_IPC_REQUEST_TIMEOUT", "client did not complete its request within the request time limit"};
     case LibCode::kTimeout:
-      return {"ERR_IPC_TIMEOUT", "exchange did not complete within timeoutMs"};
+      return {"ERR_IPC_TIMEOUT", "exchange did not complete within the exchange time limit"};
     case LibCode::kAborted:
       return {"ABORT_ERR", "The operation was aborted"};  // Node's AbortError wording
     case LibCode::kNotSocket:
@@ -86,19 +90,19 @@ LibInfo LibCodeInfo(int code) {
     case LibCode::kServerClosed:
       return {"ERR_IPC_SERVER_CLOSED", "server is closed"};
     case LibCode::kTooManyConnections:
-      return {"ERR_IPC_TOO_MANY_CONNECTIONS", "connection refused: maxConnections reached"};
+      return {"ERR_IPC_TOO_MANY_CONNECTIONS", "connection refused: connection limit reached"};
     case LibCode::kPeerRefused:
-      return {"ERR_IPC_PEER_REFUSED", "peer refused by allowPeer"};
+      return {"ERR_IPC_PEER_REFUSED", "peer refused by the peer check"};
     case LibCode::kWriteStalled:
       return {"ERR_IPC_WRITE_STALLED", "client stopped reading its response"};
     case LibCode::kUnsafeFile:
       return {"ERR_IPC_UNSAFE_FILE", "not a regular file of this user; left as it is"};
     case LibCode::kBufferFull:
-      return {"ERR_IPC_BUFFER_FULL", "incomplete requests hold maxBufferedRequestBytes"};
+      return {"ERR_IPC_BUFFER_FULL", "incomplete requests hold the request buffer limit"};
     case LibCode::kResponseTooLarge:
-      return {"ERR_IPC_RESPONSE_TOO_LARGE", "response exceeds maxResponseBytes"};
+      return {"ERR_IPC_RESPONSE_TOO_LARGE", "response exceeds the response size limit"};
     case LibCode::kServerIdentity:
-      return {"ERR_IPC_SERVER_IDENTITY", "the server is not run by the user serverUid requires"};
+      return {"ERR_IPC_SERVER_IDENTITY", "the server is not run by the user the identity check requires"};
   }
   return {"ERR_IPC_UNKNOWN", "unknown error"};
 }
