@@ -256,6 +256,20 @@ describe('autoStart within the call', () => {
     await sendCommand(s.socket, 'quit');
   });
 
+  it.skipIf(process.platform !== 'linux')('on Linux a refusing socket starts the daemon at once, however long connectTimeoutMs is', { timeout: 60000 }, async () => {
+    // A socket file nobody listens on refuses; Linux says so only when
+    // nobody is there, so autoStart's first connect does not wait it out.
+    // Waiting it out would spend the whole call (timeoutMs) in the connect.
+    const s = setup();
+    await staleSocket(s.socket);
+    expect(await getActiveState(s.socket)).toBe('not-listening');
+    const t = performance.now();
+    const pid = Number((await sendCommand(s.socket, 'pid', { autoStart: s.daemon(), connectTimeoutMs: 60000, timeoutMs: 20000 })).toString());
+    console.log(`refusing socket, connectTimeoutMs 60000: started and answered in ${(performance.now() - t).toFixed(0)} ms`);
+    expect(daemonPids(s.records)).toEqual([pid]);
+    await sendCommand(s.socket, 'quit');
+  });
+
   it('shows as one exchange on the diagnostics channel, with the start as a field', async () => {
     const s = setup();
     const seen: ClientResponseMessage[] = [];
