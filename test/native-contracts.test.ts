@@ -55,13 +55,14 @@ function leaves(value: object, prefix = ''): string[] {
   return Object.entries(value).flatMap(([k, v]) => (typeof v === 'object' && v !== null ? leaves(v, `${prefix}${k}.`) : [prefix + k]));
 }
 
-/** The fields of the interface `name` in `file`, nested ones as dotted paths. */
+/** The fields (and methods) of the interface `name` in `file`, nested ones as dotted paths. */
 function interfaceFields(file: string, name: string): string[] {
   const source = ts.createSourceFile(file, read(file), ts.ScriptTarget.Latest);
   const members = (list: ts.NodeArray<ts.TypeElement>, prefix: string): string[] =>
-    list.filter(ts.isPropertySignature).flatMap((m) => {
+    list.flatMap((m) => {
+      if (!ts.isPropertySignature(m) && !ts.isMethodSignature(m)) return [];
       const key = prefix + m.name.getText(source);
-      return m.type !== undefined && ts.isTypeLiteralNode(m.type) ? members(m.type.members, key + '.') : [key];
+      return ts.isPropertySignature(m) && m.type !== undefined && ts.isTypeLiteralNode(m.type) ? members(m.type.members, key + '.') : [key];
     });
   let found: string[] | undefined;
   source.forEachChild((node) => {
@@ -147,6 +148,50 @@ describe('contracts between lib/ and the addon', () => {
     const server = await createServer(socketPath(), () => 'x');
     onCleanup(() => server.close({ force: true }));
     expect(leaves(server.stats()).sort()).toEqual(declared);
+  });
+
+  it('the options and callbacks the addon reads are the ones lib/native.ts declares', () => {
+    /** The keys `object.Get("key")` reads in the body of `fn` in `file`. */
+    const got = (file: string, fn: string, object: string) => {
+      const text = read(file);
+      const at = text.indexOf(fn);
+      const body = text.slice(at, text.indexOf('\n}\n', at));
+      return [...new Set(all(body, new RegExp(`\\b${object}\\.Get\\("(\\w+)"\\)`, 'g')))].sort();
+    };
+    const server = got('native/addon/server_wrap.cc', 'ServerWrap::ServerWrap(', 'opts');
+    expect(server.length).toBeGreaterThan(10);
+    expect(interfaceFields('lib/native.ts', 'NativeServerOptions')).toEqual(server);
+    const callbacks = got('native/addon/server_wrap.cc', 'ServerWrap::ServerWrap(', 'callbacks');
+    expect(callbacks.length).toBeGreaterThan(5);
+    expect(interfaceFields('lib/native.ts', 'NativeServerCallbacks')).toEqual(callbacks);
+    const client = got('native/addon/client_wrap.cc', 'ClientOptions ParseClientOptions(', 'obj');
+    expect(client.length).toBeGreaterThan(4);
+    expect(interfaceFields('lib/native.ts', 'NativeClientOptions')).toEqual(client);
+  });
+
+  it('the stop reasons and active states have the same names in the addon, lib/native.ts and docs/api.md', () => {
+    /** The strings a C++ function returns (a switch over an enum). */
+    const returned = (file: string, fn: string) => {
+      const text = read(file);
+      const body = text.slice(text.indexOf(`const char* ${fn}(`), text.indexOf('\n}\n', text.indexOf(`const char* ${fn}(`)));
+      return [...new Set(all(body, /return "([a-z-]+)";/g))].sort();
+    };
+    const union = (name: string) => {
+      const m = read('lib/native.ts').match(new RegExp(`export type ${name} = ([^;]+);`));
+      return all(m![1]!, /'([a-z-]+)'/g);
+    };
+    const api = read('docs/api.md');
+    const closedRow = api.match(/^\| `closed` \| `Promise<CloseReason>` \|.*$/m)![0];
+    const activeStates = api.match(/^type ActiveState = ([^;]+);$/m)![1]!;
+
+    const stopReasons = returned('native/addon/server_wrap.cc', 'StopReasonName');
+    expect(stopReasons.length).toBe(5);
+    expect(union('NativeStopReason')).toEqual(stopReasons);
+    expect(all(closedRow, /`'([a-z-]+)'`/g)).toEqual(stopReasons);
+    const states = returned('native/core/client_common.cc', 'ActiveStateName');
+    expect(states.length).toBe(5);
+    expect(union('NativeActiveState')).toEqual(states);
+    expect(all(activeStates, /'([a-z-]+)'/g)).toEqual(states);
   });
 
   it('every error code lib/ raises itself is documented', () => {
