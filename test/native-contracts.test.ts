@@ -170,11 +170,10 @@ describe('contracts between lib/ and the addon', () => {
   });
 
   it('the stop reasons and active states have the same names in the addon, lib/native.ts and docs/api.md', () => {
-    /** The strings a C++ function returns (a switch over an enum). */
-    const returned = (file: string, fn: string) => {
-      const text = read(file);
-      const body = text.slice(text.indexOf(`const char* ${fn}(`), text.indexOf('\n}\n', text.indexOf(`const char* ${fn}(`)));
-      return [...new Set(all(body, /return "([a-z-]+)";/g))].sort();
+    /** The names in a C++ enum's name table (core/enum_names.h: `constexpr const char* kXNames[] = {...};`). */
+    const tableNames = (file: string, table: string) => {
+      const m = read(file).match(new RegExp(`constexpr const char\\* ${table}\\[\\] = \\{([^}]*)\\};`));
+      return [...new Set(all(m![1]!, /"([a-z-]+)"/g))].sort();
     };
     const union = (name: string) => {
       const m = read('lib/native.ts').match(new RegExp(`export type ${name} = ([^;]+);`));
@@ -184,11 +183,11 @@ describe('contracts between lib/ and the addon', () => {
     const closedRow = api.match(/^\| `closed` \| `Promise<CloseReason>` \|.*$/m)![0];
     const activeStates = api.match(/^type ActiveState = ([^;]+);$/m)![1]!;
 
-    const stopReasons = returned('native/addon/server_wrap.cc', 'StopReasonName');
+    const stopReasons = tableNames('native/addon/server_wrap.cc', 'kStopReasonNames');
     expect(stopReasons.length).toBe(5);
     expect(union('NativeStopReason')).toEqual(stopReasons);
     expect(all(closedRow, /`'([a-z-]+)'`/g)).toEqual(stopReasons);
-    const states = returned('native/core/client_common.cc', 'ActiveStateName');
+    const states = tableNames('native/core/client_common.cc', 'kActiveStateNames');
     expect(states.length).toBe(5);
     expect(union('NativeActiveState')).toEqual(states);
     expect(all(activeStates, /'([a-z-]+)'/g)).toEqual(states);

@@ -22,6 +22,7 @@
 #include "js_bytes.h"
 #include "js_callback.h"
 #include "promise_work.h"
+#include "../core/enum_names.h"
 
 namespace sipc {
 
@@ -29,21 +30,10 @@ namespace {
 
 enum class EventType { kRequest, kPeerCheck, kWritten, kReleased, kLost, kClientError, kStopped };
 
-const char* StopReasonName(StopReason reason) {
-  switch (reason) {
-    case StopReason::kClosed:
-      return "closed";
-    case StopReason::kQuit:
-      return "quit";
-    case StopReason::kStolen:
-      return "stolen";
-    case StopReason::kIdle:
-      return "idle";
-    case StopReason::kListenerFailed:
-      return "listener-failed";
-  }
-  return "closed";
-}
+// What `closed` resolves to, indexed by StopReason.
+constexpr const char* kStopReasonNames[] = {"closed", "quit", "stolen", "idle", "listener-failed"};
+
+const char* StopReasonName(StopReason reason) { return NameOf<StopReason::kListenerFailed>(reason, kStopReasonNames); }
 
 // A peer's fields for the flat request batch: pid, uid, gid (null where
 // unknown), sid (undefined off Windows). A deferred peer (not read yet)

@@ -1,22 +1,13 @@
 #include "client.h"
+#include "enum_names.h"
 
 
 namespace sipc {
 
-const char* ActiveStateName(ActiveState state) {
-  switch (state) {
-    case ActiveState::kListening:
-      return "listening";
-    case ActiveState::kNotListening:
-      return "not-listening";
-    case ActiveState::kInvalidPath:
-      return "invalid-path";
-    case ActiveState::kPathNotFound:
-      return "path-not-found";
-    case ActiveState::kOtherError:
-      return "other-error";
-  }
-  return "other-error";
-}
+// What getActiveState resolves to, indexed by ActiveState.
+constexpr const char* kActiveStateNames[] = {"listening", "not-listening", "invalid-path", "path-not-found",
+                                             "other-error"};
+
+const char* ActiveStateName(ActiveState state) { return NameOf<ActiveState::kOtherError>(state, kActiveStateNames); }
 
 }  // namespace sipc
