@@ -1,7 +1,8 @@
 // The client API. The addon connects and sends on the calling (JS) thread
-// and waits for responses on its own I/O thread (POSIX; on Windows the
-// whole exchange runs there); this module only keeps the promises of the
-// exchanges in flight, and a stream's queue (with its backpressure).
+// and reads small responses there too, or waits for them on its own I/O
+// thread (POSIX, docs/design.md#client; on Windows the whole exchange runs
+// there); this module only keeps the promises of the exchanges in flight,
+// and a stream's queue (with its backpressure).
 import type * as AutoStart from './auto-start.js';
 import { clientRequestStarted, clientResponseEnded, type ClientTrace } from './diagnostics.js';
 import { abortError, codeError, fromNative, normalizeNativeError, rethrowWithCallerStack, withCallerStack, type IpcError } from './errors.js';

@@ -3,6 +3,10 @@
 #include <string>
 #include <utility>
 
+#ifndef _WIN32
+#include <uv.h>
+#endif
+
 #include "../core/byte_buffer.h"
 #include "errors.h"
 #include "js_bytes.h"
@@ -125,6 +129,91 @@ bool ClientWrap::Deliver(Napi::Env env, Event& e) {
   return true;
 }
 
+// ---- the JS thread's side (POSIX) -------------------------------------------
+
+// JS thread, once per client: one uv_poll_t on the client's caller_fd(),
+// unreferenced (outstanding exchanges keep the loop alive through the
+// thread-safe function's reference). If it cannot be set up, the client
+// never uses that side and every exchange finishes on the I/O thread.
+void ClientWrap::WatchCallerSide(Napi::Env env) {
+#ifndef _WIN32
+  int fd = client_->caller_fd();
+  if (fd < 0) return;
+  uv_loop_t* loop = nullptr;
+  if (napi_get_uv_event_loop(env, &loop) != napi_ok || loop == nullptr) return;
+  auto* watch = new uv_poll_t;
+  if (uv_poll_init(loop, watch, fd) != 0) {
+    delete watch;  // never initialized: nothing to close
+    return;
+  }
+  watch->data = this;
+  caller_context_.reset(new Napi::AsyncContext(env, "simple-ipc client"));
+  uv_poll_start(watch, UV_READABLE, [](uv_poll_t* handle, int, int) {
+    static_cast<ClientWrap*>(handle->data)->CompleteOnCaller();
+  });
+  uv_unref(reinterpret_cast<uv_handle_t*>(watch));
+  caller_watch_ = watch;
+  client_->UseCallerSide();
+#else
+  (void)env;
+#endif
+}
+
+// JS thread: before the client shuts down. The handle's memory goes in
+// its close callback.
+void ClientWrap::StopWatchingCallerSide() {
+#ifndef _WIN32
+  if (caller_watch_ == nullptr) return;
+  auto* watch = static_cast<uv_poll_t*>(caller_watch_);
+  caller_watch_ = nullptr;
+  uv_poll_stop(watch);
+  uv_close(reinterpret_cast<uv_handle_t*>(watch), [](uv_handle_t* handle) { delete reinterpret_cast<uv_poll_t*>(handle); });
+#endif
+}
+
+// JS thread (uv_poll callback): finishes the exchanges whose responses
+// are in and settles their promises here, in one callback scope, so that
+// promise reactions run once after the batch, as after a drain. Outside
+// any JS call, so nothing may throw out of here: when the environment
+// cannot run JS any more (a worker being terminated, teardown), the
+// scopes do not open and the completions are dropped with it.
+void ClientWrap::CompleteOnCaller() {
+  if (!client_) return;
+  completions_.clear();
+  client_->CompleteOnCaller(&completions_);
+  if (completions_.empty()) return;
+  napi_handle_scope handle_scope;
+  if (napi_open_handle_scope(env_, &handle_scope) != napi_ok) return;
+  napi_value resource;
+  napi_callback_scope callback_scope;
+  if (napi_create_object(env_, &resource) == napi_ok &&
+      napi_open_callback_scope(env_, resource, *caller_context_, &callback_scope) == napi_ok) {
+    DeliverCompletions();
+    napi_close_callback_scope(env_, callback_scope);
+  }
+  napi_close_handle_scope(env_, handle_scope);
+  completions_.clear();
+}
+
+// Inside CompleteOnCaller()'s scopes.
+void ClientWrap::DeliverCompletions() {
+  try {
+    for (AsyncClient::Completion& c : completions_) {
+      Event e(Event::kComplete, c.id);
+      e.data = std::move(c.response);
+      e.result = std::move(c.result);
+      Napi::HandleScope event_scope(env_);
+      if (!Deliver(env_, e)) return;  // the environment is going away
+    }
+  } catch (const Napi::Error&) {
+    // A value could not be made: JS cannot run any more (see above).
+    bool pending = false;
+    napi_is_exception_pending(env_, &pending);
+    napi_value ignored;
+    if (pending) napi_get_and_clear_last_exception(env_, &ignored);
+  }
+}
+
 // ---- lifetime -----------------------------------------------------------------
 
 // JS thread: starts the I/O thread on first use.
@@ -139,6 +228,7 @@ void ClientWrap::EnsureStarted(Napi::Env env) {
     tsfn_ = Tsfn();
     throw Napi::Error::New(env, "could not start the simple-ipc client thread");
   }
+  WatchCallerSide(env);
   // Added after the thread-safe function's own hook, so it runs first
   // (hooks run in reverse order): the I/O thread is joined while the
   // function is still valid.
@@ -160,8 +250,10 @@ void ClientWrap::Shutdown() {
   if (hook_added_ && !in_cleanup_hook_) napi_remove_env_cleanup_hook(env_, &ClientWrap::CleanupHook, this);
   hook_added_ = false;
   if (!client_) return;
+  StopWatchingCallerSide();
   client_->Shutdown();
   client_.reset();
+  caller_context_.reset();
   events_.Close();
   tsfn_.Release();
   tsfn_ = Tsfn();

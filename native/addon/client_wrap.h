@@ -9,11 +9,16 @@
 // ends at once) and only queue an event. Events reach JS in batches, one
 // thread-safe-function call per batch, so a completion always settles its
 // promise asynchronously, never inside the call that started it.
+// Exchanges that finish on the JS thread's side (POSIX,
+// docs/design.md#client) are completed by a uv_poll_t callback on the JS
+// loop and delivered right there, without the queue: a loop turn after
+// the call that started them, never inside it.
 #pragma once
 
 #include <napi.h>
 
 #include <memory>
+#include <vector>
 
 #include "../core/client.h"
 #include "event_queue.h"
@@ -56,6 +61,10 @@ class ClientWrap : public ClientDelegate {
   void Shutdown();
   void ExchangeStarted();
   void ExchangeEnded();
+  void WatchCallerSide(Napi::Env env);
+  void StopWatchingCallerSide();
+  void CompleteOnCaller();
+  void DeliverCompletions();
 
   Napi::Value SetCallbacks(const Napi::CallbackInfo& info);
   Napi::Value Start(const Napi::CallbackInfo& info);
@@ -76,6 +85,11 @@ class ClientWrap : public ClientDelegate {
   bool hook_added_ = false;
   bool in_cleanup_hook_ = false;
   Napi::FunctionReference on_chunk_, on_connected_, on_complete_;
+  // JS thread: the uv_poll_t (a uv_poll_t*, opaque here) on the client's
+  // caller_fd(), and the async context its deliveries run in.
+  void* caller_watch_ = nullptr;
+  std::unique_ptr<Napi::AsyncContext> caller_context_;
+  std::vector<AsyncClient::Completion> completions_;  // JS thread: reused by CompleteOnCaller()
 };
 
 }  // namespace sipc

@@ -101,8 +101,10 @@ struct ClientRequest {
   }
 };
 
-// Runs any number of exchanges at once on one I/O thread of its own, so
-// that they neither block the JS thread nor queue behind libuv's pool.
+// Runs any number of exchanges at once on one I/O thread of its own (and,
+// where the caller watches caller_fd(), finishes small ones on the calling
+// thread), so that they neither block the JS thread nor queue behind
+// libuv's pool.
 // The rules of each exchange are ClientExchange's (exchange.h); the
 // transports only do I/O.
 class AsyncClient {
@@ -125,6 +127,26 @@ class AsyncClient {
   // may be called in any phase; no-ops for unknown ids.
   virtual void Pause(uint64_t id) = 0;
   virtual void Resume(uint64_t id) = 0;
+
+  // ---- the calling thread's side (POSIX with epoll; core/caller_side.h) ----
+  // A descriptor that becomes readable when an exchange waiting on the
+  // calling thread's side has news; the caller's event loop watches it and
+  // then calls CompleteOnCaller(). -1: there is no such side (every
+  // exchange finishes on the I/O thread).
+  virtual int caller_fd() const { return -1; }
+  // Calling thread: from now on, exchanges that qualify wait on the
+  // calling thread's side (the caller watches caller_fd()). Off until then.
+  virtual void UseCallerSide() {}
+  struct Completion {
+    uint64_t id;
+    ClientResult result;
+    ByteBuffer response;
+  };
+  // Calling thread, when caller_fd() is readable: finishes the waiting
+  // exchanges whose responses are in, with bounded non-blocking calls, and
+  // appends their outcomes to `done` (reported there, not through the
+  // delegate); hands the rest that had news to the I/O thread.
+  virtual void CompleteOnCaller(std::vector<Completion>* done) { (void)done; }
 };
 
 std::unique_ptr<AsyncClient> CreateAsyncClient(ClientDelegate* delegate);

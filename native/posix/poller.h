@@ -49,6 +49,10 @@ class Poller {
   // Interrupts a Wait() from any thread; it reports `key` = kWakeKey.
   virtual void Wake() = 0;
   static constexpr uint64_t kWakeKey = ~uint64_t{0};
+  // A descriptor that is readable while Wait() has events to report, for
+  // nesting this poller in another event loop; -1 when the backend has
+  // none (poll()).
+  virtual int fd() const { return -1; }
 
   // nullptr + errno on failure.
   static std::unique_ptr<Poller> Create();

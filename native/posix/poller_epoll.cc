@@ -75,6 +75,8 @@ class EpollPoller : public Poller {
     return n;
   }
 
+  int fd() const override { return epfd_; }
+
   void Wake() override {
     uint64_t one = 1;
     while (write(wakefd_, &one, sizeof(one)) < 0 && errno == EINTR) {

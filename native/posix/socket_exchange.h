@@ -7,8 +7,9 @@
 // calling thread) and the asynchronous client.
 //
 // Threads: an exchange is used by one thread at a time. The asynchronous
-// client steps it first on the calling thread (connect, send) and then
-// hands it, through a mutex, to its I/O thread, which owns it to the end.
+// client steps it first on the calling thread (connect, send); a small one
+// may be finished there too (core/caller_side.h); otherwise it is handed,
+// through a mutex, to the I/O thread, which owns it to the end.
 #pragma once
 
 #include <cstdint>

@@ -4,8 +4,9 @@
 // I/O thread (as the JS thread does: connect and send happen there),
 // completions on the starting thread, the timer heap, cancel, connect-only
 // then Send, requests copied only when not sent at once, pause/resume of
-// a stream, a full listen backlog, and the poller's registration of a
-// reused descriptor number. Built under
+// a stream, a full listen backlog, the poller's registration of a
+// reused descriptor number, and the calling thread's side with each of its
+// hand-over rules (core/caller_side.h). Built under
 // ASan+UBSan and TSan by test step 20.
 #include <poll.h>
 #include <sys/socket.h>
@@ -85,6 +86,8 @@ class RawServer {
   }
   const std::string& path() const { return path_; }
   void StartAccepting() { accepting_ = true; }
+  // Makes the "stream:N" response ahead, so that it is answered at once.
+  static void Prepare(size_t size) { FramedPattern(size); }
 
  private:
   void Run() {
@@ -123,12 +126,32 @@ class RawServer {
       while (!stop_) std::this_thread::sleep_for(std::chrono::milliseconds(5));
       return;
     }
-    std::string reply = request;
+    std::vector<uint8_t> echo;
+    const std::vector<uint8_t>* framed = &echo;
     if (request.rfind("stream:", 0) == 0) {
-      reply.assign(std::stoul(request.substr(7)), 'a');
-      for (size_t i = 0; i < reply.size(); i++) reply[i] = static_cast<char>('a' + i % 26);
+      framed = &FramedPattern(std::stoul(request.substr(7)));
+    } else {
+      echo = Framed(request);
     }
-    std::vector<uint8_t> framed = Framed(reply);
+    Send(fd, *framed);
+  }
+
+  // The framed 'a'..'z' response of `size` bytes, made once per size: a
+  // second request for it is answered at once (tests that race a timer).
+  static const std::vector<uint8_t>& FramedPattern(size_t size) {
+    static std::mutex mutex;
+    static std::map<size_t, std::vector<uint8_t>> made;
+    std::lock_guard<std::mutex> lock(mutex);
+    std::vector<uint8_t>& framed = made[size];
+    if (framed.empty()) {
+      std::string reply(size, 'a');
+      for (size_t i = 0; i < reply.size(); i++) reply[i] = static_cast<char>('a' + i % 26);
+      framed = Framed(reply);
+    }
+    return framed;
+  }
+
+  void Send(int fd, const std::vector<uint8_t>& framed) {
     size_t off = 0;
     while (off < framed.size() && !stop_) {
       ssize_t n = send(fd, framed.data() + off, framed.size() - off, MSG_NOSIGNAL);
@@ -195,6 +218,10 @@ class Recorder : public ClientDelegate {
   size_t streamed(uint64_t id) {
     std::lock_guard<std::mutex> lock(mu_);
     return streamed_[id];
+  }
+  bool reported(uint64_t id) {
+    std::lock_guard<std::mutex> lock(mu_);
+    return std::find(order_.begin(), order_.end(), id) != order_.end();
   }
   bool connected(uint64_t id) {
     std::lock_guard<std::mutex> lock(mu_);
@@ -477,6 +504,199 @@ TEST(the_blocking_streaming_client_times_out_and_tells_a_missing_server) {
                                     ClientOptions{}, &sink);
   CHECK(!result.connected);
   CHECK(result.connect_state == ActiveState::kPathNotFound);
+}
+
+// ---- the calling thread's side (core/caller_side.h) -------------------------
+
+// Plays the JS thread's event loop: waits for caller_fd() with poll() and
+// completes what is ready there, until `pred()` holds (false after kWaitMs).
+class CallerLoop {
+ public:
+  explicit CallerLoop(AsyncClient* client) : client_(client) {}
+
+  template <typename Pred>
+  bool RunUntil(Pred pred) {
+    int64_t give_up = NowMs() + kWaitMs;
+    while (!pred()) {
+      if (NowMs() > give_up) return false;
+      Turn(10);
+    }
+    return true;
+  }
+
+  // One turn: waits up to `timeout_ms` for caller_fd(), then completes.
+  void Turn(int timeout_ms) {
+    pollfd p{client_->caller_fd(), POLLIN, 0};
+    poll(&p, 1, timeout_ms);
+    std::vector<AsyncClient::Completion> batch;
+    client_->CompleteOnCaller(&batch);
+    for (AsyncClient::Completion& c : batch) {
+      CHECK(done_.count(c.id) == 0);  // once only
+      bool ok = c.result.status.ok();
+      done_[c.id].assign(ok ? reinterpret_cast<const char*>(c.response.data()) : "", ok ? c.response.size() : 0);
+      if (!ok) failed_++;
+    }
+  }
+  size_t completed() const { return done_.size(); }
+  bool has(uint64_t id) const { return done_.count(id) != 0; }
+  const std::string& response(uint64_t id) { return done_[id]; }
+  int failed() const { return failed_; }
+
+ private:
+  AsyncClient* client_;
+  std::map<uint64_t, std::string> done_;  // ok responses; "" for a failure
+  int failed_ = 0;
+};
+
+// With the poll() backend there is no calling thread's side: every
+// exchange finishes on the I/O thread (the tests before this cover that).
+bool HasCallerSide(AsyncClient* client) { return client->caller_fd() >= 0; }
+
+TEST(small_exchanges_finish_on_the_calling_thread) {
+  RawServer server;
+  Recorder recorder;
+  std::unique_ptr<AsyncClient> client = CreateAsyncClient(&recorder);
+  if (!HasCallerSide(client.get())) return;
+  client->UseCallerSide();
+  CallerLoop loop(client.get());
+  for (uint64_t id = 1; id <= 20; id++) {
+    client->Start(id, server.path(), Transient("echo-" + std::to_string(id)), Options(), false);
+    REQUIRE(loop.RunUntil([&] { return loop.has(id) || recorder.reported(id); }));
+  }
+  int here = 0;
+  for (uint64_t id = 1; id <= 20; id++) {
+    if (!loop.has(id)) continue;  // taken over (the machine was slow for 5 ms): fine
+    here++;
+    CHECK_EQ(loop.response(id), "echo-" + std::to_string(id));
+  }
+  CHECK_EQ(loop.failed(), 0);
+  // Each answer is there within microseconds; on a loaded machine a few
+  // may still wait past CallerSide::kWaitMs and go to the I/O thread.
+  CHECK(here >= 1);
+  CHECK_EQ(here + static_cast<int>(recorder.order().size()), 20);
+  client->Shutdown();
+}
+
+// Hand-over rule: an exchange left waiting while the calling thread is busy
+// goes to the I/O thread, which reads the response so that the server is
+// not stalled (the raw server's blocking writes would wait forever).
+TEST(a_large_response_is_read_by_the_io_thread_while_the_caller_is_busy) {
+  RawServer server;
+  Recorder recorder;
+  std::unique_ptr<AsyncClient> client = CreateAsyncClient(&recorder);
+  if (!HasCallerSide(client.get())) return;
+  client->UseCallerSide();
+  const size_t kTotal = 8 * 1024 * 1024;
+  client->Start(1, server.path(), Transient("stream:" + std::to_string(kTotal)), Options(), false);
+  // The calling thread never looks at caller_fd().
+  REQUIRE(recorder.WaitDone(1));
+  Recorder::Outcome o = recorder.outcome(1);
+  CHECK(o.status.ok());
+  CHECK_EQ(o.response.size(), kTotal);
+  CHECK(o.thread != std::this_thread::get_id());
+  client->Shutdown();
+}
+
+// Hand-over rule: a deadline fires while the calling thread is busy.
+TEST(a_deadline_fires_while_the_caller_is_busy) {
+  RawServer server;
+  Recorder recorder;
+  std::unique_ptr<AsyncClient> client = CreateAsyncClient(&recorder);
+  if (!HasCallerSide(client.get())) return;
+  client->UseCallerSide();
+  int64_t start = NowMs();
+  client->Start(1, server.path(), Transient("hang"), Options(100), false);
+  REQUIRE(recorder.WaitDone(1));
+  CHECK(recorder.outcome(1).status.is(LibCode::kTimeout));
+  CHECK(NowMs() - start >= 100);
+  client->Shutdown();
+}
+
+// Hand-over rule: a response that one bounded step on the calling thread
+// does not finish goes to the I/O thread with what was read.
+TEST(a_response_larger_than_one_step_goes_to_the_io_thread) {
+  RawServer server;
+  Recorder recorder;
+  std::unique_ptr<AsyncClient> client = CreateAsyncClient(&recorder);
+  if (!HasCallerSide(client.get())) return;
+  client->UseCallerSide();
+  CallerLoop loop(client.get());
+  const size_t kTotal = 20 * 1024 * 1024;  // more than one step reads (4 MiB)
+  // Answered at once, well within CallerSide::kWaitMs, so that the
+  // calling thread's step (not the hand-over timer) meets it first.
+  RawServer::Prepare(kTotal);
+  client->Start(1, server.path(), Transient("stream:" + std::to_string(kTotal)), Options(), false);
+  REQUIRE(loop.RunUntil([&] { return recorder.order().size() == 1; }));
+  CHECK(!loop.has(1));
+  Recorder::Outcome o = recorder.outcome(1);
+  CHECK(o.status.ok());
+  CHECK_EQ(o.response.size(), kTotal);
+  bool intact = true;
+  for (size_t i = 0; i < o.response.size() && intact; i++) intact = o.response[i] == static_cast<char>('a' + i % 26);
+  CHECK(intact);
+  client->Shutdown();
+}
+
+// Hand-over rule: a command (a cancel) for a waiting exchange hands it to
+// the I/O thread first, which applies it.
+TEST(a_cancel_of_a_waiting_exchange_is_applied_by_the_io_thread) {
+  RawServer server;
+  Recorder recorder;
+  std::unique_ptr<AsyncClient> client = CreateAsyncClient(&recorder);
+  if (!HasCallerSide(client.get())) return;
+  client->UseCallerSide();
+  CallerLoop loop(client.get());
+  client->Start(1, server.path(), Transient("hang"), Options(-1), false);
+  client->Cancel(1, Status::Lib(LibCode::kAborted, "cancelled"));
+  REQUIRE(loop.RunUntil([&] { return recorder.order().size() == 1; }));
+  CHECK(recorder.outcome(1).status.is(LibCode::kAborted));
+  CHECK(!loop.has(1));
+  client->Shutdown();
+}
+
+// Both threads at once (TSan): exchanges complete on the calling thread
+// while the I/O thread takes others over; each completes exactly once.
+TEST(exchanges_split_between_the_caller_and_the_io_thread_complete_once) {
+  RawServer server;
+  Recorder recorder;
+  std::unique_ptr<AsyncClient> client = CreateAsyncClient(&recorder);
+  if (!HasCallerSide(client.get())) return;
+  client->UseCallerSide();
+  CallerLoop loop(client.get());
+  const uint64_t kCount = 200;
+  for (uint64_t id = 1; id <= kCount; id++) {
+    // A large one now and then keeps the one-at-a-time server busy, so
+    // that the small ones queued behind it wait past the hand-over time.
+    std::string request = id % 25 == 0 ? "stream:3000000" : "echo-" + std::to_string(id);
+    client->Start(id, server.path(), Transient(request), Options(), false);
+    if (id % 10 == 0) loop.Turn(0);
+  }
+  REQUIRE(loop.RunUntil([&] { return loop.completed() + recorder.order().size() >= kCount; }));
+  int good = 0;
+  for (uint64_t id = 1; id <= kCount; id++) {
+    std::string response = loop.has(id) ? loop.response(id) : recorder.outcome(id).response;
+    good += id % 25 == 0 ? response.size() == 3000000 : response == "echo-" + std::to_string(id);
+    CHECK(!(loop.has(id) && recorder.reported(id)));
+  }
+  CHECK_EQ(good, static_cast<int>(kCount));
+  CHECK_EQ(loop.completed() + recorder.order().size(), size_t{kCount});
+  client->Shutdown();
+}
+
+TEST(shutdown_with_exchanges_waiting_on_the_caller_reports_nothing_after) {
+  RawServer server;
+  Recorder recorder;
+  std::unique_ptr<AsyncClient> client = CreateAsyncClient(&recorder);
+  if (!HasCallerSide(client.get())) return;
+  client->UseCallerSide();
+  for (uint64_t id = 1; id <= 10; id++) client->Start(id, server.path(), Transient("hang"), Options(-1), false);
+  client->Shutdown();
+  size_t reported = recorder.order().size();
+  std::vector<AsyncClient::Completion> batch;
+  client->CompleteOnCaller(&batch);
+  CHECK(batch.empty());
+  std::this_thread::sleep_for(std::chrono::milliseconds(50));
+  CHECK_EQ(recorder.order().size(), reported);
 }
 
 TEST_MAIN()
