@@ -18,6 +18,11 @@
 
 #include <optional>
 
+#ifndef _WIN32
+#include <unistd.h>
+#include <uv.h>
+#endif
+
 #include "errors.h"
 #include "js_bytes.h"
 #include "js_callback.h"
@@ -51,6 +56,18 @@ void AppendPeer(Napi::Env env, const PeerInfo& peer, napi_value* out) {
   out[2] = id(peer.gid);
   out[3] = peer.sid.empty() ? env.Undefined() : Napi::String::New(env, peer.sid);
 }
+
+// One request's fields in the flat batch of onRequests.
+void AppendRequest(Napi::Env env, Napi::Array& flat, uint32_t* k, ConnId id, ByteBuffer&& data,
+                   const PeerInfo& peer) {
+  constexpr uint32_t kFields = 6;
+  napi_value fields[kFields];
+  fields[0] = Napi::Number::New(env, static_cast<double>(id));
+  fields[1] = ToJsBuffer(env, std::move(data));
+  AppendPeer(env, peer, fields + 2);
+  for (uint32_t f = 0; f < kFields; f++) flat.Set((*k)++, fields[f]);
+}
+constexpr uint32_t kRequestFields = 6;  // AppendRequest's kFields
 
 Napi::Value PeerToJs(Napi::Env env, const PeerInfo& peer) {
   Napi::Object obj = Napi::Object::New(env);
@@ -180,6 +197,7 @@ Napi::Value ServerWrap::Start(const Napi::CallbackInfo& info) {
           server_->Stop(pending_grace_ms_);  // stop() was called while starting
         } else {
           state_ = State::kRunning;
+          StartCallerAccept(env);
         }
         // Events that came before server_ was set (a client that connected
         // while the server started) were left queued by Drain().
@@ -392,18 +410,13 @@ void ServerWrap::Drain(Napi::Env env) {
 // A run of consecutive requests, in one call: onRequests([id, request,
 // pid, uid, gid, sid, id, request, ...]). Advances `next` past the run.
 bool ServerWrap::DeliverRequests(Napi::Env env, std::vector<Event>& batch, size_t* next) {
-  constexpr uint32_t kFields = 6;
   size_t end = *next;
   while (end < batch.size() && batch[end].type == EventType::kRequest) end++;
-  Napi::Array flat = Napi::Array::New(env, (end - *next) * kFields);
+  Napi::Array flat = Napi::Array::New(env, (end - *next) * kRequestFields);
   uint32_t k = 0;
   for (size_t i = *next; i < end; i++) {
     Event& e = batch[i];
-    napi_value fields[kFields];
-    fields[0] = Napi::Number::New(env, static_cast<double>(e.id));
-    fields[1] = ToJsBuffer(env, std::move(e.data));
-    AppendPeer(env, e.peer, fields + 2);
-    for (uint32_t f = 0; f < kFields; f++) flat.Set(k++, fields[f]);
+    AppendRequest(env, flat, &k, e.id, std::move(e.data), e.peer);
   }
   *next = end;
   return CallJsCallback(env, on_requests_, Value(), {flat});
@@ -440,6 +453,7 @@ bool ServerWrap::DeliverOne(Napi::Env env, Event& e) {
 // hook. JS thread; idempotent. The server must be stopped (or never
 // started).
 void ServerWrap::Teardown() {
+  StopCallerAccept();  // before the server closes the listener
   if (server_) {
     server_->Stop(0);
     server_->Join();
@@ -456,6 +470,136 @@ void ServerWrap::Teardown() {
   }
   if (!self_ref_.IsEmpty()) self_ref_.Reset();
 }
+
+// ---- Accepting on the JS thread (docs/design.md#accepting-on-the-js-thread) ----
+
+#ifndef _WIN32
+namespace {
+// Connections accepted per wake-up of the listener: a level-triggered
+// watch comes back at once for the rest.
+constexpr int kCallerAcceptsPerWakeUp = 4;
+}  // namespace
+
+// libuv's handles on the server's copy of the listener. Freed once both are
+// closed, which may be after the wrapper is gone (`wrap` is then null).
+struct ServerWrap::CallerLoop {
+  ServerWrap* wrap = nullptr;
+  int fd = -1;
+  bool watching = false;
+  int open_handles = 2;
+  uv_poll_t poll;
+  uv_prepare_t prepare;
+  std::optional<Napi::AsyncContext> context;  // while `wrap` is set
+};
+
+void ServerWrap::StartCallerAccept(Napi::Env env) {
+  int fd = server_->CallerListener();
+  if (fd < 0) return;
+  uv_loop_t* loop = nullptr;
+  if (napi_get_uv_event_loop(env, &loop) != napi_ok || loop == nullptr) {
+    close(fd);
+    return;
+  }
+  CallerLoop* caller = new CallerLoop();
+  try {
+    caller->context.emplace(env, "simple-ipc server", Value());
+  } catch (const Napi::Error&) {
+    // The environment is going away (a worker terminated): its cleanup
+    // hook stops the server; the serving threads keep the listener.
+    close(fd);
+    delete caller;
+    return;
+  }
+  caller->wrap = this;
+  caller->fd = fd;
+  if (uv_poll_init(loop, &caller->poll, fd) != 0) {
+    close(fd);
+    delete caller;
+    return;  // the serving threads keep the listener
+  }
+  caller->poll.data = caller;
+  uv_prepare_init(loop, &caller->prepare);
+  caller->prepare.data = caller;
+  // Neither keeps the loop alive: the thread-safe function does (ref/unref).
+  uv_unref(reinterpret_cast<uv_handle_t*>(&caller->poll));
+  uv_unref(reinterpret_cast<uv_handle_t*>(&caller->prepare));
+  // Each turn of the loop, before it waits: is the listener ours?
+  uv_prepare_start(&caller->prepare, [](uv_prepare_t* handle) {
+    CallerLoop* c = static_cast<CallerLoop*>(handle->data);
+    if (c->wrap != nullptr && c->wrap->server_) c->wrap->ApplyTurn(c->wrap->server_->CallerIdle());
+  });
+  caller_loop_ = caller;
+}
+
+void ServerWrap::ApplyTurn(ListenerTurn turn) {
+  CallerLoop* c = caller_loop_;
+  if (c == nullptr) return;
+  if (turn == ListenerTurn::kLeave) {
+    StopCallerAccept();
+  } else if (turn == ListenerTurn::kWatch && !c->watching) {
+    c->watching = uv_poll_start(&c->poll, UV_READABLE, [](uv_poll_t* handle, int, int) {
+                    CallerLoop* loop = static_cast<CallerLoop*>(handle->data);
+                    if (loop->wrap != nullptr) loop->wrap->AcceptReady();
+                  }) == 0;
+  } else if (turn == ListenerTurn::kPause && c->watching) {
+    uv_poll_stop(&c->poll);
+    c->watching = false;
+  }
+}
+
+// The listener is readable: accept and read on this thread; complete
+// requests go to the handlers now, inside a callback scope (microtasks and
+// nextTicks run after, as for any I/O callback).
+void ServerWrap::AcceptReady() {
+  if (!server_) return;
+  std::vector<CallerRequest> requests;
+  ListenerTurn turn = server_->AcceptOnCaller(kCallerAcceptsPerWakeUp, &requests);
+  if (!requests.empty()) {
+    try {
+      DeliverCallerRequests(requests);
+    } catch (const Napi::Error&) {
+      // JS cannot run any more (a worker terminated): the cleanup hook
+      // stops the server, which drops these conversations.
+    }
+  }
+  if (server_) ApplyTurn(turn);  // a handler may have torn the server down
+}
+
+void ServerWrap::DeliverCallerRequests(std::vector<CallerRequest>& requests) {
+  Napi::Env env = Env();
+  Napi::HandleScope scope(env);
+  Napi::CallbackScope callback_scope(env, *caller_loop_->context);
+  Napi::Array flat = Napi::Array::New(env, requests.size() * kRequestFields);
+  uint32_t k = 0;
+  for (CallerRequest& r : requests) AppendRequest(env, flat, &k, r.id, std::move(r.request), r.peer);
+  CallJsCallback(env, on_requests_, Value(), {flat});
+}
+
+// Stops watching and closes the copy of the listener; the handles close
+// on the loop's next turn.
+void ServerWrap::StopCallerAccept() {
+  CallerLoop* c = caller_loop_;
+  if (c == nullptr) return;
+  caller_loop_ = nullptr;
+  c->wrap = nullptr;
+  c->context.reset();
+  if (c->watching) uv_poll_stop(&c->poll);  // removes it from libuv's epoll set now
+  uv_prepare_stop(&c->prepare);
+  close(c->fd);
+  auto closed = [](uv_handle_t* handle) {
+    CallerLoop* loop = static_cast<CallerLoop*>(handle->data);
+    if (--loop->open_handles == 0) delete loop;
+  };
+  uv_close(reinterpret_cast<uv_handle_t*>(&c->poll), closed);
+  uv_close(reinterpret_cast<uv_handle_t*>(&c->prepare), closed);
+}
+#else
+void ServerWrap::StartCallerAccept(Napi::Env) {}
+void ServerWrap::StopCallerAccept() {}
+void ServerWrap::ApplyTurn(ListenerTurn) {}
+void ServerWrap::AcceptReady() {}
+void ServerWrap::DeliverCallerRequests(std::vector<CallerRequest>&) {}
+#endif
 
 // Environment teardown (process exit, worker thread exit): stop at once,
 // without waiting for handlers that will never run again. The hook is

@@ -3,6 +3,7 @@
 #include <napi.h>
 
 #include <memory>
+#include <vector>
 
 #include "../core/server.h"
 #include "event_queue.h"
@@ -47,6 +48,18 @@ class ServerWrap : public Napi::ObjectWrap<ServerWrap>, public ServerDelegate {
   bool DeliverOne(Napi::Env env, Event& e);
   void Teardown();
   static void CleanupHook(void* arg);
+
+  // Accepting on the JS thread while it is idle
+  // (docs/design.md#accepting-on-the-js-thread): libuv watches the
+  // server's copy of the listener; serving threads take it over while the
+  // JS thread is busy. JS thread only.
+  struct CallerLoop;
+  void StartCallerAccept(Napi::Env env);
+  void StopCallerAccept();
+  void ApplyTurn(ListenerTurn turn);
+  void AcceptReady();
+  void DeliverCallerRequests(std::vector<CallerRequest>& requests);
+  CallerLoop* caller_loop_ = nullptr;
 
   // Any thread.
   void Post(Event&& event);

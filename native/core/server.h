@@ -96,6 +96,22 @@ struct ReplyChunk {
   uint64_t token = 0;       // non-zero: reported by OnWritten/OnReleased
 };
 
+// A request accepted and read on the application's thread
+// (Server::AcceptOnCaller): the same as an OnRequest.
+struct CallerRequest {
+  ConnId id = 0;
+  ByteBuffer request;
+  PeerInfo peer;
+};
+
+// What the application's thread does with its copy of the listener
+// (Server::CallerListener) after a turn of its loop.
+enum class ListenerTurn {
+  kWatch,  // it is the caller's: watch it for connections to accept
+  kPause,  // the serving threads have it for now: do not watch it
+  kLeave,  // the server stops: stop watching and close the copy
+};
+
 // Called on server threads, and from Reply on the thread that called it.
 // Implementations must not block for long and must not call back into the
 // Server from inside these calls, except through the non-blocking
@@ -166,6 +182,27 @@ class Server {
   // Waits for the server thread to end. Call after OnStopped, or after
   // Stop(0) during teardown.
   virtual void Join() = 0;
+
+  // ---- Accepting on the application's thread while it is idle
+  // (docs/design.md#accepting-on-the-js-thread). Optional: a transport
+  // without it offers no listener, and its own threads accept everything.
+  // All three from one thread, the caller's (the JS thread), each
+  // non-blocking and bounded.
+
+  // A copy of the listening socket's descriptor for the caller's event
+  // loop to watch; the caller closes it. -1: not offered.
+  virtual int CallerListener() { return -1; }
+  // The caller's loop is about to wait: the listener comes back to it if
+  // the serving threads took it over while it was busy.
+  virtual ListenerTurn CallerIdle() { return ListenerTurn::kLeave; }
+  // The caller's copy is readable: accepts up to `max` connections and
+  // reads each once. Complete requests are appended to `out` (the
+  // caller's now, as from OnRequest); the others go to serving threads.
+  virtual ListenerTurn AcceptOnCaller(int max, std::vector<CallerRequest>* out) {
+    (void)max;
+    (void)out;
+    return ListenerTurn::kLeave;
+  }
 };
 
 // Starts a server: lock, probe for a live server, bind, listen, threads.

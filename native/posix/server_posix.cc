@@ -21,6 +21,13 @@
 //    connection itself; what the kernel did not take is queued and the
 //    owning serving thread writes it when the socket is writable. Reply
 //    never blocks and never loops on a socket.
+//  - While it is idle, the application's thread also accepts
+//    (AcceptOnCaller, docs/design.md#accepting-on-the-js-thread): one
+//    recv() per connection; a complete request is its own at once, any
+//    other connection goes to a serving thread (HandOver), which owns it
+//    from then on as if it had accepted it. The listener is watched by
+//    the caller or by the serving threads, never both; thread 0 takes it
+//    from a caller that stays busy while a connection waits.
 //
 // Locking: each serving thread has one mutex, `mu`, that guards its
 // connection table and every connection field marked (mu). A system call
@@ -29,7 +36,10 @@
 // request, by its serving thread alone (the request reader belongs to
 // it). No thread ever holds two serving threads' mutexes, nor calls the
 // delegate while holding one. `stop_mutex_` only guards the stop request
-// and is never held while taking a `mu`.
+// and is never held while taking a `mu`. `listener_mu_` orders the
+// listener's hand-overs, the caller's accepts and the start of a stop; it
+// is taken before a `mu`, never while holding one.
+#include <fcntl.h>
 #include <poll.h>
 #include <sys/socket.h>
 #include <unistd.h>
@@ -74,6 +84,12 @@ bool ListenerShutDown(int fd) {
 #endif
 }
 
+// A connection waits in the backlog: one non-blocking poll().
+bool ListenerReadable(int fd) {
+  pollfd p{fd, POLLIN, 0};
+  return poll(&p, 1, 0) == 1 && (p.revents & POLLIN) != 0;
+}
+
 constexpr int64_t kStolenCheckMs = 1000;  // docs/protocol.md#stolen-path: at least once a second
 constexpr int64_t kAcceptPauseMs = 100;   // out of descriptors: retry accept() then
 constexpr size_t kReadBufferSize = 256 * 1024;
@@ -86,6 +102,15 @@ constexpr int kMaxReadsPerEvent = 16;     // fairness between uploads
 constexpr int kAcceptsPerWakeUp = 1;
 constexpr int kMaxAcceptsOnStop = 1 << 20;  // a draining stop takes the whole backlog
 constexpr int kMaxWritesPerEvent = 16;    // fairness between large responses
+// The application's thread accepts while it is idle
+// (docs/design.md#accepting-on-the-js-thread). Serving thread 0 checks on
+// it: a connection waiting while the caller has made no progress for two
+// checks in a row is the serving threads' to take. kCallerCheckMs apart
+// while the caller is active; the period doubles up to kCallerQuietCheckMs
+// while nothing happens at all (an idle server wakes thread 0 about 16
+// times a second for it).
+constexpr int64_t kCallerCheckMs = 2;
+constexpr int64_t kCallerQuietCheckMs = 64;
 constexpr uint64_t kListenKey = ~uint64_t{0} - 1;  // Poller::kWakeKey is ~0
 constexpr int kThreadBits = 10;                    // up to 1024 serving threads
 
@@ -147,8 +172,16 @@ class ServingThread {
   ReplyOutcome QueueLocked(Conn* conn, const ReplyChunk& chunk, size_t already_sent);
   void FinishLocked(Conn* conn, Notices* notices);
   void WatchLocked(Conn* conn);
-  size_t CountLocked() const { return conns_.size(); }
+  size_t CountLocked() const { return conns_.size() + handed_over_.size(); }
   void CountPhasesLocked(ServerStats* stats) const;
+  int index() const { return index_; }
+
+  // The caller's thread (AcceptOnCaller), for a connection it accepted.
+  // A complete request: the conversation joins this thread's table in the
+  // application's hands. False when a stop refuses it (the caller closes).
+  bool AdoptHandling(std::unique_ptr<Conn> conn);
+  // A request not all there: this thread reads the rest and polices it.
+  void HandOver(std::unique_ptr<Conn> conn, int64_t accepted_at);
   std::vector<ConnId> AbortAllLocked(Notices* notices);
   const PeerInfo& KnownPeer(Conn* conn);
 
@@ -161,10 +194,11 @@ class ServingThread {
   void Dispatch(const PollEvent& event);
   void Accept(int max_accepts);
   void Adopt(int fd);
+  void AdoptHandedOver();
   void AwaitFirstByte(Conn* conn);
   void StartPeerCheck(Conn* conn);
   void AskSilentPeers(int64_t now);
-  void StartRequestClock(Conn* conn);
+  void StartRequestClock(Conn* conn, int64_t now);
   void ReadRequest(Conn* conn);
   void RequestComplete(Conn* conn);
   void DropUnstarted(Conn* conn, const Status& why, bool report);
@@ -180,9 +214,11 @@ class ServingThread {
   std::unique_ptr<Poller> poller_;
   std::thread thread_;
   std::unordered_map<ConnId, std::unique_ptr<Conn>> conns_;  // (mu)
+  // (mu) Connections the caller's thread accepted whose request was not
+  // all there, with when they were accepted; counted as open and reading.
+  std::vector<std::pair<std::unique_ptr<Conn>, int64_t>> handed_over_;
 
   // Serving thread only.
-  uint64_t next_seq_ = 1;
   std::priority_queue<std::pair<int64_t, ConnId>, std::vector<std::pair<int64_t, ConnId>>,
                       std::greater<std::pair<int64_t, ConnId>>>
       deadlines_;
@@ -223,6 +259,9 @@ class PosixServer : public Server {
   bool PeerOf(ConnId id, PeerInfo* peer) override;
   void Stop(uint32_t grace_ms) override { RequestStop(StopReason::kClosed, grace_ms); }
   void Join() override { threads_[0]->Join(); }
+  int CallerListener() override;
+  ListenerTurn CallerIdle() override;
+  ListenerTurn AcceptOnCaller(int max, std::vector<CallerRequest>* out) override;
 
   // For the serving threads.
   const ServerOptions& options() const { return options_; }
@@ -246,6 +285,13 @@ class PosixServer : public Server {
     return stopping() && StopRefusesRequests(!drop_unstarted_on_stop(), grace_over());
   }
   void RequestStop(StopReason reason, uint32_t grace_ms);
+  // Unique per server; the low bits name the owning serving thread.
+  ConnId NewConnId(int thread_index) {
+    return (next_seq_.fetch_add(1, std::memory_order_relaxed) << kThreadBits) | static_cast<ConnId>(thread_index);
+  }
+  // A serving thread's pause (out of descriptors) is over: it watches the
+  // listener again, unless the caller has it.
+  void ResumeListener(Poller* poller);
   bool TryOpen();  // counts a new connection; false over maxConnections
   // docs/security.md#refused-and-undecided-peers: false when `uid` holds its share.
   bool AdmitUndecided(int64_t uid);
@@ -289,6 +335,10 @@ class PosixServer : public Server {
   ReplyOutcome AfterSendLocked(ServingThread* t, Conn* c, const ReplyChunk& chunk, ssize_t sent, int err,
                                size_t framed_size, Notices* notices);
   void BeginStop();
+  void WatchCaller(int64_t now);
+  void TakeListenerFromCallerLocked();
+  void AdoptOnCaller(int fd, std::vector<CallerRequest>* out);
+  void DropOnCaller(int fd, const Status& why, bool report);
   bool AllConnectionsClosed();
   void AbortAllConversations();
 
@@ -303,7 +353,25 @@ class PosixServer : public Server {
   std::atomic<int> threads_off_listener_{0};
   std::atomic<int64_t> open_connections_{0};
   std::atomic<int64_t> idle_since_{0};
+  std::atomic<uint64_t> next_seq_{1};
   IdleRule idle_;
+
+  // The listener between the caller's thread and the serving threads
+  // (docs/design.md#accepting-on-the-js-thread). listener_mu_ orders the
+  // hand-overs, the caller's accepts and the start of a stop: taken before
+  // a serving thread's mu, never while holding one, nor stop_mutex_.
+  std::mutex listener_mu_;
+  std::atomic<bool> caller_owns_{false};  // written under listener_mu_
+  std::atomic<uint64_t> caller_turns_{0};  // the caller's progress, bumped each turn
+  int64_t caller_resume_at_ = 0;  // (listener_mu_) the caller ran out of descriptors: threads' until then
+  // The caller's thread only.
+  size_t caller_next_thread_ = 0;
+  std::vector<uint8_t> caller_buffer_;
+  // Serving thread 0 only: its checks on the caller.
+  uint64_t caller_turns_seen_ = 0;
+  bool caller_suspect_ = false;  // last check: a connection waited, no progress
+  int64_t caller_check_period_ = kCallerCheckMs;
+  int64_t next_caller_check_ = 0;
 
   mutable std::mutex stop_mutex_;
   StopRequest stop_;  // (stop_mutex_)
@@ -475,6 +543,182 @@ bool PosixServer::PeerOf(ConnId id, PeerInfo* peer) {
   return true;
 }
 
+// ---------------------------------------------------------------------------
+// Accepting on the caller's thread (docs/design.md#accepting-on-the-js-thread)
+
+// The serving threads start with the listener; the caller takes it at its
+// first CallerIdle. Not with allowPeer: a connection then waits for its
+// first byte, a serving thread's job from the start.
+int PosixServer::CallerListener() {
+  std::lock_guard<std::mutex> lock(listener_mu_);
+  if (options_.check_peer || stopping() || listener_.fd < 0) return -1;
+  return fcntl(listener_.fd, F_DUPFD_CLOEXEC, 0);
+}
+
+// The caller's loop is about to wait. Taking the listener back costs one
+// epoll_ctl per serving thread, and happens only after a take-over.
+ListenerTurn PosixServer::CallerIdle() {
+  caller_turns_.fetch_add(1, std::memory_order_relaxed);
+  if (stopping()) return ListenerTurn::kLeave;
+  if (caller_owns_.load(std::memory_order_acquire)) return ListenerTurn::kWatch;
+  std::lock_guard<std::mutex> lock(listener_mu_);
+  if (stopping()) return ListenerTurn::kLeave;
+  if (caller_owns_.load(std::memory_order_relaxed)) return ListenerTurn::kWatch;
+  if (caller_resume_at_ > 0 && NowMs() < caller_resume_at_) return ListenerTurn::kPause;
+  caller_resume_at_ = 0;
+  for (auto& t : threads_) t->poller()->Remove(listener_.fd);
+  caller_owns_.store(true, std::memory_order_release);
+  // Thread 0 may sleep for up to a second: it must start its checks now.
+  threads_[0]->poller()->Wake();
+  return ListenerTurn::kWatch;
+}
+
+ListenerTurn PosixServer::AcceptOnCaller(int max, std::vector<CallerRequest>* out) {
+  caller_turns_.fetch_add(1, std::memory_order_relaxed);
+  std::lock_guard<std::mutex> lock(listener_mu_);
+  if (stopping()) return ListenerTurn::kLeave;
+  // A wake-up that raced a take-over: the serving threads accept now.
+  if (!caller_owns_.load(std::memory_order_relaxed)) return ListenerTurn::kPause;
+  if (caller_buffer_.empty()) caller_buffer_.resize(kReadBufferSize);
+  for (int i = 0; i < max; i++) {
+#if defined(__linux__)
+    int fd = accept4(listener_.fd, nullptr, nullptr, SOCK_NONBLOCK | SOCK_CLOEXEC);
+#else
+    int fd = accept(listener_.fd, nullptr, nullptr);
+    if (fd >= 0 && !SetNonBlockingCloexec(fd)) {
+      close(fd);
+      continue;
+    }
+#endif
+    if (fd >= 0) {
+      AdoptOnCaller(fd, out);
+      continue;
+    }
+    int err = errno;
+    if (err == EINTR || err == ECONNABORTED) continue;
+    bool nothing_at_all = i == 0 && (err == EAGAIN || err == EWOULDBLOCK);
+    if (ListenerBroken(err) || (nothing_at_all && ListenerShutDown(listener_.fd))) {
+      RequestStop(StopReason::kListenerFailed, options_.quit_grace_ms);
+      return ListenerTurn::kLeave;
+    }
+    if (err == EMFILE || err == ENFILE || err == ENOBUFS || err == ENOMEM) {
+      // Out of descriptors or memory: the serving threads know how to
+      // pause; the caller's loop would spin on the readable listener.
+      caller_resume_at_ = NowMs() + kAcceptPauseMs;
+      TakeListenerFromCallerLocked();
+      return ListenerTurn::kPause;
+    }
+    break;  // EAGAIN: drained
+  }
+  return ListenerTurn::kWatch;
+}
+
+// A connection the caller accepted: one read, which usually brings the
+// whole request. What is not complete at once goes to a serving thread
+// (round robin), which reads the rest and polices the request deadline
+// from the moment of the accept; the caller never waits for a client.
+void PosixServer::AdoptOnCaller(int fd, std::vector<CallerRequest>* out) {
+  if (!TryOpen()) {
+    dropped_too_many.fetch_add(1, std::memory_order_relaxed);
+    DropOnCaller(fd, Conversation::TooManyConnectionsStatus(options_.max_connections), true);
+    return;
+  }
+  int64_t accepted_at = NowMs();
+  ServingThread* t = threads_[caller_next_thread_++ % threads_.size()].get();
+  std::unique_ptr<Conn> conn(new Conn(options_.max_request_bytes));
+  conn->conv.id = NewConnId(t->index());
+  conn->fd = fd;
+  conn->conv.peer.deferred = true;
+  conn->conv.phase = Phase::kReading;
+  ssize_t n;
+  do {
+    n = recv(fd, caller_buffer_.data(), caller_buffer_.size(), 0);
+  } while (n < 0 && errno == EINTR);
+  if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK)) {
+    t->HandOver(std::move(conn), accepted_at);
+    return;
+  }
+  ReadVerdict verdict;
+  if (n > 0) {
+    bytes_in.fetch_add(static_cast<uint64_t>(n), std::memory_order_relaxed);
+    verdict = conn->conv.Feed(caller_buffer_.data(), static_cast<size_t>(n), options_.max_request_bytes);
+  } else {
+    verdict = n == 0 ? conn->conv.EndOfInput() : conn->conv.ReadFailed(Status::FromErrno(errno, "read"));
+  }
+  if (verdict.kind == ReadVerdict::Kind::kNeedMore) {
+    if (!ChargeRequest(&conn->buffered, conn->conv.request.size())) {
+      dropped_too_large.fetch_add(1, std::memory_order_relaxed);
+      DropOnCaller(fd, RequestMemory::FullStatus(options_.max_buffered_request_bytes), true);
+      Closed();
+      return;
+    }
+    t->HandOver(std::move(conn), accepted_at);
+    return;
+  }
+  if (verdict.kind == ReadVerdict::Kind::kDrop) {
+    CountDrop(verdict.counter);
+    DropOnCaller(fd, verdict.why, verdict.report);
+    Closed();
+    return;
+  }
+  CallerRequest request;
+  request.id = conn->conv.id;
+  request.request = conn->conv.TakeRequest();
+  request.peer = conn->conv.peer;
+  if (!t->AdoptHandling(std::move(conn))) return;  // a stop refuses it: closed
+  out->push_back(std::move(request));
+}
+
+// Closes a connection the caller accepted and has not counted in any
+// table (the caller calls Closed() when it was counted open).
+void PosixServer::DropOnCaller(int fd, const Status& why, bool report) {
+  PeerInfo peer;
+  if (report) peer = ReadPeer(fd);  // errors are rare: their peer is read
+  close(fd);
+  if (report) delegate_->OnClientError(why, peer);
+}
+
+// Serving thread 0: a connection waits and the caller has made no
+// progress for two checks in a row (it is busy, or was descheduled): the
+// serving threads take the listener until the caller's loop is idle again.
+void PosixServer::WatchCaller(int64_t now) {
+  if (!caller_owns_.load(std::memory_order_acquire) || now < next_caller_check_) return;
+  uint64_t turns = caller_turns_.load(std::memory_order_relaxed);
+  bool progress = turns != caller_turns_seen_;
+  caller_turns_seen_ = turns;
+  if (progress) {
+    caller_suspect_ = false;
+    caller_check_period_ = kCallerCheckMs;
+  } else if (ListenerReadable(listener_.fd)) {
+    if (caller_suspect_) {
+      std::lock_guard<std::mutex> lock(listener_mu_);
+      if (!stopping()) TakeListenerFromCallerLocked();
+      caller_suspect_ = false;
+    } else {
+      caller_suspect_ = true;
+    }
+    caller_check_period_ = kCallerCheckMs;
+  } else {
+    caller_suspect_ = false;
+    caller_check_period_ = std::min(caller_check_period_ * 2, kCallerQuietCheckMs);
+  }
+  next_caller_check_ = now + caller_check_period_;
+}
+
+// (listener_mu_) Every serving thread watches the listener again.
+void PosixServer::TakeListenerFromCallerLocked() {
+  if (!caller_owns_.load(std::memory_order_relaxed)) return;
+  caller_owns_.store(false, std::memory_order_release);
+  for (auto& t : threads_) t->poller()->Add(listener_.fd, listener_events(), kListenKey, false);
+}
+
+void PosixServer::ResumeListener(Poller* poller) {
+  std::lock_guard<std::mutex> lock(listener_mu_);
+  if (!stopping() && !caller_owns_.load(std::memory_order_relaxed)) {
+    poller->Add(listener_.fd, listener_events(), kListenKey, false);
+  }
+}
+
 ServerStats PosixServer::Stats() {
   ServerStats stats;
   for (auto& t : threads_) {
@@ -545,6 +789,7 @@ void PosixServer::Closed() {
 int PosixServer::CoordinatorTimeout(int64_t now) const {
   int64_t wake = next_stolen_check_;
   wake = std::min(wake, idle_.DueAt(OpenConnections(), idle_since_.load()));
+  if (caller_owns_.load(std::memory_order_acquire) && !stop_begun_) wake = std::min(wake, next_caller_check_);
   if (stop_begun_) {
     std::lock_guard<std::mutex> lock(stop_mutex_);
     if (!grace_over()) wake = std::min(wake, stop_.grace_deadline);
@@ -560,6 +805,7 @@ void PosixServer::Coordinate(int64_t now) {
       if (ListenerPathStolen(options_.path, listener_)) RequestStop(StopReason::kStolen, options_.quit_grace_ms);
     }
     if (idle_.Due(now, OpenConnections(), idle_since_.load())) RequestStop(StopReason::kIdle, options_.quit_grace_ms);
+    WatchCaller(now);
     bool requested;
     {
       std::lock_guard<std::mutex> lock(stop_mutex_);
@@ -596,7 +842,13 @@ void PosixServer::BeginStop() {
   bool path_elsewhere = (stop_reason_seen_ == StopReason::kQuit || stop_reason_seen_ == StopReason::kStolen) &&
                         ListenerPathStolen(options_.path, listener_);
   drain_on_stop_.store(StopDrains(stop_reason_seen_, path_elsewhere), std::memory_order_release);
-  stopping_.store(true, std::memory_order_release);
+  {
+    // After this, the caller's thread accepts no more (AcceptOnCaller
+    // looks under the same lock): the listener is the serving threads'
+    // to leave, drain and close.
+    std::lock_guard<std::mutex> lock(listener_mu_);
+    stopping_.store(true, std::memory_order_release);
+  }
   if (stop_reason_seen_ == StopReason::kIdle) RemoveListenerPath(options_.path, listener_);
   // Linux refuses new connects on a shut-down listener but still lets us
   // accept the ones queued before; elsewhere the close that follows once
@@ -707,6 +959,51 @@ void ServingThread::CountPhasesLocked(ServerStats* stats) const {
   for (auto& kv : conns_) {
     CountConnection(kv.second->conv.phase, stats);
   }
+  for (auto& handed : handed_over_) CountConnection(handed.first->conv.phase, stats);
+}
+
+bool ServingThread::AdoptHandling(std::unique_ptr<Conn> conn) {
+  std::unique_lock<std::mutex> lock(mu);
+  if (server_->refuses_new_requests()) {
+    lock.unlock();
+    close(conn->fd);
+    server_->Closed();
+    return false;
+  }
+  ConnId id = conn->conv.id;
+  conns_.emplace(id, std::move(conn));
+  return true;
+}
+
+void ServingThread::HandOver(std::unique_ptr<Conn> conn, int64_t accepted_at) {
+  {
+    std::lock_guard<std::mutex> lock(mu);
+    handed_over_.emplace_back(std::move(conn), accepted_at);
+  }
+  poller_->Wake();
+}
+
+// Serving thread: the connections the caller handed over become ours,
+// their request deadline counted from their accept.
+void ServingThread::AdoptHandedOver() {
+  std::vector<std::pair<std::unique_ptr<Conn>, int64_t>> handed;
+  std::vector<Conn*> adopted;
+  {
+    std::lock_guard<std::mutex> lock(mu);
+    if (handed_over_.empty()) return;
+    handed.swap(handed_over_);
+    for (auto& h : handed) {
+      Conn* conn = h.first.get();
+      StartRequestClock(conn, h.second);
+      conns_.emplace(conn->conv.id, std::move(h.first));
+      adopted.push_back(conn);
+    }
+  }
+  if (!on_listener_ && server_->drop_unstarted_on_stop()) {
+    DropUnstartedAll();  // handed over just before a stop that drops them
+    return;
+  }
+  for (Conn* conn : adopted) ReadRequest(conn);
 }
 
 // Aborts every conversation in the application's hands; returns the ids
@@ -741,6 +1038,7 @@ void ServingThread::Run() {
   while (!server_->exiting()) {
     int n = poller_->Wait(events, 128, NextTimeout(NowMs()));
     for (int i = 0; i < n; i++) Dispatch(events[i]);
+    AdoptHandedOver();
     int64_t now = NowMs();
     if (server_->stopping() && on_listener_) LeaveListener();
     RunTimers(now);
@@ -888,14 +1186,14 @@ void ServingThread::Adopt(int fd) {
   }
   std::unique_ptr<Conn> owned(new Conn(options.max_request_bytes));
   Conn* conn = owned.get();
-  conn->conv.id = (next_seq_++ << kThreadBits) | static_cast<ConnId>(index_);
+  conn->conv.id = server_->NewConnId(index_);
   conn->fd = fd;
   conn->conv.peer = peer;
   conn->conv.peer.deferred = !options.check_peer;
   conn->peer_known = options.check_peer;
   conn->conv.phase = options.check_peer ? Phase::kAwaitFirstByte : Phase::kReading;
   conn->undecided = options.check_peer;
-  StartRequestClock(conn);
+  StartRequestClock(conn, NowMs());
   {
     std::lock_guard<std::mutex> lock(mu);
     conns_.emplace(conn->conv.id, std::move(owned));
@@ -962,16 +1260,16 @@ void ServingThread::AskSilentPeers(int64_t now) {
 
 // Serving thread (owns `conn`'s deadline heap entry). A new connection,
 // or one the application just allowed: the request's time starts.
-void ServingThread::StartRequestClock(Conn* conn) {
+void ServingThread::StartRequestClock(Conn* conn, int64_t now) {
   uint32_t timeout_ms = server_->options().request_timeout_ms;
-  if (conn->conv.StartRequestClock(NowMs(), timeout_ms)) deadlines_.emplace(conn->conv.deadline, conn->conv.id);
+  if (conn->conv.StartRequestClock(now, timeout_ms)) deadlines_.emplace(conn->conv.deadline, conn->conv.id);
 }
 
 // Serving thread; `conn` is in kReading.
 void ServingThread::ReadRequest(Conn* conn) {
   if (conn->conv.RequestClockStopped(server_->options().request_timeout_ms)) {
     std::lock_guard<std::mutex> lock(mu);
-    StartRequestClock(conn);
+    StartRequestClock(conn, NowMs());
   }
   for (int i = 0; i < kMaxReadsPerEvent; i++) {
     ssize_t n = recv(conn->fd, read_buffer_.data(), read_buffer_.size(), 0);
@@ -1119,7 +1417,7 @@ void ServingThread::RunTimers(int64_t now) {
   AskSilentPeers(now);
   if (accept_resume_at_ > 0 && now >= accept_resume_at_) {
     accept_resume_at_ = 0;
-    if (on_listener_ && !server_->stopping()) poller_->Add(server_->listen_fd(), server_->listener_events(), kListenKey, false);
+    if (on_listener_) server_->ResumeListener(poller_.get());
   }
   const ServerOptions& options = server_->options();
   while (!deadlines_.empty() && deadlines_.top().first <= now) {
