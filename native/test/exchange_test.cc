@@ -6,10 +6,12 @@
 #include <string>
 #include <vector>
 
+#include "../core/caller_side.h"
 #include "../core/exchange.h"
 #include "test_util.h"
 
 using sipc::ActiveState;
+using sipc::CallerSide;
 using sipc::ByteBuffer;
 using sipc::ClientExchange;
 using sipc::ClientOptions;
@@ -386,6 +388,70 @@ TEST(a_cancel_ends_the_exchange_once_with_its_reason) {
   Feed(&ex, "0000");
   CHECK(ex.result().status.is(LibCode::kAborted));  // the first outcome stays
   CHECK(!ex.MayRead());
+}
+
+// ---- where an asynchronous exchange waits (core/caller_side.h) ----
+
+TEST(only_a_sent_non_stream_exchange_waits_on_the_calling_thread) {
+  const std::string request = "x";
+  ClientExchange sent("p", Options(), false);
+  sent.SetRequest(Request(request));
+  ToReceive(&sent);
+  CHECK(CallerSide::WaitsOnCaller(sent));
+
+  ClientExchange stream("p", Options(), true);
+  stream.SetRequest(Request(request));
+  ToReceive(&stream);
+  CHECK(!CallerSide::WaitsOnCaller(stream));  // flow control is the I/O thread's
+
+  ClientExchange connecting("p", Options(), false);
+  connecting.SetRequest(Request(request));
+  connecting.Begin(0);
+  CHECK(!CallerSide::WaitsOnCaller(connecting));
+
+  ClientExchange part_sent("p", Options(), false);
+  part_sent.SetRequest(Request(request));
+  part_sent.Begin(0);
+  part_sent.OnConnected();
+  part_sent.OnSent(1);
+  CHECK(part_sent.phase() == Phase::kSend);
+  CHECK(!CallerSide::WaitsOnCaller(part_sent));
+
+  ClientExchange connect_only("p", Options(), false);
+  connect_only.SetRequest(ClientRequest::None());
+  connect_only.Begin(0);
+  connect_only.OnConnected();
+  CHECK(!CallerSide::WaitsOnCaller(connect_only));
+}
+
+TEST(the_io_thread_takes_over_after_the_wait_or_at_an_earlier_deadline) {
+  const std::string request = "x";
+  ClientExchange no_deadline("p", Options(), false);
+  no_deadline.SetRequest(Request(request));
+  ToReceive(&no_deadline, 1000);
+  CHECK_EQ(CallerSide::HandOverAt(no_deadline, 1000), 1000 + CallerSide::kWaitMs);
+
+  ClientExchange late_deadline("p", Options(60000), false);
+  late_deadline.SetRequest(Request(request));
+  ToReceive(&late_deadline, 1000);
+  CHECK_EQ(CallerSide::HandOverAt(late_deadline, 1000), 1000 + CallerSide::kWaitMs);
+
+  ClientExchange early_deadline("p", Options(2), false);
+  early_deadline.SetRequest(Request(request));
+  ToReceive(&early_deadline, 1000);
+  CHECK_EQ(CallerSide::HandOverAt(early_deadline, 1000), int64_t{1002});
+}
+
+TEST(an_exchange_a_step_did_not_finish_goes_to_the_io_thread) {
+  const std::string request = "x";
+  ClientExchange ex("p", Options(), false);
+  ex.SetRequest(Request(request));
+  ToReceive(&ex);
+  Feed(&ex, "0009abcde");  // a packet, no flush yet
+  CHECK(CallerSide::HandOverAfterStep(ex));
+  Feed(&ex, "0000");
+  CHECK(ex.done());
+  CHECK(!CallerSide::HandOverAfterStep(ex));
 }
 
 TEST_MAIN()
