@@ -24,10 +24,10 @@ describe.runIf(posix)('a client whose JS thread is busy', () => {
   it('a large response arriving while it is busy for longer than the server\'s write stall limit is still read whole', async () => {
     const p = socketPath();
     // 800 KB, far more than a socket buffer: the server's write stalls
-    // unless someone reads, and it gives up after 300 ms.
-    const server = await startServerChild(p, { requestTimeoutMs: 300 });
+    // unless someone reads, and it gives up after 500 ms.
+    const server = await startServerChild(p, { requestTimeoutMs: 500 });
     const response = sendCommand(p, 'big');
-    busyFor(1500);
+    busyFor(2000);
     expect((await response).toString()).toBe(bigResponseText());
     expect(server.count('clientError')).toBe(0);
   }, 30000);
