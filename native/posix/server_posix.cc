@@ -84,6 +84,28 @@ bool ListenerShutDown(int fd) {
 #endif
 }
 
+// One accept() of a non-blocking, close-on-exec connection, for the
+// serving threads and the caller alike. -1 with *err = 0: try again at
+// once (interrupted, or a connection gone before it was taken).
+int AcceptOne(int listen_fd, int* err) {
+#if defined(__linux__)
+  int fd = accept4(listen_fd, nullptr, nullptr, SOCK_NONBLOCK | SOCK_CLOEXEC);
+#else
+  int fd = accept(listen_fd, nullptr, nullptr);
+  if (fd >= 0 && !SetNonBlockingCloexec(fd)) {
+    close(fd);
+    *err = 0;
+    return -1;
+  }
+#endif
+  if (fd < 0) *err = errno == EINTR || errno == ECONNABORTED ? 0 : errno;
+  return fd;
+}
+
+// Out of descriptors or memory: the backlog waits until accept() is tried
+// again a little later.
+bool OutOfResources(int err) { return err == EMFILE || err == ENFILE || err == ENOBUFS || err == ENOMEM; }
+
 // A connection waits in the backlog: one non-blocking poll().
 bool ListenerReadable(int fd) {
   pollfd p{fd, POLLIN, 0};
@@ -581,29 +603,21 @@ ListenerTurn PosixServer::AcceptOnCaller(int max, std::vector<CallerRequest>* ou
   if (!caller_owns_.load(std::memory_order_relaxed)) return ListenerTurn::kPause;
   if (caller_buffer_.empty()) caller_buffer_.resize(kReadBufferSize);
   for (int i = 0; i < max; i++) {
-#if defined(__linux__)
-    int fd = accept4(listener_.fd, nullptr, nullptr, SOCK_NONBLOCK | SOCK_CLOEXEC);
-#else
-    int fd = accept(listener_.fd, nullptr, nullptr);
-    if (fd >= 0 && !SetNonBlockingCloexec(fd)) {
-      close(fd);
-      continue;
-    }
-#endif
+    int err = 0;
+    int fd = AcceptOne(listener_.fd, &err);
     if (fd >= 0) {
       AdoptOnCaller(fd, out);
       continue;
     }
-    int err = errno;
-    if (err == EINTR || err == ECONNABORTED) continue;
+    if (err == 0) continue;
     bool nothing_at_all = i == 0 && (err == EAGAIN || err == EWOULDBLOCK);
     if (ListenerBroken(err) || (nothing_at_all && ListenerShutDown(listener_.fd))) {
       RequestStop(StopReason::kListenerFailed, options_.quit_grace_ms);
       return ListenerTurn::kLeave;
     }
-    if (err == EMFILE || err == ENFILE || err == ENOBUFS || err == ENOMEM) {
-      // Out of descriptors or memory: the serving threads know how to
-      // pause; the caller's loop would spin on the readable listener.
+    if (OutOfResources(err)) {
+      // The serving threads know how to pause; the caller's loop would
+      // spin on the readable listener.
       caller_resume_at_ = NowMs() + kAcceptPauseMs;
       TakeListenerFromCallerLocked();
       return ListenerTurn::kPause;
@@ -1122,21 +1136,13 @@ void ServingThread::DropUnstartedAll() {
 void ServingThread::Accept(int max_accepts) {
   int listen_fd = server_->listen_fd();
   for (int i = 0; i < max_accepts; i++) {
-#if defined(__linux__)
-    int fd = accept4(listen_fd, nullptr, nullptr, SOCK_NONBLOCK | SOCK_CLOEXEC);
-#else
-    int fd = accept(listen_fd, nullptr, nullptr);
-    if (fd >= 0 && !SetNonBlockingCloexec(fd)) {
-      close(fd);
-      continue;
-    }
-#endif
+    int err = 0;
+    int fd = AcceptOne(listen_fd, &err);
     if (fd >= 0) {
       Adopt(fd);
       continue;
     }
-    int err = errno;
-    if (err == EINTR || err == ECONNABORTED) continue;
+    if (err == 0) continue;
     bool nothing_at_all = i == 0 && (err == EAGAIN || err == EWOULDBLOCK);
     if ((ListenerBroken(err) || (nothing_at_all && ListenerShutDown(listen_fd))) && !server_->stopping()) {
       // Closed or shut down under us: nobody can reach us through it any
@@ -1146,11 +1152,11 @@ void ServingThread::Accept(int max_accepts) {
       server_->RequestStop(StopReason::kListenerFailed, server_->options().quit_grace_ms);
       return;
     }
-    if (err == EMFILE || err == ENFILE || err == ENOBUFS || err == ENOMEM) {
-      // Out of descriptors or memory: the rest waits in the backlog. Stop
-      // watching the listener for a moment, or this thread would spin.
-      // Removed, not disarmed: epoll refuses EPOLL_CTL_MOD on the shared
-      // listener's EPOLLEXCLUSIVE registration (EINVAL).
+    if (OutOfResources(err)) {
+      // The rest waits in the backlog. Stop watching the listener for a
+      // moment, or this thread would spin. Removed, not disarmed: epoll
+      // refuses EPOLL_CTL_MOD on the shared listener's EPOLLEXCLUSIVE
+      // registration (EINVAL).
       poller_->Remove(listen_fd);
       accept_resume_at_ = NowMs() + kAcceptPauseMs;
     }
