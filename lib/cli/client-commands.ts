@@ -22,12 +22,17 @@ function reportExchangeError(err: unknown): void {
 
 const NEWLINE = Buffer.from('\n');
 
+// A one-shot command (send, sendbytes) makes one exchange and nothing
+// else: the blocking client makes it on this thread, with no I/O thread
+// or event-loop turn. (The thread rule is the library's: this process has
+// nothing else to do meanwhile.)
+
 /** Sends the token; prints the response and a newline. */
 export async function send(options: Options, token: string | null): Promise<number> {
   const command = token !== null && token !== '' ? token : '(no-command)';
   let response: Buffer;
   try {
-    response = await sendCommand(options.name!, command, CLIENT_OPTIONS);
+    response = sendCommandSync(options.name!, command, CLIENT_OPTIONS);
   } catch (err) {
     reportExchangeError(err);
     return error(`failed to send '${command}' to '${shown(options.name)}'`);
@@ -77,7 +82,7 @@ export async function sendbytes(options: Options): Promise<number> {
   const count = options.bytecount;
   let response: Buffer;
   try {
-    response = await sendCommand(options.name!, sendbytesRequest(byte, count), CLIENT_OPTIONS);
+    response = sendCommandSync(options.name!, sendbytesRequest(byte, count), CLIENT_OPTIONS);
   } catch (err) {
     reportExchangeError(err);
     return sendbytesFailure(byte, count, options.name);

@@ -8,7 +8,7 @@ import { describe, expect, it } from 'vitest';
 import { sendbytesVerdict } from '../../dist/test-app.js';
 import { fixtures, tempDir } from '../helpers.js';
 import { inProcessServer } from '../servers.js';
-import { CLI } from './helpers.js';
+import { CLI, cli } from './helpers.js';
 
 /** 16 MiB, far more than a pipe holds, in a pattern that shows any byte lost or out of place. */
 const HUGE = Buffer.alloc(16 * 1024 * 1024);
@@ -59,6 +59,41 @@ describe.skipIf(process.platform === 'win32')('simple-ipc output path', () => {
     for (const line of lines) expect(line).toMatch(/^sent:([A-D])(\d{8}) rcvd:\1\2$/);
     // Every request printed once (the order between senders may vary).
     expect(new Set(lines).size).toBe(2000);
+  });
+
+  it('multiple: every request is one whole line on stdout or one failure on stderr, and the summary counts them all', async () => {
+    const dir = tempDir('sipc-cli-');
+    // Requests whose ballast count is a multiple of 7 fail (no flush: an incomplete response).
+    await inProcessServer(path.join(dir, 'x.ipc'), (request) => {
+      const ballast = request.subarray('sendbytes '.length);
+      if (ballast.length % 7 === 0) throw new Error('fails');
+      return sendbytesVerdict(ballast);
+    });
+    const senders = 30;
+    const batch = 60;
+    const r = await cli(['multiple', '--name=x.ipc', `--threads=${senders}`, `--batchsize=${batch}`, '--bytecount=3'], dir);
+    // What each sender k sends: byte 'A' + k % 26, counts 3 + batch * floor(k / 26) + i.
+    const good = new Set<string>();
+    const failed = new Set<string>();
+    for (let k = 0; k < senders; k++) {
+      const byte = String.fromCharCode(65 + (k % 26));
+      for (let i = 0; i < batch; i++) {
+        const count = 3 + batch * Math.floor(k / 26) + i;
+        const padded = String(count).padStart(8, '0');
+        if (count % 7 === 0) failed.add(`error: client failed to sendbytes(${count}, '${byte}') to 'x.ipc'`);
+        else good.add(`sent:${byte}${padded} rcvd:${byte}${padded}`);
+      }
+    }
+    expect(r.code).toBe(1);
+    const lines = r.stdout.split('\n');
+    expect(lines.pop()).toBe('');
+    expect(lines.pop()).toBe(`client (good ${good.size}) (join 0), (errors ${failed.size})`);
+    // Whole lines, each request once: a lost, doubled or split line shows here.
+    expect(lines.length).toBe(good.size);
+    expect(new Set(lines)).toEqual(good);
+    const errors = r.stderr.split('\n').filter((line) => line.startsWith('error: client failed'));
+    expect(errors.length).toBe(failed.size);
+    expect(new Set(errors)).toEqual(failed);
   });
 
   it('writes output whole and in order to a non-blocking pipe that fills (EAGAIN: the rest waits for room)', async () => {
