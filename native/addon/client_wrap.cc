@@ -68,9 +68,10 @@ void ClientWrap::Export(Napi::Object exports) {
 
 // ---- events from the I/O thread ---------------------------------------------
 
-void ClientWrap::OnChunk(uint64_t id, ByteBuffer&& chunk) {
+void ClientWrap::OnChunk(uint64_t id, ByteBuffer&& chunk, const std::shared_ptr<StreamLedger>& ledger) {
   Event e(Event::kChunk, id);
   e.data = std::move(chunk);
+  e.ledger = ledger;
   Post(std::move(e));
 }
 
@@ -115,7 +116,7 @@ bool ClientWrap::Deliver(Napi::Env env, Event& e) {
   napi_value recv = env.Undefined();
   switch (e.type) {
     case Event::kChunk:
-      return CallJsCallback(env, on_chunk_, recv, {id, ToJsBuffer(env, std::move(e.data))});
+      return DeliverChunk(env, e);
     case Event::kConnected:
       return CallJsCallback(env, on_connected_, recv, {id});
     case Event::kComplete:
@@ -127,6 +128,17 @@ bool ClientWrap::Deliver(Napi::Env env, Event& e) {
                             {id, ClientResultToError(env, e.result, e.result.address).Value()});
   }
   return true;
+}
+
+// JS thread. Once JS has the chunk (lib/client.ts queues it and applies its
+// own pause from there), it no longer counts towards the exchange's
+// hand-over bound; the exchange is woken if it stopped for that bound.
+bool ClientWrap::DeliverChunk(Napi::Env env, Event& e) {
+  size_t size = e.data.size();
+  bool ran = CallJsCallback(env, on_chunk_, env.Undefined(),
+                            {Napi::Number::New(env, static_cast<double>(e.id)), ToJsBuffer(env, std::move(e.data))});
+  if (e.ledger->Taken(size) && client_) client_->ChunksTaken(e.id);
+  return ran;
 }
 
 // ---- the JS thread's side (POSIX) -------------------------------------------

@@ -36,7 +36,7 @@ class ClientWrap : public ClientDelegate {
   void Export(Napi::Object exports);
 
   // ClientDelegate: I/O thread (or the JS thread inside Start()).
-  void OnChunk(uint64_t id, ByteBuffer&& chunk) override;
+  void OnChunk(uint64_t id, ByteBuffer&& chunk, const std::shared_ptr<StreamLedger>& ledger) override;
   void OnConnected(uint64_t id) override;
   void OnComplete(uint64_t id, const ClientResult& result, ByteBuffer&& response) override;
 
@@ -47,6 +47,7 @@ class ClientWrap : public ClientDelegate {
     Type type;
     uint64_t id;
     ByteBuffer data;  // chunk or whole response
+    std::shared_ptr<StreamLedger> ledger;  // kChunk: told when JS has taken it
     ClientResult result;
   };
 
@@ -56,6 +57,7 @@ class ClientWrap : public ClientDelegate {
   void Post(Event&& e);
   void Drain(Napi::Env env);
   bool Deliver(Napi::Env env, Event& e);
+  bool DeliverChunk(Napi::Env env, Event& e);
   void EnsureStarted(Napi::Env env);
   static void CleanupHook(void* arg);
   void Shutdown();

@@ -10,6 +10,7 @@
 #include <vector>
 
 #include "byte_buffer.h"
+#include "stream_flow.h"
 #include "status.h"
 
 namespace sipc {
@@ -74,8 +75,11 @@ class ClientDelegate {
  public:
   virtual ~ClientDelegate() = default;
   // Streaming exchanges: response payload as it arrives, handed over
-  // without a copy.
-  virtual void OnChunk(uint64_t id, ByteBuffer&& chunk) = 0;
+  // without a copy. Once the consumer has taken the chunk, it calls
+  // `ledger->Taken(size)` (any thread), and AsyncClient::ChunksTaken(id)
+  // when that says so: at kMaxUntakenStreamBytes not taken, the exchange
+  // stops reading until then (core/stream_flow.h).
+  virtual void OnChunk(uint64_t id, ByteBuffer&& chunk, const std::shared_ptr<StreamLedger>& ledger) = 0;
   // Connect-only exchanges: the connection is up and waits for Send().
   virtual void OnConnected(uint64_t id) = 0;
   // The end of an exchange (also of a connect-only one that failed or was
@@ -127,6 +131,10 @@ class AsyncClient {
   // may be called in any phase; no-ops for unknown ids.
   virtual void Pause(uint64_t id) = 0;
   virtual void Resume(uint64_t id) = 0;
+  // Streaming exchanges: the consumer took enough of the chunks handed
+  // over (StreamLedger::Taken() said so): the exchange reads on. Like
+  // Pause(): from the consumer's thread; a no-op for unknown ids.
+  virtual void ChunksTaken(uint64_t id) = 0;
 
   // ---- the calling thread's side (POSIX with epoll; core/caller_side.h) ----
   // A descriptor that becomes readable when an exchange waiting on the

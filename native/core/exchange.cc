@@ -10,7 +10,8 @@ ClientExchange::ClientExchange(std::string path, const ClientOptions& options, b
       options_(options),
       stream_(stream),
       not_found_out_of_time_(not_found_out_of_time),
-      policy_(options, 0, not_found_out_of_time) {}
+      policy_(options, 0, not_found_out_of_time),
+      ledger_(stream ? std::make_shared<StreamLedger>() : nullptr) {}
 
 // ---- the request -------------------------------------------------------------
 
@@ -183,6 +184,9 @@ void ClientExchange::OnServerReset() {
 }
 
 ByteBuffer ClientExchange::TakeChunk() {
+  // Counted before the consumer can see it, so that its Taken() never
+  // runs ahead of the count.
+  if (ledger_->HandedOver(response_.size())) flow_.Hold();
   // Handed over whole (external in JS when large); the next chunk is read
   // into fresh memory.
   return ByteBuffer(std::move(response_));
@@ -264,6 +268,9 @@ void ExchangeCommand::ApplyTo(ClientExchange* exchange) {
     case Kind::kResume:
       exchange->Resume();
       return;
+    case Kind::kChunksTaken:
+      exchange->ChunksTaken();
+      return;
   }
 }
 
@@ -282,5 +289,7 @@ void QueuedAsyncClient::Cancel(uint64_t id, const Status& why) {
 void QueuedAsyncClient::Pause(uint64_t id) { Push(ExchangeCommand(ExchangeCommand::Kind::kPause, id)); }
 
 void QueuedAsyncClient::Resume(uint64_t id) { Push(ExchangeCommand(ExchangeCommand::Kind::kResume, id)); }
+
+void QueuedAsyncClient::ChunksTaken(uint64_t id) { Push(ExchangeCommand(ExchangeCommand::Kind::kChunksTaken, id)); }
 
 }  // namespace sipc

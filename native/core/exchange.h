@@ -114,14 +114,23 @@ class ClientExchange {
   void OnServerClosed();
   // The server reset the connection before the flush packet.
   void OnServerReset();
-  // Streaming: the payload read since the last call (empty when none).
+  // Streaming: the payload read since the last call (empty when none),
+  // to hand to the consumer with ledger(). Counted there as handed over
+  // and not yet taken; at the bound (stream_flow.h) reading stops until
+  // ChunksTaken().
   ByteBuffer TakeChunk();
   bool has_chunk() const { return stream_ && !response_.empty(); }
+  // Streaming: shared with the consumer, which counts what it takes
+  // (null for other exchanges).
+  const std::shared_ptr<StreamLedger>& ledger() const { return ledger_; }
 
   // ---- flow control and cancel ---------------------------------------------
   void Pause() { flow_.Pause(); }
   void Resume() { flow_.Resume(); }
-  // Whether the transport may read now: in kReceive, unless paused.
+  // The consumer took enough of what was handed over (StreamLedger::Taken).
+  void ChunksTaken() { flow_.Release(); }
+  // Whether the transport may read now: in kReceive, unless paused or
+  // held at the hand-over bound.
   bool MayRead() const { return phase_ == Phase::kReceive && flow_.MayRead(true); }
   // Ends the exchange with `why` (a cancel, an I/O error) unless it is over.
   void Fail(const Status& why);
@@ -163,6 +172,7 @@ class ClientExchange {
   uint64_t received_ = 0;  // response payload bytes, streamed ones too
   ByteBuffer response_;
   StreamFlow flow_;
+  std::shared_ptr<StreamLedger> ledger_;  // streams only
   ClientResult result_;
 };
 
@@ -180,7 +190,7 @@ Status CheckServerUser(const ClientOptions& options, const std::string& path, co
 // Both asynchronous clients queue what the calling thread asks for and
 // apply it on their I/O thread: one command, one meaning.
 struct ExchangeCommand {
-  enum class Kind { kAdopt, kSend, kCancel, kPause, kResume };
+  enum class Kind { kAdopt, kSend, kCancel, kPause, kResume, kChunksTaken };
   ExchangeCommand(Kind k, uint64_t i) : kind(k), id(i) {}
   Kind kind;
   uint64_t id;
@@ -188,7 +198,7 @@ struct ExchangeCommand {
   std::vector<uint8_t> request;              // kSend: framed
   Status why;                                // kCancel
 
-  // Applies kSend, kCancel, kPause or kResume to the exchange `id` names;
+  // Applies kSend, kCancel, kPause, kResume or kChunksTaken to the exchange `id` names;
   // the transport then drives it as after any I/O.
   void ApplyTo(ClientExchange* exchange);
 };
@@ -202,6 +212,7 @@ class QueuedAsyncClient : public AsyncClient {
   void Cancel(uint64_t id, const Status& why) override;
   void Pause(uint64_t id) override;
   void Resume(uint64_t id) override;
+  void ChunksTaken(uint64_t id) override;
 
  protected:
   virtual void Push(ExchangeCommand&& command) = 0;

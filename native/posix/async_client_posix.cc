@@ -426,7 +426,7 @@ class PosixAsyncClient : public QueuedAsyncClient {
     SocketExchange* ex = entry.exchange.get();
     ex->Step(revents, now);
 
-    if (ex->has_chunk()) delegate_->OnChunk(id, ex->TakeChunk());
+    if (ex->has_chunk()) delegate_->OnChunk(id, ex->TakeChunk(), ex->ledger());
     if (ex->done()) {
       // The exchange closed its socket, which also ended its registration
       // (with epoll; the poll() backend is told). Told after the close: a

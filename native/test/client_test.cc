@@ -180,7 +180,10 @@ class Recorder : public ClientDelegate {
     std::thread::id thread;
   };
 
-  void OnChunk(uint64_t id, ByteBuffer&& chunk) override {
+  // Takes each chunk at once, so a stream never meets the hand-over
+  // bound here (a chunk is far under it).
+  void OnChunk(uint64_t id, ByteBuffer&& chunk, const std::shared_ptr<StreamLedger>& ledger) override {
+    ledger->Taken(chunk.size());
     std::lock_guard<std::mutex> lock(mu_);
     streamed_[id] += chunk.size();
     stream_ok_ = stream_ok_ && CheckPattern(streamed_[id] - chunk.size(), chunk);
@@ -575,6 +578,155 @@ TEST(small_exchanges_finish_on_the_calling_thread) {
   CHECK(here >= 1);
   CHECK_EQ(here + static_cast<int>(recorder.order().size()), 20);
   client->Shutdown();
+}
+
+// A consumer that takes chunks only when the test says so (a starved JS
+// thread), and takes them the way the addon does: Taken() once it has
+// them, ChunksTaken() when that says so.
+class Hoarder : public ClientDelegate {
+ public:
+  void OnChunk(uint64_t, ByteBuffer&& chunk, const std::shared_ptr<StreamLedger>& ledger) override {
+    std::lock_guard<std::mutex> lock(mu_);
+    for (size_t i = 0; i < chunk.size(); i++) {
+      if (chunk.data()[i] != static_cast<uint8_t>('a' + (handed_ + i) % 26)) in_order_ = false;
+    }
+    handed_ += chunk.size();
+    held_.emplace_back(chunk.size(), ledger);
+    cv_.notify_all();
+  }
+  void OnConnected(uint64_t) override {}
+  void OnComplete(uint64_t, const ClientResult& result, ByteBuffer&&) override {
+    std::lock_guard<std::mutex> lock(mu_);
+    status_ = result.status;
+    done_ = true;
+    cv_.notify_all();
+  }
+  // The test thread takes everything handed over so far; true when the
+  // exchange must be woken.
+  bool TakeAll() {
+    std::vector<std::pair<size_t, std::shared_ptr<StreamLedger>>> taken;
+    {
+      std::lock_guard<std::mutex> lock(mu_);
+      taken.swap(held_);
+    }
+    bool wake = false;
+    for (auto& t : taken) wake = t.second->Taken(t.first) || wake;
+    return wake;
+  }
+  template <typename Pred>
+  bool WaitFor(Pred pred, int64_t ms = kWaitMs) {
+    std::unique_lock<std::mutex> lock(mu_);
+    return cv_.wait_for(lock, std::chrono::milliseconds(ms), [&] { return pred(); });
+  }
+  size_t handed_ = 0;      // guarded by mu_
+  bool done_ = false;      // guarded by mu_
+  bool in_order_ = true;   // guarded by mu_
+  Status status_;          // guarded by mu_
+  std::mutex mu_;
+
+ private:
+  std::condition_variable cv_;
+  std::vector<std::pair<size_t, std::shared_ptr<StreamLedger>>> held_;  // guarded by mu_
+};
+
+// The hand-over bound over a real socket: a consumer that takes nothing
+// holds the stream at kMaxUntakenStreamBytes (plus the one chunk that
+// reached it), however fast the server writes and with no pause asked
+// for; once it takes what it has and wakes the exchange, the rest
+// arrives, intact.
+TEST(a_stream_whose_consumer_takes_nothing_stops_at_the_hand_over_bound) {
+  RawServer server;
+  Hoarder hoarder;
+  std::unique_ptr<AsyncClient> client = CreateAsyncClient(&hoarder);
+  const size_t kTotal = 32 * 1024 * 1024;
+  const size_t kMaxChunk = 1024 * 1024;  // what one step reads (socket_exchange.cc)
+  client->Start(1, server.path(), Transient("stream:" + std::to_string(kTotal)), Options(), true);
+  REQUIRE(hoarder.WaitFor([&] { return hoarder.handed_ >= kMaxUntakenStreamBytes; }));
+  // Nothing more comes however long we wait (the server could send it all).
+  std::this_thread::sleep_for(std::chrono::milliseconds(300));
+  size_t stopped_at = 0;
+  {
+    std::lock_guard<std::mutex> lock(hoarder.mu_);
+    stopped_at = hoarder.handed_;
+    CHECK(!hoarder.done_);
+  }
+  CHECK(stopped_at < kMaxUntakenStreamBytes + kMaxChunk);
+  size_t wakes = 0;
+  for (;;) {
+    size_t seen = 0;
+    {
+      std::lock_guard<std::mutex> lock(hoarder.mu_);
+      if (hoarder.done_) break;
+      seen = hoarder.handed_;
+    }
+    if (hoarder.TakeAll()) {
+      wakes++;
+      client->ChunksTaken(1);
+    }
+    // Taking everything either woke the stream or it never stopped: more
+    // comes, or the end.
+    REQUIRE(hoarder.WaitFor([&] { return hoarder.done_ || hoarder.handed_ > seen; }));
+  }
+  hoarder.TakeAll();
+  std::lock_guard<std::mutex> lock(hoarder.mu_);
+  CHECK(hoarder.status_.ok());
+  CHECK_EQ(hoarder.handed_, kTotal);
+  CHECK(hoarder.in_order_);
+  CHECK(wakes >= 1);
+  client->ChunksTaken(1);  // unknown by now: no-op
+  client->Shutdown();
+}
+
+// The ledger's wake-up is never lost, and comes once per stop: an
+// exchange's thread that hands chunks over until told to stop and then
+// waits for a wake, against a consumer thread that takes them as they
+// come. A lost wake leaves the producer waiting (the bound below fails).
+TEST(the_hand_over_ledger_never_loses_a_wake_up) {
+  StreamLedger ledger;
+  std::mutex mu;
+  std::condition_variable cv;
+  std::vector<size_t> queue;  // guarded by mu: chunks on their way
+  size_t wakes = 0;           // guarded by mu: ChunksTaken() commands
+  bool over = false;          // guarded by mu
+  std::thread consumer([&] {
+    for (;;) {
+      std::vector<size_t> batch;
+      {
+        std::unique_lock<std::mutex> lock(mu);
+        cv.wait(lock, [&] { return over || !queue.empty(); });
+        if (queue.empty()) return;
+        batch.swap(queue);
+      }
+      for (size_t n : batch) {
+        if (!ledger.Taken(n)) continue;
+        std::lock_guard<std::mutex> lock(mu);
+        wakes++;
+        cv.notify_all();
+      }
+    }
+  });
+  size_t stops = 0;
+  bool lost = false;
+  for (int i = 0; i < 20000 && !lost; i++) {
+    size_t n = 64 * 1024 * (1 + i % 16);
+    bool stop = ledger.HandedOver(n);  // counted before the consumer can see it
+    std::unique_lock<std::mutex> lock(mu);
+    queue.push_back(n);
+    cv.notify_all();
+    if (!stop) continue;
+    stops++;
+    lost = !cv.wait_for(lock, std::chrono::milliseconds(kWaitMs), [&] { return wakes == stops; });
+  }
+  {
+    std::lock_guard<std::mutex> lock(mu);
+    over = true;
+    cv.notify_all();
+  }
+  consumer.join();
+  CHECK(!lost);
+  CHECK(stops > 0);
+  CHECK_EQ(wakes, stops);
+  CHECK_EQ(ledger.untaken(), uint64_t{0});
 }
 
 // Hand-over rule: an exchange left waiting while the calling thread is busy

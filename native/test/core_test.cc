@@ -581,6 +581,29 @@ TEST(stream_flow_holds_back_only_the_response_while_paused) {
   CHECK(flow.MayRead(true));
 }
 
+// ---- StreamLedger (the hand-over bound) ----
+
+TEST(stream_ledger_stops_at_the_bound_and_asks_for_one_wake_per_stop) {
+  const uint64_t kMax = sipc::kMaxUntakenStreamBytes;
+  const uint64_t kWake = sipc::kWakeUntakenStreamBytes;
+  CHECK(kWake < kMax);
+  sipc::StreamLedger ledger;
+  CHECK(!ledger.HandedOver(kMax - 1));  // just under: reads on
+  CHECK(!ledger.Taken(kMax - 1));        // taken without a stop: no wake
+  CHECK_EQ(ledger.untaken(), uint64_t{0});
+  CHECK(!ledger.HandedOver(kMax - 1));
+  CHECK(ledger.HandedOver(1));  // at the bound: stop
+  CHECK_EQ(ledger.untaken(), kMax);
+  CHECK(!ledger.Taken(kMax - kWake));  // down to the wake level: not yet
+  CHECK(ledger.Taken(1));              // under it: wake
+  CHECK(!ledger.Taken(kWake - 1));     // once per stop
+  CHECK_EQ(ledger.untaken(), uint64_t{0});
+  // A second stop, a second wake.
+  CHECK(ledger.HandedOver(kMax + 5));
+  CHECK(ledger.Taken(kMax + 5));
+  CHECK(!ledger.Taken(0));
+}
+
 // ---- the stale-lock rule (docs/protocol.md#the-lock-file) ----
 
 namespace {

@@ -373,6 +373,66 @@ TEST(a_paused_stream_may_not_read_until_resumed_and_only_the_response_is_held) {
   CHECK(ex.Expire(INT64_MAX) == false);  // no deadline: paused forever is allowed
 }
 
+// The hand-over bound (core/stream_flow.h): chunks handed over and not
+// yet taken stop the reading at kMaxUntakenStreamBytes; the consumer is
+// told to wake the exchange once, when what it has not taken falls under
+// kWakeUntakenStreamBytes, and the wake lets it read again.
+TEST(a_stream_stops_reading_at_the_hand_over_bound_until_the_consumer_takes_and_wakes) {
+  const uint64_t kMax = sipc::kMaxUntakenStreamBytes;
+  const uint64_t kWake = sipc::kWakeUntakenStreamBytes;
+  std::string payload = "q";
+  ClientExchange ex("/p", Options(), true);
+  ex.SetRequest(Request(payload));
+  ToReceive(&ex);
+  const std::string packet = "fff0" + std::string(65516, 'x');  // the largest pkt-line
+  uint64_t handed = 0;
+  while (ex.MayRead() && handed <= 2 * kMax) {
+    Feed(&ex, packet);
+    handed += ex.TakeChunk().size();
+  }
+  CHECK(!ex.MayRead());
+  CHECK(handed >= kMax);
+  CHECK(handed < kMax + 65516);  // stopped by the chunk that reached the bound
+  CHECK_EQ(ex.ledger()->untaken(), handed);
+  CHECK(ex.Expire(INT64_MAX) == false);  // held, not over
+
+  CHECK(!ex.ledger()->Taken(handed - kWake));  // at the wake level, not under it
+  CHECK(!ex.MayRead());
+  CHECK(ex.ledger()->Taken(1));   // under it: wake, once
+  CHECK(!ex.ledger()->Taken(1));  // not again for the same stop
+  CHECK(!ex.MayRead());           // until the wake arrives as a command
+  ExchangeCommand(ExchangeCommand::Kind::kChunksTaken, 1).ApplyTo(&ex);
+  CHECK(ex.MayRead());
+
+  // A pause holds on its own; a wake does not end it.
+  ex.Pause();
+  ExchangeCommand(ExchangeCommand::Kind::kChunksTaken, 1).ApplyTo(&ex);
+  CHECK(!ex.MayRead());
+  ex.Resume();
+  CHECK(ex.MayRead());
+
+  // The next stop comes after another kMax - (what is still untaken).
+  uint64_t untaken = ex.ledger()->untaken();
+  uint64_t more = 0;
+  while (ex.MayRead() && more <= 2 * kMax) {
+    Feed(&ex, packet);
+    more += ex.TakeChunk().size();
+  }
+  CHECK(untaken + more >= kMax);
+  CHECK(untaken + more < kMax + 65516);
+}
+
+TEST(a_non_stream_exchange_has_no_ledger_and_no_bound) {
+  std::string payload = "q";
+  ClientExchange ex("/p", Options(), false);
+  CHECK(ex.ledger() == nullptr);
+  ex.SetRequest(Request(payload));
+  ToReceive(&ex);
+  const std::string packet = "fff0" + std::string(65516, 'x');
+  for (uint64_t got = 0; got <= 2 * sipc::kMaxUntakenStreamBytes; got += 65516) Feed(&ex, packet);
+  CHECK(ex.MayRead());
+}
+
 TEST(a_cancel_ends_the_exchange_once_with_its_reason) {
   std::string payload = "q";
   ClientExchange ex("/p", Options(), false);

@@ -537,7 +537,9 @@ inline ClientResult Send(const std::string& path, const std::string& request, st
 // An AsyncClient delegate that collects results.
 class Collector : public ClientDelegate {
  public:
-  void OnChunk(uint64_t, ByteBuffer&&) override {}
+  void OnChunk(uint64_t, ByteBuffer&& chunk, const std::shared_ptr<StreamLedger>& ledger) override {
+    ledger->Taken(chunk.size());  // taken at once: never at the hand-over bound
+  }
   void OnConnected(uint64_t) override {}
   void OnComplete(uint64_t id, const ClientResult& result, ByteBuffer&& response) override {
     std::lock_guard<std::mutex> lock(mu_);

@@ -21,9 +21,10 @@
 //    (Git's 50 ms), never by a blocking WaitNamedPipeW, so a thousand
 //    exchanges at once take one thread (and one job per retry round), not
 //    a thousand. The JS thread only queues commands and posts one packet to
-//    wake the port. Flow control too: a paused stream posts no next
-//    ReadFile (the pipe fills and the server waits) until Resume(), a
-//    command like the others, posts it on that thread.
+//    wake the port. Flow control too: a paused stream, or one held at the
+//    hand-over bound (core/stream_flow.h), posts no next ReadFile (the
+//    pipe fills and the server waits) until Resume() or ChunksTaken(),
+//    commands like the others, post it on that thread.
 #include <algorithm>
 #include <atomic>
 #include <cerrno>
@@ -656,7 +657,7 @@ void WinAsyncClient::Connected(Conversation* c, HANDLE h, const Status& identity
 void WinAsyncClient::Advance(Conversation* c) {
   for (;;) {
     if (c->TakeConnectedNotice()) delegate_->OnConnected(c->id);
-    if (c->has_chunk()) delegate_->OnChunk(c->id, c->TakeChunk());
+    if (c->has_chunk()) delegate_->OnChunk(c->id, c->TakeChunk(), c->ledger());
     if (c->done()) {
       Report(c);
       return;

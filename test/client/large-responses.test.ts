@@ -6,6 +6,7 @@
 // reply.write() promises stay pending), so memory stays bounded however
 // large the response; there server and client run in child processes of
 // their own, so that the RSS measured is the client's alone.
+import * as fs from 'node:fs';
 import * as path from 'node:path';
 import * as v8 from 'node:v8';
 import * as vm from 'node:vm';
@@ -78,5 +79,27 @@ describe('stream backpressure', () => {
     expect(result.bytes).toBe(300 * 1024 * 1024);
     expect(result.inOrder).toBe(true);
     expect(result.growthBytes).toBeLessThan(32 * 1000 * 1000);
+  }, 180_000);
+
+  // The JS thread's pause cannot act while that thread does not run; the
+  // native hand-over bound (4 MiB handed to JS and not yet taken) holds
+  // anyway, and the server is held back. Without it the client reads on
+  // at the server's pace (the busy loop then ends once the server has
+  // sent 64 MiB: see the fixture).
+  it('a JS thread busy for 2 s in the middle of a 256 MiB stream grows the client by less than 16 MB', async () => {
+    const p = socketPath();
+    const progress = `${p}.progress`;
+    onCleanup(() => fs.rmSync(progress, { force: true }));
+    const server = spawnNode(path.join(fixtures, 'stream-server.js'), [p, progress]);
+    await waitForLine(server, /listening/);
+    const client = spawnNode(path.join(fixtures, 'starved-stream-client.js'), [p, '256', '2000', progress]);
+    const line = await waitForLine(client, /^\{/, 120_000);
+    expect(await exited(client)).toBe(0);
+    const result = JSON.parse(line) as { bytes: number; inOrder: boolean; growthBytes: number; serverSentWhileBusy: number };
+    expect(result.bytes).toBe(256 * 1024 * 1024);
+    expect(result.inOrder).toBe(true);
+    expect(result.growthBytes).toBeLessThan(16 * 1000 * 1000);
+    // Held back: the socket's buffers and the bound, not the response.
+    expect(result.serverSentWhileBusy).toBeLessThan(32 * 1024 * 1024);
   }, 180_000);
 });
