@@ -7,7 +7,7 @@ import assert from 'node:assert/strict';
 import * as path from 'node:path';
 import { createRequire } from 'node:module';
 
-import { exited, fixtures, hang, ipcPath, rejection, repoRoot, serve, sipc, spawnNode, waitFor, waitForLine } from './helpers.mjs';
+import { exited, fixtures, hang, ipcPath, rejection, repoRoot, serve, sipc, spawnNode, tempDir, waitFor, waitForLine } from './helpers.mjs';
 import { describe, it } from './runner.mjs';
 
 const require = createRequire(import.meta.url);
@@ -72,6 +72,27 @@ describe('stream backpressure (Pause/Resume on the completion-port thread)', () 
     assert.equal(result.bytes, 200 * MiB);
     assert.equal(result.inOrder, true);
     assert.ok(result.growthBytes < 64 * 1000 * 1000, `client grew by ${result.growthBytes} bytes`);
+  }, 180_000);
+
+  // The native hand-over bound (4 MiB handed to JS and not yet taken)
+  // holds while the JS thread does not run, where the JS pause cannot act.
+  it('a JS thread busy for 2 s in the middle of a 256 MiB stream grows the client by less than 16 MB and holds the server back', async (t) => {
+    const p = ipcPath(t);
+    const progress = path.join(tempDir(t), 'progress');
+    const server = spawnNode(t, [path.join(fixtures, 'stream-server.js'), p, progress]);
+    await waitForLine(server, /listening/);
+    const client = spawnNode(t, [path.join(fixtures, 'starved-stream-client.js'), p, '256', '2000', progress]);
+    const line = await waitForLine(client, /^\{/, 170_000);
+    assert.equal(await exited(client), 0);
+    const result = JSON.parse(line);
+    console.log(
+      `256 MiB stream, JS thread busy: client RSS growth ${(result.growthBytes / 1e6).toFixed(1)} MB, ` +
+        `server sent ${(result.serverSentWhileBusy / MiB).toFixed(0)} MiB meanwhile`,
+    );
+    assert.equal(result.bytes, 256 * MiB);
+    assert.equal(result.inOrder, true);
+    assert.ok(result.growthBytes < 16 * 1000 * 1000, `client grew by ${result.growthBytes} bytes`);
+    assert.ok(result.serverSentWhileBusy < 32 * MiB, `the server sent ${result.serverSentWhileBusy} bytes`);
   }, 180_000);
 
   it('a stream whose consumer stops holds the server back, and an abort still ends it', async (t) => {
