@@ -58,6 +58,8 @@ export const enum ReplyOutcome {
   Borrowed = 2,
   /** The conversation is over. */
   Gone = 3,
+  /** Copied and queued within the write mark (64 KiB queued): done for the caller, nothing follows. */
+  Buffered = 4,
 }
 
 export const enum ReplyFlags {

@@ -28,7 +28,8 @@ export type HandlerResult = void | undefined | null | string | Uint8Array | type
 export interface Reply {
   /**
    * Sends `chunk` to the client at once, as data packets. Resolves when the
-   * bytes are handed to the kernel (await it for backpressure). Never
+   * bytes are handed to the kernel, or at once when a copy of them waits
+   * in a queue of at most 64 KiB (await it for backpressure). Never
    * rejects: if the client left, it resolves and `ctx.signal` is aborted.
    * Throws `ERR_IPC_REPLY_ENDED` when called after the handler finished.
    */
@@ -174,8 +175,10 @@ class Conversation implements Reply, RequestContext {
     if (this.trace !== null) countResponse(this.trace, chunk);
     const token = this.server._nextToken();
     const outcome = this.nativeServer.reply(this.id, chunk, ReplyFlags.None, token);
-    // Taken by the kernel at once.
-    if (outcome === ReplyOutcome.Sent) return writtenPromise;
+    // Taken by the kernel at once, or queued under the write mark
+    // (docs/design.md#memory): done, as a stream's write() under its
+    // highWaterMark.
+    if (outcome === ReplyOutcome.Sent || outcome === ReplyOutcome.Buffered) return writtenPromise;
     // The client is gone: the addon has queued the event that aborts
     // ctx.signal. Resolve on a later turn of the event loop, so that a
     // `while (!ctx.signal.aborted) await reply.write(...)` loop lets that

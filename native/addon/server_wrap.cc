@@ -208,7 +208,8 @@ Napi::Value ServerWrap::Start(const Napi::CallbackInfo& info) {
 
 // reply(id, chunk, flags, token): a ReplyOutcome (0 sent, 1 queued,
 // 2 borrowed: keep `chunk` referenced until `token` comes back through
-// onWritten or onReleased, 3 gone). flags: 1 end, 2 quit.
+// onWritten or onReleased, 3 gone, 4 buffered: queued under the write
+// mark, nothing follows). flags: 1 end, 2 quit.
 Napi::Value ServerWrap::ReplyCall(const Napi::CallbackInfo& info) {
   Napi::Env env = info.Env();
   if (!server_) return Napi::Number::New(env, static_cast<double>(ReplyOutcome::kGone));

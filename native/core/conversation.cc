@@ -169,18 +169,25 @@ std::vector<uint8_t> Conversation::FrameCopy(const ReplyChunk& chunk) {
 }
 
 ReplyOutcome Conversation::Queue(const ReplyChunk& chunk, std::vector<uint8_t>&& framed, size_t already_sent) {
-  bool borrowed = Borrows(chunk);
-  if (borrowed) {
+  if (Borrows(chunk)) {
     out.PushBorrowed(chunk.data, chunk.len, chunk.end, chunk.token);
-  } else {
-    out.Push(std::move(framed), chunk.token);
+    DropSent(already_sent);
+    MarkLast(chunk);
+    return ReplyOutcome::kBorrowed;
   }
-  if (already_sent > 0) {
-    std::vector<uint64_t> none;
-    out.Consume(already_sent, &none);  // the entry is not complete: no token
-  }
+  // Under the mark the caller is done with the chunk now: no token, so no
+  // OnWritten (and no hop to the caller's thread) follows.
+  bool buffered = out.bytes() + (framed.size() - already_sent) <= kWriteMark;
+  out.Push(std::move(framed), buffered ? 0 : chunk.token);
+  DropSent(already_sent);
   MarkLast(chunk);
-  return borrowed ? ReplyOutcome::kBorrowed : ReplyOutcome::kQueued;
+  return buffered ? ReplyOutcome::kBuffered : ReplyOutcome::kQueued;
+}
+
+void Conversation::DropSent(size_t already_sent) {
+  if (already_sent == 0) return;
+  std::vector<uint64_t> none;
+  out.Consume(already_sent, &none);  // the entry is not complete: no token
 }
 
 void Conversation::MarkLast(const ReplyChunk& chunk) {

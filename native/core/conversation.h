@@ -246,8 +246,24 @@ class Conversation {
   // The pkt-line framed copy of a chunk that is not borrowed (empty for
   // one that is): may be made before taking the lock.
   static std::vector<uint8_t> FrameCopy(const ReplyChunk& chunk);
+  // The write mark (docs/design.md#memory): a copied chunk that
+  // leaves at most this many framed bytes queued is done for the caller
+  // at once (kBuffered), as a Node stream's write() is under its
+  // highWaterMark. Why it exists: a Unix socket charges each small send
+  // far more than its bytes, so a writer of small chunks fills the
+  // socket after a few hundred of them; without a mark every later
+  // awaited chunk would wait for a serving thread's write and its hop
+  // back to the application's thread. 64 KiB: Node's default
+  // highWaterMark for streams (since Node 22), small beside the socket's own buffer
+  // (about 200 KiB on Linux), and the borrow threshold, so a borrowed
+  // chunk (which must stay pinned until its token comes back) is never
+  // under it. An awaiting writer holds at most the mark plus the one
+  // chunk it waits for.
+  static constexpr size_t kWriteMark = 64 * 1024;
   // Queues `chunk` (`framed` is FrameCopy(chunk)), of which `already_sent`
-  // framed bytes went out at once. Returns kBorrowed or kQueued.
+  // framed bytes went out at once. Returns kBorrowed, kBuffered (copied,
+  // and the queue stays within kWriteMark: the token is not kept) or
+  // kQueued.
   ReplyOutcome Queue(const ReplyChunk& chunk, std::vector<uint8_t>&& framed, size_t already_sent);
   // The last chunk is on its way: close once it is out (and quit).
   void MarkLast(const ReplyChunk& chunk);
@@ -288,6 +304,11 @@ class Conversation {
   bool aborted = false;  // close without writing what is queued
   bool write_waiting = false;       // queued bytes wait for the peer
   int64_t write_waiting_since = 0;  // since then
+
+ private:
+  // The first `already_sent` framed bytes of the chunk just queued went
+  // out at once.
+  void DropSent(size_t already_sent);
 };
 
 }  // namespace sipc

@@ -35,6 +35,7 @@ class OutputQueue {
     Item item;
     item.bytes = std::move(framed);
     item.token = token;
+    bytes_ += item.size();
     items_.push_back(std::move(item));
   }
 
@@ -47,10 +48,13 @@ class OutputQueue {
     item.borrowed_len = len;
     item.borrowed_flush = with_flush;
     item.token = token;
+    bytes_ += item.size();
     items_.push_back(std::move(item));
   }
 
   bool empty() const { return items_.empty(); }
+  // The framed bytes still to be written (owned and borrowed alike).
+  size_t bytes() const { return bytes_; }
 
   // Fills up to `max` spans with the unwritten bytes, oldest first, and
   // returns their number. Spans stay valid until Consume() or Clear()
@@ -69,9 +73,11 @@ class OutputQueue {
       size_t left = item.size() - front_offset_;
       if (written < left) {
         front_offset_ += written;
+        bytes_ -= written;
         return;
       }
       written -= left;
+      bytes_ -= left;
       if (item.token != 0) done_tokens->push_back(item.token);
       items_.pop_front();
       front_offset_ = 0;
@@ -88,6 +94,7 @@ class OutputQueue {
   void Clear() {
     items_.clear();
     front_offset_ = 0;
+    bytes_ = 0;
   }
 
  private:
@@ -126,6 +133,7 @@ class OutputQueue {
 
   std::deque<Item> items_;
   size_t front_offset_ = 0;   // bytes of the front item already written
+  size_t bytes_ = 0;          // the items' sizes, less front_offset_
 };
 
 }  // namespace sipc

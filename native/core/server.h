@@ -78,13 +78,17 @@ struct ServerStats {
   uint64_t peer_lookups = 0;           // POSIX: credentials read from a socket (not shown to users)
 };
 
-// What Server::Reply did with a chunk.
+// What Server::Reply did with a chunk. The values are the addon's
+// (native/addon/server_wrap.cc passes them to lib/native.ts).
 enum class ReplyOutcome {
-  kSent,      // the kernel took all of it at once; nothing is reported later
-  kQueued,    // copied and queued; OnWritten(token) follows once it is sent
-  kBorrowed,  // queued from the caller's memory: keep it alive and unchanged
-              // until `token` comes back through OnWritten or OnReleased
-  kGone,      // the conversation is over (client left, aborted): nothing sent
+  kSent = 0,      // the kernel took all of it at once; nothing is reported later
+  kQueued = 1,    // copied and queued; OnWritten(token) follows once it is sent
+  kBorrowed = 2,  // queued from the caller's memory: keep it alive and unchanged
+                  // until `token` comes back through OnWritten or OnReleased
+  kGone = 3,      // the conversation is over (client left, aborted): nothing sent
+  kBuffered = 4,  // copied and queued within the write mark
+                  // (Conversation::kWriteMark): as good as sent for the
+                  // caller; its token is dropped, nothing is reported later
 };
 
 struct ReplyChunk {

@@ -283,11 +283,11 @@ TEST(replies_apply_only_while_handling_and_until_the_last_chunk) {
   conv.phase = ConversationPhase::kHandling;
   CHECK(conv.TakesReplies());
   std::vector<uint8_t> data = Bytes("pong");
-  CHECK(conv.Queue(Chunk(data, false), Conversation::FrameCopy(Chunk(data, false)), 0) == ReplyOutcome::kQueued);
+  CHECK(conv.Queue(Chunk(data, false), Conversation::FrameCopy(Chunk(data, false)), 0) == ReplyOutcome::kBuffered);
   CHECK(conv.TakesReplies());
   ReplyChunk last = Chunk(data, true);
   last.quit = true;
-  CHECK(conv.Queue(last, Conversation::FrameCopy(last), 0) == ReplyOutcome::kQueued);
+  CHECK(conv.Queue(last, Conversation::FrameCopy(last), 0) == ReplyOutcome::kBuffered);
   CHECK(!conv.TakesReplies());
   CHECK(conv.ended);
   CHECK(conv.quit);
@@ -298,13 +298,106 @@ TEST(replies_apply_only_while_handling_and_until_the_last_chunk) {
 TEST(queue_counts_bytes_already_sent_and_reports_tokens_once_complete) {
   Conversation conv(SIZE_MAX);
   conv.phase = ConversationPhase::kHandling;
-  std::vector<uint8_t> data = Bytes("hello");
-  ReplyChunk chunk = Chunk(data, true, 7);
-  conv.Queue(chunk, Conversation::FrameCopy(chunk), 3);  // "000" went out at once
+  // Over the write mark (docs/design.md#memory), so that the token is kept.
+  std::vector<uint8_t> big(Conversation::kWriteMark, 'h');
+  ReplyChunk chunk = Chunk(big, true, 7);
+  size_t framed = sipc::pkt::EncodedSize(big.size()) + sipc::pkt::kHeaderSize;
+  CHECK(conv.Queue(chunk, Conversation::FrameCopy(chunk), 3) == ReplyOutcome::kQueued);  // 3 bytes went out at once
+  CHECK_EQ(conv.out.bytes(), framed - 3);
   std::vector<uint64_t> written;
-  CHECK_EQ(Drain(&conv, &written), std::string("9hello0000"));
+  std::string rest = Drain(&conv, &written);
+  CHECK_EQ(rest.size(), framed - 3);
+  CHECK_EQ(rest.substr(0, 5), std::string("0hhhh"));  // the first header's last digit ("fff0"), then payload
+  CHECK_EQ(rest.substr(rest.size() - 4), std::string("0000"));
   CHECK_EQ(written.size(), size_t{1});
   CHECK_EQ(written[0], uint64_t{7});
+  CHECK_EQ(conv.out.bytes(), size_t{0});
+
+  // Under the mark, the bytes already sent count the same way; no token is kept.
+  Conversation small_conv(SIZE_MAX);
+  small_conv.phase = ConversationPhase::kHandling;
+  std::vector<uint8_t> data = Bytes("hello");
+  ReplyChunk small = Chunk(data, true, 8);
+  CHECK(small_conv.Queue(small, Conversation::FrameCopy(small), 3) == ReplyOutcome::kBuffered);  // "000" went out
+  CHECK_EQ(Drain(&small_conv, &written), std::string("9hello0000"));
+  CHECK_EQ(written.size(), size_t{1});  // still only 7
+}
+
+// The write mark (docs/design.md#memory): a copied chunk is done for the
+// caller at once (kBuffered, no token kept) while the queue it leaves
+// holds at most kWriteMark framed bytes; the chunk that takes it over
+// the mark waits (kQueued, OnWritten(token) once it is out), and so does
+// every chunk while the queue stays over it.
+TEST(write_mark_buffers_copied_chunks_up_to_the_mark_and_no_further) {
+  Conversation conv(SIZE_MAX);
+  conv.phase = ConversationPhase::kHandling;
+  const size_t framed = 1024;  // one packet: header + 1020 bytes
+  std::vector<uint8_t> data(framed - sipc::pkt::kHeaderSize, 'd');
+  uint64_t token = 1;
+  size_t buffered = 0;
+  ReplyOutcome outcome;
+  // (Bounded: a queue that never reaches the mark fails the checks below.)
+  while ((outcome = conv.Queue(Chunk(data, false, token), Conversation::FrameCopy(Chunk(data, false, token)), 0)) ==
+             ReplyOutcome::kBuffered &&
+         token < 1000) {
+    buffered++;
+    token++;
+  }
+  CHECK(outcome == ReplyOutcome::kQueued);
+  CHECK_EQ(buffered, Conversation::kWriteMark / framed);  // exactly the mark
+  CHECK_EQ(conv.out.bytes(), Conversation::kWriteMark + framed);
+  uint64_t waiting = token;
+  // Over the mark, even a chunk of one byte waits.
+  std::vector<uint8_t> one = Bytes("x");
+  CHECK(conv.Queue(Chunk(one, false, 999), Conversation::FrameCopy(Chunk(one, false, 999)), 0) == ReplyOutcome::kQueued);
+
+  // The peer takes the buffered chunks (no tokens), then the waiting
+  // one: reported alone, and the queue is under the mark again.
+  std::vector<uint64_t> written;
+  conv.Wrote(Conversation::kWriteMark, &written);
+  CHECK(written.empty());
+  conv.Wrote(framed, &written);
+  CHECK_EQ(written.size(), size_t{1});
+  CHECK_EQ(written[0], waiting);
+  CHECK_EQ(conv.out.bytes(), size_t{5});
+  CHECK(conv.Queue(Chunk(data, false, 1000), Conversation::FrameCopy(Chunk(data, false, 1000)), 0) ==
+        ReplyOutcome::kBuffered);
+  written.clear();
+  Drain(&conv, &written);
+  CHECK_EQ(written.size(), size_t{1});  // the one-byte chunk; the buffered one keeps no token
+  CHECK_EQ(written[0], uint64_t{999});
+  CHECK(conv.out.empty());
+  CHECK_EQ(conv.out.bytes(), size_t{0});
+}
+
+// A borrowed chunk is never buffered: its memory stays pinned until its
+// token comes back, however little is queued.
+TEST(write_mark_never_buffers_a_borrowed_chunk) {
+  Conversation conv(SIZE_MAX);
+  conv.phase = ConversationPhase::kHandling;
+  std::vector<uint8_t> big(sipc::kBorrowThreshold, 'b');
+  ReplyChunk chunk = Chunk(big, false, 5);
+  chunk.may_borrow = true;
+  CHECK(conv.Queue(chunk, Conversation::FrameCopy(chunk), 0) == ReplyOutcome::kBorrowed);
+  std::vector<uint64_t> written;
+  Drain(&conv, &written);
+  CHECK_EQ(written.size(), size_t{1});
+  CHECK_EQ(written[0], uint64_t{5});
+}
+
+// A dropped queue counts nothing any more (a reused Windows instance
+// starts from an empty queue).
+TEST(write_mark_counts_from_zero_after_a_drop) {
+  Conversation conv(SIZE_MAX);
+  conv.phase = ConversationPhase::kHandling;
+  std::vector<uint8_t> big(Conversation::kWriteMark, 'z');
+  CHECK(conv.Queue(Chunk(big, false, 3), Conversation::FrameCopy(Chunk(big, false, 3)), 0) == ReplyOutcome::kQueued);
+  std::vector<uint64_t> released;
+  conv.DropQueued(&released);
+  CHECK_EQ(conv.out.bytes(), size_t{0});
+  std::vector<uint8_t> small = Bytes("s");
+  CHECK(conv.Queue(Chunk(small, false, 4), Conversation::FrameCopy(Chunk(small, false, 4)), 0) ==
+        ReplyOutcome::kBuffered);
 }
 
 TEST(borrowing_needs_permission_a_token_and_the_threshold) {
