@@ -48,8 +48,8 @@ export function compileFlags(name, extraDefines = []) {
   ];
 }
 
-// Link flags: Node-API stays undefined, to be bound to the loading
-// process's napi_* at load time; libc++ is linked in statically by Zig.
+// Link flags: Node-API and libuv stay undefined, to be bound to the loading
+// process's napi_*/uv_* at load time; libc++ is linked in statically by Zig.
 export function linkFlags(name) {
   const t = ZIG_TARGETS[name];
   const common = ['-target', t.zig, '-shared', '-s'];

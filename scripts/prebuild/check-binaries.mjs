@@ -9,13 +9,13 @@
 //    only Node-API registration (targets.mjs EXPORTS).
 //  - Linux: no glibc symbol version newer than 2.28, no GLIBCXX_/CXXABI_
 //    newer than GCC 8's, no libstdc++/libc++ dependency (linked in), only
-//    napi_* left for Node to provide. musl: no versioned symbol at all, only
-//    libc.so needed, every import Node-API or a symbol musl's libc exports.
+//    napi_*/uv_* left for Node to provide. musl: no versioned symbol at all, only
+//    libc.so needed, every import Node-API, libuv or a symbol musl's libc exports.
 //  - macOS: the minimum macOS it was built for (targets.mjs), and for
 //    darwin-x64, built with macOS 11's SDK for 10.15, that everything it
 //    imports from libSystem exists in 10.15; it links only libSystem
 //    (and libc++ if any), and the only symbols left to the loading process
-//    (dynamic lookup) are napi_*; the macOS code paths are the ones
+//    (dynamic lookup) are napi_*/uv_*; the macOS code paths are the ones
 //    compiled in: poll() poller, getpeereid, LOCAL_PEERPID, SO_NOSIGPIPE,
 //    104-byte sun_path (from the imports, and a probe compiled for the
 //    target that includes the socket code and tests the macros it saw).
@@ -80,14 +80,22 @@ function checkElf(target, file, t, ok, bad) {
     else if (versionLE(need, floor)) ok(`newest ${lib}_ version needed: ${need} (floor ${floor})`);
     else bad(`needs ${lib}_${need}, newer than the floor ${floor}`);
   }
-  const notNapi = undefinedPlain.filter((s) => !s.startsWith('napi_') && !s.startsWith('node_api_'));
-  if (notNapi.length) bad(`unversioned imports other than Node-API: ${notNapi.join(' ')}`);
-  else ok(`left for Node to provide: ${undefinedPlain.length} napi_* functions, nothing else`);
+  const notNapi = undefinedPlain.filter((s) => !fromNode(s));
+  if (notNapi.length) bad(`unversioned imports other than Node-API and libuv: ${notNapi.join(' ')}`);
+  else ok(`left for Node to provide: ${undefinedPlain.length} napi_*/uv_* functions, nothing else`);
   checkExports(exported, ok, bad);
   const needed = [...sh('readelf', ['-d', file]).matchAll(/\(NEEDED\)\s+Shared library: \[(.*)\]/g)].map((m) => m[1]);
   const cxx = needed.filter((n) => /libstdc\+\+|libc\+\+|libgcc_s/.test(n));
   if (cxx.length) bad(`links a C++ runtime dynamically: ${cxx.join(' ')}`);
   else ok(`shared libraries: ${needed.join(' ')} (C++ runtime linked in)`);
+}
+
+// What the loading process (Node.js, Electron) provides: Node-API, and
+// libuv, whose 1.x ABI is stable and whose functions Node exports for
+// addons (the JS-thread accept and completion paths watch descriptors on
+// the loop napi_get_uv_event_loop gives: docs/design.md#threads).
+function fromNode(symbol) {
+  return /^(napi|node_api|uv)_/.test(symbol);
 }
 
 // A musl file has no symbol versions: every import must be Node-API or a
@@ -98,12 +106,12 @@ function checkMuslImports(versions, undefinedPlain, ok, bad) {
   else ok('no versioned imports (no glibc symbol)');
   const libcS = fs.readFileSync(path.join(path.dirname(zigBinary()), 'lib', 'libc', 'musl', 'libc.S'), 'utf8');
   const musl = new Set([...libcS.matchAll(/^([A-Za-z_][\w.$]*):$/gm)].map((m) => m[1]));
-  const napi = undefinedPlain.filter((s) => s.startsWith('napi_') || s.startsWith('node_api_'));
+  const napi = undefinedPlain.filter(fromNode);
   const others = undefinedPlain.filter((s) => !napi.includes(s));
   const unknown = others.filter((s) => !musl.has(s));
   if (musl.size < 1000) bad(`musl's symbol list has only ${musl.size} entries`);
   else if (unknown.length) bad(`imports that musl's libc does not export: ${unknown.join(' ')}`);
-  else ok(`imports: ${napi.length} napi_* left for Node, ${others.length} from musl's libc (all among its ${musl.size} exports)`);
+  else ok(`imports: ${napi.length} napi_*/uv_* left for Node, ${others.length} from musl's libc (all among its ${musl.size} exports)`);
 }
 
 function checkExports(exported, ok, bad) {
@@ -133,9 +141,9 @@ function checkMacho(target, file, t, ok, bad) {
   const undef = sh('llvm-nm', ['-m', '-u', file]).split('\n').filter(Boolean);
   const lookedUp = undef.filter((l) => /dynamically looked up/.test(l)).map((l) => /external (\S+)/.exec(l)[1]);
   const fromElsewhere = undef.filter((l) => !/dynamically looked up/.test(l) && !/\(from (libSystem|libc\+\+|libc\+\+abi)\)/.test(l));
-  const notNapi = lookedUp.filter((s) => !/^_(napi|node_api)_/.test(s));
-  if (notNapi.length || fromElsewhere.length) bad(`imports outside Node-API/libSystem: ${[...notNapi, ...fromElsewhere].join(' ')}`);
-  else ok(`imports: ${lookedUp.length} napi_* looked up in the loading process, ${undef.length - lookedUp.length} from libSystem/libc++`);
+  const notNapi = lookedUp.filter((s) => !fromNode(s.replace(/^_/, '')));
+  if (notNapi.length || fromElsewhere.length) bad(`imports outside Node-API/libuv/libSystem: ${[...notNapi, ...fromElsewhere].join(' ')}`);
+  else ok(`imports: ${lookedUp.length} napi_*/uv_* looked up in the loading process, ${undef.length - lookedUp.length} from libSystem/libc++`);
   // Zig 0.11's Mach-O linker exports hidden symbols as well (libc++ and
   // ours), so the export trie is checked for what matters: both Node-API
   // entry points are there, and no other napi_* that would shadow Node's.

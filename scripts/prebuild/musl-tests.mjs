@@ -9,7 +9,7 @@
 // Then the x64 musl prebuild itself (prebuilds/linux-x64/simple-ipc.musl.node,
 // or --addon=FILE) is loaded by musl's own dynamic loader, from a small C
 // program built with Debian's musl-gcc that stands in for Node.js: it
-// defines every napi_* function the file imports (as stubs), dlopen()s
+// defines every napi_*/uv_* function the file imports (as stubs), dlopen()s
 // it with RTLD_NOW (musl resolves libc.so and every import, the C++
 // runtime's constructors run) and calls node_api_module_get_api_version_v1.
 // Skipped, saying so, without musl-gcc or without the file.
@@ -98,7 +98,7 @@ function loadAddonOnMusl(addon) {
   const imports = spawnSync('readelf', ['-W', '--dyn-syms', addon], { encoding: 'utf8' })
     .stdout.split('\n')
     .map((l) => l.trim().split(/\s+/))
-    .filter((f) => f[6] === 'UND' && /^(napi|node_api)_/.test(f[7] ?? ''))
+    .filter((f) => f[6] === 'UND' && /^(napi|node_api|uv)_/.test(f[7] ?? ''))
     .map((f) => f[7]);
   const dir = path.join(CACHE, 'musl-tests', 'load');
   fs.mkdirSync(dir, { recursive: true });
@@ -125,7 +125,7 @@ function loadAddonOnMusl(addon) {
   }
   const r = spawnSync(path.join(dir, 'load'), [addon], { encoding: 'utf8' });
   const ok = r.status === 0;
-  console.log(`[musl-tests] ${path.relative(ROOT, addon)} loaded by ${loader} (${imports.length} napi_* stubbed): ${ok ? 'ok' : 'FAILED'}: ${(r.stdout + r.stderr).trim()}`);
+  console.log(`[musl-tests] ${path.relative(ROOT, addon)} loaded by ${loader} (${imports.length} napi_*/uv_* stubbed): ${ok ? 'ok' : 'FAILED'}: ${(r.stdout + r.stderr).trim()}`);
   return ok ? [1, 0] : [0, 1];
 }
 
