@@ -27,7 +27,7 @@ import { CACHE, zigBinary } from './deps.mjs';
 
 const ARCHES = { x64: { zig: 'x86_64-linux-musl', run: [] }, arm64: { zig: 'aarch64-linux-musl', run: ['qemu-aarch64'] } };
 const LIBRARY = gypList('sources', 'linux').filter((s) => !s.startsWith('native/addon/'));
-const SERVER_TEST = ['server_test_main', 'server_framing_test', 'server_rendezvous_test', 'server_limits_test', 'server_faults_test', 'server_peer_test', 'server_lifecycle_test', 'server_load_test'];
+const SERVER_TEST = ['server_test_main', 'server_framing_test', 'server_rendezvous_test', 'server_limits_test', 'server_faults_test', 'server_peer_test', 'server_lifecycle_test', 'server_load_test', 'server_caller_test'];
 const PROGRAMS = {
   core_test: ['core_test'],
   conversation_test: ['conversation_test'],
