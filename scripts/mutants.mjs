@@ -5,7 +5,9 @@
 // (pkt-line framing, every server limit and deadline, the lock and
 // stale-socket rules, allowPeer and who may hold what, the idle stop, the
 // stop grace, the client's checks, the daemon start, closeOnSignals,
-// defaultSocketPath), in a
+// defaultSocketPath, the JS-thread accept, the client's calling-thread
+// side, the write mark, the stream hand-over bound, the Windows listener
+// occupation), in a
 // scratch copy of this tree, rebuilds what it touches and runs the tests
 // that claim the rule. A mutant is "killed" when one of those tests fails
 // (or hangs past its limit), "survived" when they all pass. Every mutant
@@ -42,6 +44,9 @@ const core = { native: ['sipc_core_test'] };
 const conversation = { native: ['sipc_conversation_test'] };
 const exchange = (filter) => ({ native: ['sipc_exchange_test', filter] });
 const server = (filter) => ({ native: ['sipc_server_test', filter] });
+const client = (filter) => ({ native: ['sipc_client_test', filter] });
+const coreOnly = (filter) => ({ native: ['sipc_core_test', filter] });
+const conversationOnly = (filter) => ({ native: ['sipc_conversation_test', filter] });
 const vitest = (file) => ({ vitest: file });
 
 /** @type {Array<{name: string, rule: string, file: string, find: string | RegExp, replace: string, tests: Array<{native?: string[], vitest?: string}>}>} */
@@ -453,6 +458,134 @@ const MUTANTS = [
     find: 'if ((st.mode & 0o077) !== 0) return',
     replace: 'if (false) return',
     tests: [vitest('test/socket-path.test.ts')],
+  },
+  // ---- the JS-thread accept (docs/design.md#accepting-on-the-js-thread) ----
+  {
+    name: 'busy-caller-keeps-the-listener',
+    rule: 'the serving threads take the listener from a JS thread that stays busy while a connection waits',
+    file: 'native/posix/server_posix.cc',
+    find: 'if (!stopping()) TakeListenerFromCallerLocked();',
+    replace: 'if (false) TakeListenerFromCallerLocked();',
+    tests: [server('busy_caller_loses_the_listener'), vitest('test/faults/busy-server.test.ts')],
+  },
+  {
+    name: 'caller-closes-an-incomplete-request',
+    rule: 'a request not complete at the JS thread\'s accept goes to a serving thread, not closed',
+    file: 'native/posix/server_posix.cc',
+    find: 'void ServingThread::HandOver(std::unique_ptr<Conn> conn, int64_t accepted_at) {',
+    replace:
+      'void ServingThread::HandOver(std::unique_ptr<Conn> conn, int64_t accepted_at) {\n  if (accepted_at >= 0) {\n    if (conn->buffered > 0) server_->ReleaseRequest(&conn->buffered);\n    close(conn->fd);\n    server_->Closed();\n    return;\n  }',
+    tests: [server('request_not_all_there_goes_to_a_serving_thread')],
+  },
+  {
+    name: 'caller-never-takes-the-listener-back',
+    rule: 'a JS thread idle again after a take-over takes the listener back',
+    file: 'native/posix/server_posix.cc',
+    find: /(void PosixServer::TakeListenerFromCallerLocked\(\) \{\s*if \(!caller_owns_\.load\(std::memory_order_relaxed\)\) return;\s*caller_owns_\.store\(false, std::memory_order_release\);)/,
+    replace: '$1\n  caller_resume_at_ = int64_t{1} << 62;',
+    tests: [server('busy_caller_loses_the_listener')],
+  },
+
+  // ---- the client's calling-thread side (docs/design.md#client) ----
+  {
+    name: 'caller-side-never-hands-over-after-the-wait',
+    rule: 'an exchange waiting on the calling thread goes to the I/O thread after CallerSide::kWaitMs',
+    file: 'native/core/caller_side.h',
+    find: 'int64_t at = since + kWaitMs;',
+    replace: 'int64_t at = since + (int64_t{1} << 40);',
+    tests: [exchange('takes_over_after_the_wait'), client('while_the_caller_is_busy'), vitest('test/client/busy-caller.test.ts')],
+  },
+  {
+    name: 'caller-side-deadline-ignored',
+    rule: 'a deadline earlier than the wait hands the exchange to the I/O thread at the deadline',
+    file: 'native/core/caller_side.h',
+    find: 'return deadline >= 0 && deadline < at ? deadline : at;',
+    replace: '(void)deadline;\n    return at;',
+    // Only the unit test: end to end, a deadline under kWaitMs (5 ms) is not measurable.
+    tests: [exchange('takes_over_after_the_wait')],
+  },
+  {
+    name: 'caller-side-keeps-an-unfinished-exchange',
+    rule: 'an exchange that one step on the calling thread did not finish goes to the I/O thread',
+    file: 'native/core/caller_side.h',
+    find: 'static bool HandOverAfterStep(const ClientExchange& exchange) { return !exchange.done(); }',
+    replace: 'static bool HandOverAfterStep(const ClientExchange& exchange) { (void)exchange; return false; }',
+    tests: [exchange('a_step_did_not_finish'), client('larger_than_one_step')],
+  },
+
+  // ---- reply.write()'s write mark (docs/design.md#memory) ----
+  {
+    name: 'write-mark-exact-fill-waits',
+    rule: 'a copied chunk that leaves exactly kWriteMark queued resolves at once',
+    file: 'native/core/conversation.cc',
+    find: 'out.bytes() + (framed.size() - already_sent) <= kWriteMark;',
+    replace: 'out.bytes() + (framed.size() - already_sent) < kWriteMark;',
+    tests: [conversationOnly('write_mark'), vitest('test/reply-write-mark.test.ts')],
+  },
+  {
+    name: 'write-mark-disabled',
+    rule: 'copied chunks under the write mark resolve at once, without waiting for the kernel',
+    file: 'native/core/conversation.cc',
+    find: 'bool buffered = out.bytes() + (framed.size() - already_sent) <= kWriteMark;',
+    replace: 'bool buffered = false;',
+    tests: [conversationOnly('write_mark'), vitest('test/reply-write-mark.test.ts')],
+  },
+  {
+    name: 'write-mark-unbounded',
+    rule: 'a chunk that takes the queue over the write mark waits for the kernel',
+    file: 'native/core/conversation.cc',
+    find: 'bool buffered = out.bytes() + (framed.size() - already_sent) <= kWriteMark;',
+    replace: 'bool buffered = true;',
+    tests: [conversationOnly('write_mark'), vitest('test/reply-write-mark.test.ts')],
+  },
+
+  // ---- a stream's hand-over bound (docs/design.md#stream-backpressure) ----
+  {
+    name: 'stream-hand-over-unbounded',
+    rule: 'a stream stops reading once kMaxUntakenStreamBytes are handed to the consumer and not taken',
+    file: 'native/core/stream_flow.h',
+    find: 'if (untaken_.fetch_add(n) + n < kMaxUntakenStreamBytes) return false;',
+    replace: 'untaken_.fetch_add(n);\n    return false;',
+    tests: [
+      coreOnly('stream_ledger'),
+      exchange('hand_over_bound'),
+      client('stops_at_the_hand_over_bound'),
+      vitest('test/client/large-responses.test.ts'),
+    ],
+  },
+  {
+    name: 'stream-wake-never-asked',
+    rule: 'a stream stopped at the bound is woken once the consumer takes it under kWakeUntakenStreamBytes',
+    file: 'native/core/stream_flow.h',
+    find: 'return stopped_.load() && stopped_.exchange(false);',
+    replace: 'return false;',
+    tests: [coreOnly('stream_ledger'), exchange('hand_over_bound'), client('never_loses_a_wake_up')],
+  },
+
+  // ---- the Windows stop's listener occupation (docs/design.md#windows-server; core unit tests) ----
+  {
+    name: 'occupation-stops-one-short',
+    rule: 'the stop takes every instance that listened, then one attempt more must find none',
+    file: 'native/core/conversation.cc',
+    find: 'return taken_ <= listening_;',
+    replace: 'return taken_ < listening_;',
+    tests: [conversationOnly('listener_occupation')],
+  },
+  {
+    name: 'occupation-takes-foreign-instances',
+    rule: 'the stop never takes more instances than listened (others are not the server\'s)',
+    file: 'native/core/conversation.cc',
+    find: 'return taken_ <= listening_;',
+    replace: 'return true;',
+    tests: [conversationOnly('listener_occupation')],
+  },
+  {
+    name: 'occupation-serves-clients-gone-without-a-byte',
+    rule: 'during the stop a client gone without a byte is closed unseen, not served',
+    file: 'native/core/conversation.h',
+    find: 'return arrival == Arrival::kClient || (arrival == Arrival::kNone && connected);',
+    replace: 'return arrival != Arrival::kNone || connected;',
+    tests: [conversationOnly('draining_stop')],
   },
 ];
 
