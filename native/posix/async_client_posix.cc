@@ -205,6 +205,15 @@ class PosixAsyncClient : public QueuedAsyncClient {
     return exchange;
   }
 
+  // With mutex_ held: takes exchange `id` off the calling thread's side
+  // for the loop (null if it is not there), its socket out of
+  // caller_poller_ (epoll_ctl is safe from any thread).
+  std::unique_ptr<SocketExchange> TakeForLoopLocked(uint64_t id) {
+    std::unique_ptr<SocketExchange> exchange = TakeWaitingLocked(id);
+    if (exchange && exchange->fd() >= 0) caller_poller_->Remove(exchange->fd());
+    return exchange;
+  }
+
   // Calling thread: the exchange is the loop's from here on.
   void HandToLoop(uint64_t id, std::unique_ptr<SocketExchange> exchange) {
     int fd = exchange->fd();
@@ -234,8 +243,7 @@ class PosixAsyncClient : public QueuedAsyncClient {
     std::lock_guard<std::mutex> lock(mutex_);
     // A command (a cancel) for an exchange waiting on the calling thread's
     // side: the loop takes it over first, then applies the command.
-    if (std::unique_ptr<SocketExchange> waiting = TakeWaitingLocked(c.id)) {
-      if (waiting->fd() >= 0) caller_poller_->Remove(waiting->fd());
+    if (std::unique_ptr<SocketExchange> waiting = TakeForLoopLocked(c.id)) {
       Command adopt(Command::Kind::kAdopt, c.id);
       adopt.exchange = std::move(waiting);
       commands_.push_back(std::move(adopt));
@@ -313,9 +321,7 @@ class PosixAsyncClient : public QueuedAsyncClient {
       std::lock_guard<std::mutex> lock(mutex_);
       while (!hand_overs_.empty() && hand_overs_.begin()->first <= now) {
         uint64_t id = hand_overs_.begin()->second;
-        std::unique_ptr<SocketExchange> exchange = TakeWaitingLocked(id);
-        if (exchange->fd() >= 0) caller_poller_->Remove(exchange->fd());
-        due.emplace_back(id, std::move(exchange));
+        due.emplace_back(id, TakeForLoopLocked(id));
       }
     }
     for (auto& d : due) Own(d.first, std::move(d.second), 0);

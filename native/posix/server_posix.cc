@@ -324,6 +324,11 @@ class PosixServer : public Server {
   bool ChargeRequest(size_t* held, size_t now_held);
   void ReleaseRequest(size_t* held);
   void CountDrop(ReadVerdict::Counter counter);
+  // One non-blocking recv() on a connection still sending its request,
+  // given to its conversation: false when nothing was there (EAGAIN), else
+  // *verdict says what the bytes, the end or the error made of the
+  // request. For whichever thread reads that connection now.
+  bool ReadOnce(Conn* conn, std::vector<uint8_t>* buffer, ReadVerdict* verdict);
   // The only getsockopt(SO_PEERCRED) of the server, counted (Stats).
   PeerInfo ReadPeer(int fd) {
     peer_lookups.fetch_add(1, std::memory_order_relaxed);
@@ -644,20 +649,10 @@ void PosixServer::AdoptOnCaller(int fd, std::vector<CallerRequest>* out) {
   conn->fd = fd;
   conn->conv.peer.deferred = true;
   conn->conv.phase = Phase::kReading;
-  ssize_t n;
-  do {
-    n = recv(fd, caller_buffer_.data(), caller_buffer_.size(), 0);
-  } while (n < 0 && errno == EINTR);
-  if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK)) {
+  ReadVerdict verdict;
+  if (!ReadOnce(conn.get(), &caller_buffer_, &verdict)) {
     t->HandOver(std::move(conn), accepted_at);
     return;
-  }
-  ReadVerdict verdict;
-  if (n > 0) {
-    bytes_in.fetch_add(static_cast<uint64_t>(n), std::memory_order_relaxed);
-    verdict = conn->conv.Feed(caller_buffer_.data(), static_cast<size_t>(n), options_.max_request_bytes);
-  } else {
-    verdict = n == 0 ? conn->conv.EndOfInput() : conn->conv.ReadFailed(Status::FromErrno(errno, "read"));
   }
   if (verdict.kind == ReadVerdict::Kind::kNeedMore) {
     if (!ChargeRequest(&conn->buffered, conn->conv.request.size())) {
@@ -778,6 +773,21 @@ void PosixServer::UndecidedDone(int64_t uid) {
 bool PosixServer::ChargeRequest(size_t* held, size_t now_held) {
   std::lock_guard<std::mutex> lock(admission_mu_);
   return request_memory_.Grow(held, now_held);
+}
+
+bool PosixServer::ReadOnce(Conn* conn, std::vector<uint8_t>* buffer, ReadVerdict* verdict) {
+  ssize_t n;
+  do {
+    n = recv(conn->fd, buffer->data(), buffer->size(), 0);
+  } while (n < 0 && errno == EINTR);
+  if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK)) return false;
+  if (n > 0) {
+    bytes_in.fetch_add(static_cast<uint64_t>(n), std::memory_order_relaxed);
+    *verdict = conn->conv.Feed(buffer->data(), static_cast<size_t>(n), options_.max_request_bytes);
+  } else {
+    *verdict = n == 0 ? conn->conv.EndOfInput() : conn->conv.ReadFailed(Status::FromErrno(errno, "read"));
+  }
+  return true;
 }
 
 void PosixServer::ReleaseRequest(size_t* held) {
@@ -1278,16 +1288,8 @@ void ServingThread::ReadRequest(Conn* conn) {
     StartRequestClock(conn, NowMs());
   }
   for (int i = 0; i < kMaxReadsPerEvent; i++) {
-    ssize_t n = recv(conn->fd, read_buffer_.data(), read_buffer_.size(), 0);
-    if (n < 0 && errno == EINTR) continue;
-    if (n < 0 && errno == EAGAIN) break;
     ReadVerdict verdict;
-    if (n > 0) {
-      server_->bytes_in.fetch_add(static_cast<uint64_t>(n), std::memory_order_relaxed);
-      verdict = conn->conv.Feed(read_buffer_.data(), static_cast<size_t>(n), server_->options().max_request_bytes);
-    } else {
-      verdict = n == 0 ? conn->conv.EndOfInput() : conn->conv.ReadFailed(Status::FromErrno(errno, "read"));
-    }
+    if (!server_->ReadOnce(conn, &read_buffer_, &verdict)) break;
     if (verdict.kind == ReadVerdict::Kind::kNeedMore) {
       // Only incomplete requests are charged: one that arrives whole in
       // its first read costs no lock.
